@@ -1,0 +1,2 @@
+//! Seed: a presence-first Matrix homeserver (MSC3032 experiment).
+pub mod presence;
