@@ -1,2 +1,14 @@
 //! Seed: a presence-first Matrix homeserver (MSC3032 experiment).
+//!
+//! Layers, imports pointing one way: `api` (HTTP) -> domain (`accounts`, `rooms`, `sync`,
+//! `presence`) -> `store` (sqlx).
+pub mod accounts;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod hooks;
 pub mod presence;
+pub mod rooms;
+pub mod store;
+pub mod sync;

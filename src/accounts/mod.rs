@@ -1,0 +1,213 @@
+//! Accounts: user ids, passwords, devices and access tokens. Every login is a device, and the
+//! device is what presence is tracked per.
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use dashmap::DashMap;
+
+use crate::error::{MatrixError, Result};
+use crate::rooms::event::{now_ms, random_string};
+use crate::store::Store;
+
+/// Who made an authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Session {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+pub struct Accounts {
+    store: Store,
+    pub server_name: String,
+    argon2: Argon2<'static>,
+    tokens: DashMap<String, Session>,
+}
+
+/// Localpart grammar of user ids (spec: "User Identifiers").
+pub fn valid_localpart(localpart: &str) -> bool {
+    !localpart.is_empty()
+        && localpart.bytes().all(
+            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
+        )
+}
+
+impl Accounts {
+    pub fn new(
+        store: Store,
+        server_name: String,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> anyhow::Result<Self> {
+        let params = Params::new(memory_kib.max(8), iterations.max(1), 1, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        Ok(Self {
+            store,
+            server_name,
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            tokens: DashMap::new(),
+        })
+    }
+
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.server_name)
+    }
+
+    /// Check a requested username and build the user id (`M_INVALID_USERNAME` otherwise).
+    pub fn user_id_for_registration(&self, username: &str) -> Result<String> {
+        let localpart = username
+            .strip_prefix('@')
+            .map(|u| u.split(':').next().unwrap_or_default())
+            .unwrap_or(username);
+        if !valid_localpart(localpart) {
+            return Err(MatrixError::InvalidUsername(
+                "User ID may only contain a-z, 0-9, and . _ = - / +".into(),
+            ));
+        }
+        let uid = self.user_id(localpart);
+        if uid.len() > 255 {
+            return Err(MatrixError::InvalidUsername("User ID is too long".into()));
+        }
+        Ok(uid)
+    }
+
+    pub fn is_local(&self, user_id: &str) -> bool {
+        user_id
+            .rsplit_once(':')
+            .map(|(_, s)| s == self.server_name)
+            .unwrap_or(false)
+    }
+
+    async fn hash(&self, password: &str) -> Result<String> {
+        let argon2 = self.argon2.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| MatrixError::Internal(e.into()))?
+        .map_err(|e| MatrixError::Internal(anyhow::anyhow!("hashing: {e}")))
+    }
+
+    async fn verify(&self, password: &str, hash: &str) -> bool {
+        let argon2 = self.argon2.clone();
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| argon2.verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Create the account. Returns `M_USER_IN_USE` if it exists.
+    pub async fn register(&self, user_id: &str, password: &str) -> Result<()> {
+        let hash = self.hash(password).await?;
+        if !self.store.insert_user(user_id, &hash, now_ms()).await? {
+            return Err(MatrixError::UserInUse);
+        }
+        Ok(())
+    }
+
+    pub async fn exists(&self, user_id: &str) -> Result<bool> {
+        Ok(self.store.get_user(user_id).await?.is_some())
+    }
+
+    /// Start a session (a device) for a user: returns (device id, access token).
+    pub async fn open_session(&self, user_id: &str, device_id: Option<String>) -> Result<Session> {
+        let device_id = device_id
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| random_string(10).to_uppercase());
+        if device_id.len() > 255 {
+            return Err(MatrixError::invalid_param("device_id is too long"));
+        }
+        Ok(Session {
+            user_id: user_id.to_owned(),
+            device_id,
+        })
+    }
+
+    pub async fn issue_token(
+        &self,
+        session: &Session,
+        display_name: Option<&str>,
+    ) -> Result<String> {
+        let token = format!("syt_{}", random_string(40));
+        // Re-using a device id ends that device's previous sessions.
+        for (t, s) in self
+            .tokens
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect::<Vec<_>>()
+        {
+            if s == *session {
+                self.tokens.remove(&t);
+            }
+        }
+        self.store
+            .create_device_with_token(
+                &session.user_id,
+                &session.device_id,
+                display_name,
+                &token,
+                now_ms(),
+            )
+            .await?;
+        self.tokens.insert(token.clone(), session.clone());
+        Ok(token)
+    }
+
+    /// Check a password login; `M_FORBIDDEN` for unknown users and wrong passwords alike.
+    pub async fn check_password(&self, user_id: &str, password: &str) -> Result<()> {
+        let user = self.store.get_user(user_id).await?;
+        match user {
+            Some(u) if self.verify(password, &u.password_hash).await => Ok(()),
+            _ => Err(MatrixError::forbidden("Invalid username or password")),
+        }
+    }
+
+    /// Resolve an access token (memory first, then the database).
+    pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        if let Some(s) = self.tokens.get(token) {
+            return Ok(s.clone());
+        }
+        match self.store.token_owner(token).await? {
+            Some((user_id, device_id)) => {
+                let s = Session { user_id, device_id };
+                self.tokens.insert(token.to_owned(), s.clone());
+                Ok(s)
+            }
+            None => Err(MatrixError::UnknownToken),
+        }
+    }
+
+    /// Remove a device and all its tokens (logout).
+    pub async fn delete_device(&self, session: &Session) -> Result<()> {
+        for t in self
+            .store
+            .delete_device(&session.user_id, &session.device_id)
+            .await?
+        {
+            self.tokens.remove(&t);
+        }
+        self.tokens.retain(|_, s| s != session);
+        Ok(())
+    }
+
+    /// Every device of the user (for `/logout/all` and `/devices`).
+    pub async fn devices(&self, user_id: &str) -> Result<Vec<crate::store::DeviceRow>> {
+        Ok(self.store.list_devices(user_id).await?)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}

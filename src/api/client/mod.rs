@@ -1,0 +1,20 @@
+//! Client-server API, one file per area.
+use axum::Router;
+
+use crate::app::AppState;
+
+pub mod account;
+pub mod filter;
+pub mod profile;
+pub mod rooms;
+pub mod sync;
+pub mod versions;
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = versions::routes(r);
+    let r = account::routes(r);
+    let r = rooms::routes(r);
+    let r = profile::routes(r);
+    let r = filter::routes(r);
+    sync::routes(r)
+}

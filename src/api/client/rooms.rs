@@ -1,0 +1,563 @@
+//! Rooms: create, membership, send, state, members, messages, aliases.
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ruma::api::client::alias::get_alias;
+use ruma::api::client::membership::{
+    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+    joined_members, joined_rooms, kick_user, leave_room, unban_user,
+};
+use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::api::Direction;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::api::extract::{Auth, MatrixJson, Ruma};
+use crate::api::{client_route, ruma_route};
+use crate::app::AppState;
+use crate::error::{MatrixError, Result};
+use crate::rooms::create::CreateRoomSpec;
+use crate::rooms::{now_ms, NewEvent, ROOM_VERSION};
+use crate::sync::filter::EventFilter;
+use crate::sync::token;
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = client_route(r, "/createRoom", post(create_room));
+    let r = ruma_route::<join_room_by_id_or_alias::v3::Request, _, _>(r, join_by_id_or_alias);
+    let r = ruma_route::<join_room_by_id::v3::Request, _, _>(r, join_by_id);
+    let r = ruma_route::<invite_user::v3::Request, _, _>(r, invite);
+    let r = ruma_route::<leave_room::v3::Request, _, _>(r, leave);
+    let r = ruma_route::<kick_user::v3::Request, _, _>(r, kick);
+    let r = ruma_route::<ban_user::v3::Request, _, _>(r, ban);
+    let r = ruma_route::<unban_user::v3::Request, _, _>(r, unban);
+    let r = ruma_route::<send_message_event::v3::Request, _, _>(r, send_message);
+    let r = ruma_route::<send_state_event::v3::Request, _, _>(r, put_state);
+    let r = ruma_route::<get_state_event_for_key::v3::Request, _, _>(r, get_state_key);
+    // Empty state keys: `/state/{type}` and `/state/{type}/`.
+    let r = client_route(
+        r,
+        "/rooms/{room_id}/state/{event_type}",
+        get(get_state_key).put(put_state),
+    );
+    let r = client_route(
+        r,
+        "/rooms/{room_id}/state/{event_type}/",
+        get(get_state_key).put(put_state),
+    );
+    let r = ruma_route::<get_state_events::v3::Request, _, _>(r, get_state_all);
+    let r = ruma_route::<get_member_events::v3::Request, _, _>(r, members);
+    let r = ruma_route::<joined_members::v3::Request, _, _>(r, joined_members_handler);
+    let r = ruma_route::<joined_rooms::v3::Request, _, _>(r, joined_rooms_handler);
+    let r = ruma_route::<get_message_events::v3::Request, _, _>(r, messages);
+    let r = ruma_route::<get_alias::v3::Request, _, _>(r, get_alias_handler);
+    client_route(
+        r,
+        "/directory/room/{room_alias}",
+        axum::routing::put(put_alias).delete(delete_alias),
+    )
+}
+
+#[derive(Deserialize)]
+struct StateEventBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    state_key: String,
+    content: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct CreateRoomBody {
+    visibility: Option<String>,
+    room_alias_name: Option<String>,
+    name: Option<String>,
+    topic: Option<String>,
+    #[serde(default)]
+    invite: Vec<String>,
+    preset: Option<String>,
+    #[serde(default)]
+    initial_state: Vec<StateEventBody>,
+    creation_content: Option<Map<String, Value>>,
+    power_level_content_override: Option<Map<String, Value>>,
+    #[serde(default)]
+    is_direct: bool,
+    room_version: Option<String>,
+}
+
+fn parse_user_id(s: &str) -> Result<String> {
+    ruma::UserId::parse(s)
+        .map(|u| u.to_string())
+        .map_err(|e| MatrixError::invalid_param(format!("invalid user id '{s}': {e}")))
+}
+
+async fn create_room(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    MatrixJson(body): MatrixJson<CreateRoomBody>,
+) -> Result<Json<Value>> {
+    if let Some(v) = &body.room_version {
+        if v != ROOM_VERSION {
+            return Err(MatrixError::invalid_param(format!(
+                "unsupported room version {v}; this server creates version {ROOM_VERSION}"
+            )));
+        }
+    }
+    if let Some(v) = &body.visibility {
+        if v != "public" && v != "private" {
+            return Err(MatrixError::invalid_param(
+                "visibility must be public or private",
+            ));
+        }
+    }
+    let invite = body
+        .invite
+        .iter()
+        .map(|u| parse_user_id(u))
+        .collect::<Result<Vec<_>>>()?;
+    let alias = match &body.room_alias_name {
+        Some(name) => {
+            let alias = format!("#{name}:{}", s.config.server_name);
+            ruma::RoomAliasId::parse(&alias)
+                .map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
+            if s.store.resolve_alias(&alias).await?.is_some() {
+                return Err(MatrixError::RoomInUse("Room alias already taken".into()));
+            }
+            Some(alias)
+        }
+        None => None,
+    };
+    let spec = CreateRoomSpec {
+        preset: body.preset,
+        visibility_public: body.visibility.as_deref() == Some("public"),
+        name: body.name,
+        topic: body.topic,
+        invite: invite.clone(),
+        initial_state: body
+            .initial_state
+            .into_iter()
+            .map(|e| NewEvent::state(&e.kind, &e.state_key, Value::Object(e.content)))
+            .collect(),
+        creation_content: body.creation_content.unwrap_or_default(),
+        alias: alias.clone(),
+        power_level_content_override: body.power_level_content_override,
+        is_direct: body.is_direct,
+    };
+    let room_id = s.create_room(&session.user_id, &spec).await?;
+    if let Some(alias) = alias {
+        if !s
+            .store
+            .insert_alias(&alias, &room_id, &session.user_id)
+            .await?
+        {
+            return Err(MatrixError::RoomInUse("Room alias already taken".into()));
+        }
+    }
+    for target in invite {
+        let mut content = json!({"membership": "invite"});
+        if spec.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        s.rooms
+            .send(
+                &room_id,
+                &session.user_id,
+                NewEvent::state("m.room.member", &target, content),
+            )
+            .await?;
+    }
+    Ok(Json(json!({"room_id": room_id})))
+}
+
+async fn join_by_id_or_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = s.rooms.resolve(req.room_id_or_alias.as_str()).await?;
+    s.rooms
+        .set_membership(
+            &room_id,
+            &session.user_id,
+            &session.user_id,
+            "join",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({"room_id": room_id})))
+}
+
+async fn join_by_id(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<join_room_by_id::v3::Request>,
+) -> Result<Json<Value>> {
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            &session.user_id,
+            "join",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({"room_id": req.room_id})))
+}
+
+async fn invite(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<invite_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let target = match req.recipient {
+        invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
+        _ => {
+            return Err(MatrixError::invalid_param(
+                "third-party invites are not supported",
+            ))
+        }
+    };
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            target.as_str(),
+            "invite",
+            None,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn leave(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<leave_room::v3::Request>,
+) -> Result<Json<Value>> {
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            &session.user_id,
+            "leave",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn kick(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<kick_user::v3::Request>,
+) -> Result<Json<Value>> {
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            req.user_id.as_str(),
+            "leave",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn ban(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<ban_user::v3::Request>,
+) -> Result<Json<Value>> {
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            req.user_id.as_str(),
+            "ban",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn unban(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<unban_user::v3::Request>,
+) -> Result<Json<Value>> {
+    let state = s.rooms.state(req.room_id.as_str()).await?;
+    if state.membership(req.user_id.as_str()) != Some("ban") {
+        return Err(MatrixError::forbidden("user is not banned"));
+    }
+    s.rooms
+        .set_membership(
+            req.room_id.as_str(),
+            &session.user_id,
+            req.user_id.as_str(),
+            "leave",
+            req.reason,
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+fn content_object(raw: &str) -> Result<Value> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| MatrixError::NotJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(MatrixError::NotJson(
+            "event content must be a JSON object".into(),
+        ));
+    }
+    Ok(v)
+}
+
+async fn send_message(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<send_message_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let content = content_object(req.body.json().get())?;
+    let mut ev = NewEvent::message(&req.event_type.to_string(), content);
+    ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
+    let pdu = s
+        .send_event(req.room_id.as_str(), &session.user_id, ev)
+        .await?;
+    Ok(Json(json!({"event_id": pdu.event_id})))
+}
+
+async fn put_state(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<send_state_event::v3::Request>,
+) -> Result<Json<Value>> {
+    let content = content_object(req.body.json().get())?;
+    let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
+    let pdu = s
+        .send_event(req.room_id.as_str(), &session.user_id, ev)
+        .await?;
+    Ok(Json(json!({"event_id": pdu.event_id})))
+}
+
+async fn get_state_key(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = req.room_id.as_str();
+    s.check_can_read_state(room_id, &session.user_id).await?;
+    let state = s.rooms.state(room_id).await?;
+    let ev = state
+        .get(&req.event_type.to_string(), &req.state_key)
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    if matches!(
+        req.format,
+        get_state_event_for_key::v3::StateEventFormat::Event
+    ) {
+        return Ok(Json(ev.to_client(now_ms(), None)));
+    }
+    Ok(Json(ev.content.clone()))
+}
+
+async fn get_state_all(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_state_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = req.room_id.as_str();
+    s.check_can_read_state(room_id, &session.user_id).await?;
+    let state = s.rooms.state(room_id).await?;
+    let now = now_ms();
+    Ok(Json(Value::Array(
+        state.iter().map(|e| e.to_client(now, None)).collect(),
+    )))
+}
+
+async fn members(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_member_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = req.room_id.as_str();
+    s.check_can_read_state(room_id, &session.user_id).await?;
+    let state = s.rooms.state(room_id).await?;
+    let now = now_ms();
+    let want = req.membership.as_ref().map(|m| m.as_str().to_owned());
+    let not = req.not_membership.as_ref().map(|m| m.as_str().to_owned());
+    let chunk: Vec<Value> = state
+        .iter()
+        .filter(|e| e.kind == "m.room.member")
+        .filter(|e| want.as_deref().is_none_or(|w| e.membership() == Some(w)))
+        .filter(|e| not.as_deref().is_none_or(|n| e.membership() != Some(n)))
+        .map(|e| e.to_client(now, None))
+        .collect();
+    Ok(Json(json!({"chunk": chunk})))
+}
+
+async fn joined_members_handler(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<joined_members::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = req.room_id.as_str();
+    s.check_can_read_state(room_id, &session.user_id).await?;
+    let state = s.rooms.state(room_id).await?;
+    let mut joined = Map::new();
+    for uid in state.members_with(&["join"]) {
+        let c = state
+            .get("m.room.member", uid)
+            .map(|e| e.content.clone())
+            .unwrap_or_default();
+        joined.insert(
+            uid.to_owned(),
+            json!({"display_name": c.get("displayname"), "avatar_url": c.get("avatar_url")}),
+        );
+    }
+    Ok(Json(json!({"joined": joined})))
+}
+
+async fn joined_rooms_handler(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(_): Ruma<joined_rooms::v3::Request>,
+) -> Result<Json<Value>> {
+    let rooms: Vec<String> = s
+        .store
+        .rooms_for_user(&session.user_id)
+        .await?
+        .into_iter()
+        .filter(|(_, m, _)| m == "join")
+        .map(|(r, _, _)| r)
+        .collect();
+    Ok(Json(json!({"joined_rooms": rooms})))
+}
+
+async fn messages(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_message_events::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = req.room_id.as_str();
+    let visible_upto = s.rooms.visible_upto(room_id, &session.user_id).await?;
+    let filter: EventFilter = serde_json::to_value(&req.filter)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let limit = u64::from(req.limit).clamp(1, 1000) as i64;
+    let current = s.stream.current();
+    let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
+    let now = now_ms();
+    let to = req.to.as_deref().map(token::parse).transpose()?;
+    let (events, start, end) = match req.dir {
+        Direction::Backward => {
+            let from = req
+                .from
+                .as_deref()
+                .map(token::parse)
+                .transpose()?
+                .unwrap_or(current)
+                .min(visible_upto);
+            let lower = to.unwrap_or(0);
+            let events = s
+                .store
+                .room_events_desc(room_id, lower, from, limit)
+                .await?;
+            let end = events.last().map(|(p, _)| p - 1);
+            let end = if (events.len() as i64) < limit {
+                None
+            } else {
+                end
+            };
+            (events, from, end)
+        }
+        _ => {
+            let from = req
+                .from
+                .as_deref()
+                .map(token::parse)
+                .transpose()?
+                .unwrap_or(0);
+            let upper = to.unwrap_or(current).min(visible_upto.min(current));
+            let events = s
+                .store
+                .room_events_asc(room_id, from + 1, upper + 1, limit)
+                .await?;
+            let end = events.last().map(|(p, _)| *p);
+            (events, from, end)
+        }
+    };
+    let chunk: Vec<Value> = events
+        .iter()
+        .filter(|(_, e)| filter.allows(&e.kind, &e.sender))
+        .map(|(_, e)| e.to_client(now, viewer))
+        .collect();
+    let mut body = json!({"chunk": chunk, "start": token::pagination_token(start), "state": []});
+    if let Some(end) = end {
+        body["end"] = json!(token::pagination_token(end));
+    }
+    Ok(Json(body))
+}
+
+async fn get_alias_handler(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_alias::v3::Request>,
+) -> Result<Json<Value>> {
+    let room_id = s
+        .store
+        .resolve_alias(req.room_alias.as_str())
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    Ok(Json(
+        json!({"room_id": room_id, "servers": [s.config.server_name]}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PutAliasBody {
+    room_id: String,
+}
+
+async fn put_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(alias): Path<String>,
+    MatrixJson(body): MatrixJson<PutAliasBody>,
+) -> Result<Json<Value>> {
+    let parsed =
+        ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+    if parsed.server_name().as_str() != s.config.server_name {
+        return Err(MatrixError::invalid_param("alias must be on this server"));
+    }
+    let state = s.rooms.state(&body.room_id).await?;
+    if state.membership(&session.user_id) != Some("join") {
+        return Err(MatrixError::forbidden("You are not in this room"));
+    }
+    if !s
+        .store
+        .insert_alias(&alias, &body.room_id, &session.user_id)
+        .await?
+    {
+        return Err(MatrixError::RoomInUse("Room alias already exists".into()));
+    }
+    Ok(Json(json!({})))
+}
+
+async fn delete_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(alias): Path<String>,
+) -> Result<Json<Value>> {
+    let room_id = s
+        .store
+        .resolve_alias(&alias)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let state = s.rooms.state(&room_id).await?;
+    let pl = crate::rooms::auth::PowerLevels::of(&state);
+    if pl.user(&session.user_id, &state) < pl.for_event("m.room.canonical_alias", true) {
+        return Err(MatrixError::forbidden(
+            "insufficient power level to remove the alias",
+        ));
+    }
+    s.store.delete_alias(&alias).await?;
+    Ok(Json(json!({})))
+}

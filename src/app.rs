@@ -1,0 +1,136 @@
+//! Wiring: build every service from the config, assemble the router, serve.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::rooms::Rooms;
+use crate::store::Store;
+use crate::sync::{Notifier, StreamHub, SyncService};
+
+/// Everything a request handler may use; passed as axum `State`, never global.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub stream: Arc<StreamHub>,
+    pub notifier: Arc<Notifier>,
+    pub accounts: Arc<Accounts>,
+    pub rooms: Arc<Rooms>,
+    pub sync: Arc<SyncService>,
+    pub limiter: crate::api::ratelimit::AuthLimiter,
+    pub uia_sessions: dashmap::DashMap<String, i64>,
+}
+
+pub type AppState = Arc<Services>;
+
+impl Services {
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        let stream = StreamHub::new(store.clone()).await?;
+        let notifier = Arc::new(Notifier::default());
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            config.server_name.clone(),
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+        )?);
+        let rooms = Arc::new(
+            Rooms::new(
+                store.clone(),
+                stream.clone(),
+                notifier.clone(),
+                config.server_name.clone(),
+                config.max_event_bytes,
+            )
+            .await?,
+        );
+        let sync = Arc::new(SyncService::new(
+            rooms.clone(),
+            stream.clone(),
+            notifier.clone(),
+        ));
+        let limiter = crate::api::ratelimit::AuthLimiter::new(
+            config.auth_rate_per_second,
+            config.auth_rate_burst,
+        );
+        Ok(Arc::new(Self {
+            config,
+            store,
+            stream,
+            notifier,
+            accounts,
+            rooms,
+            sync,
+            limiter,
+            uia_sessions: Default::default(),
+        }))
+    }
+}
+
+/// A running server: its address and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Bind and serve in the background (tests use port 0). Stops on `Running::stop`.
+pub async fn spawn(config: Config) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let state = Services::build(config).await?;
+    let app = crate::api::router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Ok(Running {
+        addr,
+        state,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Serve until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = spawn(config).await?;
+    tracing::info!(addr = %running.addr, server_name = %running.state.config.server_name, "listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,173 @@
+//! Configuration: built-in defaults, then an optional TOML file, then CLI flags / env vars.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Every knob of the server. Defaults start a usable homeserver on 127.0.0.1:8008 with SQLite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The Matrix server name (the part after ':' in user ids).
+    pub server_name: String,
+    /// Address the client-server API listens on.
+    pub bind: SocketAddr,
+    /// `sqlite://path?mode=rwc` (default, embedded) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Maximum database connections in the pool.
+    pub database_max_connections: u32,
+    /// Whether `POST /register` is open to anyone.
+    pub registration_enabled: bool,
+    /// Argon2id memory cost in KiB (lower it in tests; OWASP minimum is 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_iterations: u32,
+    /// Login/registration requests allowed per second per client IP (0 = unlimited).
+    pub auth_rate_per_second: u32,
+    /// Burst size for the login/registration rate limit.
+    pub auth_rate_burst: u32,
+    /// Largest accepted event, in bytes (the spec's limit is 65536).
+    pub max_event_bytes: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Longest `/sync` long-poll a client may ask for, in milliseconds.
+    pub max_sync_timeout_ms: u64,
+    /// A device that has not synced for this long is offline (MSC3032 effective presence).
+    pub presence_device_timeout_ms: i64,
+    /// A device with no pro-active event for this long is idle (`unavailable`).
+    pub presence_idle_after_ms: i64,
+    /// `currently_active` stays true this long after the last pro-active event.
+    pub presence_currently_active_ms: i64,
+    /// Profile-room `m.presence`/`m.status` writes are coalesced within this window.
+    pub presence_publish_window_ms: u64,
+    /// How often dirty presence rows (manual status, last active) are flushed to the database.
+    pub presence_flush_interval_ms: u64,
+    /// Log filter in `tracing_subscriber::EnvFilter` syntax.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            bind: "127.0.0.1:8008".parse().expect("valid default address"),
+            database_url: "sqlite://data/seed.db?mode=rwc".into(),
+            database_max_connections: 16,
+            registration_enabled: true,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            auth_rate_per_second: 5,
+            auth_rate_burst: 20,
+            max_event_bytes: 65536,
+            max_request_bytes: 1024 * 1024,
+            max_sync_timeout_ms: 300_000,
+            presence_device_timeout_ms: 30_000,
+            presence_idle_after_ms: 300_000,
+            presence_currently_active_ms: 60_000,
+            presence_publish_window_ms: 200,
+            presence_flush_interval_ms: 1_000,
+            log: "info,sqlx=warn".into(),
+        }
+    }
+}
+
+/// Command line: each flag also reads an environment variable and overrides the TOML file.
+#[derive(Debug, Parser, Serialize)]
+#[command(
+    name = "seed-homeserver",
+    version,
+    about = "A presence-first Matrix homeserver (MSC3032)"
+)]
+pub struct Cli {
+    /// TOML config file (keys as in the flags below, with underscores).
+    #[arg(long, env = "SEED_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Matrix server name [default: localhost]
+    #[arg(long, env = "SEED_SERVER_NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Listen address [default: 127.0.0.1:8008]
+    #[arg(long, env = "SEED_BIND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// Database URL: sqlite://… or postgres://… [default: sqlite://data/seed.db?mode=rwc]
+    #[arg(long, env = "SEED_DATABASE_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Maximum database connections [default: 16]
+    #[arg(long, env = "SEED_DATABASE_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_max_connections: Option<u32>,
+    /// Open registration [default: true]
+    #[arg(long, env = "SEED_REGISTRATION_ENABLED")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_enabled: Option<bool>,
+    /// Argon2id memory cost in KiB [default: 19456]
+    #[arg(long, env = "SEED_ARGON2_MEMORY_KIB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2_memory_kib: Option<u32>,
+    /// Argon2id iterations [default: 2]
+    #[arg(long, env = "SEED_ARGON2_ITERATIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2_iterations: Option<u32>,
+    /// Login/registration requests per second per IP, 0 = unlimited [default: 5]
+    #[arg(long, env = "SEED_AUTH_RATE_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_rate_per_second: Option<u32>,
+    /// Burst for the login/registration limit [default: 20]
+    #[arg(long, env = "SEED_AUTH_RATE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_rate_burst: Option<u32>,
+    /// Largest event in bytes [default: 65536]
+    #[arg(long, env = "SEED_MAX_EVENT_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_event_bytes: Option<usize>,
+    /// Largest request body in bytes [default: 1048576]
+    #[arg(long, env = "SEED_MAX_REQUEST_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<usize>,
+    /// Longest /sync long-poll in ms [default: 300000]
+    #[arg(long, env = "SEED_MAX_SYNC_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sync_timeout_ms: Option<u64>,
+    /// A device silent this long is offline, ms [default: 30000]
+    #[arg(long, env = "SEED_PRESENCE_DEVICE_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_device_timeout_ms: Option<i64>,
+    /// A device with no activity this long is idle (unavailable), ms [default: 300000]
+    #[arg(long, env = "SEED_PRESENCE_IDLE_AFTER_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_idle_after_ms: Option<i64>,
+    /// currently_active window, ms [default: 60000]
+    #[arg(long, env = "SEED_PRESENCE_CURRENTLY_ACTIVE_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_currently_active_ms: Option<i64>,
+    /// Coalescing window for profile-room presence writes, ms [default: 200]
+    #[arg(long, env = "SEED_PRESENCE_PUBLISH_WINDOW_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_publish_window_ms: Option<u64>,
+    /// Presence persistence flush interval, ms [default: 1000]
+    #[arg(long, env = "SEED_PRESENCE_FLUSH_INTERVAL_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_flush_interval_ms: Option<u64>,
+    /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
+    #[arg(long, env = "SEED_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Layer defaults < TOML file < CLI/env.
+    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &cli.config {
+            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        Ok(fig.merge(Serialized::defaults(cli)).extract()?)
+    }
+}

