@@ -63,6 +63,10 @@ pub struct Rooms {
     heads: DashMap<String, (String, i64)>,
     last_pos: DashMap<String, i64>,
     observers: parking_lot::RwLock<Vec<Arc<dyn RoomObserver>>>,
+    /// Joined rooms per user, loaded on first use and kept current by membership events.
+    joined: DashMap<String, Arc<HashSet<String>>>,
+    /// Bumped by every membership change, so a loader racing a change does not cache stale data.
+    membership_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Rooms {
@@ -88,6 +92,8 @@ impl Rooms {
             heads: DashMap::new(),
             last_pos,
             observers: Default::default(),
+            joined: DashMap::new(),
+            membership_gen: Default::default(),
         })
     }
 
@@ -253,6 +259,18 @@ impl Rooms {
         self.heads
             .insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
         self.last_pos.insert(room_id.to_owned(), pos.pos);
+        if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
+            self.membership_gen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(mut rooms) = self.joined.get_mut(target) {
+                let mut set = (**rooms).clone();
+                if membership == "join" {
+                    set.insert(room_id.to_owned());
+                } else {
+                    set.remove(room_id);
+                }
+                *rooms = Arc::new(set);
+            }
+        }
         let position = pos.pos;
         pos.complete();
 
@@ -273,6 +291,48 @@ impl Rooms {
             o.on_event(&pdu, &new_state, position);
         }
         Ok(pdu)
+    }
+
+    /// The rooms `user_id` is joined to.
+    pub async fn joined_rooms(&self, user_id: &str) -> Result<Arc<HashSet<String>>> {
+        if let Some(r) = self.joined.get(user_id) {
+            return Ok(r.clone());
+        }
+        let gen = self.membership_gen.load(std::sync::atomic::Ordering::SeqCst);
+        let rooms: HashSet<String> = self
+            .store
+            .rooms_for_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|(_, m, _)| m == "join")
+            .map(|(r, _, _)| r)
+            .collect();
+        let rooms = Arc::new(rooms);
+        if gen == self.membership_gen.load(std::sync::atomic::Ordering::SeqCst) {
+            self.joined.insert(user_id.to_owned(), rooms.clone());
+        }
+        Ok(rooms)
+    }
+
+    /// Everyone who shares a joined room with `user_id` (including the user).
+    pub async fn room_peers(&self, user_id: &str) -> Result<HashSet<String>> {
+        let mut peers = HashSet::new();
+        peers.insert(user_id.to_owned());
+        for room in self.joined_rooms(user_id).await?.iter() {
+            let state = self.state(room).await?;
+            peers.extend(state.members_with(&["join"]).map(str::to_owned));
+        }
+        Ok(peers)
+    }
+
+    /// Do `a` and `b` share a joined room?
+    pub async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
+        if a == b {
+            return Ok(true);
+        }
+        let (ra, rb) = (self.joined_rooms(a).await?, self.joined_rooms(b).await?);
+        let (small, big) = if ra.len() <= rb.len() { (ra, rb) } else { (rb, ra) };
+        Ok(small.iter().any(|r| big.contains(r)))
     }
 
     async fn head(&self, room_id: &str) -> Result<Option<(String, i64)>> {
