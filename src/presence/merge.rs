@@ -647,19 +647,43 @@ mod tests {
         #[test]
         fn prop_busy_dominates(
             devices in arb_devices(),
+            busy in arb_device(),
+            syncing in any::<bool>(),
+            at in any::<prop::sample::Index>(),
             manual in arb_manual(),
             rules in arb_rules(),
         ) {
-            let any_live_busy = devices
-                .iter()
-                .any(|d| d.reported == Busy && d.is_live(NOW, &rules));
-            prop_assume!(any_live_busy);
+            // Make `busy` a live busy device, one way or the other.
+            let mut busy = busy;
+            busy.reported = Busy;
+            busy.syncing = syncing;
+            if !syncing {
+                busy.last_sync_ts = NOW;
+            }
+            let mut devices = devices;
+            devices.insert(at.index(devices.len() + 1), busy);
             let view = effective(manual, &devices, NOW, &rules);
             prop_assert_eq!(view.own.presence, Busy);
             if manual.is_hidden() {
                 prop_assert_eq!(view.public.presence, Offline);
             } else {
                 prop_assert_eq!(view.public.presence, Busy);
+            }
+        }
+
+        #[test]
+        fn prop_busy_comes_from_a_live_device_or_the_manual_status(
+            devices in arb_devices(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+        ) {
+            let any_live_busy = devices
+                .iter()
+                .any(|d| d.reported == Busy && d.is_live(NOW, &rules));
+            let view = effective(manual, &devices, NOW, &rules);
+            if !any_live_busy && manual != M::Busy {
+                prop_assert_ne!(view.own.presence, Busy);
+                prop_assert_ne!(view.public.presence, Busy);
             }
         }
 
