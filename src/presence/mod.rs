@@ -1,1 +1,16 @@
 //! Effective presence (MSC3032): per-device reports and the manual status merged into one.
+//!
+//! - `types`: the vocabulary (`Presence`, `ManualStatus`, `DeviceState`, `EffectiveView`, ...).
+//! - `merge`: the pure merge `effective` and `next_change_at` (no I/O, no clock reads).
+//! - `deadline`: `DeadlineQueue`, the one place presence timers live.
+
+pub mod deadline;
+pub mod merge;
+pub mod types;
+
+pub use deadline::DeadlineQueue;
+pub use merge::{effective, is_proactive, next_change_at};
+pub use types::{
+    DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence,
+    PresenceRules, UnknownPresence, MSC3026_BUSY,
+};

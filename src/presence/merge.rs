@@ -1,0 +1,815 @@
+//! The effective-presence merge (MSC3032 "Effective presence"): a pure function of the manual
+//! status, the device reports and `now`. No I/O and no clock reads, so every rule is testable
+//! at any instant and the caller owns time (see `deadline.rs` for when to look again).
+
+use super::types::{
+    DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence,
+    PresenceRules,
+};
+
+impl DeviceState {
+    /// A device is live if a `/sync` is in flight or its last one ended less than
+    /// `device_timeout_ms` ago. Seed 000: `offline` is "not connected to an event stream", so a
+    /// device that is not live counts as offline whatever it last reported.
+    pub fn is_live(&self, now_ms: i64, rules: &PresenceRules) -> bool {
+        self.syncing || now_ms.saturating_sub(self.last_sync_ts) < rules.device_timeout_ms
+    }
+
+    /// This device's own contribution to the merge at `now_ms`.
+    ///
+    /// - Not live: offline (seed 000). A live device that reported offline is offline too.
+    /// - Seed 001 "Idle timeout": a live device reporting online whose last pro-active event is
+    ///   `idle_after_ms` (5 min) or more ago is idle, i.e. unavailable.
+    /// - Busy is not decayed by idleness: MSC3032 "a client supplies `busy` if the user is on a
+    ///   call", and a call is a call however still the mouse is.
+    pub fn presence_at(&self, now_ms: i64, rules: &PresenceRules) -> Presence {
+        if !self.is_live(now_ms, rules) {
+            return Presence::Offline;
+        }
+        match self.reported {
+            Presence::Online
+                if now_ms.saturating_sub(self.last_active_ts) >= rules.idle_after_ms =>
+            {
+                Presence::Unavailable
+            }
+            reported => reported,
+        }
+    }
+}
+
+/// Seed 000 "Last active ago": "changing presence state to a higher level of availability" is a
+/// pro-active event, with levels `offline < unavailable < online` and MSC3026 `busy` on top
+/// (the `Ord` of [`Presence`]). So `unavailable -> online` is pro-active, `online ->
+/// unavailable` is not.
+pub fn is_proactive(old: Presence, new: Presence) -> bool {
+    new > old
+}
+
+/// The device-derived truth: MSC3032 "if any status is busy, the user is busy", generalised to
+/// "devices combine by max priority: busy > online > unavailable > offline". Also returns the
+/// kinds (seed 004 "Device Type") of the devices that are live and not offline, sorted and
+/// deduplicated.
+fn device_truth(
+    devices: &[DeviceState],
+    now_ms: i64,
+    rules: &PresenceRules,
+) -> (Presence, Vec<DeviceKind>) {
+    let mut presence = Presence::Offline;
+    let mut kinds = Vec::new();
+    for device in devices {
+        let p = device.presence_at(now_ms, rules);
+        if p != Presence::Offline {
+            kinds.push(device.kind);
+        }
+        presence = presence.max(p);
+    }
+    kinds.sort_unstable();
+    kinds.dedup();
+    (presence, kinds)
+}
+
+/// The manual status (MSC3032 `PUT /presence/{userId}/status`) applied to the device truth.
+///
+/// - With no live, non-offline device the user is offline, whatever the manual status: seed
+///   000 "`offline`: the user is not connected to an event stream", and MSC3032 "`offline`: it
+///   should be assumed that messages won't reach the user".
+/// - `Busy`: busy while any device is live and not offline.
+/// - `Unavailable`: caps `online` at `unavailable`; a device reporting busy still wins (MSC3032
+///   "if any status is busy, the user is busy").
+/// - `Online`: no override, the devices decide.
+/// - `Offline` (hidden) is not applied here: see [`effective`].
+fn apply_manual(manual: ManualStatus, truth: Presence) -> Presence {
+    if truth == Presence::Offline {
+        return Presence::Offline;
+    }
+    match manual {
+        ManualStatus::Busy => Presence::Busy,
+        ManualStatus::Unavailable if truth == Presence::Busy => Presence::Busy,
+        ManualStatus::Unavailable => truth.min(Presence::Unavailable),
+        ManualStatus::Online | ManualStatus::Offline => truth,
+    }
+}
+
+/// Seed 001: `currently_active` may be true only "when the presence state is `online`"; we set
+/// it while the last pro-active event is less than `currently_active_ms` (1 min) old.
+fn is_currently_active(
+    presence: Presence,
+    last_active_ts: Option<i64>,
+    now_ms: i64,
+    rules: &PresenceRules,
+) -> bool {
+    presence == Presence::Online
+        && last_active_ts.is_some_and(|t| now_ms.saturating_sub(t) < rules.currently_active_ms)
+}
+
+/// The effective presence of one user at `now_ms` (MSC3032 "Effective presence").
+///
+/// Rules, in order:
+/// 1. Each device contributes [`DeviceState::presence_at`]: offline unless live, online decays
+///    to unavailable after 5 min without a pro-active event, busy never decays.
+/// 2. Devices combine by max priority, busy > online > unavailable > offline (MSC3032).
+/// 3. The manual status is applied (see `apply_manual`); with no live device the user is offline
+///    in both views, whatever the manual status.
+/// 4. Manual `Offline` is seed 004's hidden: "behaves as offline, but allows the user to see the
+///    client state anyway". `public` is offline with no `last_active_ts`, no `currently_active`
+///    and no `active_kinds`; `own` is the device-derived truth (as with manual `Online`). Both
+///    carry `hidden = true`; the API layer must not show that flag to others.
+/// 5. `last_active_ts` is the max over all devices, live or not (seed 004: "when a user is
+///    offline, the Home Server can still report when the user was last seen"); `None` with no
+///    devices. `currently_active` is `presence == online && now - last_active_ts <
+///    currently_active_ms` (seed 001).
+pub fn effective(
+    manual: ManualStatus,
+    devices: &[DeviceState],
+    now_ms: i64,
+    rules: &PresenceRules,
+) -> EffectiveView {
+    let (truth, active_kinds) = device_truth(devices, now_ms, rules);
+    let last_active_ts = devices.iter().map(|d| d.last_active_ts).max();
+    let hidden = manual.is_hidden();
+    let view = |presence: Presence| EffectivePresence {
+        presence,
+        last_active_ts,
+        currently_active: is_currently_active(presence, last_active_ts, now_ms, rules),
+        active_kinds: active_kinds.clone(),
+        hidden,
+    };
+
+    if hidden {
+        EffectiveView {
+            public: EffectivePresence {
+                hidden: true,
+                ..EffectivePresence::offline()
+            },
+            own: view(truth),
+        }
+    } else {
+        let shown = view(apply_manual(manual, truth));
+        EffectiveView {
+            public: shown.clone(),
+            own: shown,
+        }
+    }
+}
+
+/// The earliest instant after `now_ms` at which [`effective`] changes by time passing alone
+/// (a device timing out, a device turning idle, `currently_active` running out), or `None` if
+/// nothing can change until a new report arrives. Always `> now_ms`.
+///
+/// `effective` is piecewise constant in time and can only step at a device's
+/// `last_sync_ts + device_timeout_ms` (non-syncing devices), at an online device's
+/// `last_active_ts + idle_after_ms`, or at `max(last_active_ts) + currently_active_ms`. We
+/// evaluate those candidates in order and return the first one where the view really differs,
+/// so the caller's timer never fires for a change nobody can see (e.g. one of two online
+/// desktops going away). Cost: O(d² log d) for d devices, and d is a handful per user.
+pub fn next_change_at(
+    manual: ManualStatus,
+    devices: &[DeviceState],
+    now_ms: i64,
+    rules: &PresenceRules,
+) -> Option<i64> {
+    let mut candidates = Vec::with_capacity(devices.len() * 2 + 1);
+    for device in devices {
+        if !device.syncing {
+            candidates.push(device.last_sync_ts.saturating_add(rules.device_timeout_ms));
+        }
+        if device.reported == Presence::Online {
+            candidates.push(device.last_active_ts.saturating_add(rules.idle_after_ms));
+        }
+    }
+    if let Some(last_active) = devices.iter().map(|d| d.last_active_ts).max() {
+        candidates.push(last_active.saturating_add(rules.currently_active_ms));
+    }
+    candidates.retain(|&t| t > now_ms);
+    candidates.sort_unstable();
+    candidates.dedup();
+
+    let current = effective(manual, devices, now_ms, rules);
+    candidates
+        .into_iter()
+        .find(|&t| effective(manual, devices, t, rules) != current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn rules() -> PresenceRules {
+        PresenceRules::default()
+    }
+
+    /// A desktop that is syncing right now and was active right now.
+    fn dev(reported: Presence) -> DeviceState {
+        DeviceState {
+            reported,
+            kind: DeviceKind::Desktop,
+            last_sync_ts: NOW,
+            syncing: true,
+            last_active_ts: NOW,
+        }
+    }
+
+    trait DeviceExt {
+        fn mobile(self) -> Self;
+        fn synced_ago(self, ms: i64) -> Self;
+        fn active_ago(self, ms: i64) -> Self;
+    }
+
+    impl DeviceExt for DeviceState {
+        fn mobile(mut self) -> Self {
+            self.kind = DeviceKind::Mobile;
+            self
+        }
+        fn synced_ago(mut self, ms: i64) -> Self {
+            self.syncing = false;
+            self.last_sync_ts = NOW - ms;
+            self
+        }
+        fn active_ago(mut self, ms: i64) -> Self {
+            self.last_active_ts = NOW - ms;
+            self
+        }
+    }
+
+    fn public(manual: ManualStatus, devices: &[DeviceState]) -> EffectivePresence {
+        effective(manual, devices, NOW, &rules()).public
+    }
+
+    fn presence_of(manual: ManualStatus, devices: &[DeviceState]) -> Presence {
+        public(manual, devices).presence
+    }
+
+    use DeviceKind::{Desktop, Mobile};
+    use ManualStatus as M;
+    use Presence::{Busy, Offline, Online, Unavailable};
+
+    // --- device rules ---
+
+    #[test]
+    fn silent_device_times_out_to_offline() {
+        assert_eq!(
+            presence_of(M::Online, &[dev(Online).synced_ago(29_999)]),
+            Online
+        );
+        assert_eq!(
+            presence_of(M::Online, &[dev(Online).synced_ago(30_000)]),
+            Offline
+        );
+        assert_eq!(
+            presence_of(M::Online, &[dev(Busy).synced_ago(45_000)]),
+            Offline
+        );
+    }
+
+    #[test]
+    fn syncing_device_never_times_out() {
+        let mut d = dev(Online).synced_ago(3_600_000);
+        d.syncing = true;
+        assert_eq!(presence_of(M::Online, &[d]), Online);
+        let mut d = d.active_ago(3_600_000);
+        assert_eq!(presence_of(M::Online, &[d]), Unavailable, "live but idle");
+        d.reported = Busy;
+        assert_eq!(presence_of(M::Online, &[d]), Busy);
+    }
+
+    #[test]
+    fn live_device_reporting_offline_is_offline() {
+        let view = public(M::Online, &[dev(Offline)]);
+        assert_eq!(view.presence, Offline);
+        assert!(view.active_kinds.is_empty());
+    }
+
+    #[test]
+    fn idle_online_device_decays_to_unavailable() {
+        assert_eq!(
+            presence_of(M::Online, &[dev(Online).active_ago(299_999)]),
+            Online
+        );
+        assert_eq!(
+            presence_of(M::Online, &[dev(Online).active_ago(300_000)]),
+            Unavailable
+        );
+    }
+
+    #[test]
+    fn idleness_does_not_decay_busy() {
+        assert_eq!(
+            presence_of(M::Online, &[dev(Busy).active_ago(3_600_000)]),
+            Busy
+        );
+    }
+
+    #[test]
+    fn busy_device_wins() {
+        let devices = [
+            dev(Online),
+            dev(Busy).mobile(),
+            dev(Unavailable),
+            dev(Offline),
+        ];
+        assert_eq!(presence_of(M::Online, &devices), Busy);
+    }
+
+    #[test]
+    fn devices_combine_by_max_priority() {
+        assert_eq!(
+            presence_of(M::Online, &[dev(Unavailable), dev(Online)]),
+            Online
+        );
+        assert_eq!(
+            presence_of(M::Online, &[dev(Offline), dev(Unavailable)]),
+            Unavailable
+        );
+        assert_eq!(
+            presence_of(M::Online, &[dev(Offline), dev(Offline)]),
+            Offline
+        );
+        // A timed-out busy device no longer outranks a live online one.
+        let devices = [dev(Busy).synced_ago(30_000), dev(Online)];
+        assert_eq!(presence_of(M::Online, &devices), Online);
+    }
+
+    #[test]
+    fn active_kinds_are_live_non_offline_devices_sorted_and_deduplicated() {
+        let devices = [
+            dev(Online).mobile(),
+            dev(Unavailable),
+            dev(Online),
+            dev(Offline).mobile(),
+            dev(Busy).mobile().synced_ago(40_000),
+        ];
+        assert_eq!(
+            public(M::Online, &devices).active_kinds,
+            vec![Desktop, Mobile]
+        );
+        let devices = [
+            dev(Online),
+            dev(Offline).mobile(),
+            dev(Busy).mobile().synced_ago(40_000),
+        ];
+        assert_eq!(public(M::Online, &devices).active_kinds, vec![Desktop]);
+        assert!(public(M::Online, &[]).active_kinds.is_empty());
+    }
+
+    // --- manual status ---
+
+    #[test]
+    fn manual_busy_needs_a_live_device() {
+        assert_eq!(presence_of(M::Busy, &[]), Offline);
+        assert_eq!(
+            presence_of(M::Busy, &[dev(Online).synced_ago(30_000)]),
+            Offline
+        );
+        assert_eq!(presence_of(M::Busy, &[dev(Offline)]), Offline);
+        assert_eq!(presence_of(M::Busy, &[dev(Unavailable)]), Busy);
+        assert_eq!(
+            presence_of(M::Busy, &[dev(Online).active_ago(600_000)]),
+            Busy
+        );
+    }
+
+    #[test]
+    fn manual_online_clears_override() {
+        for reported in Presence::ALL {
+            let devices = [dev(reported)];
+            assert_eq!(presence_of(M::Online, &devices), reported);
+        }
+        assert_eq!(
+            presence_of(M::Online, &[dev(Online).active_ago(400_000)]),
+            Unavailable
+        );
+    }
+
+    #[test]
+    fn manual_unavailable_caps_online() {
+        let view = public(M::Unavailable, &[dev(Online)]);
+        assert_eq!(view.presence, Unavailable);
+        assert!(
+            !view.currently_active,
+            "currently_active is for online only"
+        );
+        assert_eq!(
+            presence_of(M::Unavailable, &[dev(Unavailable)]),
+            Unavailable
+        );
+        assert_eq!(presence_of(M::Unavailable, &[dev(Offline)]), Offline);
+    }
+
+    #[test]
+    fn manual_unavailable_lets_device_busy_win() {
+        assert_eq!(presence_of(M::Unavailable, &[dev(Online), dev(Busy)]), Busy);
+    }
+
+    #[test]
+    fn no_live_device_is_offline_whatever_the_manual_status() {
+        let gone = [dev(Busy).synced_ago(60_000), dev(Online).synced_ago(31_000)];
+        for manual in [M::Online, M::Unavailable, M::Busy, M::Offline] {
+            for devices in [&gone[..], &[][..]] {
+                let view = effective(manual, devices, NOW, &rules());
+                assert_eq!(view.public.presence, Offline, "{manual:?}");
+                assert_eq!(view.own.presence, Offline, "{manual:?}");
+                assert!(!view.own.currently_active);
+            }
+        }
+    }
+
+    #[test]
+    fn hidden_user_is_offline_to_others_not_self() {
+        let devices = [dev(Online).mobile(), dev(Unavailable)];
+        let view = effective(M::Offline, &devices, NOW, &rules());
+        assert_eq!(
+            view.public,
+            EffectivePresence {
+                presence: Offline,
+                last_active_ts: None,
+                currently_active: false,
+                active_kinds: vec![],
+                hidden: true,
+            }
+        );
+        assert_eq!(
+            view.own,
+            EffectivePresence {
+                presence: Online,
+                last_active_ts: Some(NOW),
+                currently_active: true,
+                active_kinds: vec![Desktop, Mobile],
+                hidden: true,
+            }
+        );
+        assert_eq!(view.for_viewer(false), &view.public);
+        assert_eq!(view.for_viewer(true), &view.own);
+    }
+
+    #[test]
+    fn unhidden_views_are_the_same() {
+        for manual in [M::Online, M::Unavailable, M::Busy] {
+            let view = effective(manual, &[dev(Online)], NOW, &rules());
+            assert_eq!(view.public, view.own);
+            assert!(!view.public.hidden);
+        }
+    }
+
+    // --- last_active_ts and currently_active ---
+
+    #[test]
+    fn last_active_is_the_max_over_all_devices() {
+        assert_eq!(public(M::Online, &[]).last_active_ts, None);
+        let devices = [
+            dev(Online).active_ago(90_000),
+            dev(Offline).synced_ago(100_000).active_ago(10_000),
+        ];
+        let view = public(M::Online, &devices);
+        assert_eq!(
+            view.last_active_ts,
+            Some(NOW - 10_000),
+            "gone devices count too"
+        );
+        assert!(view.currently_active);
+        // Offline users still show when they were last active (seed 004).
+        let gone = [dev(Online).synced_ago(40_000).active_ago(40_000)];
+        assert_eq!(public(M::Online, &gone).last_active_ts, Some(NOW - 40_000));
+    }
+
+    #[test]
+    fn currently_active_only_within_a_minute() {
+        assert!(public(M::Online, &[dev(Online).active_ago(59_999)]).currently_active);
+        assert!(!public(M::Online, &[dev(Online).active_ago(60_000)]).currently_active);
+        assert!(
+            !public(M::Online, &[dev(Busy)]).currently_active,
+            "online only"
+        );
+        assert!(!public(M::Online, &[dev(Unavailable)]).currently_active);
+        assert!(!public(M::Online, &[]).currently_active);
+    }
+
+    #[test]
+    fn proactive_means_raising_availability() {
+        assert!(is_proactive(Offline, Unavailable));
+        assert!(is_proactive(Unavailable, Online));
+        assert!(is_proactive(Online, Busy));
+        assert!(is_proactive(Offline, Busy));
+        assert!(!is_proactive(Online, Unavailable));
+        assert!(!is_proactive(Online, Online));
+        assert!(!is_proactive(Busy, Offline));
+    }
+
+    #[test]
+    fn differs_for_others_ignores_last_active_moves_while_currently_active() {
+        let a = public(M::Online, &[dev(Online).active_ago(10_000)]);
+        let b = public(M::Online, &[dev(Online).active_ago(5_000)]);
+        assert!(a.currently_active && b.currently_active);
+        assert!(!a.differs_for_others(&b));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn differs_for_others_reports_last_active_moves_while_not_currently_active() {
+        let a = public(M::Online, &[dev(Unavailable).active_ago(100_000)]);
+        let b = public(M::Online, &[dev(Unavailable).active_ago(90_000)]);
+        assert!(a.differs_for_others(&b));
+        assert!(!a.differs_for_others(&a.clone()));
+    }
+
+    #[test]
+    fn differs_for_others_reports_presence_flag_and_kind_changes() {
+        let base = public(M::Online, &[dev(Online)]);
+        let busy = public(M::Online, &[dev(Busy)]);
+        let mobile = public(M::Online, &[dev(Online).mobile()]);
+        let stale = public(M::Online, &[dev(Online).active_ago(60_000)]);
+        let hidden = public(M::Offline, &[dev(Online)]);
+        assert!(base.differs_for_others(&busy));
+        assert!(base.differs_for_others(&mobile));
+        assert!(base.differs_for_others(&stale));
+        assert!(hidden.differs_for_others(&EffectivePresence::offline()));
+    }
+
+    // --- next_change_at ---
+
+    fn next(manual: ManualStatus, devices: &[DeviceState]) -> Option<i64> {
+        next_change_at(manual, devices, NOW, &rules())
+    }
+
+    #[test]
+    fn next_change_at_device_timeout() {
+        let devices = [dev(Busy).synced_ago(10_000)];
+        assert_eq!(next(M::Online, &devices), Some(NOW + 20_000));
+    }
+
+    #[test]
+    fn next_change_at_idle() {
+        let devices = [dev(Online).active_ago(200_000)];
+        assert_eq!(next(M::Online, &devices), Some(NOW + 100_000));
+    }
+
+    #[test]
+    fn next_change_at_currently_active_runs_out() {
+        let devices = [dev(Online).active_ago(15_000)];
+        assert_eq!(next(M::Online, &devices), Some(NOW + 45_000));
+    }
+
+    #[test]
+    fn next_change_at_none_when_nothing_can_change() {
+        assert_eq!(next(M::Online, &[]), None);
+        assert_eq!(next(M::Online, &[dev(Busy).active_ago(100_000)]), None);
+        assert_eq!(next(M::Busy, &[dev(Unavailable)]), None);
+        assert_eq!(
+            next(M::Online, &[dev(Online).synced_ago(50_000)]),
+            None,
+            "already gone"
+        );
+    }
+
+    #[test]
+    fn next_change_at_skips_changes_nobody_sees() {
+        // One of two idle desktops going away changes nothing; the other one does.
+        let devices = [
+            dev(Unavailable).synced_ago(25_000).active_ago(100_000),
+            dev(Unavailable).synced_ago(10_000).active_ago(100_000),
+        ];
+        assert_eq!(next(M::Online, &devices), Some(NOW + 20_000));
+        // Manual busy hides the online device's idleness, not its timeout.
+        let devices = [dev(Online).synced_ago(1_000).active_ago(290_000)];
+        assert_eq!(next(M::Busy, &devices), Some(NOW + 29_000));
+    }
+
+    #[test]
+    fn next_change_at_hidden_user_follows_own_view() {
+        let devices = [dev(Online).active_ago(30_000)];
+        assert_eq!(next(M::Offline, &devices), Some(NOW + 30_000));
+    }
+
+    // --- properties ---
+
+    fn arb_presence() -> impl Strategy<Value = Presence> {
+        prop::sample::select(Presence::ALL.to_vec())
+    }
+
+    fn arb_manual() -> impl Strategy<Value = ManualStatus> {
+        prop::sample::select(vec![M::Online, M::Unavailable, M::Busy, M::Offline])
+    }
+
+    fn arb_rules() -> impl Strategy<Value = PresenceRules> {
+        prop_oneof![
+            Just(PresenceRules::default()),
+            (1i64..100_000, 1i64..600_000, 1i64..120_000).prop_map(|(t, i, c)| PresenceRules {
+                device_timeout_ms: t,
+                idle_after_ms: i,
+                currently_active_ms: c,
+            }),
+        ]
+    }
+
+    fn arb_device() -> impl Strategy<Value = DeviceState> {
+        (
+            arb_presence(),
+            prop::sample::select(vec![Desktop, Mobile]),
+            -200_000i64..=1_000,
+            any::<bool>(),
+            -1_000_000i64..=1_000,
+        )
+            .prop_map(|(reported, kind, sync, syncing, active)| DeviceState {
+                reported,
+                kind,
+                last_sync_ts: NOW + sync,
+                syncing,
+                last_active_ts: NOW + active,
+            })
+    }
+
+    fn arb_devices() -> impl Strategy<Value = Vec<DeviceState>> {
+        prop::collection::vec(arb_device(), 0..6)
+    }
+
+    proptest! {
+        #[test]
+        fn prop_independent_of_device_order(
+            (devices, shuffled) in arb_devices()
+                .prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
+            manual in arb_manual(),
+            rules in arb_rules(),
+            dt in 0i64..1_000_000,
+        ) {
+            let now = NOW + dt;
+            prop_assert_eq!(
+                effective(manual, &devices, now, &rules),
+                effective(manual, &shuffled, now, &rules)
+            );
+            prop_assert_eq!(
+                next_change_at(manual, &devices, now, &rules),
+                next_change_at(manual, &shuffled, now, &rules)
+            );
+        }
+
+        #[test]
+        fn prop_busy_dominates(
+            devices in arb_devices(),
+            busy in arb_device(),
+            syncing in any::<bool>(),
+            at in any::<prop::sample::Index>(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+        ) {
+            // Make `busy` a live busy device, one way or the other.
+            let mut busy = busy;
+            busy.reported = Busy;
+            busy.syncing = syncing;
+            if !syncing {
+                busy.last_sync_ts = NOW;
+            }
+            let mut devices = devices;
+            devices.insert(at.index(devices.len() + 1), busy);
+            let view = effective(manual, &devices, NOW, &rules);
+            prop_assert_eq!(view.own.presence, Busy);
+            if manual.is_hidden() {
+                prop_assert_eq!(view.public.presence, Offline);
+            } else {
+                prop_assert_eq!(view.public.presence, Busy);
+            }
+        }
+
+        #[test]
+        fn prop_busy_comes_from_a_live_device_or_the_manual_status(
+            devices in arb_devices(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+        ) {
+            let any_live_busy = devices
+                .iter()
+                .any(|d| d.reported == Busy && d.is_live(NOW, &rules));
+            let view = effective(manual, &devices, NOW, &rules);
+            if !any_live_busy && manual != M::Busy {
+                prop_assert_ne!(view.own.presence, Busy);
+                prop_assert_ne!(view.public.presence, Busy);
+            }
+        }
+
+        #[test]
+        fn prop_hidden_is_offline_to_others_not_to_self(
+            devices in arb_devices(),
+            rules in arb_rules(),
+        ) {
+            let hidden = effective(M::Offline, &devices, NOW, &rules);
+            let open = effective(M::Online, &devices, NOW, &rules);
+            prop_assert_eq!(
+                hidden.public,
+                EffectivePresence { hidden: true, ..EffectivePresence::offline() }
+            );
+            prop_assert_eq!(hidden.own, EffectivePresence { hidden: true, ..open.own });
+        }
+
+        #[test]
+        fn prop_removing_a_silent_device_changes_no_presence(
+            devices in arb_devices(),
+            extra in arb_device(),
+            make_offline in any::<bool>(),
+            gone_for in 0i64..100_000,
+            at in any::<prop::sample::Index>(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+        ) {
+            let mut extra = extra;
+            if make_offline {
+                extra.reported = Offline;
+            } else {
+                extra.syncing = false;
+                extra.last_sync_ts = NOW - rules.device_timeout_ms - gone_for;
+            }
+            let mut with = devices.clone();
+            with.insert(at.index(devices.len() + 1), extra);
+            let a = effective(manual, &devices, NOW, &rules);
+            let b = effective(manual, &with, NOW, &rules);
+            for (x, y) in [(&a.public, &b.public), (&a.own, &b.own)] {
+                prop_assert_eq!(x.presence, y.presence);
+                prop_assert_eq!(&x.active_kinds, &y.active_kinds);
+                prop_assert_eq!(x.hidden, y.hidden);
+            }
+            // Its pro-active events are the user's: they matter only if they are the latest.
+            let latest = devices.iter().map(|d| d.last_active_ts).max();
+            if latest.is_some_and(|t| t >= extra.last_active_ts) {
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        #[test]
+        fn prop_time_only_moves_presence_down(
+            devices in arb_devices(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+            t1 in 0i64..2_000_000,
+            dt in 0i64..2_000_000,
+        ) {
+            let early = effective(manual, &devices, NOW + t1, &rules);
+            let late = effective(manual, &devices, NOW + t1 + dt, &rules);
+            prop_assert!(late.public.presence <= early.public.presence);
+            prop_assert!(late.own.presence <= early.own.presence);
+        }
+
+        #[test]
+        fn prop_next_change_at_is_exact(
+            devices in arb_devices(),
+            manual in arb_manual(),
+            rules in arb_rules(),
+            fractions in prop::collection::vec(0.0f64..1.0, 3),
+        ) {
+            let now_view = effective(manual, &devices, NOW, &rules);
+            match next_change_at(manual, &devices, NOW, &rules) {
+                Some(at) => {
+                    prop_assert!(at > NOW);
+                    let span = (at - NOW) as f64;
+                    let mut samples = vec![NOW, at - 1];
+                    samples.extend(fractions.iter().map(|f| NOW + (span * f) as i64));
+                    for t in samples {
+                        prop_assert_eq!(&effective(manual, &devices, t, &rules), &now_view, "t={}", t);
+                    }
+                    prop_assert_ne!(&effective(manual, &devices, at, &rules), &now_view);
+                }
+                None => {
+                    prop_assert_eq!(
+                        &effective(manual, &devices, NOW + 1_000_000_000, &rules),
+                        &now_view
+                    );
+                }
+            }
+        }
+    }
+
+    // --- wire names ---
+
+    #[test]
+    fn presence_parses_stable_and_msc3026_names() {
+        for p in Presence::ALL {
+            assert_eq!(p.as_str().parse::<Presence>(), Ok(p));
+        }
+        assert_eq!("org.matrix.msc3026.busy".parse::<Presence>(), Ok(Busy));
+        assert!("free_for_chat".parse::<Presence>().is_err());
+        assert!("Online".parse::<Presence>().is_err());
+    }
+
+    #[test]
+    fn presence_serde_uses_lowercase_names() {
+        assert_eq!(serde_json::to_string(&Busy).unwrap(), r#""busy""#);
+        assert_eq!(
+            serde_json::to_string(&Unavailable).unwrap(),
+            r#""unavailable""#
+        );
+        let busy: Presence = serde_json::from_str(r#""org.matrix.msc3026.busy""#).unwrap();
+        assert_eq!(busy, Busy);
+        assert!(serde_json::from_str::<Presence>(r#""away""#).is_err());
+        assert_eq!(serde_json::to_string(&Mobile).unwrap(), r#""mobile""#);
+        assert_eq!(DeviceKind::default(), Desktop);
+        assert_eq!(serde_json::to_string(&M::Offline).unwrap(), r#""offline""#);
+        assert_eq!(ManualStatus::default(), M::Online);
+    }
+
+    #[test]
+    fn presence_priority_order() {
+        assert!(Busy > Online && Online > Unavailable && Unavailable > Offline);
+        for p in Presence::ALL {
+            assert_eq!(ManualStatus::from(p).is_hidden(), p == Offline);
+        }
+    }
+}
