@@ -17,8 +17,8 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use seed::presence::{
-    effective, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence,
-    ManualStatus, Presence, PresenceRules,
+    effective, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, ManualStatus, Presence,
+    PresenceRules,
 };
 
 // --- a global allocator that counts live heap bytes, for the memory report ---
@@ -87,11 +87,7 @@ fn devices(n: usize) -> Vec<DeviceState> {
                 _ if i % 4 == 3 => Presence::Unavailable,
                 _ => Presence::Online,
             },
-            kind: if i % 2 == 0 {
-                DeviceKind::Desktop
-            } else {
-                DeviceKind::Mobile
-            },
+            kind: if i % 2 == 0 { DeviceKind::Desktop } else { DeviceKind::Mobile },
             last_sync_ts: NOW - 1_000 * (i + 1),
             syncing: i % 3 == 0,
             last_active_ts: NOW - 20_000 * i,
@@ -101,10 +97,7 @@ fn devices(n: usize) -> Vec<DeviceState> {
 
 fn short_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut group = c.benchmark_group(name);
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20);
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20);
     group
 }
 
@@ -119,14 +112,7 @@ fn bench_merge(c: &mut Criterion) {
     for n in DEVICE_COUNTS {
         let devs = devices(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &devs, |b, devs| {
-            b.iter(|| {
-                effective(
-                    black_box(ManualStatus::Online),
-                    black_box(devs),
-                    black_box(NOW),
-                    &rules,
-                )
-            })
+            b.iter(|| effective(black_box(ManualStatus::Online), black_box(devs), black_box(NOW), &rules))
         });
     }
     group.finish();
@@ -136,14 +122,7 @@ fn bench_merge(c: &mut Criterion) {
         let devs = devices(n);
         assert!(next_change_at(ManualStatus::Online, &devs, NOW, &rules).is_some());
         group.bench_with_input(BenchmarkId::from_parameter(n), &devs, |b, devs| {
-            b.iter(|| {
-                next_change_at(
-                    black_box(ManualStatus::Online),
-                    black_box(devs),
-                    black_box(NOW),
-                    &rules,
-                )
-            })
+            b.iter(|| next_change_at(black_box(ManualStatus::Online), black_box(devs), black_box(NOW), &rules))
         });
     }
     group.finish();
@@ -176,11 +155,7 @@ impl TickedQueue {
             queue.schedule(k, (slot + 1) * TICK_MS - Self::offset(k));
         }
         assert_eq!(queue.len() as u64, n);
-        TickedQueue {
-            queue,
-            horizon: (n / per_tick) as i64,
-            tick: 0,
-        }
+        TickedQueue { queue, horizon: (n / per_tick) as i64, tick: 0 }
     }
 
     /// Where in its tick key `k`'s deadline falls, in `[0, TICK_MS)`.
@@ -210,9 +185,7 @@ fn bench_deadline_tick(c: &mut Criterion) {
         let mut q = TickedQueue::new(n, n / 100).queue;
         assert!(q.next_deadline().is_some_and(|at| at > 0));
         group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("none_due", n), |b| {
-            b.iter(|| q.pop_due(black_box(0)))
-        });
+        group.bench_function(BenchmarkId::new("none_due", n), |b| b.iter(|| q.pop_due(black_box(0))));
         assert_eq!(q.len() as u64, n);
     }
 
@@ -284,14 +257,10 @@ fn report_memory() {
     for n_devices in [1, 2] {
         let devs = devices(n_devices);
         let (bytes, users) = heap_bytes_of(|| {
-            let mut users: HashMap<String, (ManualStatus, Vec<DeviceState>, EffectivePresence)> =
-                HashMap::new();
+            let mut users: HashMap<String, (ManualStatus, Vec<DeviceState>, EffectivePresence)> = HashMap::new();
             for u in 0..USERS {
                 let view = effective(ManualStatus::Online, &devs, NOW, &rules);
-                users.insert(
-                    format!("@user{u}:example.org"),
-                    (ManualStatus::Online, devs.clone(), view.public),
-                );
+                users.insert(format!("@user{u}:example.org"), (ManualStatus::Online, devs.clone(), view.public));
             }
             users
         });
