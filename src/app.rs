@@ -6,9 +6,11 @@ use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::peek::Peeks;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
 use crate::presence::{PresenceEngine, PresenceRules};
+use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
 use crate::store::Store;
 use crate::sync::{Notifier, StreamHub, SyncService};
@@ -23,6 +25,8 @@ pub struct Services {
     pub rooms: Arc<Rooms>,
     pub sync: Arc<SyncService>,
     pub presence: Arc<PresenceEngine>,
+    pub profiles: Arc<ProfileRooms>,
+    pub peeks: Arc<Peeks>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -51,15 +55,36 @@ impl Services {
             )
             .await?,
         );
-        let sync = Arc::new(SyncService::new(rooms.clone(), stream.clone(), notifier.clone()));
+        let mut sync = SyncService::new(rooms.clone(), stream.clone(), notifier.clone());
+        sync.hidden_room_types.push(crate::profile::PROFILE_ROOM_TYPE.to_owned());
+        let sync = Arc::new(sync);
         let access = Arc::new(PresenceAccess::new(rooms.clone()));
+        let profiles = ProfileRooms::new(
+            rooms.clone(),
+            store.clone(),
+            std::time::Duration::from_millis(config.presence_publish_window_ms),
+        )
+        .await?;
+        let peeks = Peeks::new(
+            store.clone(),
+            rooms.clone(),
+            stream.clone(),
+            notifier.clone(),
+            profiles.clone(),
+            access.clone(),
+        )
+        .await?;
+        rooms.add_observer(peeks.clone());
+        sync.add_source(peeks.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
             currently_active_ms: config.presence_currently_active_ms,
         };
         let presence = PresenceEngine::new(rules, stream.clone(), notifier.clone(), access, store.clone()).await?;
+        presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        profiles.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone() }));
         let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
@@ -72,6 +97,8 @@ impl Services {
             rooms,
             sync,
             presence,
+            profiles,
+            peeks,
             limiter,
             uia_sessions: Default::default(),
             shutdown,
@@ -83,6 +110,7 @@ impl Services {
     pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
         self.presence.flush().await;
+        self.profiles.publish_pending().await;
     }
 }
 

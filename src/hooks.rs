@@ -1,11 +1,15 @@
 //! Orchestration between domains: what happens when a user is created, a session ends, an
 //! event is sent. Handlers call these so the cross-domain rules live in one place.
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::accounts::Session;
+use crate::api::client::presence::MAX_STATUS_MSG_BYTES;
 use crate::app::Services;
 use crate::error::{MatrixError, Result};
 use crate::presence::{DeviceKind, Presence};
+use crate::profile::{PRESENCE_EVENT, PROFILE_ROOM_ID_FIELD, STATUS_EVENT};
 use crate::rooms::create::{initial_events, CreateRoomSpec};
 use crate::rooms::{NewEvent, Pdu, ROOM_VERSION};
 use crate::sync::{SyncFilter, SyncRequest};
@@ -16,30 +20,68 @@ impl Services {
         self.rooms.create_with_events(creator, spec.room_type(), events).await
     }
 
-    /// A user-initiated event (message or state).
-    pub async fn send_event(&self, session: &Session, room_id: &str, ev: NewEvent) -> Result<std::sync::Arc<Pdu>> {
+    /// A user-initiated event (message or state); sending is a pro-active event (seed 000).
+    ///
+    /// In a profile room `m.presence` is server-owned: a user may not send it (MSC3032's open
+    /// question, answered "no"). The owner may set `m.status` directly; the status message
+    /// of the presence engine follows it.
+    pub async fn send_event(&self, session: &Session, room_id: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+        let profile_owner = self.profiles.owner_of(room_id);
+        if profile_owner.is_some() && ev.kind == PRESENCE_EVENT {
+            return Err(MatrixError::forbidden("m.presence in a profile room is published by the server"));
+        }
+        let is_status = profile_owner.as_deref() == Some(session.user_id.as_str())
+            && ev.kind == STATUS_EVENT
+            && ev.state_key.as_deref() == Some("");
+        let status = ev.content.get("status").and_then(Value::as_str).map(str::to_owned);
+        if is_status && status.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG_BYTES) {
+            return Err(MatrixError::invalid_param("status is too long"));
+        }
         let pdu = self.rooms.send(room_id, &session.user_id, ev).await?;
+        if is_status {
+            self.presence.set_status_msg(session, status).await;
+        }
         self.presence.activity(session).await;
         Ok(pdu)
     }
 
-    /// Members (and, for world-readable rooms, anyone) may read a room's current state.
+    /// Members, peekers allowed by the room's rules, and anyone for world-readable rooms may
+    /// read a room's current state.
     pub async fn check_can_read_state(&self, room_id: &str, user_id: &str) -> Result<()> {
-        let state = self.rooms.state(room_id).await?;
-        if state.membership(user_id) == Some("join") || state.history_visibility() == "world_readable" {
+        if self.peeks.can_peek(user_id, room_id).await? {
             return Ok(());
         }
         Err(MatrixError::forbidden("You are not a member of this room"))
     }
 
-    pub async fn on_user_created(&self, _user_id: &str) -> Result<()> {
-        Ok(())
+    /// Up to which stream position `user_id` may read a room's history: members (and former
+    /// members up to their leave), and anyone allowed to peek the room.
+    pub async fn readable_upto(&self, room_id: &str, user_id: &str) -> Result<i64> {
+        match self.rooms.visible_upto(room_id, user_id).await {
+            Err(MatrixError::Forbidden(_)) if self.peeks.can_peek(user_id, room_id).await? => Ok(i64::MAX),
+            other => other,
+        }
+    }
+
+    /// A new account gets its profile room at once (MSC1769).
+    pub async fn on_user_created(&self, user_id: &str) -> Result<()> {
+        self.ensure_profile_room(user_id).await.map(|_| ())
+    }
+
+    /// The user's profile room, created on first use for accounts older than profile rooms.
+    pub async fn ensure_profile_room(&self, user_id: &str) -> Result<String> {
+        if let Some(room) = self.profiles.room_of(user_id) {
+            return Ok(room);
+        }
+        let snapshot = self.presence.snapshot(user_id, "");
+        self.profiles.ensure(user_id, &snapshot, snapshot.status_msg.as_deref()).await
     }
 
     /// Logout of one device: its tokens go, and so do its presence and peeks.
     pub async fn end_session(&self, session: &Session) -> Result<()> {
         self.accounts.delete_device(session).await?;
         self.presence.remove_device(session).await;
+        self.peeks.end_device(session).await?;
         Ok(())
     }
 
@@ -59,8 +101,11 @@ impl Services {
         req: SyncRequest,
     ) -> Result<Value> {
         self.presence.sync_started(session, report, kind).await;
+        // A client that disconnects mid long-poll drops this future: the guard still ends
+        // the sync, or the device would look live forever.
+        let guard = SyncInFlight { engine: self.presence.clone(), session: Some(session.clone()) };
         let result = self.sync.sync(session, req).await;
-        self.presence.sync_finished(session).await;
+        guard.finish().await;
         result
     }
 
@@ -75,8 +120,10 @@ impl Services {
         Ok(())
     }
 
-    /// Extra fields for `GET /profile/{userId}` (the profile room, MSC1769).
-    pub async fn decorate_profile(&self, _user_id: &str, _body: &mut Value) -> Result<()> {
+    /// `GET /profile/{userId}` names the profile room (MSC1769, unstable field).
+    pub async fn decorate_profile(&self, user_id: &str, body: &mut Value) -> Result<()> {
+        let room = self.ensure_profile_room(user_id).await?;
+        body[PROFILE_ROOM_ID_FIELD] = Value::String(room);
         Ok(())
     }
 
@@ -101,6 +148,32 @@ impl Services {
                 self.rooms.send(&room_id, user_id, NewEvent::state("m.room.member", user_id, content)).await?;
             }
         }
+        self.profiles.update_profile(user_id, user.displayname.as_deref(), user.avatar_url.as_deref()).await?;
+        // Legacy `m.presence` events carry the display name and avatar (seed 000).
+        self.presence.republish(user_id).await;
         Ok(())
+    }
+}
+
+/// Ends a device's in-flight `/sync` for the presence engine, even if the request is dropped.
+struct SyncInFlight {
+    engine: Arc<crate::presence::PresenceEngine>,
+    session: Option<Session>,
+}
+
+impl SyncInFlight {
+    async fn finish(mut self) {
+        if let Some(s) = self.session.take() {
+            self.engine.sync_finished(&s).await;
+        }
+    }
+}
+
+impl Drop for SyncInFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let engine = self.engine.clone();
+            tokio::spawn(async move { engine.sync_finished(&s).await });
+        }
     }
 }

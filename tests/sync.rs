@@ -68,7 +68,9 @@ async fn long_poll_times_out_empty() {
     let started = Instant::now();
     let s = app.sync(&alice, &format!("since={next}&timeout=300")).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(s["next_batch"].as_str().unwrap(), next);
+    assert!(s["rooms"]["join"].as_object().unwrap().is_empty(), "{s}");
+    let pos = |t: &str| t[1..].parse::<i64>().unwrap();
+    assert!(pos(s["next_batch"].as_str().unwrap()) >= pos(&next));
 }
 
 #[tokio::test]

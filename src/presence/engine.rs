@@ -288,6 +288,43 @@ impl PresenceEngine {
         self.dirty.lock().insert(session.user_id.clone());
     }
 
+    /// The owner set `m.status` in their profile room directly: the status message follows,
+    /// the manual presence is left alone (one truth for both routes).
+    pub async fn set_status_msg(&self, session: &Session, status_msg: Option<String>) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| e.status_msg = status_msg).await;
+        self.dirty.lock().insert(session.user_id.clone());
+    }
+
+    /// Announce the user's presence again although it did not change (their display name or
+    /// avatar did, which legacy `m.presence` events carry, seed 000).
+    pub async fn republish(&self, user_id: &str) {
+        let pos = self.stream.allocate();
+        let snapshot = {
+            let mut entry = self.users.entry(user_id.to_owned()).or_default();
+            let mut changes = self.changes.lock();
+            if entry.public_pos > 0 {
+                changes.remove(&entry.public_pos);
+            }
+            changes.insert(pos.pos, user_id.to_owned());
+            entry.public_pos = pos.pos;
+            entry.own_pos = pos.pos;
+            PresenceSnapshot {
+                user_id: user_id.to_owned(),
+                presence: entry.view.public.clone(),
+                status_msg: entry.public_status_msg().map(str::to_owned),
+                pos: pos.pos,
+            }
+        };
+        let p = pos.pos;
+        pos.complete();
+        self.notifier.wake([user_id], p);
+        if let Ok(viewers) = self.access.viewers_of(user_id).await {
+            self.notifier.wake(viewers.iter().map(String::as_str), p);
+        }
+        let _ = snapshot;
+    }
+
     /// Logout: the device is no longer a presence source; its last activity is kept.
     pub async fn remove_device(&self, session: &Session) {
         let now = now_ms();

@@ -11,6 +11,7 @@ use sqlx::{AnyPool, Executor};
 mod accounts;
 mod filters;
 mod presence;
+mod profile;
 mod rooms;
 
 pub use accounts::*;

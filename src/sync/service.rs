@@ -38,11 +38,14 @@ pub struct SyncService {
     pub stream: Arc<StreamHub>,
     pub notifier: Arc<Notifier>,
     sources: parking_lot::RwLock<Vec<Arc<dyn SyncSource>>>,
+    /// Room types left out of `rooms.join` unless a filter names the room (a user's own
+    /// profile room: legacy clients would show it as a chat).
+    pub hidden_room_types: Vec<String>,
 }
 
 impl SyncService {
     pub fn new(rooms: Arc<Rooms>, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> Self {
-        Self { rooms, stream, notifier, sources: Default::default() }
+        Self { rooms, stream, notifier, sources: Default::default(), hidden_room_types: vec![] }
     }
 
     pub fn add_source(&self, s: Arc<dyn SyncSource>) {
@@ -89,6 +92,13 @@ impl SyncService {
             let changed_since = |s: i64| mpos > s;
             match membership.as_str() {
                 "join" => {
+                    if !self.hidden_room_types.is_empty() {
+                        let named = req.filter.room.rooms.as_ref().is_some_and(|r| r.contains(&room_id));
+                        let state = self.rooms.state(&room_id).await?;
+                        if !named && state.room_type().is_some_and(|t| self.hidden_room_types.iter().any(|h| h == t)) {
+                            continue;
+                        }
+                    }
                     let full = req.full_state || since.is_none_or(changed_since);
                     let after = if full { 0 } else { since.unwrap_or(0) };
                     if !full && self.rooms.last_position(&room_id) <= after {

@@ -5,6 +5,7 @@ use crate::app::AppState;
 
 pub mod account;
 pub mod filter;
+pub mod peek;
 pub mod presence;
 pub mod profile;
 pub mod rooms;
@@ -18,5 +19,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = profile::routes(r);
     let r = filter::routes(r);
     let r = presence::routes(r);
+    let r = peek::routes(r);
     sync::routes(r)
 }

@@ -314,13 +314,15 @@ async fn joined_rooms_handler(
     Auth(session): Auth,
     Ruma(_): Ruma<joined_rooms::v3::Request>,
 ) -> Result<Json<Value>> {
+    // The user's own profile room is left out, as in `/sync` (legacy clients would show it).
+    let own_profile = s.profiles.room_of(&session.user_id);
     let rooms: Vec<String> = s
-        .store
-        .rooms_for_user(&session.user_id)
+        .rooms
+        .joined_rooms(&session.user_id)
         .await?
-        .into_iter()
-        .filter(|(_, m, _)| m == "join")
-        .map(|(r, _, _)| r)
+        .iter()
+        .filter(|r| Some(*r) != own_profile.as_ref())
+        .cloned()
         .collect();
     Ok(Json(json!({"joined_rooms": rooms})))
 }
@@ -331,7 +333,7 @@ async fn messages(
     Ruma(req): Ruma<get_message_events::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    let visible_upto = s.rooms.visible_upto(room_id, &session.user_id).await?;
+    let visible_upto = s.readable_upto(room_id, &session.user_id).await?;
     let filter: EventFilter =
         serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let limit = u64::from(req.limit).clamp(1, 1000) as i64;

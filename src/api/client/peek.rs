@@ -1,0 +1,134 @@
+//! Peeking: MSC2753 (`/peek`, `/unpeek`, results in `/sync` under `rooms.peek`) and the
+//! legacy peeking API for old clients (`/rooms/{roomId}/initialSync`, `/events`).
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::client_route;
+use crate::api::extract::{Auth, MatrixJson};
+use crate::app::AppState;
+use crate::error::{MatrixError, Result};
+use crate::rooms::now_ms;
+use crate::sync::token;
+
+/// MSC2753 unstable prefix.
+pub const PEEK_PREFIX: &str = "/_matrix/client/unstable/org.matrix.msc2753";
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = r
+        .route(&format!("{PEEK_PREFIX}/peek/{{room_id_or_alias}}"), post(peek))
+        .route(&format!("{PEEK_PREFIX}/rooms/{{room_id}}/unpeek"), post(unpeek));
+    let r = client_route(r, "/rooms/{room_id}/initialSync", get(initial_sync));
+    client_route(r, "/events", get(events))
+}
+
+async fn peek(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(target): Path<String>,
+    MatrixJson(_): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    let room_id = s.rooms.resolve(&target).await?;
+    s.peeks.peek(&session, &room_id).await?;
+    Ok(Json(json!({"room_id": room_id})))
+}
+
+async fn unpeek(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(room_id): Path<String>,
+    MatrixJson(_): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    s.peeks.unpeek(&session, &room_id).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct InitialSyncQuery {
+    limit: Option<i64>,
+}
+
+/// Legacy room initial sync: state, recent messages and the caller's membership.
+async fn initial_sync(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(room_id): Path<String>,
+    Query(q): Query<InitialSyncQuery>,
+) -> Result<Json<Value>> {
+    let state = s.rooms.state(&room_id).await?;
+    if !s.peeks.can_peek(&session.user_id, &room_id).await? {
+        return Err(MatrixError::forbidden("You may not peek this room"));
+    }
+    let upto = s.stream.current();
+    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let mut events = s.store.room_events_desc(&room_id, 0, upto, limit).await?;
+    events.reverse();
+    let now = now_ms();
+    let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
+    let start = events.first().map(|(p, _)| p - 1).unwrap_or(upto);
+    let mut body = json!({
+        "room_id": room_id,
+        "messages": {
+            "chunk": events.iter().map(|(_, e)| e.to_client(now, viewer)).collect::<Vec<_>>(),
+            "start": token::pagination_token(start),
+            "end": token::sync_token(upto),
+        },
+        "state": state.iter().map(|e| e.to_client(now, viewer)).collect::<Vec<_>>(),
+        "presence": [],
+        "account_data": [],
+        "visibility": if state.join_rule() == "public" { "public" } else { "private" },
+    });
+    if let Some(m) = state.membership(&session.user_id) {
+        body["membership"] = json!(m);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    room_id: Option<String>,
+    from: Option<String>,
+    timeout: Option<u64>,
+}
+
+/// Legacy `GET /events?room_id=…&from=…&timeout=…`: a long-poll over one peeked room.
+async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<EventsQuery>) -> Result<Json<Value>> {
+    let room_id = q.room_id.ok_or_else(|| MatrixError::MissingParam("room_id is required".into()))?;
+    s.rooms.state(&room_id).await?;
+    if !s.peeks.can_peek(&session.user_id, &room_id).await? {
+        return Err(MatrixError::forbidden("You may not peek this room"));
+    }
+    let from = match q.from.as_deref() {
+        Some(t) => token::parse(t)?,
+        None => s.stream.current(),
+    };
+    let timeout = Duration::from_millis(q.timeout.unwrap_or(30_000).min(s.config.max_sync_timeout_ms));
+    let _watch = s.peeks.watch_room(&session.user_id, &room_id);
+    let mut sub = s.notifier.subscribe(&session.user_id);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
+    let result = loop {
+        let upto = s.stream.current();
+        let events = s.store.room_events_asc(&room_id, from + 1, upto + 1, 100).await?;
+        if !events.is_empty() || timeout.is_zero() {
+            let end = events.last().map(|(p, _)| *p).unwrap_or(upto);
+            let now = now_ms();
+            break json!({
+                "chunk": events.iter().map(|(_, e)| e.to_client(now, viewer)).collect::<Vec<_>>(),
+                "start": token::sync_token(from),
+                "end": token::sync_token(end),
+            });
+        }
+        tokio::select! {
+            pos = sub.changed() => s.stream.wait_for(pos).await,
+            _ = tokio::time::sleep_until(deadline) => break json!({"chunk": [], "start": token::sync_token(from), "end": token::sync_token(from)}),
+        }
+    };
+    drop(sub);
+    s.notifier.release(&session.user_id);
+    Ok(Json(result))
+}

@@ -1,0 +1,232 @@
+//! Profile rooms (MSC1769) that carry presence (MSC3032).
+//!
+//! Every local user has one: an ordinary room with a type, owned by the user (the only member
+//! with power to change state), holding `m.room.name`/`m.room.avatar` and `m.profile` (display
+//! name and avatar), `m.status` (the status text that replaces `status_msg`) and the
+//! server-owned `m.presence` (the effective presence as others see it). The server writes
+//! `m.presence` as the owner, coalescing changes within a short window.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::error::{MatrixError, Result};
+use crate::presence::{PresenceListener, PresenceSnapshot};
+use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
+use crate::store::Store;
+
+/// MSC1769 room type, unstable prefix.
+pub const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
+/// Field of `GET /profile/{userId}` naming the profile room (unstable prefix).
+pub const PROFILE_ROOM_ID_FIELD: &str = "org.matrix.msc1769.profile_room_id";
+/// MSC3032 state events (state key `""`).
+pub const PRESENCE_EVENT: &str = "m.presence";
+pub const STATUS_EVENT: &str = "m.status";
+/// MSC1769 vCard-style profile event.
+pub const PROFILE_EVENT: &str = "m.profile";
+/// Our unstable field carrying which kinds of device are active (seed 004).
+pub const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
+
+/// MSC1769's default alias for a user's profile room: `#@alice:server`.
+pub fn profile_alias(user_id: &str) -> String {
+    let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
+    format!("#@{local}:{server}")
+}
+
+/// MSC1769's fallback alias where `@` is not allowed in aliases.
+pub fn profile_fallback_alias(user_id: &str) -> String {
+    let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
+    format!("#_profile_{local}:{server}")
+}
+
+/// `m.presence` state content: absolute `last_active_ts`, since state is not relative.
+pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
+    let mut c = json!({
+        "presence": s.presence.presence.as_str(),
+        "currently_active": s.presence.currently_active,
+    });
+    if let Some(ts) = s.presence.last_active_ts {
+        c["last_active_ts"] = json!(ts);
+    }
+    if !s.presence.active_kinds.is_empty() {
+        c[DEVICE_KINDS_FIELD] = json!(s.presence.active_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+    }
+    c
+}
+
+/// `m.status` state content.
+pub fn status_state_content(status_msg: Option<&str>) -> Value {
+    match status_msg {
+        Some(m) => json!({ "status": m }),
+        None => json!({}),
+    }
+}
+
+pub struct ProfileRooms {
+    rooms: Arc<Rooms>,
+    store: Store,
+    by_user: DashMap<String, String>,
+    by_room: DashMap<String, String>,
+    creating: tokio::sync::Mutex<()>,
+    pending: parking_lot::Mutex<HashMap<String, PresenceSnapshot>>,
+    wake: Notify,
+    window: Duration,
+}
+
+impl ProfileRooms {
+    pub async fn new(rooms: Arc<Rooms>, store: Store, window: Duration) -> anyhow::Result<Arc<Self>> {
+        let this = Self {
+            rooms,
+            store,
+            by_user: DashMap::new(),
+            by_room: DashMap::new(),
+            creating: tokio::sync::Mutex::new(()),
+            pending: Default::default(),
+            wake: Notify::new(),
+            window,
+        };
+        for (user, room) in this.store.all_profile_rooms().await? {
+            this.by_room.insert(room.clone(), user.clone());
+            this.by_user.insert(user, room);
+        }
+        Ok(Arc::new(this))
+    }
+
+    /// The owner of `room_id` if it is a profile room.
+    pub fn owner_of(&self, room_id: &str) -> Option<String> {
+        self.by_room.get(room_id).map(|u| u.clone())
+    }
+
+    pub fn room_of(&self, user_id: &str) -> Option<String> {
+        self.by_user.get(user_id).map(|r| r.clone())
+    }
+
+    /// The user's profile room, created on first use for users who existed before.
+    pub async fn ensure(&self, user_id: &str, initial: &PresenceSnapshot, status_msg: Option<&str>) -> Result<String> {
+        if let Some(r) = self.room_of(user_id) {
+            return Ok(r);
+        }
+        let _guard = self.creating.lock().await;
+        if let Some(r) = self.room_of(user_id) {
+            return Ok(r);
+        }
+        let user = self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found("Unknown user"))?;
+        let name = user.displayname.clone().unwrap_or_else(|| user_id.to_owned());
+        let mut events = vec![
+            NewEvent::state(
+                "m.room.create",
+                "",
+                json!({"creator": user_id, "room_version": ROOM_VERSION, "type": PROFILE_ROOM_TYPE}),
+            ),
+            NewEvent::state(
+                "m.room.member",
+                user_id,
+                json!({"membership": "join", "displayname": user.displayname, "avatar_url": user.avatar_url}),
+            ),
+            // Only the owner changes state; `m.presence` is written by the server as the owner.
+            NewEvent::state(
+                "m.room.power_levels",
+                "",
+                json!({
+                    "users": {user_id: 100}, "users_default": 0, "events_default": 100, "state_default": 100,
+                    "ban": 100, "kick": 100, "redact": 100, "invite": 100, "events": {}
+                }),
+            ),
+            NewEvent::state("m.room.join_rules", "", json!({"join_rule": "invite"})),
+            // Private by default: the owner makes the profile public by switching this to
+            // `world_readable`; otherwise only the people allowed to see presence may peek.
+            NewEvent::state("m.room.history_visibility", "", json!({"history_visibility": "shared"})),
+            NewEvent::state("m.room.guest_access", "", json!({"guest_access": "forbidden"})),
+            NewEvent::state("m.room.name", "", json!({"name": name})),
+            NewEvent::state(PROFILE_EVENT, "", json!({PROFILE_EVENT: {"fn": name}})),
+        ];
+        if let Some(a) = &user.avatar_url {
+            events.push(NewEvent::state("m.room.avatar", "", json!({"url": a})));
+        }
+        events.push(NewEvent::state(PRESENCE_EVENT, "", presence_state_content(initial)));
+        events.push(NewEvent::state(STATUS_EVENT, "", status_state_content(status_msg)));
+        let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events).await?;
+        self.store.insert_profile_room(user_id, &room_id).await?;
+        for alias in [profile_alias(user_id), profile_fallback_alias(user_id)] {
+            self.store.insert_alias(&alias, &room_id, user_id).await?;
+        }
+        self.by_room.insert(room_id.clone(), user_id.to_owned());
+        self.by_user.insert(user_id.to_owned(), room_id.clone());
+        Ok(room_id)
+    }
+
+    /// Display name or avatar changed: mirror them into the profile room.
+    pub async fn update_profile(
+        &self,
+        user_id: &str,
+        displayname: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<()> {
+        let Some(room) = self.room_of(user_id) else { return Ok(()) };
+        let state = self.rooms.state(&room).await?;
+        let name = displayname.unwrap_or(user_id);
+        let wanted = [
+            ("m.room.name", json!({"name": name})),
+            (PROFILE_EVENT, json!({PROFILE_EVENT: {"fn": name}})),
+            ("m.room.avatar", avatar_url.map(|a| json!({"url": a})).unwrap_or(json!({}))),
+        ];
+        for (kind, content) in wanted {
+            let current = state.get(kind, "").map(|e| e.content.clone());
+            if current.as_ref() != Some(&content) && !(current.is_none() && content == json!({})) {
+                self.rooms.send_as_server(&room, user_id, NewEvent::state(kind, "", content)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the publisher: changes are coalesced within `window`, and only what differs from
+    /// the room's current state is written, so a flapping device cannot write hundreds of
+    /// events and the last change is always published.
+    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = shutdown.changed() => { this.publish_pending().await; break; }
+                }
+                tokio::time::sleep(this.window).await;
+                this.publish_pending().await;
+            }
+        });
+    }
+
+    pub async fn publish_pending(&self) {
+        let batch: Vec<PresenceSnapshot> = std::mem::take(&mut *self.pending.lock()).into_values().collect();
+        for snap in batch {
+            if let Err(e) = self.publish(&snap).await {
+                tracing::warn!(user = %snap.user_id, error = %e, "could not publish presence to the profile room");
+            }
+        }
+    }
+
+    async fn publish(&self, snap: &PresenceSnapshot) -> Result<()> {
+        let room = self.ensure(&snap.user_id, snap, snap.status_msg.as_deref()).await?;
+        let state = self.rooms.state(&room).await?;
+        // m.status first: a client that sees the new m.presence also finds the new status.
+        let status = status_state_content(snap.status_msg.as_deref());
+        if state.get(STATUS_EVENT, "").map(|e| &e.content) != Some(&status) {
+            self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(STATUS_EVENT, "", status)).await?;
+        }
+        let presence = presence_state_content(snap);
+        if state.get(PRESENCE_EVENT, "").map(|e| &e.content) != Some(&presence) {
+            self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(PRESENCE_EVENT, "", presence)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl PresenceListener for ProfileRooms {
+    fn on_public_change(&self, snapshot: &PresenceSnapshot) {
+        self.pending.lock().insert(snapshot.user_id.clone(), snapshot.clone());
+        self.wake.notify_one();
+    }
+}
