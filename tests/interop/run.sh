@@ -106,7 +106,7 @@ for attempt in 1 2 3; do
     port="$(free_port)"
     base_url="http://127.0.0.1:$port"
     log "starting $bin on $base_url with $db_kind (attempt $attempt)"
-    "$bin" \
+    NO_COLOR=1 "$bin" \
         --bind "127.0.0.1:$port" \
         --server-name localhost \
         --database-url "$db_url" \
