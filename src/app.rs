@@ -6,6 +6,9 @@ use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::presence::access::PresenceAccess;
+use crate::presence::legacy::LegacyPresenceSync;
+use crate::presence::{PresenceEngine, PresenceRules};
 use crate::rooms::Rooms;
 use crate::store::Store;
 use crate::sync::{Notifier, StreamHub, SyncService};
@@ -19,8 +22,10 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub rooms: Arc<Rooms>,
     pub sync: Arc<SyncService>,
+    pub presence: Arc<PresenceEngine>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 pub type AppState = Arc<Services>;
@@ -46,15 +51,18 @@ impl Services {
             )
             .await?,
         );
-        let sync = Arc::new(SyncService::new(
-            rooms.clone(),
-            stream.clone(),
-            notifier.clone(),
-        ));
-        let limiter = crate::api::ratelimit::AuthLimiter::new(
-            config.auth_rate_per_second,
-            config.auth_rate_burst,
-        );
+        let sync = Arc::new(SyncService::new(rooms.clone(), stream.clone(), notifier.clone()));
+        let access = Arc::new(PresenceAccess::new(rooms.clone()));
+        let rules = PresenceRules {
+            device_timeout_ms: config.presence_device_timeout_ms,
+            idle_after_ms: config.presence_idle_after_ms,
+            currently_active_ms: config.presence_currently_active_ms,
+        };
+        let presence = PresenceEngine::new(rules, stream.clone(), notifier.clone(), access, store.clone()).await?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
+        sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone() }));
+        let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
         Ok(Arc::new(Self {
             config,
             store,
@@ -63,9 +71,18 @@ impl Services {
             accounts,
             rooms,
             sync,
+            presence,
             limiter,
             uia_sessions: Default::default(),
+            shutdown,
         }))
+    }
+}
+
+impl Services {
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        self.presence.flush().await;
     }
 }
 
@@ -78,9 +95,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stop serving, then stop background work and flush what is only in memory.
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
+        self.state.stop().await;
     }
 }
 
@@ -92,21 +111,13 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     let app = crate::api::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.await;
-        })
-        .await
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
     });
-    Ok(Running {
-        addr,
-        state,
-        shutdown: tx,
-        task,
-    })
+    Ok(Running { addr, state, shutdown: tx, task })
 }
 
 /// Serve until SIGTERM or Ctrl-C.
@@ -125,8 +136,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -76,11 +76,7 @@ impl Default for Config {
 
 /// Command line: each flag also reads an environment variable and overrides the TOML file.
 #[derive(Debug, Parser, Serialize)]
-#[command(
-    name = "seed-homeserver",
-    version,
-    about = "A presence-first Matrix homeserver (MSC3032)"
-)]
+#[command(name = "seed-homeserver", version, about = "A presence-first Matrix homeserver (MSC3032)")]
 pub struct Cli {
     /// TOML config file (keys as in the flags below, with underscores).
     #[arg(long, env = "SEED_CONFIG")]

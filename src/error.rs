@@ -90,9 +90,7 @@ impl MatrixError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Forbidden(_) | Self::UserDeactivated(_) => StatusCode::FORBIDDEN,
-            Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unrecognized { status } => *status,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -21,7 +21,8 @@ async fn versions_and_well_known() {
 #[tokio::test]
 async fn register_requires_dummy_auth_then_succeeds() {
     let app = TestApp::spawn().await;
-    let (status, v) = app.post("/_matrix/client/v3/register", None, json!({"username": "alice", "password": "secret-pw"})).await;
+    let (status, v) =
+        app.post("/_matrix/client/v3/register", None, json!({"username": "alice", "password": "secret-pw"})).await;
     assert_eq!(status, 401);
     assert_eq!(v["flows"][0]["stages"][0], "m.login.dummy");
     let session = v["session"].as_str().unwrap();
@@ -43,9 +44,11 @@ async fn register_requires_dummy_auth_then_succeeds() {
 async fn register_rejects_taken_and_invalid_usernames() {
     let app = TestApp::spawn().await;
     app.register("bob").await;
-    let (status, v) = app.post("/_matrix/client/v3/register", None, json!({"username": "bob", "password": "x-pw"})).await;
+    let (status, v) =
+        app.post("/_matrix/client/v3/register", None, json!({"username": "bob", "password": "x-pw"})).await;
     assert_err(status, &v, 400, "M_USER_IN_USE");
-    let (status, v) = app.post("/_matrix/client/v3/register", None, json!({"username": "Bad Name!", "password": "x-pw"})).await;
+    let (status, v) =
+        app.post("/_matrix/client/v3/register", None, json!({"username": "Bad Name!", "password": "x-pw"})).await;
     assert_err(status, &v, 400, "M_INVALID_USERNAME");
     let (status, v) = app.get("/_matrix/client/v3/register/available?username=bob", None).await;
     assert_err(status, &v, 400, "M_USER_IN_USE");
@@ -59,16 +62,22 @@ async fn register_rejects_taken_and_invalid_usernames() {
 #[tokio::test]
 async fn register_with_bad_bodies() {
     let app = TestApp::spawn().await;
-    let (status, v) = app.raw(Method::POST, "/_matrix/client/v3/register", None, Some(RawBody::Text("{not json".into()))).await;
+    let (status, v) =
+        app.raw(Method::POST, "/_matrix/client/v3/register", None, Some(RawBody::Text("{not json".into()))).await;
     assert_err(status, &v, 400, "M_NOT_JSON");
-    let (status, v) = app.raw(Method::POST, "/_matrix/client/v3/register", None, Some(RawBody::Text("[1,2]".into()))).await;
+    let (status, v) =
+        app.raw(Method::POST, "/_matrix/client/v3/register", None, Some(RawBody::Text("[1,2]".into()))).await;
     assert_err(status, &v, 400, "M_NOT_JSON");
     let (status, v) = app.post("/_matrix/client/v3/register", None, json!({"username": 42})).await;
     assert_err(status, &v, 400, "M_BAD_JSON");
     let (status, first) = app.post("/_matrix/client/v3/register", None, json!({"username": "dave"})).await;
     assert_eq!(status, 401);
     let (status, v) = app
-        .post("/_matrix/client/v3/register", None, json!({"username": "dave", "auth": {"type": "m.login.dummy", "session": first["session"]}}))
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            json!({"username": "dave", "auth": {"type": "m.login.dummy", "session": first["session"]}}),
+        )
         .await;
     assert_err(status, &v, 400, "M_MISSING_PARAM");
     let (status, v) = app.post("/_matrix/client/v3/register?kind=guest", None, json!({})).await;
@@ -125,7 +134,11 @@ async fn login_failures() {
         .await;
     assert_err(status, &v, 403, "M_FORBIDDEN");
     let (status, v) = app
-        .post("/_matrix/client/v3/login", None, json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "x"}))
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "x"}),
+        )
         .await;
     assert_err(status, &v, 403, "M_FORBIDDEN");
     let (status, v) = app.post("/_matrix/client/v3/login", None, json!({"type": "m.login.magic"})).await;
@@ -156,7 +169,9 @@ async fn login_is_rate_limited() {
     .await;
     let mut limited = None;
     for _ in 0..10 {
-        let (status, v) = app.post("/_matrix/client/v3/login", None, json!({"type": "m.login.password", "user": "x", "password": "y"})).await;
+        let (status, v) = app
+            .post("/_matrix/client/v3/login", None, json!({"type": "m.login.password", "user": "x", "password": "y"}))
+            .await;
         if status == 429 {
             limited = Some(v);
             break;
@@ -176,7 +191,9 @@ async fn data_survives_restart() {
     app.restart().await;
     let (status, v) = app.get("/_matrix/client/v3/account/whoami", Some(&alice.token)).await;
     assert_eq!(status, 200, "{v}");
-    let (status, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", common::enc(&room)), Some(&alice.token)).await;
+    let (status, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", common::enc(&room)), Some(&alice.token))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(v["name"], "kept");
     let bob = app.register("bob").await;

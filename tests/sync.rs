@@ -16,7 +16,13 @@ async fn initial_then_incremental() {
     let joined = &s["rooms"]["join"][&room];
     let timeline = joined["timeline"]["events"].as_array().unwrap();
     assert_eq!(timeline.last().unwrap()["content"]["body"], "hello");
-    let all_types: Vec<&str> = joined["state"]["events"].as_array().unwrap().iter().chain(timeline.iter()).map(|e| e["type"].as_str().unwrap()).collect();
+    let all_types: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(timeline.iter())
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert!(all_types.contains(&"m.room.create") && all_types.contains(&"m.room.name"), "{all_types:?}");
     // The sender's device sees its transaction id.
     assert!(timeline.last().unwrap()["unsigned"]["transaction_id"].is_string());
@@ -81,7 +87,12 @@ async fn invites_and_leaves_show_up() {
     let s = app.sync(&bob, &format!("since={next}&timeout=5000")).await;
     assert!(s["rooms"]["join"][&room].is_object(), "{s}");
     let next = s["next_batch"].as_str().unwrap().to_owned();
-    app.post(&format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)), Some(&alice.token), json!({"user_id": bob.user_id})).await;
+    app.post(
+        &format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)),
+        Some(&alice.token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await;
     let s = app.sync(&bob, &format!("since={next}&timeout=5000")).await;
     let tl = s["rooms"]["leave"][&room]["timeline"]["events"].as_array().unwrap();
     assert_eq!(tl.last().unwrap()["content"]["membership"], "leave", "{s}");
@@ -89,7 +100,10 @@ async fn invites_and_leaves_show_up() {
     let next = s["next_batch"].as_str().unwrap().to_owned();
     app.send_text(&alice, &room, "after").await;
     let s = app.sync(&bob, &format!("since={next}&timeout=0")).await;
-    assert!(s["rooms"]["join"].as_object().unwrap().is_empty() && s["rooms"]["leave"].as_object().unwrap().is_empty(), "{s}");
+    assert!(
+        s["rooms"]["join"].as_object().unwrap().is_empty() && s["rooms"]["leave"].as_object().unwrap().is_empty(),
+        "{s}"
+    );
 }
 
 #[tokio::test]
@@ -100,10 +114,17 @@ async fn filters_limit_the_timeline() {
     for i in 0..5 {
         app.send_text(&alice, &room, &format!("m{i}")).await;
     }
-    let (status, v) = app.post(&format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)), Some(&alice.token), json!({"room": {"timeline": {"limit": 2}}})).await;
+    let (status, v) = app
+        .post(
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)),
+            Some(&alice.token),
+            json!({"room": {"timeline": {"limit": 2}}}),
+        )
+        .await;
     assert_eq!(status, 200);
     let fid = v["filter_id"].as_str().unwrap().to_owned();
-    let (status, v) = app.get(&format!("/_matrix/client/v3/user/{}/filter/{fid}", enc(&alice.user_id)), Some(&alice.token)).await;
+    let (status, v) =
+        app.get(&format!("/_matrix/client/v3/user/{}/filter/{fid}", enc(&alice.user_id)), Some(&alice.token)).await;
     assert_eq!(status, 200);
     assert_eq!(v["room"]["timeline"]["limit"], 2);
     let s = app.sync(&alice, &format!("filter={fid}")).await;
@@ -117,15 +138,25 @@ async fn filters_limit_the_timeline() {
     assert_eq!(s["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap().len(), 1);
     // prev_batch continues with /messages.
     let prev = s["rooms"]["join"][&room]["timeline"]["prev_batch"].as_str().unwrap();
-    let (_, m) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1&from={prev}", enc(&room)), Some(&alice.token)).await;
+    let (_, m) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1&from={prev}", enc(&room)), Some(&alice.token))
+        .await;
     assert_eq!(m["chunk"][0]["content"]["body"], "m3");
     // Errors.
     let bob = app.register("bob").await;
-    let (status, v) = app.post(&format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)), Some(&bob.token), json!({})).await;
+    let (status, v) =
+        app.post(&format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)), Some(&bob.token), json!({})).await;
     assert_err(status, &v, 403, "M_FORBIDDEN");
-    let (status, v) = app.get(&format!("/_matrix/client/v3/user/{}/filter/999", enc(&alice.user_id)), Some(&alice.token)).await;
+    let (status, v) =
+        app.get(&format!("/_matrix/client/v3/user/{}/filter/999", enc(&alice.user_id)), Some(&alice.token)).await;
     assert_err(status, &v, 404, "M_NOT_FOUND");
-    let (status, v) = app.post(&format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)), Some(&alice.token), json!({"room": {"timeline": {"limit": "many"}}})).await;
+    let (status, v) = app
+        .post(
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)),
+            Some(&alice.token),
+            json!({"room": {"timeline": {"limit": "many"}}}),
+        )
+        .await;
     assert_err(status, &v, 400, "M_BAD_JSON");
 }
 
@@ -142,7 +173,8 @@ async fn bad_sync_parameters() {
     let (status, v) = app.get("/_matrix/client/v3/sync", None).await;
     assert_err(status, &v, 401, "M_MISSING_TOKEN");
     for ok in ["online", "unavailable", "offline", "busy", "org.matrix.msc3026.busy"] {
-        let (status, v) = app.get(&format!("/_matrix/client/v3/sync?timeout=0&set_presence={ok}"), Some(&alice.token)).await;
+        let (status, v) =
+            app.get(&format!("/_matrix/client/v3/sync?timeout=0&set_presence={ok}"), Some(&alice.token)).await;
         assert_eq!(status, 200, "{ok}: {v}");
     }
 }

@@ -27,18 +27,11 @@ pub struct Accounts {
 /// Localpart grammar of user ids (spec: "User Identifiers").
 pub fn valid_localpart(localpart: &str) -> bool {
     !localpart.is_empty()
-        && localpart.bytes().all(
-            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
-        )
+        && localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
 }
 
 impl Accounts {
-    pub fn new(
-        store: Store,
-        server_name: String,
-        memory_kib: u32,
-        iterations: u32,
-    ) -> anyhow::Result<Self> {
+    pub fn new(store: Store, server_name: String, memory_kib: u32, iterations: u32) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib.max(8), iterations.max(1), 1, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         Ok(Self {
@@ -55,14 +48,9 @@ impl Accounts {
 
     /// Check a requested username and build the user id (`M_INVALID_USERNAME` otherwise).
     pub fn user_id_for_registration(&self, username: &str) -> Result<String> {
-        let localpart = username
-            .strip_prefix('@')
-            .map(|u| u.split(':').next().unwrap_or_default())
-            .unwrap_or(username);
+        let localpart = username.strip_prefix('@').map(|u| u.split(':').next().unwrap_or_default()).unwrap_or(username);
         if !valid_localpart(localpart) {
-            return Err(MatrixError::InvalidUsername(
-                "User ID may only contain a-z, 0-9, and . _ = - / +".into(),
-            ));
+            return Err(MatrixError::InvalidUsername("User ID may only contain a-z, 0-9, and . _ = - / +".into()));
         }
         let uid = self.user_id(localpart);
         if uid.len() > 255 {
@@ -72,10 +60,7 @@ impl Accounts {
     }
 
     pub fn is_local(&self, user_id: &str) -> bool {
-        user_id
-            .rsplit_once(':')
-            .map(|(_, s)| s == self.server_name)
-            .unwrap_or(false)
+        user_id.rsplit_once(':').map(|(_, s)| s == self.server_name).unwrap_or(false)
     }
 
     async fn hash(&self, password: &str) -> Result<String> {
@@ -83,9 +68,7 @@ impl Accounts {
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
+            argon2.hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
         })
         .await
         .map_err(|e| MatrixError::Internal(e.into()))?
@@ -96,9 +79,7 @@ impl Accounts {
         let argon2 = self.argon2.clone();
         let (password, hash) = (password.to_owned(), hash.to_owned());
         tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| argon2.verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
+            PasswordHash::new(&hash).map(|h| argon2.verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
         })
         .await
         .unwrap_or(false)
@@ -119,43 +100,23 @@ impl Accounts {
 
     /// Start a session (a device) for a user: returns (device id, access token).
     pub async fn open_session(&self, user_id: &str, device_id: Option<String>) -> Result<Session> {
-        let device_id = device_id
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| random_string(10).to_uppercase());
+        let device_id = device_id.filter(|d| !d.is_empty()).unwrap_or_else(|| random_string(10).to_uppercase());
         if device_id.len() > 255 {
             return Err(MatrixError::invalid_param("device_id is too long"));
         }
-        Ok(Session {
-            user_id: user_id.to_owned(),
-            device_id,
-        })
+        Ok(Session { user_id: user_id.to_owned(), device_id })
     }
 
-    pub async fn issue_token(
-        &self,
-        session: &Session,
-        display_name: Option<&str>,
-    ) -> Result<String> {
+    pub async fn issue_token(&self, session: &Session, display_name: Option<&str>) -> Result<String> {
         let token = format!("syt_{}", random_string(40));
         // Re-using a device id ends that device's previous sessions.
-        for (t, s) in self
-            .tokens
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect::<Vec<_>>()
-        {
+        for (t, s) in self.tokens.iter().map(|e| (e.key().clone(), e.value().clone())).collect::<Vec<_>>() {
             if s == *session {
                 self.tokens.remove(&t);
             }
         }
         self.store
-            .create_device_with_token(
-                &session.user_id,
-                &session.device_id,
-                display_name,
-                &token,
-                now_ms(),
-            )
+            .create_device_with_token(&session.user_id, &session.device_id, display_name, &token, now_ms())
             .await?;
         self.tokens.insert(token.clone(), session.clone());
         Ok(token)
@@ -187,11 +148,7 @@ impl Accounts {
 
     /// Remove a device and all its tokens (logout).
     pub async fn delete_device(&self, session: &Session) -> Result<()> {
-        for t in self
-            .store
-            .delete_device(&session.user_id, &session.device_id)
-            .await?
-        {
+        for t in self.store.delete_device(&session.user_id, &session.device_id).await? {
             self.tokens.remove(&t);
         }
         self.tokens.retain(|_, s| s != session);

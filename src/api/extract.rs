@@ -30,9 +30,9 @@ pub fn map_ruma_error(e: FromHttpRequestError) -> MatrixError {
             MatrixError::invalid_param(i.to_string())
         }
         FromHttpRequestError::Deserialization(other) => MatrixError::bad_json(other.to_string()),
-        FromHttpRequestError::MethodMismatch { .. } => MatrixError::Unrecognized {
-            status: http::StatusCode::METHOD_NOT_ALLOWED,
-        },
+        FromHttpRequestError::MethodMismatch { .. } => {
+            MatrixError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }
+        }
         other => MatrixError::bad_json(other.to_string()),
     }
 }
@@ -67,16 +67,13 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
         }
         if has_body {
             // Tell "not JSON" from "wrong JSON" before ruma does, for the right errcode.
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
             if !v.is_object() {
                 return Err(MatrixError::NotJson("Content must be a JSON object".into()));
             }
         }
         let http_req = http::Request::from_parts(parts, &bytes[..]);
-        T::try_from_http_request(http_req, &args)
-            .map(Ruma)
-            .map_err(map_ruma_error)
+        T::try_from_http_request(http_req, &args).map(Ruma).map_err(map_ruma_error)
     }
 }
 
@@ -88,18 +85,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req.into_body(), state).await?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
         if !v.is_object() {
             return Err(MatrixError::NotJson("Content must be a JSON object".into()));
         }
-        serde_json::from_value(v)
-            .map(MatrixJson)
-            .map_err(|e| MatrixError::bad_json(e.to_string()))
+        serde_json::from_value(v).map(MatrixJson).map_err(|e| MatrixError::bad_json(e.to_string()))
     }
 }
 
@@ -107,28 +98,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
 pub struct Auth(pub Session);
 
 pub fn access_token(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(h) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(t) = h.strip_prefix("Bearer ") {
             return Some(t.trim().to_owned());
         }
     }
     let query = parts.uri.query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
 }
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = MatrixError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = access_token(parts).ok_or(MatrixError::MissingToken)?;
         Ok(Auth(state.accounts.authenticate(&token).await?))
     }

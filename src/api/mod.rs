@@ -18,10 +18,7 @@ pub mod extract;
 pub mod ratelimit;
 
 /// Register `handler` for every path (r0, v3, unstable) ruma knows for `Req`.
-pub(crate) fn ruma_route<Req: Metadata, H, T>(
-    mut router: Router<AppState>,
-    handler: H,
-) -> Router<AppState>
+pub(crate) fn ruma_route<Req: Metadata, H, T>(mut router: Router<AppState>, handler: H) -> Router<AppState>
 where
     H: Handler<T, AppState>,
     T: 'static,
@@ -54,17 +51,9 @@ pub(crate) fn client_route(
 pub fn router(state: AppState) -> Router {
     let router = client::routes(Router::new());
     router
-        .fallback(|| async {
-            MatrixError::Unrecognized {
-                status: http::StatusCode::NOT_FOUND,
-            }
-            .into_response()
-        })
+        .fallback(|| async { MatrixError::Unrecognized { status: http::StatusCode::NOT_FOUND }.into_response() })
         .method_not_allowed_fallback(|| async {
-            MatrixError::Unrecognized {
-                status: http::StatusCode::METHOD_NOT_ALLOWED,
-            }
-            .into_response()
+            MatrixError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }.into_response()
         })
         .layer(tower_http::cors::CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())

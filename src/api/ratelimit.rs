@@ -28,9 +28,7 @@ impl AuthLimiter {
         };
         limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            MatrixError::LimitExceeded {
-                retry_after_ms: wait.as_millis().max(1) as u64,
-            }
+            MatrixError::LimitExceeded { retry_after_ms: wait.as_millis().max(1) as u64 }
         })
     }
 }

@@ -57,11 +57,7 @@ pub struct DeadlineQueue<K> {
 
 impl<K> Default for DeadlineQueue<K> {
     fn default() -> Self {
-        DeadlineQueue {
-            heap: BinaryHeap::new(),
-            current: HashMap::new(),
-            next_seq: 0,
-        }
+        DeadlineQueue { heap: BinaryHeap::new(), current: HashMap::new(), next_seq: 0 }
     }
 }
 
@@ -85,11 +81,7 @@ impl<K: Eq + Hash + Clone> DeadlineQueue<K> {
             }
         }
         self.next_seq += 1;
-        self.heap.push(Slot {
-            at: at_ms,
-            seq,
-            key,
-        });
+        self.heap.push(Slot { at: at_ms, seq, key });
         self.tidy();
     }
 
@@ -139,8 +131,7 @@ impl<K: Eq + Hash + Clone> DeadlineQueue<K> {
     /// stale entries exceed twice the live ones.
     fn tidy(&mut self) {
         let DeadlineQueue { heap, current, .. } = self;
-        let is_live =
-            |slot: &Slot<K>| current.get(&slot.key).map(|&(_, seq)| seq) == Some(slot.seq);
+        let is_live = |slot: &Slot<K>| current.get(&slot.key).map(|&(_, seq)| seq) == Some(slot.seq);
         while heap.peek().is_some_and(|slot| !is_live(slot)) {
             heap.pop();
         }
@@ -203,11 +194,7 @@ mod tests {
         let mut q = queue(&[("a", 10), ("b", 20)]);
         q.schedule("a", 30);
         assert_eq!(q.deadline(&"a"), Some(30));
-        assert_eq!(
-            q.next_deadline(),
-            Some(20),
-            "stale entry for a@10 is not reported"
-        );
+        assert_eq!(q.next_deadline(), Some(20), "stale entry for a@10 is not reported");
         assert_eq!(q.pop_due(15), Vec::<&str>::new());
         assert_eq!(q.pop_due(25), vec!["b"]);
         assert_eq!(q.pop_due(30), vec!["a"]);
@@ -304,12 +291,7 @@ mod tests {
             for k in 0..100u32 {
                 q.schedule(k, 1_000 + round + i64::from(k));
             }
-            assert!(
-                q.heap_len() <= 3 * q.len(),
-                "heap {} live {}",
-                q.heap_len(),
-                q.len()
-            );
+            assert!(q.heap_len() <= 3 * q.len(), "heap {} live {}", q.heap_len(), q.len());
         }
         for k in 0..100u32 {
             q.cancel(&k);

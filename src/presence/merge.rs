@@ -2,10 +2,7 @@
 //! status, the device reports and `now`. No I/O and no clock reads, so every rule is testable
 //! at any instant and the caller owns time (see `deadline.rs` for when to look again).
 
-use super::types::{
-    DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence,
-    PresenceRules,
-};
+use super::types::{DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence, PresenceRules};
 
 impl DeviceState {
     /// A device is live if a `/sync` is in flight or its last one ended less than
@@ -27,9 +24,7 @@ impl DeviceState {
             return Presence::Offline;
         }
         match self.reported {
-            Presence::Online
-                if now_ms.saturating_sub(self.last_active_ts) >= rules.idle_after_ms =>
-            {
+            Presence::Online if now_ms.saturating_sub(self.last_active_ts) >= rules.idle_after_ms => {
                 Presence::Unavailable
             }
             reported => reported,
@@ -49,11 +44,7 @@ pub fn is_proactive(old: Presence, new: Presence) -> bool {
 /// "devices combine by max priority: busy > online > unavailable > offline". Also returns the
 /// kinds (seed 004 "Device Type") of the devices that are live and not offline, sorted and
 /// deduplicated.
-fn device_truth(
-    devices: &[DeviceState],
-    now_ms: i64,
-    rules: &PresenceRules,
-) -> (Presence, Vec<DeviceKind>) {
+fn device_truth(devices: &[DeviceState], now_ms: i64, rules: &PresenceRules) -> (Presence, Vec<DeviceKind>) {
     let mut presence = Presence::Offline;
     let mut kinds = Vec::new();
     for device in devices {
@@ -92,14 +83,8 @@ fn apply_manual(manual: ManualStatus, truth: Presence) -> Presence {
 
 /// Seed 001: `currently_active` may be true only "when the presence state is `online`"; we set
 /// it while the last pro-active event is less than `currently_active_ms` (1 min) old.
-fn is_currently_active(
-    presence: Presence,
-    last_active_ts: Option<i64>,
-    now_ms: i64,
-    rules: &PresenceRules,
-) -> bool {
-    presence == Presence::Online
-        && last_active_ts.is_some_and(|t| now_ms.saturating_sub(t) < rules.currently_active_ms)
+fn is_currently_active(presence: Presence, last_active_ts: Option<i64>, now_ms: i64, rules: &PresenceRules) -> bool {
+    presence == Presence::Online && last_active_ts.is_some_and(|t| now_ms.saturating_sub(t) < rules.currently_active_ms)
 }
 
 /// The effective presence of one user at `now_ms` (MSC3032 "Effective presence").
@@ -118,12 +103,7 @@ fn is_currently_active(
 ///    offline, the Home Server can still report when the user was last seen"); `None` with no
 ///    devices. `currently_active` is `presence == online && now - last_active_ts <
 ///    currently_active_ms` (seed 001).
-pub fn effective(
-    manual: ManualStatus,
-    devices: &[DeviceState],
-    now_ms: i64,
-    rules: &PresenceRules,
-) -> EffectiveView {
+pub fn effective(manual: ManualStatus, devices: &[DeviceState], now_ms: i64, rules: &PresenceRules) -> EffectiveView {
     let (truth, active_kinds) = device_truth(devices, now_ms, rules);
     let last_active_ts = devices.iter().map(|d| d.last_active_ts).max();
     let hidden = manual.is_hidden();
@@ -136,19 +116,10 @@ pub fn effective(
     };
 
     if hidden {
-        EffectiveView {
-            public: EffectivePresence {
-                hidden: true,
-                ..EffectivePresence::offline()
-            },
-            own: view(truth),
-        }
+        EffectiveView { public: EffectivePresence { hidden: true, ..EffectivePresence::offline() }, own: view(truth) }
     } else {
         let shown = view(apply_manual(manual, truth));
-        EffectiveView {
-            public: shown.clone(),
-            own: shown,
-        }
+        EffectiveView { public: shown.clone(), own: shown }
     }
 }
 
@@ -185,9 +156,7 @@ pub fn next_change_at(
     candidates.dedup();
 
     let current = effective(manual, devices, now_ms, rules);
-    candidates
-        .into_iter()
-        .find(|&t| effective(manual, devices, t, rules) != current)
+    candidates.into_iter().find(|&t| effective(manual, devices, t, rules) != current)
 }
 
 #[cfg(test)]
@@ -203,13 +172,7 @@ mod tests {
 
     /// A desktop that is syncing right now and was active right now.
     fn dev(reported: Presence) -> DeviceState {
-        DeviceState {
-            reported,
-            kind: DeviceKind::Desktop,
-            last_sync_ts: NOW,
-            syncing: true,
-            last_active_ts: NOW,
-        }
+        DeviceState { reported, kind: DeviceKind::Desktop, last_sync_ts: NOW, syncing: true, last_active_ts: NOW }
     }
 
     trait DeviceExt {
@@ -250,18 +213,9 @@ mod tests {
 
     #[test]
     fn silent_device_times_out_to_offline() {
-        assert_eq!(
-            presence_of(M::Online, &[dev(Online).synced_ago(29_999)]),
-            Online
-        );
-        assert_eq!(
-            presence_of(M::Online, &[dev(Online).synced_ago(30_000)]),
-            Offline
-        );
-        assert_eq!(
-            presence_of(M::Online, &[dev(Busy).synced_ago(45_000)]),
-            Offline
-        );
+        assert_eq!(presence_of(M::Online, &[dev(Online).synced_ago(29_999)]), Online);
+        assert_eq!(presence_of(M::Online, &[dev(Online).synced_ago(30_000)]), Offline);
+        assert_eq!(presence_of(M::Online, &[dev(Busy).synced_ago(45_000)]), Offline);
     }
 
     #[test]
@@ -284,49 +238,26 @@ mod tests {
 
     #[test]
     fn idle_online_device_decays_to_unavailable() {
-        assert_eq!(
-            presence_of(M::Online, &[dev(Online).active_ago(299_999)]),
-            Online
-        );
-        assert_eq!(
-            presence_of(M::Online, &[dev(Online).active_ago(300_000)]),
-            Unavailable
-        );
+        assert_eq!(presence_of(M::Online, &[dev(Online).active_ago(299_999)]), Online);
+        assert_eq!(presence_of(M::Online, &[dev(Online).active_ago(300_000)]), Unavailable);
     }
 
     #[test]
     fn idleness_does_not_decay_busy() {
-        assert_eq!(
-            presence_of(M::Online, &[dev(Busy).active_ago(3_600_000)]),
-            Busy
-        );
+        assert_eq!(presence_of(M::Online, &[dev(Busy).active_ago(3_600_000)]), Busy);
     }
 
     #[test]
     fn busy_device_wins() {
-        let devices = [
-            dev(Online),
-            dev(Busy).mobile(),
-            dev(Unavailable),
-            dev(Offline),
-        ];
+        let devices = [dev(Online), dev(Busy).mobile(), dev(Unavailable), dev(Offline)];
         assert_eq!(presence_of(M::Online, &devices), Busy);
     }
 
     #[test]
     fn devices_combine_by_max_priority() {
-        assert_eq!(
-            presence_of(M::Online, &[dev(Unavailable), dev(Online)]),
-            Online
-        );
-        assert_eq!(
-            presence_of(M::Online, &[dev(Offline), dev(Unavailable)]),
-            Unavailable
-        );
-        assert_eq!(
-            presence_of(M::Online, &[dev(Offline), dev(Offline)]),
-            Offline
-        );
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable), dev(Online)]), Online);
+        assert_eq!(presence_of(M::Online, &[dev(Offline), dev(Unavailable)]), Unavailable);
+        assert_eq!(presence_of(M::Online, &[dev(Offline), dev(Offline)]), Offline);
         // A timed-out busy device no longer outranks a live online one.
         let devices = [dev(Busy).synced_ago(30_000), dev(Online)];
         assert_eq!(presence_of(M::Online, &devices), Online);
@@ -341,15 +272,8 @@ mod tests {
             dev(Offline).mobile(),
             dev(Busy).mobile().synced_ago(40_000),
         ];
-        assert_eq!(
-            public(M::Online, &devices).active_kinds,
-            vec![Desktop, Mobile]
-        );
-        let devices = [
-            dev(Online),
-            dev(Offline).mobile(),
-            dev(Busy).mobile().synced_ago(40_000),
-        ];
+        assert_eq!(public(M::Online, &devices).active_kinds, vec![Desktop, Mobile]);
+        let devices = [dev(Online), dev(Offline).mobile(), dev(Busy).mobile().synced_ago(40_000)];
         assert_eq!(public(M::Online, &devices).active_kinds, vec![Desktop]);
         assert!(public(M::Online, &[]).active_kinds.is_empty());
     }
@@ -359,16 +283,10 @@ mod tests {
     #[test]
     fn manual_busy_needs_a_live_device() {
         assert_eq!(presence_of(M::Busy, &[]), Offline);
-        assert_eq!(
-            presence_of(M::Busy, &[dev(Online).synced_ago(30_000)]),
-            Offline
-        );
+        assert_eq!(presence_of(M::Busy, &[dev(Online).synced_ago(30_000)]), Offline);
         assert_eq!(presence_of(M::Busy, &[dev(Offline)]), Offline);
         assert_eq!(presence_of(M::Busy, &[dev(Unavailable)]), Busy);
-        assert_eq!(
-            presence_of(M::Busy, &[dev(Online).active_ago(600_000)]),
-            Busy
-        );
+        assert_eq!(presence_of(M::Busy, &[dev(Online).active_ago(600_000)]), Busy);
     }
 
     #[test]
@@ -377,24 +295,15 @@ mod tests {
             let devices = [dev(reported)];
             assert_eq!(presence_of(M::Online, &devices), reported);
         }
-        assert_eq!(
-            presence_of(M::Online, &[dev(Online).active_ago(400_000)]),
-            Unavailable
-        );
+        assert_eq!(presence_of(M::Online, &[dev(Online).active_ago(400_000)]), Unavailable);
     }
 
     #[test]
     fn manual_unavailable_caps_online() {
         let view = public(M::Unavailable, &[dev(Online)]);
         assert_eq!(view.presence, Unavailable);
-        assert!(
-            !view.currently_active,
-            "currently_active is for online only"
-        );
-        assert_eq!(
-            presence_of(M::Unavailable, &[dev(Unavailable)]),
-            Unavailable
-        );
+        assert!(!view.currently_active, "currently_active is for online only");
+        assert_eq!(presence_of(M::Unavailable, &[dev(Unavailable)]), Unavailable);
         assert_eq!(presence_of(M::Unavailable, &[dev(Offline)]), Offline);
     }
 
@@ -458,16 +367,9 @@ mod tests {
     #[test]
     fn last_active_is_the_max_over_all_devices() {
         assert_eq!(public(M::Online, &[]).last_active_ts, None);
-        let devices = [
-            dev(Online).active_ago(90_000),
-            dev(Offline).synced_ago(100_000).active_ago(10_000),
-        ];
+        let devices = [dev(Online).active_ago(90_000), dev(Offline).synced_ago(100_000).active_ago(10_000)];
         let view = public(M::Online, &devices);
-        assert_eq!(
-            view.last_active_ts,
-            Some(NOW - 10_000),
-            "gone devices count too"
-        );
+        assert_eq!(view.last_active_ts, Some(NOW - 10_000), "gone devices count too");
         assert!(view.currently_active);
         // Offline users still show when they were last active (seed 004).
         let gone = [dev(Online).synced_ago(40_000).active_ago(40_000)];
@@ -478,10 +380,7 @@ mod tests {
     fn currently_active_only_within_a_minute() {
         assert!(public(M::Online, &[dev(Online).active_ago(59_999)]).currently_active);
         assert!(!public(M::Online, &[dev(Online).active_ago(60_000)]).currently_active);
-        assert!(
-            !public(M::Online, &[dev(Busy)]).currently_active,
-            "online only"
-        );
+        assert!(!public(M::Online, &[dev(Busy)]).currently_active, "online only");
         assert!(!public(M::Online, &[dev(Unavailable)]).currently_active);
         assert!(!public(M::Online, &[]).currently_active);
     }
@@ -556,11 +455,7 @@ mod tests {
         assert_eq!(next(M::Online, &[]), None);
         assert_eq!(next(M::Online, &[dev(Busy).active_ago(100_000)]), None);
         assert_eq!(next(M::Busy, &[dev(Unavailable)]), None);
-        assert_eq!(
-            next(M::Online, &[dev(Online).synced_ago(50_000)]),
-            None,
-            "already gone"
-        );
+        assert_eq!(next(M::Online, &[dev(Online).synced_ago(50_000)]), None, "already gone");
     }
 
     #[test]
@@ -792,10 +687,7 @@ mod tests {
     #[test]
     fn presence_serde_uses_lowercase_names() {
         assert_eq!(serde_json::to_string(&Busy).unwrap(), r#""busy""#);
-        assert_eq!(
-            serde_json::to_string(&Unavailable).unwrap(),
-            r#""unavailable""#
-        );
+        assert_eq!(serde_json::to_string(&Unavailable).unwrap(), r#""unavailable""#);
         let busy: Presence = serde_json::from_str(r#""org.matrix.msc3026.busy""#).unwrap();
         assert_eq!(busy, Busy);
         assert!(serde_json::from_str::<Presence>(r#""away""#).is_err());

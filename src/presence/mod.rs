@@ -4,13 +4,17 @@
 //! - `merge`: the pure merge `effective` and `next_change_at` (no I/O, no clock reads).
 //! - `deadline`: `DeadlineQueue`, the one place presence timers live.
 
+pub mod access;
 pub mod deadline;
+pub mod engine;
+pub mod legacy;
 pub mod merge;
 pub mod types;
 
 pub use deadline::DeadlineQueue;
+pub use engine::{PresenceEngine, PresenceListener, PresenceSnapshot};
 pub use merge::{effective, is_proactive, next_change_at};
 pub use types::{
-    DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence,
-    PresenceRules, UnknownPresence, MSC3026_BUSY,
+    DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence, PresenceRules, UnknownPresence,
+    MSC3026_BUSY,
 };

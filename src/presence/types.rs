@@ -29,12 +29,7 @@ pub enum Presence {
 
 impl Presence {
     /// All states, lowest availability first.
-    pub const ALL: [Presence; 4] = [
-        Presence::Offline,
-        Presence::Unavailable,
-        Presence::Online,
-        Presence::Busy,
-    ];
+    pub const ALL: [Presence; 4] = [Presence::Offline, Presence::Unavailable, Presence::Online, Presence::Busy];
 
     /// The stable wire name. We emit `busy`; [`MSC3026_BUSY`] is accepted on input only.
     pub fn as_str(self) -> &'static str {
@@ -88,9 +83,7 @@ impl<'de> Deserialize<'de> for Presence {
 
 /// Device type (seed 004 "Device Type"): a mobile device "may limit the user experience", which
 /// is itself presence information worth showing to others.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     #[default]
@@ -170,11 +163,7 @@ pub struct PresenceRules {
 
 impl Default for PresenceRules {
     fn default() -> Self {
-        PresenceRules {
-            device_timeout_ms: 30_000,
-            idle_after_ms: 300_000,
-            currently_active_ms: 60_000,
-        }
+        PresenceRules { device_timeout_ms: 30_000, idle_after_ms: 300_000, currently_active_ms: 60_000 }
     }
 }
 

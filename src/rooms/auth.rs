@@ -12,12 +12,7 @@ pub struct PowerLevels(Value);
 
 impl PowerLevels {
     pub fn of(state: &RoomState) -> Self {
-        Self(
-            state
-                .get("m.room.power_levels", "")
-                .map(|e| e.content.clone())
-                .unwrap_or(Value::Null),
-        )
+        Self(state.get("m.room.power_levels", "").map(|e| e.content.clone()).unwrap_or(Value::Null))
     }
 
     fn level(&self, key: &str, default: i64) -> i64 {
@@ -38,12 +33,7 @@ impl PowerLevels {
     }
 
     pub fn for_event(&self, kind: &str, is_state: bool) -> i64 {
-        if let Some(l) = self
-            .0
-            .get("events")
-            .and_then(|e| e.get(kind))
-            .and_then(as_int)
-        {
+        if let Some(l) = self.0.get("events").and_then(|e| e.get(kind)).and_then(as_int) {
             return l;
         }
         if is_state {
@@ -65,8 +55,7 @@ impl PowerLevels {
 }
 
 fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// May `sender` send an event of `kind` (with `state_key`) and `content` into a room whose
@@ -83,10 +72,7 @@ pub fn check(
     }
     if kind == "m.room.member" {
         let target = state_key.ok_or("membership events need a state_key")?;
-        let membership = content
-            .get("membership")
-            .and_then(Value::as_str)
-            .ok_or("membership is missing")?;
+        let membership = content.get("membership").and_then(Value::as_str).ok_or("membership is missing")?;
         return check_membership(state, sender, target, membership);
     }
     if state.membership(sender) != Some("join") {
@@ -96,9 +82,7 @@ pub fn check(
     let have = pl.user(sender, state);
     let need = pl.for_event(kind, state_key.is_some());
     if have < need {
-        return Err(format!(
-            "{kind} needs power level {need}, {sender} has {have}"
-        ));
+        return Err(format!("{kind} needs power level {need}, {sender} has {have}"));
     }
     if let Some(sk) = state_key {
         // State keys that look like user ids belong to that user (spec rule 8).
@@ -115,47 +99,24 @@ pub fn check(
 fn check_power_levels_change(old: &PowerLevels, have: i64, new: &Value) -> Result<(), Denied> {
     // A user may not grant a level above their own, nor change a user at or above it.
     let new = PowerLevels(new.clone());
-    for key in [
-        "ban",
-        "kick",
-        "invite",
-        "redact",
-        "state_default",
-        "events_default",
-        "users_default",
-    ] {
-        let (o, n) = (
-            old.0.get(key).and_then(as_int),
-            new.0.get(key).and_then(as_int),
-        );
+    for key in ["ban", "kick", "invite", "redact", "state_default", "events_default", "users_default"] {
+        let (o, n) = (old.0.get(key).and_then(as_int), new.0.get(key).and_then(as_int));
         if o != n && (o.unwrap_or(0) > have || n.unwrap_or(0) > have) {
             return Err(format!("cannot change {key} beyond your own power level"));
         }
     }
-    let users = |pl: &PowerLevels| {
-        pl.0.get("users")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
-    };
+    let users = |pl: &PowerLevels| pl.0.get("users").and_then(Value::as_object).cloned().unwrap_or_default();
     let (ou, nu) = (users(old), users(&new));
     for uid in ou.keys().chain(nu.keys()) {
         let (o, n) = (ou.get(uid).and_then(as_int), nu.get(uid).and_then(as_int));
-        if o != n
-            && (n.unwrap_or(0) > have || o.unwrap_or(0) >= have && o.is_some() && o != Some(have))
-        {
+        if o != n && (n.unwrap_or(0) > have || o.unwrap_or(0) >= have && o.is_some() && o != Some(have)) {
             return Err(format!("cannot change the power level of {uid}"));
         }
     }
     Ok(())
 }
 
-fn check_membership(
-    state: &RoomState,
-    sender: &str,
-    target: &str,
-    membership: &str,
-) -> Result<(), Denied> {
+fn check_membership(state: &RoomState, sender: &str, target: &str, membership: &str) -> Result<(), Denied> {
     let sender_m = state.membership(sender);
     let target_m = state.membership(target);
     let pl = PowerLevels::of(state);

@@ -25,27 +25,15 @@ impl CreateRoomSpec {
 }
 
 /// The ordered events of a new room, as the spec lists them for `createRoom`.
-pub fn initial_events(
-    creator: &str,
-    spec: &CreateRoomSpec,
-    room_version: &str,
-) -> Result<Vec<NewEvent>> {
-    let preset = spec.preset.clone().unwrap_or_else(|| {
-        if spec.visibility_public {
-            "public_chat"
-        } else {
-            "private_chat"
-        }
-        .to_owned()
-    });
+pub fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) -> Result<Vec<NewEvent>> {
+    let preset = spec
+        .preset
+        .clone()
+        .unwrap_or_else(|| if spec.visibility_public { "public_chat" } else { "private_chat" }.to_owned());
     let (join_rule, history, guest) = match preset.as_str() {
         "public_chat" => ("public", "shared", "forbidden"),
         "private_chat" | "trusted_private_chat" => ("invite", "shared", "can_join"),
-        other => {
-            return Err(MatrixError::invalid_param(format!(
-                "unknown preset '{other}'"
-            )))
-        }
+        other => return Err(MatrixError::invalid_param(format!("unknown preset '{other}'"))),
     };
 
     let mut create = spec.creation_content.clone();
@@ -80,33 +68,14 @@ pub fn initial_events(
     }
     events.push(NewEvent::state("m.room.power_levels", "", pl));
     if let Some(alias) = &spec.alias {
-        events.push(NewEvent::state(
-            "m.room.canonical_alias",
-            "",
-            json!({"alias": alias}),
-        ));
+        events.push(NewEvent::state("m.room.canonical_alias", "", json!({"alias": alias})));
     }
-    events.push(NewEvent::state(
-        "m.room.join_rules",
-        "",
-        json!({"join_rule": join_rule}),
-    ));
-    events.push(NewEvent::state(
-        "m.room.history_visibility",
-        "",
-        json!({"history_visibility": history}),
-    ));
-    events.push(NewEvent::state(
-        "m.room.guest_access",
-        "",
-        json!({"guest_access": guest}),
-    ));
+    events.push(NewEvent::state("m.room.join_rules", "", json!({"join_rule": join_rule})));
+    events.push(NewEvent::state("m.room.history_visibility", "", json!({"history_visibility": history})));
+    events.push(NewEvent::state("m.room.guest_access", "", json!({"guest_access": guest})));
     for ev in &spec.initial_state {
         if matches!(ev.kind.as_str(), "m.room.create" | "m.room.member") {
-            return Err(MatrixError::invalid_param(format!(
-                "{} is not allowed in initial_state",
-                ev.kind
-            )));
+            return Err(MatrixError::invalid_param(format!("{} is not allowed in initial_state", ev.kind)));
         }
         events.push(ev.clone());
     }

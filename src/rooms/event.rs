@@ -38,10 +38,7 @@ impl Pdu {
             "prev_events": self.prev_events, "nonce": rand::random::<u64>(),
         });
         let digest = Sha256::digest(body.to_string().as_bytes());
-        self.event_id = format!(
-            "${}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
-        );
+        self.event_id = format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
     }
 
     pub fn is_state(&self) -> bool {
@@ -81,26 +78,17 @@ impl Pdu {
     }
 
     pub fn membership(&self) -> Option<&str> {
-        (self.kind == "m.room.member")
-            .then(|| self.content.get("membership")?.as_str())
-            .flatten()
+        (self.kind == "m.room.member").then(|| self.content.get("membership")?.as_str()).flatten()
     }
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// A random opaque id of `len` url-safe characters.
 pub fn random_string(len: usize) -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }

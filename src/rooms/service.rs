@@ -26,20 +26,10 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn state(kind: &str, state_key: &str, content: Value) -> Self {
-        Self {
-            kind: kind.into(),
-            state_key: Some(state_key.into()),
-            content,
-            txn: None,
-        }
+        Self { kind: kind.into(), state_key: Some(state_key.into()), content, txn: None }
     }
     pub fn message(kind: &str, content: Value) -> Self {
-        Self {
-            kind: kind.into(),
-            state_key: None,
-            content,
-            txn: None,
-        }
+        Self { kind: kind.into(), state_key: None, content, txn: None }
     }
 }
 
@@ -118,14 +108,8 @@ impl Rooms {
         if !self.store.room_exists(room_id).await? {
             return Err(MatrixError::not_found("Unknown room"));
         }
-        let state = Arc::new(RoomState::from_events(
-            self.store.load_room_state(room_id).await?,
-        ));
-        Ok(self
-            .states
-            .entry(room_id.to_owned())
-            .or_insert(state)
-            .clone())
+        let state = Arc::new(RoomState::from_events(self.store.load_room_state(room_id).await?));
+        Ok(self.states.entry(room_id.to_owned()).or_insert(state).clone())
     }
 
     pub async fn resolve(&self, room_id_or_alias: &str) -> Result<String> {
@@ -152,24 +136,12 @@ impl Rooms {
             }
         }
         let state = self.state(room_id).await?;
-        auth::check(
-            &state,
-            sender,
-            &ev.kind,
-            ev.state_key.as_deref(),
-            &ev.content,
-        )
-        .map_err(MatrixError::Forbidden)?;
+        auth::check(&state, sender, &ev.kind, ev.state_key.as_deref(), &ev.content).map_err(MatrixError::Forbidden)?;
         self.append_locked(room_id, state, sender, ev).await
     }
 
     /// Append without the auth rules (room creation, server-owned state). Caller holds no lock.
-    pub async fn send_as_server(
-        &self,
-        room_id: &str,
-        sender: &str,
-        ev: NewEvent,
-    ) -> Result<Arc<Pdu>> {
+    pub async fn send_as_server(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
         let _guard = self.write_lock.lock().await;
         let state = self.state(room_id).await?;
         self.append_locked(room_id, state, sender, ev).await
@@ -185,18 +157,11 @@ impl Rooms {
     ) -> Result<String> {
         let room_id = format!("!{}:{}", super::event::random_string(18), self.server_name);
         let _guard = self.write_lock.lock().await;
-        self.store
-            .insert_room(&room_id, creator, super::ROOM_VERSION, room_type, now_ms())
-            .await?;
+        self.store.insert_room(&room_id, creator, super::ROOM_VERSION, room_type, now_ms()).await?;
         let mut state = Arc::new(RoomState::default());
         for ev in events {
-            self.append_locked(&room_id, state.clone(), creator, ev)
-                .await?;
-            state = self
-                .states
-                .get(&room_id)
-                .map(|s| s.clone())
-                .unwrap_or_default();
+            self.append_locked(&room_id, state.clone(), creator, ev).await?;
+            state = self.states.get(&room_id).map(|s| s.clone()).unwrap_or_default();
         }
         Ok(room_id)
     }
@@ -234,19 +199,12 @@ impl Rooms {
             txn: ev.txn,
         };
         pdu.compute_event_id();
-        let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None))
-            .map(|v| v.len())
-            .unwrap_or(0);
+        let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None)).map(|v| v.len()).unwrap_or(0);
         if size > self.max_event_bytes {
-            return Err(MatrixError::TooLarge(format!(
-                "event is {size} bytes, the limit is {}",
-                self.max_event_bytes
-            )));
+            return Err(MatrixError::TooLarge(format!("event is {size} bytes, the limit is {}", self.max_event_bytes)));
         }
-        let pos = self.stream.allocate().await;
-        self.store
-            .persist_event(&pdu, pos.pos, Some(sender))
-            .await?;
+        let pos = self.stream.allocate();
+        self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
         let pdu = Arc::new(pdu);
         let new_state = if pdu.is_state() {
             let mut s = (*state).clone();
@@ -256,8 +214,7 @@ impl Rooms {
             state
         };
         self.states.insert(room_id.to_owned(), new_state.clone());
-        self.heads
-            .insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
+        self.heads.insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.membership_gen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -274,10 +231,7 @@ impl Rooms {
         let position = pos.pos;
         pos.complete();
 
-        let mut wake: HashSet<String> = new_state
-            .members_with(&["join", "invite"])
-            .map(str::to_owned)
-            .collect();
+        let mut wake: HashSet<String> = new_state.members_with(&["join", "invite"]).map(str::to_owned).collect();
         if let (Some(target), Some(_)) = (&pdu.state_key, pdu.membership()) {
             wake.insert(target.clone());
         }
@@ -285,8 +239,7 @@ impl Rooms {
         for o in &observers {
             wake.extend(o.watchers(room_id));
         }
-        self.notifier
-            .wake(wake.iter().map(String::as_str), position);
+        self.notifier.wake(wake.iter().map(String::as_str), position);
         for o in &observers {
             o.on_event(&pdu, &new_state, position);
         }
@@ -365,12 +318,7 @@ impl Rooms {
         if let Some(r) = reason {
             content["reason"] = json!(r);
         }
-        self.send(
-            room_id,
-            sender,
-            NewEvent::state("m.room.member", target, content),
-        )
-        .await
+        self.send(room_id, sender, NewEvent::state("m.room.member", target, content)).await
     }
 
     /// Who may read a room's state and history: members, or anyone if world-readable.
@@ -381,19 +329,13 @@ impl Rooms {
             Some(_) if state.membership(user_id) == Some("join") => Ok(i64::MAX),
             _ if state.history_visibility() == "world_readable" => Ok(i64::MAX),
             Some(ev) if matches!(ev.membership(), Some("leave") | Some("ban")) => {
-                let (pos, _) = self
-                    .store
-                    .get_event(&ev.event_id)
-                    .await?
-                    .ok_or_else(|| MatrixError::forbidden("not a member"))?;
+                let (pos, _) =
+                    self.store.get_event(&ev.event_id).await?.ok_or_else(|| MatrixError::forbidden("not a member"))?;
                 // A member who left may still read up to the moment they left (shared history),
                 // unless the member left by rejecting an invite.
-                let was_joined = ev
-                    .unsigned
-                    .get("prev_content")
-                    .and_then(|c| c.get("membership"))
-                    .and_then(Value::as_str)
-                    == Some("join");
+                let was_joined =
+                    ev.unsigned.get("prev_content").and_then(|c| c.get("membership")).and_then(Value::as_str)
+                        == Some("join");
                 if was_joined {
                     Ok(pos)
                 } else {

@@ -34,8 +34,7 @@ impl RoomState {
     }
 
     pub fn membership(&self, user_id: &str) -> Option<&str> {
-        self.get("m.room.member", user_id)
-            .and_then(|e| e.membership())
+        self.get("m.room.member", user_id).and_then(|e| e.membership())
     }
 
     /// Users whose membership is one of `which`.
@@ -48,9 +47,7 @@ impl RoomState {
     }
 
     pub fn join_rule(&self) -> &str {
-        self.get("m.room.join_rules", "")
-            .and_then(|e| e.content.get("join_rule")?.as_str())
-            .unwrap_or("invite")
+        self.get("m.room.join_rules", "").and_then(|e| e.content.get("join_rule")?.as_str()).unwrap_or("invite")
     }
 
     pub fn history_visibility(&self) -> &str {
@@ -60,8 +57,7 @@ impl RoomState {
     }
 
     pub fn room_type(&self) -> Option<&str> {
-        self.get("m.room.create", "")
-            .and_then(|e| e.content.get("type")?.as_str())
+        self.get("m.room.create", "").and_then(|e| e.content.get("type")?.as_str())
     }
 
     pub fn creator(&self) -> Option<&str> {
@@ -79,10 +75,6 @@ impl RoomState {
             "m.room.canonical_alias",
             "m.room.encryption",
         ];
-        self.events
-            .values()
-            .filter(|e| KEEP.contains(&e.kind.as_str()))
-            .map(|e| e.to_stripped())
-            .collect()
+        self.events.values().filter(|e| KEEP.contains(&e.kind.as_str())).map(|e| e.to_stripped()).collect()
     }
 }

@@ -18,21 +18,15 @@ pub struct DeviceRow {
 
 impl Store {
     /// Insert a user; returns `Ok(false)` when the id is taken.
-    pub async fn insert_user(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        now: i64,
-    ) -> sqlx::Result<bool> {
-        let res = sqlx::query(
-            "INSERT INTO users (user_id, password_hash, displayname, created_ts) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(user_id)
-        .bind(password_hash)
-        .bind(user_id.trim_start_matches('@').split(':').next().unwrap_or_default())
-        .bind(now)
-        .execute(&self.pool)
-        .await;
+    pub async fn insert_user(&self, user_id: &str, password_hash: &str, now: i64) -> sqlx::Result<bool> {
+        let res =
+            sqlx::query("INSERT INTO users (user_id, password_hash, displayname, created_ts) VALUES ($1, $2, $3, $4)")
+                .bind(user_id)
+                .bind(password_hash)
+                .bind(user_id.trim_start_matches('@').split(':').next().unwrap_or_default())
+                .bind(now)
+                .execute(&self.pool)
+                .await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
@@ -41,26 +35,21 @@ impl Store {
     }
 
     pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
-        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT user_id, password_hash, displayname, avatar_url FROM users WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(
-            |(user_id, password_hash, displayname, avatar_url)| UserRow {
-                user_id,
-                password_hash,
-                displayname,
-                avatar_url,
-            },
-        ))
+        let row: Option<(String, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT user_id, password_hash, displayname, avatar_url FROM users WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(user_id, password_hash, displayname, avatar_url)| UserRow {
+            user_id,
+            password_hash,
+            displayname,
+            avatar_url,
+        }))
     }
 
     pub async fn all_user_ids(&self) -> sqlx::Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM users")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM users").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
@@ -159,11 +148,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(device_id, display_name, last_seen_ts)| DeviceRow {
-                device_id,
-                display_name,
-                last_seen_ts,
-            })
+            .map(|(device_id, display_name, last_seen_ts)| DeviceRow { device_id, display_name, last_seen_ts })
             .collect())
     }
 }

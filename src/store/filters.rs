@@ -4,11 +4,10 @@ use super::Store;
 impl Store {
     pub async fn insert_filter(&self, user_id: &str, json: &str) -> sqlx::Result<i64> {
         let mut tx = self.pool.begin().await?;
-        let (max,): (Option<i64>,) =
-            sqlx::query_as("SELECT MAX(filter_id) FROM filters WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(filter_id) FROM filters WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
         let id = max.unwrap_or(-1) + 1;
         sqlx::query("INSERT INTO filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)")
             .bind(user_id)

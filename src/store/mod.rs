@@ -10,9 +10,11 @@ use sqlx::{AnyPool, Executor};
 
 mod accounts;
 mod filters;
+mod presence;
 mod rooms;
 
 pub use accounts::*;
+pub use presence::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -72,13 +74,10 @@ impl Store {
 
     /// Highest stream position already written by any table, used to seed the stream.
     pub async fn max_stream_position(&self) -> sqlx::Result<i64> {
-        let (events,): (Option<i64>,) = sqlx::query_as("SELECT MAX(stream_ordering) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        let (events,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(stream_ordering) FROM events").fetch_one(&self.pool).await?;
         let (reserved,): (Option<i64>,) =
-            sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation")
-                .fetch_one(&self.pool)
-                .await?;
+            sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation").fetch_one(&self.pool).await?;
         Ok(events.unwrap_or(0).max(reserved.unwrap_or(0)))
     }
 
@@ -86,7 +85,9 @@ impl Store {
     pub async fn reserve_stream_positions(&self, up_to: i64) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO stream_reservation (id, reserved_up_to) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET reserved_up_to = excluded.reserved_up_to",
+             ON CONFLICT (id) DO UPDATE SET reserved_up_to = CASE \
+             WHEN excluded.reserved_up_to > stream_reservation.reserved_up_to THEN excluded.reserved_up_to \
+             ELSE stream_reservation.reserved_up_to END",
         )
         .bind(up_to)
         .execute(&self.pool)
@@ -96,17 +97,14 @@ impl Store {
 }
 
 fn create_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
     }
     Ok(())

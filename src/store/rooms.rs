@@ -15,14 +15,16 @@ impl Store {
         room_type: Option<&str>,
         now: i64,
     ) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)")
-            .bind(room_id)
-            .bind(creator)
-            .bind(version)
-            .bind(room_type)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(room_id)
+        .bind(creator)
+        .bind(version)
+        .bind(room_type)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -36,12 +38,7 @@ impl Store {
 
     /// Write one event and everything derived from it (current state, membership, txn id)
     /// in one transaction: either all of it is stored or none.
-    pub async fn persist_event(
-        &self,
-        pdu: &Pdu,
-        pos: i64,
-        txn_owner: Option<&str>,
-    ) -> sqlx::Result<()> {
+    pub async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
         let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -86,14 +83,16 @@ impl Store {
             }
         }
         if let (Some((device, txn)), Some(user)) = (&pdu.txn, txn_owner) {
-            sqlx::query("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)")
-                .bind(user)
-                .bind(device)
-                .bind(txn)
-                .bind(&pdu.event_id)
-                .bind(pdu.origin_server_ts)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user)
+            .bind(device)
+            .bind(txn)
+            .bind(&pdu.event_id)
+            .bind(pdu.origin_server_ts)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await
     }
@@ -118,12 +117,10 @@ impl Store {
 
     /// Every room the user has a membership in: (room id, membership, stream position).
     pub async fn rooms_for_user(&self, user_id: &str) -> sqlx::Result<Vec<(String, String, i64)>> {
-        sqlx::query_as(
-            "SELECT room_id, membership, stream_ordering FROM memberships WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
+        sqlx::query_as("SELECT room_id, membership, stream_ordering FROM memberships WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// Events of a room with `after < position <= upto`, newest first, at most `limit`.
@@ -188,52 +185,37 @@ impl Store {
     }
 
     pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<(i64, Pdu)>> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT stream_ordering, json FROM events WHERE event_id = $1")
-                .bind(event_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, String)> = sqlx::query_as("SELECT stream_ordering, json FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|(p, j)| Ok((p, decode(&j)?))).transpose()
     }
 
-    pub async fn txn_event(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        txn_id: &str,
-    ) -> sqlx::Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-        )
-        .bind(user_id)
-        .bind(device_id)
-        .bind(txn_id)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> sqlx::Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
+                .bind(user_id)
+                .bind(device_id)
+                .bind(txn_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.0))
     }
 
     /// Newest stream position of every room (loaded once at start-up).
     pub async fn room_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
-        sqlx::query_as("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id").fetch_all(&self.pool).await
     }
 
     /// Returns `Ok(false)` when the alias is taken.
-    pub async fn insert_alias(
-        &self,
-        alias: &str,
-        room_id: &str,
-        creator: &str,
-    ) -> sqlx::Result<bool> {
-        let res =
-            sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
-                .bind(alias)
-                .bind(room_id)
-                .bind(creator)
-                .execute(&self.pool)
-                .await;
+    pub async fn insert_alias(&self, alias: &str, room_id: &str, creator: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+            .bind(alias)
+            .bind(room_id)
+            .bind(creator)
+            .execute(&self.pool)
+            .await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
@@ -242,19 +224,15 @@ impl Store {
     }
 
     pub async fn resolve_alias(&self, alias: &str) -> sqlx::Result<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT room_id FROM room_aliases WHERE alias = $1")
-                .bind(alias)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(String,)> = sqlx::query_as("SELECT room_id FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.0))
     }
 
     pub async fn delete_alias(&self, alias: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
-            .bind(alias)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -40,46 +40,31 @@ fn glob(pattern: &str, s: &str) -> bool {
             if rest.is_empty() {
                 return true;
             }
-            (0..=s.len())
-                .filter(|i| s.is_char_boundary(*i))
-                .any(|i| glob(rest, &s[i..]))
+            (0..=s.len()).filter(|i| s.is_char_boundary(*i)).any(|i| glob(rest, &s[i..]))
         }
     }
 }
 
 impl EventFilter {
     pub fn allows(&self, kind: &str, sender: &str) -> bool {
-        if self.not_types.iter().any(|p| glob(p, kind))
-            || self.not_senders.iter().any(|s| s == sender)
-        {
+        if self.not_types.iter().any(|p| glob(p, kind)) || self.not_senders.iter().any(|s| s == sender) {
             return false;
         }
-        self.types
-            .as_ref()
-            .is_none_or(|t| t.iter().any(|p| glob(p, kind)))
-            && self
-                .senders
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|x| x == sender))
+        self.types.as_ref().is_none_or(|t| t.iter().any(|p| glob(p, kind)))
+            && self.senders.as_ref().is_none_or(|s| s.iter().any(|x| x == sender))
     }
 
     /// A filter that can never match `kind` (e.g. `types: []` or `not_types: ["*"]`).
     pub fn excludes_type(&self, kind: &str) -> bool {
         self.not_types.iter().any(|p| glob(p, kind))
-            || self
-                .types
-                .as_ref()
-                .is_some_and(|t| !t.iter().any(|p| glob(p, kind)))
+            || self.types.as_ref().is_some_and(|t| !t.iter().any(|p| glob(p, kind)))
     }
 }
 
 impl RoomFilter {
     pub fn allows_room(&self, room_id: &str) -> bool {
         !self.not_rooms.iter().any(|r| r == room_id)
-            && self
-                .rooms
-                .as_ref()
-                .is_none_or(|r| r.iter().any(|x| x == room_id))
+            && self.rooms.as_ref().is_none_or(|r| r.iter().any(|x| x == room_id))
     }
 }
 

@@ -18,10 +18,7 @@ pub struct Subscription {
 
 impl Notifier {
     pub fn subscribe(&self, user_id: &str) -> Subscription {
-        let tx = self
-            .users
-            .entry(user_id.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
+        let tx = self.users.entry(user_id.to_owned()).or_insert_with(|| watch::channel(0).0);
         let mut rx = tx.subscribe();
         rx.mark_unchanged();
         Subscription { rx }
@@ -48,8 +45,7 @@ impl Notifier {
 
     /// Drop channels nobody listens to (called when a waiter leaves).
     pub fn release(&self, user_id: &str) {
-        self.users
-            .remove_if(user_id, |_, tx| tx.receiver_count() == 0);
+        self.users.remove_if(user_id, |_, tx| tx.receiver_count() == 0);
     }
 
     pub fn waiting_users(&self) -> usize {

@@ -42,12 +42,7 @@ pub struct SyncService {
 
 impl SyncService {
     pub fn new(rooms: Arc<Rooms>, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> Self {
-        Self {
-            rooms,
-            stream,
-            notifier,
-            sources: Default::default(),
-        }
+        Self { rooms, stream, notifier, sources: Default::default() }
     }
 
     pub fn add_source(&self, s: Arc<dyn SyncSource>) {
@@ -99,11 +94,7 @@ impl SyncService {
                     if !full && self.rooms.last_position(&room_id) <= after {
                         continue;
                     }
-                    let mut events = self
-                        .rooms
-                        .store()
-                        .room_events_desc(&room_id, after, upto, limit + 1)
-                        .await?;
+                    let mut events = self.rooms.store().room_events_desc(&room_id, after, upto, limit + 1).await?;
                     let limited = events.len() as i64 > limit;
                     events.truncate(limit as usize);
                     events.reverse();
@@ -155,21 +146,13 @@ impl SyncService {
                     invite.insert(room_id, json!({"invite_state": {"events": stripped}}));
                 }
                 "leave" | "ban"
-                    if since.is_some_and(changed_since)
-                        || (since.is_none() && req.filter.room.include_leave) =>
+                    if since.is_some_and(changed_since) || (since.is_none() && req.filter.room.include_leave) =>
                 {
                     let after = since.unwrap_or(0);
-                    let mut events = self
-                        .rooms
-                        .store()
-                        .room_events_desc(&room_id, after, mpos, limit)
-                        .await?;
+                    let mut events = self.rooms.store().room_events_desc(&room_id, after, mpos, limit).await?;
                     events.reverse();
                     let first_pos = events.first().map(|(p, _)| *p).unwrap_or(mpos);
-                    let timeline: Vec<Value> = events
-                        .iter()
-                        .map(|(_, e)| e.to_client(now, viewer))
-                        .collect();
+                    let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
                     leave.insert(room_id, json!({
                         "timeline": {"events": timeline, "limited": false, "prev_batch": token::pagination_token(first_pos - 1)},
                         "state": {"events": []},
@@ -183,10 +166,7 @@ impl SyncService {
         let mut has_content = !(join.is_empty() && invite.is_empty() && leave.is_empty());
         let mut body = Map::new();
         body.insert("next_batch".into(), json!(token::sync_token(upto)));
-        body.insert(
-            "rooms".into(),
-            json!({"join": join, "invite": invite, "leave": leave, "knock": {}}),
-        );
+        body.insert("rooms".into(), json!({"join": join, "invite": invite, "leave": leave, "knock": {}}));
         body.insert("presence".into(), json!({"events": []}));
         body.insert("account_data".into(), json!({"events": []}));
         body.insert("to_device".into(), json!({"events": []}));
@@ -194,9 +174,7 @@ impl SyncService {
         body.insert("device_one_time_keys_count".into(), json!({}));
         let sources = self.sources.read().clone();
         for s in sources {
-            has_content |= s
-                .contribute(session, since, upto, &req.filter, &mut body)
-                .await?;
+            has_content |= s.contribute(session, since, upto, &req.filter, &mut body).await?;
         }
         Ok((Value::Object(body), has_content))
     }

@@ -40,11 +40,7 @@ impl StreamHub {
         store.reserve_stream_positions(reserved_up_to).await?;
         let (watermark, _) = watch::channel(start);
         Ok(Arc::new(Self {
-            inner: Mutex::new(Inner {
-                next: start + 1,
-                in_flight: BTreeSet::new(),
-                reserved_up_to,
-            }),
+            inner: Mutex::new(Inner { next: start + 1, in_flight: BTreeSet::new(), reserved_up_to }),
             watermark,
             store,
         }))
@@ -55,8 +51,9 @@ impl StreamHub {
         *self.watermark.borrow()
     }
 
-    /// Take the next position. Cheap: the database is only touched once per block.
-    pub async fn allocate(self: &Arc<Self>) -> StreamPos {
+    /// Take the next position. Cheap and synchronous (callable under a lock): the database
+    /// reservation of the next block is written in the background, half a block ahead.
+    pub fn allocate(self: &Arc<Self>) -> StreamPos {
         let (pos, reserve) = {
             let mut inner = self.inner.lock();
             let pos = inner.next;
@@ -71,15 +68,14 @@ impl StreamHub {
             (pos, reserve)
         };
         if let Some(up_to) = reserve {
-            if let Err(e) = self.store.reserve_stream_positions(up_to).await {
-                tracing::error!(error = %e, "could not reserve stream positions");
-            }
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.reserve_stream_positions(up_to).await {
+                    tracing::error!(error = %e, "could not reserve stream positions");
+                }
+            });
         }
-        StreamPos {
-            hub: self.clone(),
-            pos,
-            done: false,
-        }
+        StreamPos { hub: self.clone(), pos, done: false }
     }
 
     fn finish(&self, pos: i64) {

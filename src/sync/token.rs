@@ -3,10 +3,7 @@
 use crate::error::{MatrixError, Result};
 
 pub fn parse(token: &str) -> Result<i64> {
-    let digits = token
-        .strip_prefix('s')
-        .or_else(|| token.strip_prefix('t'))
-        .unwrap_or(token);
+    let digits = token.strip_prefix('s').or_else(|| token.strip_prefix('t')).unwrap_or(token);
     digits
         .parse::<i64>()
         .ok()

@@ -94,7 +94,13 @@ impl TestApp {
         self.running = Some(running);
     }
 
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<RawBody>) -> (StatusCode, Value) {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<RawBody>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -129,10 +135,12 @@ impl TestApp {
     }
 
     pub async fn register_device(&self, name: &str, device_id: Option<&str>) -> User {
-        let (status, first) = self.post("/_matrix/client/v3/register", None, json!({"username": name, "password": "pw-123456"})).await;
+        let (status, first) =
+            self.post("/_matrix/client/v3/register", None, json!({"username": name, "password": "pw-123456"})).await;
         assert_eq!(status, 401, "register without auth must ask for UIA: {first}");
         let session = first["session"].as_str().expect("UIA session").to_owned();
-        let mut body = json!({"username": name, "password": "pw-123456", "auth": {"type": "m.login.dummy", "session": session}});
+        let mut body =
+            json!({"username": name, "password": "pw-123456", "auth": {"type": "m.login.dummy", "session": session}});
         if let Some(d) = device_id {
             body["device_id"] = json!(d);
         }
@@ -175,7 +183,11 @@ impl TestApp {
     pub async fn send_text(&self, user: &User, room: &str, body: &str) -> String {
         let txn = uuid::Uuid::new_v4().simple().to_string();
         let (status, v) = self
-            .put(&format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)), Some(&user.token), json!({"msgtype": "m.text", "body": body}))
+            .put(
+                &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)),
+                Some(&user.token),
+                json!({"msgtype": "m.text", "body": body}),
+            )
             .await;
         assert_eq!(status, 200, "send: {v}");
         v["event_id"].as_str().unwrap().to_owned()

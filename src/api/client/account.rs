@@ -51,10 +51,7 @@ async fn register(
     if !s.config.registration_enabled {
         return Err(MatrixError::forbidden("Registration has been disabled"));
     }
-    let username = body
-        .username
-        .clone()
-        .unwrap_or_else(|| random_string(12).to_lowercase());
+    let username = body.username.clone().unwrap_or_else(|| random_string(12).to_lowercase());
     let user_id = s.accounts.user_id_for_registration(&username)?;
     if s.accounts.exists(&user_id).await? {
         return Err(MatrixError::UserInUse);
@@ -71,8 +68,7 @@ async fn register(
     };
     if !completed {
         let session = random_string(24);
-        s.uia_sessions
-            .retain(|_, created| now_ms() - *created < 3_600_000);
+        s.uia_sessions.retain(|_, created| now_ms() - *created < 3_600_000);
         s.uia_sessions.insert(session.clone(), now_ms());
         return Err(MatrixError::UiaRequired(json!({
             "session": session,
@@ -82,9 +78,7 @@ async fn register(
     }
     let password = match body.password {
         Some(Value::String(p)) if !p.is_empty() => p,
-        Some(Value::String(_)) | None => {
-            return Err(MatrixError::MissingParam("password is required".into()))
-        }
+        Some(Value::String(_)) | None => return Err(MatrixError::MissingParam("password is required".into())),
         Some(_) => return Err(MatrixError::bad_json("password must be a string")),
     };
     if password.len() > 512 {
@@ -96,10 +90,7 @@ async fn register(
         return Ok(Json(json!({"user_id": user_id})));
     }
     let session = s.accounts.open_session(&user_id, body.device_id).await?;
-    let token = s
-        .accounts
-        .issue_token(&session, body.initial_device_display_name.as_deref())
-        .await?;
+    let token = s.accounts.issue_token(&session, body.initial_device_display_name.as_deref()).await?;
     Ok(Json(json!({
         "user_id": user_id,
         "access_token": token,
@@ -119,9 +110,7 @@ async fn available(
     Query(q): Query<AvailableQuery>,
 ) -> Result<Json<Value>> {
     s.limiter.check(ip)?;
-    let username = q
-        .username
-        .ok_or_else(|| MatrixError::MissingParam("username is required".into()))?;
+    let username = q.username.ok_or_else(|| MatrixError::MissingParam("username is required".into()))?;
     let user_id = s.accounts.user_id_for_registration(&username)?;
     if s.accounts.exists(&user_id).await? {
         return Err(MatrixError::UserInUse);
@@ -151,40 +140,27 @@ async fn login(
 ) -> Result<Json<Value>> {
     s.limiter.check(ip)?;
     if body.kind != "m.login.password" {
-        return Err(MatrixError::Unknown(format!(
-            "Unknown login type {}",
-            body.kind
-        )));
+        return Err(MatrixError::Unknown(format!("Unknown login type {}", body.kind)));
     }
     let user = match &body.identifier {
         Some(id) => {
             if id.get("type").and_then(Value::as_str) != Some("m.id.user") {
-                return Err(MatrixError::Unknown(
-                    "Only m.id.user identifiers are supported".into(),
-                ));
+                return Err(MatrixError::Unknown("Only m.id.user identifiers are supported".into()));
             }
             id.get("user").and_then(Value::as_str).map(str::to_owned)
         }
         None => body.user.clone(),
     }
     .ok_or_else(|| MatrixError::MissingParam("identifier.user is required".into()))?;
-    let password = body
-        .password
-        .ok_or_else(|| MatrixError::MissingParam("password is required".into()))?;
-    let localpart = user
-        .strip_prefix('@')
-        .map(|u| u.split(':').next().unwrap_or_default())
-        .unwrap_or(&user);
+    let password = body.password.ok_or_else(|| MatrixError::MissingParam("password is required".into()))?;
+    let localpart = user.strip_prefix('@').map(|u| u.split(':').next().unwrap_or_default()).unwrap_or(&user);
     if user.starts_with('@') && !s.accounts.is_local(&user) {
         return Err(MatrixError::forbidden("Invalid username or password"));
     }
     let user_id = s.accounts.user_id(&localpart.to_lowercase());
     s.accounts.check_password(&user_id, &password).await?;
     let session = s.accounts.open_session(&user_id, body.device_id).await?;
-    let token = s
-        .accounts
-        .issue_token(&session, body.initial_device_display_name.as_deref())
-        .await?;
+    let token = s.accounts.issue_token(&session, body.initial_device_display_name.as_deref()).await?;
     Ok(Json(json!({
         "user_id": user_id,
         "access_token": token,
@@ -200,10 +176,7 @@ async fn logout(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<V
 
 async fn logout_all(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
     for d in s.accounts.devices(&session.user_id).await? {
-        let other = crate::accounts::Session {
-            user_id: session.user_id.clone(),
-            device_id: d.device_id,
-        };
+        let other = crate::accounts::Session { user_id: session.user_id.clone(), device_id: d.device_id };
         s.end_session(&other).await?;
     }
     s.end_session(&session).await?;
@@ -222,7 +195,5 @@ async fn devices(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<
 }
 
 async fn whoami(Auth(session): Auth, Ruma(_): Ruma<whoami::v3::Request>) -> Result<Json<Value>> {
-    Ok(Json(
-        json!({"user_id": session.user_id, "device_id": session.device_id, "is_guest": false}),
-    ))
+    Ok(Json(json!({"user_id": session.user_id, "device_id": session.device_id, "is_guest": false})))
 }

@@ -22,9 +22,7 @@ async fn create(
     MatrixJson(body): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
     if user_id != session.user_id {
-        return Err(MatrixError::forbidden(
-            "Cannot create filters for other users",
-        ));
+        return Err(MatrixError::forbidden("Cannot create filters for other users"));
     }
     serde_json::from_value::<SyncFilter>(body.clone())
         .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
@@ -40,15 +38,7 @@ async fn fetch(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot read filters of other users"));
     }
-    let id: i64 = filter_id
-        .parse()
-        .map_err(|_| MatrixError::not_found("No such filter"))?;
-    let json = s
-        .store
-        .get_filter(&user_id, id)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("No such filter"))?;
-    Ok(Json(
-        serde_json::from_str(&json).map_err(|e| MatrixError::Internal(e.into()))?,
-    ))
+    let id: i64 = filter_id.parse().map_err(|_| MatrixError::not_found("No such filter"))?;
+    let json = s.store.get_filter(&user_id, id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?;
+    Ok(Json(serde_json::from_str(&json).map_err(|e| MatrixError::Internal(e.into()))?))
 }

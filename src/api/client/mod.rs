@@ -5,6 +5,7 @@ use crate::app::AppState;
 
 pub mod account;
 pub mod filter;
+pub mod presence;
 pub mod profile;
 pub mod rooms;
 pub mod sync;
@@ -16,5 +17,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = rooms::routes(r);
     let r = profile::routes(r);
     let r = filter::routes(r);
+    let r = presence::routes(r);
     sync::routes(r)
 }

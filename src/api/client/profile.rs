@@ -12,24 +12,12 @@ use crate::error::{MatrixError, Result};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = client_route(r, "/profile/{user_id}", get(profile));
-    let r = client_route(
-        r,
-        "/profile/{user_id}/displayname",
-        get(get_displayname).put(put_displayname),
-    );
-    client_route(
-        r,
-        "/profile/{user_id}/avatar_url",
-        get(get_avatar).put(put_avatar),
-    )
+    let r = client_route(r, "/profile/{user_id}/displayname", get(get_displayname).put(put_displayname));
+    client_route(r, "/profile/{user_id}/avatar_url", get(get_avatar).put(put_avatar))
 }
 
 async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
-    let user = s
-        .store
-        .get_user(&user_id)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     let mut body = json!({});
     if let Some(n) = user.displayname {
         body["displayname"] = json!(n);
@@ -41,15 +29,8 @@ async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Resu
     Ok(Json(body))
 }
 
-async fn get_displayname(
-    State(s): State<AppState>,
-    Path(user_id): Path<String>,
-) -> Result<Json<Value>> {
-    let user = s
-        .store
-        .get_user(&user_id)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+async fn get_displayname(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.displayname {
         Some(n) => json!({"displayname": n}),
         None => json!({}),
@@ -57,11 +38,7 @@ async fn get_displayname(
 }
 
 async fn get_avatar(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
-    let user = s
-        .store
-        .get_user(&user_id)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.avatar_url {
         Some(a) => json!({"avatar_url": a}),
         None => json!({}),
@@ -85,16 +62,12 @@ async fn put_displayname(
     MatrixJson(body): MatrixJson<DisplayName>,
 ) -> Result<Json<Value>> {
     if user_id != session.user_id {
-        return Err(MatrixError::forbidden(
-            "Cannot set another user's display name",
-        ));
+        return Err(MatrixError::forbidden("Cannot set another user's display name"));
     }
     if body.displayname.as_ref().is_some_and(|n| n.len() > 256) {
         return Err(MatrixError::invalid_param("displayname is too long"));
     }
-    s.store
-        .set_displayname(&user_id, body.displayname.as_deref())
-        .await?;
+    s.store.set_displayname(&user_id, body.displayname.as_deref()).await?;
     s.on_profile_changed(&user_id).await?;
     Ok(Json(json!({})))
 }
@@ -111,9 +84,7 @@ async fn put_avatar(
     if body.avatar_url.as_ref().is_some_and(|a| a.len() > 1024) {
         return Err(MatrixError::invalid_param("avatar_url is too long"));
     }
-    s.store
-        .set_avatar_url(&user_id, body.avatar_url.as_deref())
-        .await?;
+    s.store.set_avatar_url(&user_id, body.avatar_url.as_deref()).await?;
     s.on_profile_changed(&user_id).await?;
     Ok(Json(json!({})))
 }

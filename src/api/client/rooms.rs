@@ -4,8 +4,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ruma::api::client::alias::get_alias;
 use ruma::api::client::membership::{
-    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-    joined_members, joined_rooms, kick_user, leave_room, unban_user,
+    ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms,
+    kick_user, leave_room, unban_user,
 };
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
@@ -35,27 +35,15 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<send_state_event::v3::Request, _, _>(r, put_state);
     let r = ruma_route::<get_state_event_for_key::v3::Request, _, _>(r, get_state_key);
     // Empty state keys: `/state/{type}` and `/state/{type}/`.
-    let r = client_route(
-        r,
-        "/rooms/{room_id}/state/{event_type}",
-        get(get_state_key).put(put_state),
-    );
-    let r = client_route(
-        r,
-        "/rooms/{room_id}/state/{event_type}/",
-        get(get_state_key).put(put_state),
-    );
+    let r = client_route(r, "/rooms/{room_id}/state/{event_type}", get(get_state_key).put(put_state));
+    let r = client_route(r, "/rooms/{room_id}/state/{event_type}/", get(get_state_key).put(put_state));
     let r = ruma_route::<get_state_events::v3::Request, _, _>(r, get_state_all);
     let r = ruma_route::<get_member_events::v3::Request, _, _>(r, members);
     let r = ruma_route::<joined_members::v3::Request, _, _>(r, joined_members_handler);
     let r = ruma_route::<joined_rooms::v3::Request, _, _>(r, joined_rooms_handler);
     let r = ruma_route::<get_message_events::v3::Request, _, _>(r, messages);
     let r = ruma_route::<get_alias::v3::Request, _, _>(r, get_alias_handler);
-    client_route(
-        r,
-        "/directory/room/{room_alias}",
-        axum::routing::put(put_alias).delete(delete_alias),
-    )
+    client_route(r, "/directory/room/{room_alias}", axum::routing::put(put_alias).delete(delete_alias))
 }
 
 #[derive(Deserialize)]
@@ -105,21 +93,14 @@ async fn create_room(
     }
     if let Some(v) = &body.visibility {
         if v != "public" && v != "private" {
-            return Err(MatrixError::invalid_param(
-                "visibility must be public or private",
-            ));
+            return Err(MatrixError::invalid_param("visibility must be public or private"));
         }
     }
-    let invite = body
-        .invite
-        .iter()
-        .map(|u| parse_user_id(u))
-        .collect::<Result<Vec<_>>>()?;
+    let invite = body.invite.iter().map(|u| parse_user_id(u)).collect::<Result<Vec<_>>>()?;
     let alias = match &body.room_alias_name {
         Some(name) => {
             let alias = format!("#{name}:{}", s.config.server_name);
-            ruma::RoomAliasId::parse(&alias)
-                .map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
+            ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
             if s.store.resolve_alias(&alias).await?.is_some() {
                 return Err(MatrixError::RoomInUse("Room alias already taken".into()));
             }
@@ -145,11 +126,7 @@ async fn create_room(
     };
     let room_id = s.create_room(&session.user_id, &spec).await?;
     if let Some(alias) = alias {
-        if !s
-            .store
-            .insert_alias(&alias, &room_id, &session.user_id)
-            .await?
-        {
+        if !s.store.insert_alias(&alias, &room_id, &session.user_id).await? {
             return Err(MatrixError::RoomInUse("Room alias already taken".into()));
         }
     }
@@ -158,13 +135,7 @@ async fn create_room(
         if spec.is_direct {
             content["is_direct"] = json!(true);
         }
-        s.rooms
-            .send(
-                &room_id,
-                &session.user_id,
-                NewEvent::state("m.room.member", &target, content),
-            )
-            .await?;
+        s.rooms.send(&room_id, &session.user_id, NewEvent::state("m.room.member", &target, content)).await?;
     }
     Ok(Json(json!({"room_id": room_id})))
 }
@@ -175,15 +146,7 @@ async fn join_by_id_or_alias(
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = s.rooms.resolve(req.room_id_or_alias.as_str()).await?;
-    s.rooms
-        .set_membership(
-            &room_id,
-            &session.user_id,
-            &session.user_id,
-            "join",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
     Ok(Json(json!({"room_id": room_id})))
 }
 
@@ -192,15 +155,7 @@ async fn join_by_id(
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
 ) -> Result<Json<Value>> {
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            &session.user_id,
-            "join",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
     Ok(Json(json!({"room_id": req.room_id})))
 }
 
@@ -211,21 +166,9 @@ async fn invite(
 ) -> Result<Json<Value>> {
     let target = match req.recipient {
         invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
-        _ => {
-            return Err(MatrixError::invalid_param(
-                "third-party invites are not supported",
-            ))
-        }
+        _ => return Err(MatrixError::invalid_param("third-party invites are not supported")),
     };
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            target.as_str(),
-            "invite",
-            None,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, target.as_str(), "invite", None).await?;
     Ok(Json(json!({})))
 }
 
@@ -234,15 +177,7 @@ async fn leave(
     Auth(session): Auth,
     Ruma(req): Ruma<leave_room::v3::Request>,
 ) -> Result<Json<Value>> {
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            &session.user_id,
-            "leave",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "leave", req.reason).await?;
     Ok(Json(json!({})))
 }
 
@@ -251,15 +186,7 @@ async fn kick(
     Auth(session): Auth,
     Ruma(req): Ruma<kick_user::v3::Request>,
 ) -> Result<Json<Value>> {
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            req.user_id.as_str(),
-            "leave",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
     Ok(Json(json!({})))
 }
 
@@ -268,15 +195,7 @@ async fn ban(
     Auth(session): Auth,
     Ruma(req): Ruma<ban_user::v3::Request>,
 ) -> Result<Json<Value>> {
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            req.user_id.as_str(),
-            "ban",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "ban", req.reason).await?;
     Ok(Json(json!({})))
 }
 
@@ -289,24 +208,14 @@ async fn unban(
     if state.membership(req.user_id.as_str()) != Some("ban") {
         return Err(MatrixError::forbidden("user is not banned"));
     }
-    s.rooms
-        .set_membership(
-            req.room_id.as_str(),
-            &session.user_id,
-            req.user_id.as_str(),
-            "leave",
-            req.reason,
-        )
-        .await?;
+    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
     Ok(Json(json!({})))
 }
 
 fn content_object(raw: &str) -> Result<Value> {
     let v: Value = serde_json::from_str(raw).map_err(|e| MatrixError::NotJson(e.to_string()))?;
     if !v.is_object() {
-        return Err(MatrixError::NotJson(
-            "event content must be a JSON object".into(),
-        ));
+        return Err(MatrixError::NotJson("event content must be a JSON object".into()));
     }
     Ok(v)
 }
@@ -319,9 +228,7 @@ async fn send_message(
     let content = content_object(req.body.json().get())?;
     let mut ev = NewEvent::message(&req.event_type.to_string(), content);
     ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
-    let pdu = s
-        .send_event(req.room_id.as_str(), &session.user_id, ev)
-        .await?;
+    let pdu = s.send_event(&session, req.room_id.as_str(), ev).await?;
     Ok(Json(json!({"event_id": pdu.event_id})))
 }
 
@@ -332,9 +239,7 @@ async fn put_state(
 ) -> Result<Json<Value>> {
     let content = content_object(req.body.json().get())?;
     let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
-    let pdu = s
-        .send_event(req.room_id.as_str(), &session.user_id, ev)
-        .await?;
+    let pdu = s.send_event(&session, req.room_id.as_str(), ev).await?;
     Ok(Json(json!({"event_id": pdu.event_id})))
 }
 
@@ -349,10 +254,7 @@ async fn get_state_key(
     let ev = state
         .get(&req.event_type.to_string(), &req.state_key)
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    if matches!(
-        req.format,
-        get_state_event_for_key::v3::StateEventFormat::Event
-    ) {
+    if matches!(req.format, get_state_event_for_key::v3::StateEventFormat::Event) {
         return Ok(Json(ev.to_client(now_ms(), None)));
     }
     Ok(Json(ev.content.clone()))
@@ -367,9 +269,7 @@ async fn get_state_all(
     s.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let now = now_ms();
-    Ok(Json(Value::Array(
-        state.iter().map(|e| e.to_client(now, None)).collect(),
-    )))
+    Ok(Json(Value::Array(state.iter().map(|e| e.to_client(now, None)).collect())))
 }
 
 async fn members(
@@ -403,14 +303,8 @@ async fn joined_members_handler(
     let state = s.rooms.state(room_id).await?;
     let mut joined = Map::new();
     for uid in state.members_with(&["join"]) {
-        let c = state
-            .get("m.room.member", uid)
-            .map(|e| e.content.clone())
-            .unwrap_or_default();
-        joined.insert(
-            uid.to_owned(),
-            json!({"display_name": c.get("displayname"), "avatar_url": c.get("avatar_url")}),
-        );
+        let c = state.get("m.room.member", uid).map(|e| e.content.clone()).unwrap_or_default();
+        joined.insert(uid.to_owned(), json!({"display_name": c.get("displayname"), "avatar_url": c.get("avatar_url")}));
     }
     Ok(Json(json!({"joined": joined})))
 }
@@ -438,10 +332,8 @@ async fn messages(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     let visible_upto = s.rooms.visible_upto(room_id, &session.user_id).await?;
-    let filter: EventFilter = serde_json::to_value(&req.filter)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+    let filter: EventFilter =
+        serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let limit = u64::from(req.limit).clamp(1, 1000) as i64;
     let current = s.stream.current();
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
@@ -449,38 +341,17 @@ async fn messages(
     let to = req.to.as_deref().map(token::parse).transpose()?;
     let (events, start, end) = match req.dir {
         Direction::Backward => {
-            let from = req
-                .from
-                .as_deref()
-                .map(token::parse)
-                .transpose()?
-                .unwrap_or(current)
-                .min(visible_upto);
+            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(current).min(visible_upto);
             let lower = to.unwrap_or(0);
-            let events = s
-                .store
-                .room_events_desc(room_id, lower, from, limit)
-                .await?;
+            let events = s.store.room_events_desc(room_id, lower, from, limit).await?;
             let end = events.last().map(|(p, _)| p - 1);
-            let end = if (events.len() as i64) < limit {
-                None
-            } else {
-                end
-            };
+            let end = if (events.len() as i64) < limit { None } else { end };
             (events, from, end)
         }
         _ => {
-            let from = req
-                .from
-                .as_deref()
-                .map(token::parse)
-                .transpose()?
-                .unwrap_or(0);
+            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(0);
             let upper = to.unwrap_or(current).min(visible_upto.min(current));
-            let events = s
-                .store
-                .room_events_asc(room_id, from + 1, upper + 1, limit)
-                .await?;
+            let events = s.store.room_events_asc(room_id, from + 1, upper + 1, limit).await?;
             let end = events.last().map(|(p, _)| *p);
             (events, from, end)
         }
@@ -497,18 +368,13 @@ async fn messages(
     Ok(Json(body))
 }
 
-async fn get_alias_handler(
-    State(s): State<AppState>,
-    Ruma(req): Ruma<get_alias::v3::Request>,
-) -> Result<Json<Value>> {
+async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias::v3::Request>) -> Result<Json<Value>> {
     let room_id = s
         .store
         .resolve_alias(req.room_alias.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    Ok(Json(
-        json!({"room_id": room_id, "servers": [s.config.server_name]}),
-    ))
+    Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
 }
 
 #[derive(Deserialize)]
@@ -522,8 +388,7 @@ async fn put_alias(
     Path(alias): Path<String>,
     MatrixJson(body): MatrixJson<PutAliasBody>,
 ) -> Result<Json<Value>> {
-    let parsed =
-        ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+    let parsed = ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
     if parsed.server_name().as_str() != s.config.server_name {
         return Err(MatrixError::invalid_param("alias must be on this server"));
     }
@@ -531,11 +396,7 @@ async fn put_alias(
     if state.membership(&session.user_id) != Some("join") {
         return Err(MatrixError::forbidden("You are not in this room"));
     }
-    if !s
-        .store
-        .insert_alias(&alias, &body.room_id, &session.user_id)
-        .await?
-    {
+    if !s.store.insert_alias(&alias, &body.room_id, &session.user_id).await? {
         return Err(MatrixError::RoomInUse("Room alias already exists".into()));
     }
     Ok(Json(json!({})))
@@ -546,17 +407,11 @@ async fn delete_alias(
     Auth(session): Auth,
     Path(alias): Path<String>,
 ) -> Result<Json<Value>> {
-    let room_id = s
-        .store
-        .resolve_alias(&alias)
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let room_id = s.store.resolve_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     let state = s.rooms.state(&room_id).await?;
     let pl = crate::rooms::auth::PowerLevels::of(&state);
     if pl.user(&session.user_id, &state) < pl.for_event("m.room.canonical_alias", true) {
-        return Err(MatrixError::forbidden(
-            "insufficient power level to remove the alias",
-        ));
+        return Err(MatrixError::forbidden("insufficient power level to remove the alias"));
     }
     s.store.delete_alias(&alias).await?;
     Ok(Json(json!({})))

@@ -1,7 +1,7 @@
 //! `GET /sync`: long-poll with `since`, `timeout`, `filter`, `full_state`, `set_presence`.
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v3 as sync_v3;
 use serde_json::Value;
@@ -10,6 +10,7 @@ use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::presence::{DeviceKind, Presence};
 use crate::sync::{token, SyncFilter, SyncRequest};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
@@ -19,14 +20,15 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
 async fn sync(
     State(s): State<AppState>,
     Auth(session): Auth,
+    RawQuery(raw_query): RawQuery,
     Ruma(req): Ruma<sync_v3::Request>,
 ) -> Result<Json<Value>> {
-    let set_presence = parse_set_presence(req.set_presence.as_str()).ok_or_else(|| {
-        MatrixError::invalid_param(format!(
-            "invalid set_presence '{}'",
-            req.set_presence.as_str()
-        ))
-    })?;
+    let set_presence: Presence = req
+        .set_presence
+        .as_str()
+        .parse()
+        .map_err(|_| MatrixError::invalid_param(format!("invalid set_presence '{}'", req.set_presence.as_str())))?;
+    let kind = device_kind(raw_query.as_deref())?;
     let filter = match req.filter {
         None => SyncFilter::default(),
         Some(sync_v3::Filter::FilterDefinition(def)) => serde_json::to_value(&def)
@@ -37,23 +39,23 @@ async fn sync(
     };
     let since = req.since.as_deref().map(token::parse).transpose()?;
     let max = Duration::from_millis(s.config.max_sync_timeout_ms);
-    let request = SyncRequest {
-        since,
-        timeout: req.timeout.unwrap_or_default().min(max),
-        full_state: req.full_state,
-        filter,
-    };
-    let body = s
-        .sync_with_presence(&session, set_presence, request)
-        .await?;
+    let request =
+        SyncRequest { since, timeout: req.timeout.unwrap_or_default().min(max), full_state: req.full_state, filter };
+    let body = s.sync_with_presence(&session, set_presence, kind, request).await?;
     Ok(Json(body))
 }
 
-/// The `set_presence` values we accept (MSC3026 adds `busy`, also under its unstable name).
-fn parse_set_presence(v: &str) -> Option<String> {
-    match v {
-        "online" | "unavailable" | "offline" | "busy" => Some(v.to_owned()),
-        "org.matrix.msc3026.busy" => Some("busy".to_owned()),
-        _ => None,
+/// Our unstable device-type field (seed 004 "Device Type"): `/sync?org.matrix.msc3032.device_kind=mobile`.
+pub const DEVICE_KIND_PARAM: &str = "org.matrix.msc3032.device_kind";
+
+fn device_kind(query: Option<&str>) -> Result<Option<DeviceKind>> {
+    let Some(q) = query else { return Ok(None) };
+    match url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == DEVICE_KIND_PARAM) {
+        None => Ok(None),
+        Some((_, v)) => match v.as_ref() {
+            "mobile" => Ok(Some(DeviceKind::Mobile)),
+            "desktop" => Ok(Some(DeviceKind::Desktop)),
+            other => Err(MatrixError::invalid_param(format!("invalid {DEVICE_KIND_PARAM} '{other}'"))),
+        },
     }
 }

@@ -1,0 +1,70 @@
+//! `GET/PUT /presence/{userId}/status`: the manual status (MSC3032) and the effective
+//! presence, with the spec's fields.
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::api::client_route;
+use crate::api::extract::{Auth, MatrixJson};
+use crate::app::AppState;
+use crate::error::{MatrixError, Result};
+use crate::presence::legacy::presence_content;
+use crate::presence::Presence;
+use crate::rooms::now_ms;
+
+/// Longest accepted `status_msg`, in bytes.
+pub const MAX_STATUS_MSG_BYTES: usize = 2048;
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    client_route(r, "/presence/{user_id}/status", get(get_status).put(put_status))
+}
+
+fn parse_user(user_id: &str) -> Result<()> {
+    ruma::UserId::parse(user_id).map(|_| ()).map_err(|e| MatrixError::invalid_param(format!("invalid user id: {e}")))
+}
+
+async fn get_status(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
+    parse_user(&user_id)?;
+    if !s.presence.access.can_see(&session.user_id, &user_id).await? {
+        return Err(MatrixError::forbidden("You are not allowed to see their presence"));
+    }
+    if !s.accounts.exists(&user_id).await? {
+        return Err(MatrixError::not_found("Unknown user"));
+    }
+    let snapshot = s.presence.snapshot(&user_id, &session.user_id);
+    Ok(Json(presence_content(&snapshot, now_ms())))
+}
+
+async fn put_status(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+    MatrixJson(body): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    parse_user(&user_id)?;
+    if user_id != session.user_id {
+        return Err(MatrixError::forbidden("You cannot set the presence of another user"));
+    }
+    let presence = match body.get("presence") {
+        None | Some(Value::Null) => return Err(MatrixError::MissingParam("presence is required".into())),
+        Some(Value::String(p)) => p.parse::<Presence>().map_err(|_| {
+            MatrixError::invalid_param(format!("invalid presence '{p}'; expected online, unavailable, offline or busy"))
+        })?,
+        Some(_) => return Err(MatrixError::bad_json("presence must be a string")),
+    };
+    let status_msg = match body.get("status_msg") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) if m.len() > MAX_STATUS_MSG_BYTES => {
+            return Err(MatrixError::invalid_param(format!("status_msg is longer than {MAX_STATUS_MSG_BYTES} bytes")))
+        }
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
+    };
+    s.set_manual_presence(&session, presence, status_msg).await?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,57 @@
+//! Who may see whose presence. One permission model for every route (legacy `m.presence`
+//! in `/sync`, `GET /presence/.../status`, peeking the profile room): a viewer sees a user
+//! if they are the user, share a joined room, or the user allowed them through the presence
+//! list (see `lists`).
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::rooms::Rooms;
+
+/// Extra grants beyond shared rooms (the presence list; public profiles).
+pub trait Grants: Send + Sync {
+    /// Users allowed to see `target` although they share no room with them.
+    fn granted_viewers(&self, target: &str) -> Vec<String>;
+    /// Users `viewer` may see although they share no room with them.
+    fn granted_targets(&self, viewer: &str) -> Vec<String>;
+}
+
+pub struct PresenceAccess {
+    rooms: Arc<Rooms>,
+    grants: parking_lot::RwLock<Vec<Arc<dyn Grants>>>,
+}
+
+impl PresenceAccess {
+    pub fn new(rooms: Arc<Rooms>) -> Self {
+        Self { rooms, grants: Default::default() }
+    }
+
+    pub fn add_grants(&self, g: Arc<dyn Grants>) {
+        self.grants.write().push(g);
+    }
+
+    pub async fn can_see(&self, viewer: &str, target: &str) -> Result<bool> {
+        if viewer == target || self.rooms.share_a_room(viewer, target).await? {
+            return Ok(true);
+        }
+        Ok(self.grants.read().iter().any(|g| g.granted_targets(viewer).iter().any(|t| t == target)))
+    }
+
+    /// Everyone who may see `target` (to wake them when it changes).
+    pub async fn viewers_of(&self, target: &str) -> Result<HashSet<String>> {
+        let mut set = self.rooms.room_peers(target).await?;
+        for g in self.grants.read().iter() {
+            set.extend(g.granted_viewers(target));
+        }
+        Ok(set)
+    }
+
+    /// Everyone `viewer` may see (for an initial sync).
+    pub async fn visible_to(&self, viewer: &str) -> Result<HashSet<String>> {
+        let mut set = self.rooms.room_peers(viewer).await?;
+        for g in self.grants.read().iter() {
+            set.extend(g.granted_targets(viewer));
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,482 @@
+//! The effective-presence engine (MSC3032): per-device reports and the manual status of every
+//! user, merged with [`effective`] whenever an input changes or a deadline passes.
+//!
+//! - In memory per user; the manual status, status message and last-active time are flushed
+//!   to the database in batches (write-behind), so a restart keeps them.
+//! - Timers live in one [`DeadlineQueue`]: a tick costs O(users whose deadline passed).
+//! - A change is emitted only when the presence as others see it really changed; it gets a
+//!   stream position and wakes exactly the users who may see it.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::access::PresenceAccess;
+use super::{
+    effective, is_proactive, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, EffectiveView,
+    ManualStatus, Presence, PresenceRules,
+};
+use crate::accounts::Session;
+use crate::rooms::now_ms;
+use crate::store::{PresenceRow, Store};
+use crate::sync::{Notifier, StreamHub};
+
+/// Device id of the synthetic, never-live device that keeps a user's last-active time across
+/// restarts and logouts (so the merge stays the single source of truth).
+const HISTORY_DEVICE: &str = "\u{0}history";
+
+#[derive(Debug, Clone)]
+struct DeviceEntry {
+    state: DeviceState,
+    in_flight: u32,
+}
+
+#[derive(Debug, Clone)]
+struct UserEntry {
+    manual: ManualStatus,
+    status_msg: Option<String>,
+    devices: HashMap<String, DeviceEntry>,
+    /// The latest merge result.
+    view: EffectiveView,
+    /// What others were last told; a new change is announced only if it differs from this.
+    published: EffectivePresence,
+    /// Stream position of the last change others can see / the user can see.
+    public_pos: i64,
+    own_pos: i64,
+}
+
+impl Default for UserEntry {
+    fn default() -> Self {
+        Self {
+            manual: ManualStatus::Online,
+            status_msg: None,
+            devices: HashMap::new(),
+            view: EffectiveView { public: EffectivePresence::offline(), own: EffectivePresence::offline() },
+            published: EffectivePresence::offline(),
+            public_pos: 0,
+            own_pos: 0,
+        }
+    }
+}
+
+impl UserEntry {
+    fn device_states(&self) -> Vec<DeviceState> {
+        self.devices.values().map(|d| d.state).collect()
+    }
+
+    fn public_status_msg(&self) -> Option<&str> {
+        if self.manual.is_hidden() {
+            None
+        } else {
+            self.status_msg.as_deref()
+        }
+    }
+}
+
+/// A user's presence as one viewer may see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceSnapshot {
+    pub user_id: String,
+    pub presence: EffectivePresence,
+    pub status_msg: Option<String>,
+    /// Stream position of the change this snapshot reflects.
+    pub pos: i64,
+}
+
+/// Told about every change others can see (the profile-room publisher listens here).
+pub trait PresenceListener: Send + Sync {
+    fn on_public_change(&self, snapshot: &PresenceSnapshot);
+}
+
+pub struct PresenceEngine {
+    rules: PresenceRules,
+    users: DashMap<String, UserEntry>,
+    deadlines: Mutex<DeadlineQueue<String>>,
+    timer: Notify,
+    /// The newest public change per user, keyed by stream position (one entry per user).
+    changes: Mutex<BTreeMap<i64, String>>,
+    dirty: Mutex<HashSet<String>>,
+    stream: Arc<StreamHub>,
+    notifier: Arc<Notifier>,
+    pub access: Arc<PresenceAccess>,
+    store: Store,
+    listeners: parking_lot::RwLock<Vec<Arc<dyn PresenceListener>>>,
+}
+
+/// What a change touched, to be announced after the user's entry is unlocked.
+struct Emitted {
+    public: Option<PresenceSnapshot>,
+    own_pos: Option<i64>,
+}
+
+impl PresenceEngine {
+    pub async fn new(
+        rules: PresenceRules,
+        stream: Arc<StreamHub>,
+        notifier: Arc<Notifier>,
+        access: Arc<PresenceAccess>,
+        store: Store,
+    ) -> anyhow::Result<Arc<Self>> {
+        let engine = Self {
+            rules,
+            users: DashMap::new(),
+            deadlines: Mutex::new(DeadlineQueue::new()),
+            timer: Notify::new(),
+            changes: Mutex::new(BTreeMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+            stream,
+            notifier,
+            access,
+            store,
+            listeners: Default::default(),
+        };
+        let now = now_ms();
+        for row in engine.store.load_presence().await? {
+            let mut entry =
+                UserEntry { manual: parse_manual(&row.manual), status_msg: row.status_msg, ..Default::default() };
+            if let Some(ts) = row.last_active_ts {
+                entry.devices.insert(HISTORY_DEVICE.into(), history_device(ts));
+            }
+            entry.view = effective(entry.manual, &entry.device_states(), now, &engine.rules);
+            entry.published = entry.view.public.clone();
+            engine.users.insert(row.user_id, entry);
+        }
+        Ok(Arc::new(engine))
+    }
+
+    pub fn rules(&self) -> &PresenceRules {
+        &self.rules
+    }
+
+    pub fn add_listener(&self, l: Arc<dyn PresenceListener>) {
+        self.listeners.write().push(l);
+    }
+
+    /// Run the deadline queue and the write-behind flush until `shutdown` fires; flush on exit.
+    pub fn start(self: &Arc<Self>, flush_every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let engine = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = engine.deadlines.lock().next_deadline();
+                let sleep = async {
+                    match next {
+                        Some(at) => {
+                            tokio::time::sleep(std::time::Duration::from_millis((at - now_ms()).max(0) as u64)).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = engine.timer.notified() => continue,
+                    _ = stop.changed() => break,
+                }
+                let now = now_ms();
+                let due = engine.deadlines.lock().pop_due(now);
+                for user in due {
+                    engine.update(&user, now, |_| {}).await;
+                }
+            }
+        });
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(flush_every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => engine.flush().await,
+                    _ = shutdown.changed() => { engine.flush().await; break; }
+                }
+            }
+        });
+    }
+
+    /// Write the dirty users' persistent fields in one transaction.
+    pub async fn flush(&self) {
+        let users: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
+        if users.is_empty() {
+            return;
+        }
+        let rows: Vec<PresenceRow> = users
+            .iter()
+            .filter_map(|u| {
+                let e = self.users.get(u)?;
+                Some(PresenceRow {
+                    user_id: u.clone(),
+                    manual: manual_str(e.manual).into(),
+                    status_msg: e.status_msg.clone(),
+                    last_active_ts: e.devices.values().map(|d| d.state.last_active_ts).max(),
+                })
+            })
+            .collect();
+        if let Err(e) = self.store.save_presence(&rows).await {
+            tracing::error!(error = %e, "presence flush failed; will retry");
+            self.dirty.lock().extend(users);
+        }
+    }
+
+    /// A `/sync` from this device started, reporting `report` (MSC3032 automatic presence).
+    pub async fn sync_started(&self, session: &Session, report: Presence, kind: Option<DeviceKind>) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| {
+            let fresh = !e.devices.contains_key(&session.device_id);
+            let dev = e.devices.entry(session.device_id.clone()).or_insert_with(|| new_device(now));
+            // Seed 000: raising one's availability is a pro-active event.
+            let was_live = !fresh && dev.state.is_live(now, &self.rules);
+            let old = if was_live { dev.state.reported } else { Presence::Offline };
+            dev.in_flight += 1;
+            dev.state.syncing = true;
+            dev.state.last_sync_ts = now;
+            if let Some(k) = kind {
+                dev.state.kind = k;
+            }
+            if is_proactive(old, report) || dev.state.last_active_ts == 0 {
+                dev.state.last_active_ts = now;
+            }
+            dev.state.reported = report;
+        })
+        .await;
+    }
+
+    /// The `/sync` returned; the device stays live for `device_timeout_ms`.
+    pub async fn sync_finished(&self, session: &Session) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| {
+            if let Some(dev) = e.devices.get_mut(&session.device_id) {
+                dev.in_flight = dev.in_flight.saturating_sub(1);
+                dev.state.syncing = dev.in_flight > 0;
+                dev.state.last_sync_ts = now;
+            }
+        })
+        .await;
+    }
+
+    /// A pro-active event (e.g. sending a message) from this device.
+    pub async fn activity(&self, session: &Session) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| {
+            let dev = e.devices.entry(session.device_id.clone()).or_insert_with(|| new_device(now));
+            dev.state.last_active_ts = now;
+            // Acting through the API is a sign of life, like a sync.
+            dev.state.last_sync_ts = now;
+            if dev.state.reported == Presence::Offline {
+                dev.state.reported = Presence::Online;
+            }
+        })
+        .await;
+    }
+
+    /// `PUT /presence/{userId}/status`: the manual status and the status message. Setting it
+    /// is also a sign of life from the device that set it (it is in use right now).
+    pub async fn set_manual(&self, session: &Session, presence: Presence, status_msg: Option<String>) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| {
+            let manual = ManualStatus::from(presence);
+            let raises = manual_rank(manual) > manual_rank(e.manual);
+            e.manual = manual;
+            e.status_msg = status_msg;
+            let fresh = !e.devices.contains_key(&session.device_id);
+            let dev = e.devices.entry(session.device_id.clone()).or_insert_with(|| new_device(now));
+            dev.state.last_sync_ts = now;
+            if raises || fresh {
+                dev.state.last_active_ts = now;
+            }
+        })
+        .await;
+        self.dirty.lock().insert(session.user_id.clone());
+    }
+
+    /// Logout: the device is no longer a presence source; its last activity is kept.
+    pub async fn remove_device(&self, session: &Session) {
+        let now = now_ms();
+        self.update(&session.user_id, now, |e| {
+            if let Some(dev) = e.devices.remove(&session.device_id) {
+                let ts = dev
+                    .state
+                    .last_active_ts
+                    .max(e.devices.get(HISTORY_DEVICE).map(|h| h.state.last_active_ts).unwrap_or(0));
+                e.devices.insert(HISTORY_DEVICE.into(), history_device(ts));
+            }
+        })
+        .await;
+    }
+
+    /// The presence of `user_id` as `viewer` sees it (their own view for themselves).
+    pub fn snapshot(&self, user_id: &str, viewer: &str) -> PresenceSnapshot {
+        match self.users.get(user_id) {
+            Some(e) if viewer == user_id => PresenceSnapshot {
+                user_id: user_id.into(),
+                presence: e.view.own.clone(),
+                status_msg: e.status_msg.clone(),
+                pos: e.own_pos.max(e.public_pos),
+            },
+            Some(e) => PresenceSnapshot {
+                user_id: user_id.into(),
+                presence: e.view.public.clone(),
+                status_msg: e.public_status_msg().map(str::to_owned),
+                pos: e.public_pos,
+            },
+            None => PresenceSnapshot {
+                user_id: user_id.into(),
+                presence: EffectivePresence::offline(),
+                status_msg: None,
+                pos: 0,
+            },
+        }
+    }
+
+    /// Whether we hold any presence data for the user.
+    pub fn knows(&self, user_id: &str) -> bool {
+        self.users.contains_key(user_id)
+    }
+
+    /// Users with a public change in `(since, upto]`.
+    pub fn changed_between(&self, since: i64, upto: i64) -> Vec<String> {
+        if since >= upto {
+            return vec![];
+        }
+        self.changes.lock().range(since + 1..=upto).map(|(_, u)| u.clone()).collect()
+    }
+
+    /// Position of the user's last change visible to themselves.
+    pub fn own_position(&self, user_id: &str) -> i64 {
+        self.users.get(user_id).map(|e| e.own_pos.max(e.public_pos)).unwrap_or(0)
+    }
+
+    pub fn tracked_users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn pending_deadlines(&self) -> usize {
+        self.deadlines.lock().len()
+    }
+
+    /// Apply `change` to the user's inputs, re-run the merge, and announce what changed.
+    async fn update(&self, user_id: &str, now: i64, change: impl FnOnce(&mut UserEntry)) {
+        let emitted = {
+            let mut entry = self.users.entry(user_id.to_owned()).or_default();
+            let before_last_active = entry.devices.values().map(|d| d.state.last_active_ts).max();
+            let before_msg = (entry.public_status_msg().map(str::to_owned), entry.status_msg.clone());
+            change(&mut entry);
+            let devices = entry.device_states();
+            let view = effective(entry.manual, &devices, now, &self.rules);
+            let public_changed = view.public.differs_for_others(&entry.published)
+                || entry.public_status_msg().map(str::to_owned) != before_msg.0;
+            let own_changed = view.own != entry.view.own || entry.status_msg != before_msg.1;
+            if entry.devices.values().map(|d| d.state.last_active_ts).max() != before_last_active {
+                self.dirty.lock().insert(user_id.to_owned());
+            }
+            if public_changed {
+                entry.published = view.public.clone();
+            }
+            entry.view = view;
+            let mut emitted = Emitted { public: None, own_pos: None };
+            if public_changed || own_changed {
+                let pos = self.stream.allocate();
+                if public_changed {
+                    let mut changes = self.changes.lock();
+                    if entry.public_pos > 0 {
+                        changes.remove(&entry.public_pos);
+                    }
+                    changes.insert(pos.pos, user_id.to_owned());
+                    entry.public_pos = pos.pos;
+                    emitted.public = Some(PresenceSnapshot {
+                        user_id: user_id.to_owned(),
+                        presence: entry.view.public.clone(),
+                        status_msg: entry.public_status_msg().map(str::to_owned),
+                        pos: pos.pos,
+                    });
+                }
+                entry.own_pos = pos.pos;
+                emitted.own_pos = Some(pos.pos);
+                pos.complete();
+            }
+            self.schedule(user_id, entry.manual, &entry.device_states(), now);
+            emitted
+        };
+        if let Some(pos) = emitted.own_pos {
+            self.notifier.wake([user_id], pos);
+        }
+        if let Some(snapshot) = emitted.public {
+            match self.access.viewers_of(user_id).await {
+                Ok(viewers) => self.notifier.wake(viewers.iter().map(String::as_str), snapshot.pos),
+                Err(e) => tracing::warn!(error = %e, "could not find who sees {user_id}"),
+            }
+            for l in self.listeners.read().iter() {
+                l.on_public_change(&snapshot);
+            }
+        }
+    }
+
+    fn schedule(&self, user_id: &str, manual: ManualStatus, devices: &[DeviceState], now: i64) {
+        let mut q = self.deadlines.lock();
+        match next_change_at(manual, devices, now, &self.rules) {
+            Some(at) => {
+                let earlier = q.next_deadline().is_none_or(|n| at < n);
+                q.schedule(user_id.to_owned(), at);
+                if earlier {
+                    self.timer.notify_one();
+                }
+            }
+            None => {
+                q.cancel(&user_id.to_owned());
+            }
+        }
+    }
+}
+
+fn new_device(now: i64) -> DeviceEntry {
+    DeviceEntry {
+        state: DeviceState {
+            reported: Presence::Online,
+            kind: DeviceKind::Desktop,
+            last_sync_ts: now,
+            syncing: false,
+            last_active_ts: 0,
+        },
+        in_flight: 0,
+    }
+}
+
+fn history_device(last_active_ts: i64) -> DeviceEntry {
+    DeviceEntry {
+        state: DeviceState {
+            reported: Presence::Offline,
+            kind: DeviceKind::Desktop,
+            last_sync_ts: i64::MIN / 2,
+            syncing: false,
+            last_active_ts,
+        },
+        in_flight: 0,
+    }
+}
+
+/// Availability order of manual statuses, for "raising one's availability" (seed 000).
+fn manual_rank(m: ManualStatus) -> u8 {
+    match m {
+        ManualStatus::Offline => 0,
+        ManualStatus::Unavailable => 1,
+        ManualStatus::Online => 2,
+        ManualStatus::Busy => 3,
+    }
+}
+
+pub fn manual_str(m: ManualStatus) -> &'static str {
+    match m {
+        ManualStatus::Online => "online",
+        ManualStatus::Unavailable => "unavailable",
+        ManualStatus::Busy => "busy",
+        ManualStatus::Offline => "offline",
+    }
+}
+
+fn parse_manual(s: &str) -> ManualStatus {
+    match s {
+        "unavailable" => ManualStatus::Unavailable,
+        "busy" => ManualStatus::Busy,
+        "offline" => ManualStatus::Offline,
+        _ => ManualStatus::Online,
+    }
+}
