@@ -1,0 +1,159 @@
+"""Interop: the real matrix-nio client library against a running Seed server.
+
+Run through ``tests/interop/run.sh``, which starts the server and sets ``SEED_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import nio
+import pytest
+
+from interop_helpers import (
+    RecordingClient,
+    bad_events,
+    expect,
+    register_and_login,
+    run,
+    sync_until,
+    within,
+)
+
+
+async def _close(*clients: RecordingClient) -> None:
+    for c in clients:
+        try:
+            await c.close()
+        except Exception:  # noqa: BLE001 - closing must not hide the real failure
+            pass
+
+
+def test_register_login_room_message() -> None:
+    async def body() -> None:
+        notes: list[str] = []
+        a = b = None
+        try:
+            a = await register_and_login("a", notes)
+            b = await register_and_login("b", notes)
+            clients = (a, b)
+
+            created = await within(
+                a.room_create(name="nio interop", topic="seed x matrix-nio", preset=nio.RoomPreset.public_chat),
+                "room_create",
+                a,
+            )
+            room_id = expect(created, nio.RoomCreateResponse, "room_create", a).room_id
+            assert room_id.startswith("!"), f"bad room id {room_id!r}"
+
+            # A sees its own room through sync, so nio's room model knows it.
+            await sync_until(a, lambda r: room_id in r.rooms.join, "A sees the room it created", others=clients)
+            assert room_id in a.rooms, f"nio did not add {room_id} to A.rooms"
+
+            # B's initial sync gives it a since token; the message must then arrive incrementally.
+            first = await within(b.sync(timeout=0), "B initial sync", b)
+            expect(first, nio.SyncResponse, "B initial sync", b)
+
+            joined = await within(b.join(room_id), "join", b)
+            assert expect(joined, nio.JoinResponse, "join", b).room_id == room_id
+
+            received: list[nio.RoomMessageText] = []
+
+            async def on_message(room: nio.MatrixRoom, event: nio.RoomMessageText) -> None:
+                if room.room_id == room_id:
+                    received.append(event)
+
+            b.add_event_callback(on_message, nio.RoomMessageText)
+
+            text = f"hello from nio {secrets.token_hex(4)}"
+            sent = await within(
+                a.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": text}),
+                "room_send",
+                a,
+            )
+            event_id = expect(sent, nio.RoomSendResponse, "room_send", a).event_id
+            assert event_id.startswith("$"), f"bad event id {event_id!r}"
+
+            def seen(resp: nio.SyncResponse) -> bool:
+                problems = bad_events(resp)
+                assert not problems, "nio could not parse events from /sync:\n" + "\n".join(problems)
+                room = resp.rooms.join.get(room_id)
+                return bool(room) and any(
+                    isinstance(ev, nio.RoomMessageText) and ev.body == text for ev in room.timeline.events
+                )
+
+            await sync_until(b, seen, "B receives A's message", others=clients)
+
+            assert received, "the RoomMessageText callback did not fire for the message"
+            msg = received[-1]
+            assert msg.body == text
+            assert msg.sender == a.user_id, f"sender {msg.sender} != {a.user_id}"
+            assert msg.event_id == event_id, f"event id {msg.event_id} != sent {event_id}"
+
+            room = b.rooms.get(room_id)
+            assert room is not None, f"nio did not add {room_id} to B.rooms"
+            assert {a.user_id, b.user_id} <= set(room.users), f"B's view of members: {sorted(room.users)}"
+            assert room.name == "nio interop", f"B's view of the room name: {room.name!r}"
+        finally:
+            if notes:
+                print("interop notes:\n  " + "\n  ".join(notes))
+            await _close(*(c for c in (a, b) if c is not None))
+
+    run(body)
+
+
+@pytest.mark.skipif(
+    os.environ.get("SEED_INTEROP_PRESENCE") != "1",
+    reason="presence interop runs only with SEED_INTEROP_PRESENCE=1 (presence is being built)",
+)
+def test_presence() -> None:
+    async def body() -> None:
+        notes: list[str] = []
+        a = b = None
+        try:
+            a = await register_and_login("pa", notes)
+            b = await register_and_login("pb", notes)
+            clients = (a, b)
+
+            created = await within(a.room_create(name="presence", invite=[b.user_id]), "room_create", a)
+            room_id = expect(created, nio.RoomCreateResponse, "room_create", a).room_id
+            joined = await within(b.join(room_id), "join (invited)", b)
+            expect(joined, nio.JoinResponse, "join (invited)", b)
+
+            seen_presence: list[nio.PresenceEvent] = []
+
+            async def on_presence(event: nio.PresenceEvent) -> None:
+                if event.user_id == a.user_id:
+                    seen_presence.append(event)
+
+            b.add_presence_callback(on_presence, nio.PresenceEvent)
+            first = await within(b.sync(timeout=0), "B initial sync", b)
+            expect(first, nio.SyncResponse, "B initial sync", b)
+
+            # A is a live client: it syncs (nio then sends set_presence with every sync).
+            expect(await within(a.sync(timeout=0), "A sync", a), nio.SyncResponse, "A sync", a)
+            set_resp = await within(a.set_presence("unavailable", "brb"), "set_presence", a)
+            expect(set_resp, nio.PresenceSetResponse, "set_presence", a)
+            expect(await within(a.sync(timeout=0), "A sync after set_presence", a), nio.SyncResponse, "A sync", a)
+
+            got = await within(b.get_presence(a.user_id), "get_presence", b)
+            got = expect(got, nio.PresenceGetResponse, "get_presence", b)
+            assert got.presence == "unavailable", f"get_presence: presence {got.presence!r}, wanted 'unavailable'"
+            assert got.status_msg == "brb", f"get_presence: status_msg {got.status_msg!r}, wanted 'brb'"
+
+            def seen(_resp: nio.SyncResponse) -> bool:
+                return any(ev.presence == "unavailable" and ev.status_msg == "brb" for ev in seen_presence)
+
+            await sync_until(b, seen, "B's presence callback sees A unavailable/brb", others=clients)
+            ev = next(ev for ev in seen_presence if ev.presence == "unavailable")
+            assert ev.user_id == a.user_id
+            user = b.rooms[room_id].users.get(a.user_id) if room_id in b.rooms else None
+            if user is not None:
+                assert user.presence == "unavailable", f"nio's MatrixUser.presence for A: {user.presence!r}"
+        finally:
+            if notes:
+                print("interop notes:\n  " + "\n  ".join(notes))
+            await _close(*(c for c in (a, b) if c is not None))
+
+    run(body)
