@@ -9,7 +9,6 @@
 #                  on that server and dropped afterwards.
 # Environment:
 #   SEED_INTEROP_VENV      where the Python venv lives (default: ~/.cache/seed-interop/venv-<hash>)
-#   SEED_INTEROP_PRESENCE  =1 also runs the presence test
 #   PYTEST_ADDOPTS         extra pytest arguments (e.g. "-k message -x")
 # Exit code: pytest's (or 2 if the server or venv could not be set up).
 set -euo pipefail

@@ -103,10 +103,6 @@ def test_register_login_room_message() -> None:
     run(body)
 
 
-@pytest.mark.skipif(
-    os.environ.get("SEED_INTEROP_PRESENCE") != "1",
-    reason="presence interop runs only with SEED_INTEROP_PRESENCE=1 (presence is being built)",
-)
 def test_presence() -> None:
     async def body() -> None:
         notes: list[str] = []

@@ -189,7 +189,9 @@ async fn devices(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<
         .devices(&session.user_id)
         .await?
         .into_iter()
-        .map(|d| json!({"device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts}))
+        .map(|d| {
+            json!({"device_id": d.device_id, "display_name": d.display_name, "last_seen_ip": null, "last_seen_ts": d.last_seen_ts})
+        })
         .collect();
     Ok(Json(json!({"devices": devices})))
 }
