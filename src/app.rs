@@ -86,7 +86,7 @@ impl Services {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
-        sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone() }));
+        sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));
         let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
         Ok(Arc::new(Self {
             config,

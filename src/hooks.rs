@@ -129,6 +129,7 @@ impl Services {
 
     /// Display name or avatar changed: update the member events in every joined room.
     pub async fn on_profile_changed(&self, user_id: &str) -> Result<()> {
+        self.accounts.forget_profile(user_id);
         let user = self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found("no such user"))?;
         for (room_id, membership, _) in self.store.rooms_for_user(user_id).await? {
             if membership != "join" {

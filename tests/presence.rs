@@ -268,3 +268,42 @@ async fn manual_status_and_last_active_survive_restart() {
     let (_, v) = app.get(&path, Some(&bob.token)).await;
     assert_eq!(v["presence"], "busy", "manual busy survives: {v}");
 }
+
+#[tokio::test]
+async fn profile_changes_reannounce_presence_with_name_and_avatar() {
+    let (app, alice, bob) = pair().await;
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
+    app.put(&path, Some(&alice.token), json!({"presence": "online"})).await;
+    let next = app.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+    app.put(
+        &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id)),
+        Some(&alice.token),
+        json!({"displayname": "Alice"}),
+    )
+    .await;
+    app.put(
+        &format!("/_matrix/client/v3/profile/{}/avatar_url", enc(&alice.user_id)),
+        Some(&alice.token),
+        json!({"avatar_url": "mxc://x/a"}),
+    )
+    .await;
+    let s = app.sync(&bob, &format!("since={next}&timeout=5000")).await;
+    let ev = s["presence"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["sender"] == alice.user_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no presence event after a profile change: {s}"));
+    assert_eq!(ev["content"]["displayname"], "Alice");
+    assert_eq!(ev["content"]["presence"], "online");
+    let s2 = app.sync(&bob, "").await;
+    let ev = s2["presence"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["sender"] == alice.user_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(ev["content"]["avatar_url"], "mxc://x/a");
+}

@@ -22,6 +22,8 @@ pub struct Accounts {
     pub server_name: String,
     argon2: Argon2<'static>,
     tokens: DashMap<String, Session>,
+    /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
+    profiles: DashMap<String, (Option<String>, Option<String>)>,
 }
 
 /// Localpart grammar of user ids (spec: "User Identifiers").
@@ -39,6 +41,7 @@ impl Accounts {
             server_name,
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
+            profiles: DashMap::new(),
         })
     }
 
@@ -158,6 +161,20 @@ impl Accounts {
     /// Every device of the user (for `/logout/all` and `/devices`).
     pub async fn devices(&self, user_id: &str) -> Result<Vec<crate::store::DeviceRow>> {
         Ok(self.store.list_devices(user_id).await?)
+    }
+
+    /// (display name, avatar URL) of a user, cached.
+    pub async fn profile(&self, user_id: &str) -> Result<(Option<String>, Option<String>)> {
+        if let Some(p) = self.profiles.get(user_id) {
+            return Ok(p.clone());
+        }
+        let p = self.store.get_user(user_id).await?.map(|u| (u.displayname, u.avatar_url)).unwrap_or_default();
+        self.profiles.insert(user_id.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    pub fn forget_profile(&self, user_id: &str) {
+        self.profiles.remove(user_id);
     }
 
     pub fn store(&self) -> &Store {

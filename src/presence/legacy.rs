@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::engine::{PresenceEngine, PresenceSnapshot};
 use super::Presence;
-use crate::accounts::Session;
+use crate::accounts::{Accounts, Session};
 use crate::error::Result;
 use crate::rooms::now_ms;
 use crate::sync::service::SyncSource;
@@ -42,6 +42,7 @@ pub fn presence_event(s: &PresenceSnapshot, now: i64) -> Value {
 
 pub struct LegacyPresenceSync {
     pub engine: Arc<PresenceEngine>,
+    pub accounts: Arc<Accounts>,
 }
 
 #[async_trait::async_trait]
@@ -88,13 +89,19 @@ impl SyncSource for LegacyPresenceSync {
         }
         let now = now_ms();
         let limit = pf.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-        let events: Vec<Value> = users
-            .iter()
-            .filter(|u| pf.allows("m.presence", u))
-            .map(|u| self.engine.snapshot(u, viewer))
-            .take(limit)
-            .map(|s| presence_event(&s, now))
-            .collect();
+        let mut events: Vec<Value> = Vec::new();
+        for u in users.iter().filter(|u| pf.allows("m.presence", u)).take(limit) {
+            let mut ev = presence_event(&self.engine.snapshot(u, viewer), now);
+            // Seed 000: presence events carry the display name and avatar.
+            let (displayname, avatar_url) = self.accounts.profile(u).await?;
+            if let Some(n) = displayname {
+                ev["content"]["displayname"] = json!(n);
+            }
+            if let Some(a) = avatar_url {
+                ev["content"]["avatar_url"] = json!(a);
+            }
+            events.push(ev);
+        }
         let has = !events.is_empty();
         out.insert("presence".into(), json!({"events": events}));
         Ok(has)

@@ -55,6 +55,8 @@ pub struct Rooms {
     observers: parking_lot::RwLock<Vec<Arc<dyn RoomObserver>>>,
     /// Joined rooms per user, loaded on first use and kept current by membership events.
     joined: DashMap<String, Arc<HashSet<String>>>,
+    /// Every membership per user (room, membership, stream position), for `/sync`.
+    memberships: DashMap<String, Arc<Vec<(String, String, i64)>>>,
     /// Bumped by every membership change, so a loader racing a change does not cache stale data.
     membership_gen: std::sync::atomic::AtomicU64,
 }
@@ -83,6 +85,7 @@ impl Rooms {
             last_pos,
             observers: Default::default(),
             joined: DashMap::new(),
+            memberships: DashMap::new(),
             membership_gen: Default::default(),
         })
     }
@@ -218,6 +221,12 @@ impl Rooms {
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.membership_gen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(mut all) = self.memberships.get_mut(target) {
+                let mut list: Vec<(String, String, i64)> =
+                    all.iter().filter(|(r, _, _)| r != room_id).cloned().collect();
+                list.push((room_id.to_owned(), membership.to_owned(), pos.pos));
+                *all = Arc::new(list);
+            }
             if let Some(mut rooms) = self.joined.get_mut(target) {
                 let mut set = (**rooms).clone();
                 if membership == "join" {
@@ -265,6 +274,19 @@ impl Rooms {
             self.joined.insert(user_id.to_owned(), rooms.clone());
         }
         Ok(rooms)
+    }
+
+    /// Every room the user has a membership in: (room id, membership, stream position).
+    pub async fn memberships(&self, user_id: &str) -> Result<Arc<Vec<(String, String, i64)>>> {
+        if let Some(m) = self.memberships.get(user_id) {
+            return Ok(m.clone());
+        }
+        let gen = self.membership_gen.load(std::sync::atomic::Ordering::SeqCst);
+        let list = Arc::new(self.store.rooms_for_user(user_id).await?);
+        if gen == self.membership_gen.load(std::sync::atomic::Ordering::SeqCst) {
+            self.memberships.insert(user_id.to_owned(), list.clone());
+        }
+        Ok(list)
     }
 
     /// Everyone who shares a joined room with `user_id` (including the user).

@@ -85,7 +85,7 @@ impl SyncService {
         let limit = req.filter.timeline_limit();
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
 
-        for (room_id, membership, mpos) in self.rooms.store().rooms_for_user(user).await? {
+        for (room_id, membership, mpos) in self.rooms.memberships(user).await?.iter().cloned() {
             if mpos > upto || !req.filter.room.allows_room(&room_id) {
                 continue;
             }
