@@ -14,6 +14,9 @@ use crate::error::{MatrixError, Result};
 use crate::store::Store;
 use crate::sync::{Notifier, StreamHub};
 
+/// (room id, membership, stream position of the membership event).
+pub type Membership = (String, String, i64);
+
 /// An event a user (or the server on a user's behalf) wants to add to a room.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -56,7 +59,7 @@ pub struct Rooms {
     /// Joined rooms per user, loaded on first use and kept current by membership events.
     joined: DashMap<String, Arc<HashSet<String>>>,
     /// Every membership per user (room, membership, stream position), for `/sync`.
-    memberships: DashMap<String, Arc<Vec<(String, String, i64)>>>,
+    memberships: DashMap<String, Arc<Vec<Membership>>>,
     /// Bumped by every membership change, so a loader racing a change does not cache stale data.
     membership_gen: std::sync::atomic::AtomicU64,
 }
@@ -277,7 +280,7 @@ impl Rooms {
     }
 
     /// Every room the user has a membership in: (room id, membership, stream position).
-    pub async fn memberships(&self, user_id: &str) -> Result<Arc<Vec<(String, String, i64)>>> {
+    pub async fn memberships(&self, user_id: &str) -> Result<Arc<Vec<Membership>>> {
         if let Some(m) = self.memberships.get(user_id) {
             return Ok(m.clone());
         }
