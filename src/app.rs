@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::account_data::AccountData;
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::ephemeral::Ephemeral;
 use crate::peek::Peeks;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
@@ -13,6 +15,7 @@ use crate::presence::{PresenceEngine, PresenceRules};
 use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
 use crate::store::Store;
+use crate::sync::forgotten::ForgottenRooms;
 use crate::sync::{Notifier, StreamHub, SyncService};
 
 /// Everything a request handler may use; passed as axum `State`, never global.
@@ -27,6 +30,9 @@ pub struct Services {
     pub presence: Arc<PresenceEngine>,
     pub profiles: Arc<ProfileRooms>,
     pub peeks: Arc<Peeks>,
+    pub account_data: Arc<AccountData>,
+    pub ephemeral: Arc<Ephemeral>,
+    pub forgotten: Arc<ForgottenRooms>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -57,7 +63,15 @@ impl Services {
         );
         let mut sync = SyncService::new(rooms.clone(), stream.clone(), notifier.clone());
         sync.hidden_room_types.push(crate::profile::PROFILE_ROOM_TYPE.to_owned());
+        let hidden = sync.hidden_room_types.clone();
         let sync = Arc::new(sync);
+        let account_data =
+            AccountData::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), hidden.clone()).await?;
+        let ephemeral = Ephemeral::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), hidden).await?;
+        let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
+        sync.add_source(account_data.clone());
+        sync.add_source(ephemeral.clone());
+        sync.add_source(forgotten.clone());
         let access = Arc::new(PresenceAccess::new(rooms.clone()));
         let profiles = ProfileRooms::new(
             rooms.clone(),
@@ -85,6 +99,7 @@ impl Services {
         presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
+        ephemeral.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));
         let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
@@ -99,6 +114,9 @@ impl Services {
             presence,
             profiles,
             peeks,
+            account_data,
+            ephemeral,
+            forgotten,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

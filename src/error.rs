@@ -19,6 +19,9 @@ pub enum MatrixError {
     NotJson(String),
     #[error("{0}")]
     BadJson(String),
+    /// Account data the server controls (spec: 405 `M_BAD_JSON`).
+    #[error("{0}")]
+    ServerControlled(String),
     #[error("{0}")]
     NotFound(String),
     #[error("Unrecognized request")]
@@ -70,7 +73,7 @@ impl MatrixError {
             Self::MissingToken => "M_MISSING_TOKEN",
             Self::UnknownToken => "M_UNKNOWN_TOKEN",
             Self::NotJson(_) => "M_NOT_JSON",
-            Self::BadJson(_) => "M_BAD_JSON",
+            Self::BadJson(_) | Self::ServerControlled(_) => "M_BAD_JSON",
             Self::NotFound(_) => "M_NOT_FOUND",
             Self::Unrecognized { .. } => "M_UNRECOGNIZED",
             Self::UserInUse => "M_USER_IN_USE",
@@ -92,6 +95,7 @@ impl MatrixError {
             Self::Forbidden(_) | Self::UserDeactivated(_) => StatusCode::FORBIDDEN,
             Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::ServerControlled(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unrecognized { status } => *status,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -2,10 +2,12 @@
 //!
 //! Layers, imports pointing one way: `api` (HTTP) -> domain (`accounts`, `rooms`, `sync`,
 //! `presence`) -> `store` (sqlx).
+pub mod account_data;
 pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod ephemeral;
 pub mod error;
 pub mod hooks;
 pub mod peek;

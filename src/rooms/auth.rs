@@ -52,6 +52,9 @@ impl PowerLevels {
     pub fn ban(&self) -> i64 {
         self.level("ban", 50)
     }
+    pub fn redact(&self) -> i64 {
+        self.level("redact", 50)
+    }
 }
 
 fn as_int(v: &Value) -> Option<i64> {

@@ -57,6 +57,13 @@ impl Pdu {
             ev.insert("state_key".into(), json!(sk));
         }
         ev.insert("content".into(), self.content.clone());
+        if self.kind == "m.room.redaction" {
+            // Room versions up to 10 name the redacted event at the top level; newer
+            // clients read `content.redacts` (room version 11), so both are sent.
+            if let Some(r) = self.content.get("redacts") {
+                ev.insert("redacts".into(), r.clone());
+            }
+        }
         ev.insert("origin_server_ts".into(), json!(self.origin_server_ts));
         let mut unsigned = self.unsigned.clone();
         unsigned.insert("age".into(), json!((now_ms - self.origin_server_ts).max(0)));

@@ -2,6 +2,7 @@
 pub mod auth;
 pub mod create;
 pub mod event;
+pub mod redaction;
 pub mod service;
 pub mod state;
 

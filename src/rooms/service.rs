@@ -258,6 +258,23 @@ impl Rooms {
         Ok(pdu)
     }
 
+    /// Store a rewritten copy of an event (a redaction); the copy replaces the event in the
+    /// current state if it is there.
+    pub async fn rewrite_event(&self, pdu: Pdu) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let json = serde_json::to_string(&pdu).map_err(|e| MatrixError::Internal(e.into()))?;
+        self.store.replace_event_json(&pdu.event_id, &json).await?;
+        let Some(sk) = pdu.state_key.clone() else { return Ok(()) };
+        let Some(state) = self.states.get(&pdu.room_id).map(|s| s.clone()) else { return Ok(()) };
+        if state.get(&pdu.kind, &sk).is_some_and(|cur| cur.event_id == pdu.event_id) {
+            let mut s = (*state).clone();
+            let room_id = pdu.room_id.clone();
+            s.apply(Arc::new(pdu));
+            self.states.insert(room_id, Arc::new(s));
+        }
+        Ok(())
+    }
+
     /// The rooms `user_id` is joined to.
     pub async fn joined_rooms(&self, user_id: &str) -> Result<Arc<HashSet<String>>> {
         if let Some(r) = self.joined.get(user_id) {

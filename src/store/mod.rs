@@ -8,14 +8,19 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+mod account_data;
 mod accounts;
 mod filters;
 mod presence;
 mod profile;
+mod receipts;
+mod redaction;
 mod rooms;
 
+pub use account_data::*;
 pub use accounts::*;
 pub use presence::*;
+pub use receipts::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

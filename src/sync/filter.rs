@@ -16,6 +16,8 @@ pub struct RoomFilter {
     pub not_rooms: Vec<String>,
     pub timeline: EventFilter,
     pub state: EventFilter,
+    pub ephemeral: EventFilter,
+    pub account_data: EventFilter,
     pub include_leave: bool,
 }
 

@@ -1,5 +1,7 @@
 //! Sync streams: the global stream position, per-user wake-ups and `/sync` assembly.
 pub mod filter;
+pub mod forgotten;
+pub mod joined;
 pub mod notifier;
 pub mod service;
 pub mod stream;

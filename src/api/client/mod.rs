@@ -4,12 +4,17 @@ use axum::Router;
 use crate::app::AppState;
 
 pub mod account;
+pub mod account_data;
+pub mod capabilities;
 pub mod filter;
 pub mod peek;
 pub mod presence;
 pub mod profile;
+pub mod receipts;
+pub mod room_extras;
 pub mod rooms;
 pub mod sync;
+pub mod typing;
 pub mod versions;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
@@ -20,5 +25,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = filter::routes(r);
     let r = presence::routes(r);
     let r = peek::routes(r);
+    let r = account_data::routes(r);
+    let r = typing::routes(r);
+    let r = receipts::routes(r);
+    let r = room_extras::routes(r);
+    let r = capabilities::routes(r);
     sync::routes(r)
 }

@@ -1,0 +1,155 @@
+//! Typing notifications (spec "Typing Notifications"): in memory only, each typing user with
+//! an expiry. Expiries live in one deadline queue run by one task; every change (start, stop,
+//! expiry) takes a stream position and wakes the room's members.
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::error::Result;
+use crate::presence::DeadlineQueue;
+use crate::rooms::{now_ms, Rooms};
+use crate::sync::{Notifier, StreamHub};
+
+/// Longest a client may ask to be shown typing for; longer requests are capped.
+pub const MAX_TYPING_TIMEOUT_MS: u64 = 120_000;
+/// What a client gets when it asks to type without a timeout.
+pub const DEFAULT_TYPING_TIMEOUT_MS: u64 = 30_000;
+
+/// Who is typing in one room and the stream position of the last change.
+#[derive(Debug, Default, Clone)]
+struct RoomTyping {
+    users: BTreeSet<String>,
+    pos: i64,
+}
+
+pub struct Typing {
+    rooms: Arc<Rooms>,
+    stream: Arc<StreamHub>,
+    notifier: Arc<Notifier>,
+    by_room: Mutex<HashMap<String, RoomTyping>>,
+    /// (room id, user id) -> when the user stops typing.
+    deadlines: Mutex<DeadlineQueue<(String, String)>>,
+    timer: Notify,
+}
+
+impl Typing {
+    pub fn new(rooms: Arc<Rooms>, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> Arc<Self> {
+        Arc::new(Self {
+            rooms,
+            stream,
+            notifier,
+            by_room: Default::default(),
+            deadlines: Mutex::new(DeadlineQueue::new()),
+            timer: Notify::new(),
+        })
+    }
+
+    /// Start (`Some(timeout)`) or stop (`None`) `user_id` typing in `room_id`. The caller has
+    /// checked that the user is joined.
+    pub async fn set(&self, room_id: &str, user_id: &str, timeout_ms: Option<u64>) -> Result<()> {
+        let key = (room_id.to_owned(), user_id.to_owned());
+        let changed = match timeout_ms {
+            Some(t) => {
+                let at = now_ms() + t.min(MAX_TYPING_TIMEOUT_MS) as i64;
+                {
+                    let mut q = self.deadlines.lock();
+                    let earlier = q.next_deadline().is_none_or(|n| at < n);
+                    q.schedule(key, at);
+                    if earlier {
+                        self.timer.notify_one();
+                    }
+                }
+                self.change(room_id, |users| users.insert(user_id.to_owned()))
+            }
+            None => {
+                self.deadlines.lock().cancel(&key);
+                self.change(room_id, |users| users.remove(user_id))
+            }
+        };
+        if let Some(pos) = changed {
+            self.wake_members(room_id, pos).await?;
+        }
+        Ok(())
+    }
+
+    /// Apply `edit` to a room's typing set; if it changed, give the change a stream position.
+    fn change(&self, room_id: &str, edit: impl FnOnce(&mut BTreeSet<String>) -> bool) -> Option<i64> {
+        let pos = {
+            let mut rooms = self.by_room.lock();
+            let room = rooms.entry(room_id.to_owned()).or_default();
+            if !edit(&mut room.users) {
+                return None;
+            }
+            let pos = self.stream.allocate();
+            // An emptied entry stays: its position tells a sync that the last typer stopped.
+            room.pos = pos.pos;
+            pos
+        };
+        let p = pos.pos;
+        pos.complete();
+        Some(p)
+    }
+
+    async fn wake_members(&self, room_id: &str, pos: i64) -> Result<()> {
+        let state = self.rooms.state(room_id).await?;
+        self.notifier.wake(state.members_with(&["join"]), pos);
+        Ok(())
+    }
+
+    /// Expire typing users when their deadline passes, until `shutdown` fires.
+    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = this.deadlines.lock().next_deadline();
+                let sleep = async {
+                    match next {
+                        Some(at) => {
+                            tokio::time::sleep(std::time::Duration::from_millis((at - now_ms()).max(0) as u64)).await
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = this.timer.notified() => continue,
+                    _ = shutdown.changed() => break,
+                }
+                let due = this.deadlines.lock().pop_due(now_ms());
+                for (room, user) in due {
+                    if let Some(pos) = this.change(&room, |users| users.remove(&user)) {
+                        if let Err(e) = this.wake_members(&room, pos).await {
+                            tracing::warn!(error = %e, room = %room, "could not wake members after typing expired");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The `m.typing` event of a room if it changed in `(since, upto]` (or, with no `since`,
+    /// if anyone is typing). Only current members are listed.
+    pub async fn event(&self, room_id: &str, since: Option<i64>, upto: i64) -> Result<Option<Value>> {
+        let Some(room) = self.by_room.lock().get(room_id).cloned() else {
+            return Ok(None);
+        };
+        if room.pos > upto {
+            // Not yet visible at this watermark; the next sync sends it.
+            return Ok(None);
+        }
+        match since {
+            Some(s) if room.pos <= s => return Ok(None),
+            None if room.users.is_empty() => return Ok(None),
+            _ => {}
+        }
+        let state = self.rooms.state(room_id).await?;
+        let users: Vec<&String> = room.users.iter().filter(|u| state.membership(u) == Some("join")).collect();
+        if since.is_none() && users.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(json!({"type": "m.typing", "content": {"user_ids": users}})))
+    }
+}
