@@ -153,3 +153,89 @@ def test_presence() -> None:
             await _close(*(c for c in (a, b) if c is not None))
 
     run(body)
+
+
+def test_typing_receipts_read_markers_redaction_context_forget() -> None:
+    async def body() -> None:
+        notes: list[str] = []
+        a = b = None
+        try:
+            a = await register_and_login("xa", notes)
+            b = await register_and_login("xb", notes)
+            clients = (a, b)
+            created = await within(a.room_create(name="extras", preset=nio.RoomPreset.public_chat), "room_create", a)
+            room_id = expect(created, nio.RoomCreateResponse, "room_create", a).room_id
+            expect(await within(b.join(room_id), "join", b), nio.JoinResponse, "join", b)
+            for c in clients:
+                expect(await within(c.sync(timeout=0), "initial sync", c), nio.SyncResponse, "initial sync", c)
+
+            def ephemeral(resp: nio.SyncResponse, cls: type) -> list:
+                problems = bad_events(resp)
+                assert not problems, "nio could not parse events from /sync:\n" + "\n".join(problems)
+                room = resp.rooms.join.get(room_id)
+                return [ev for ev in (room.ephemeral if room else []) if isinstance(ev, cls)]
+
+            # Typing reaches the other member.
+            typing = await within(b.room_typing(room_id, True, 5000), "room_typing", b)
+            expect(typing, nio.RoomTypingResponse, "room_typing", b)
+            await sync_until(
+                a,
+                lambda r: any(b.user_id in ev.users for ev in ephemeral(r, nio.TypingNoticeEvent)),
+                "A sees B typing",
+                others=clients,
+            )
+
+            sent = await within(a.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "x"}), "send", a)
+            event_id = expect(sent, nio.RoomSendResponse, "room_send", a).event_id
+
+            # A read receipt and the fully-read marker.
+            receipt = await within(b.update_receipt_marker(room_id, event_id), "update_receipt_marker", b)
+            expect(receipt, nio.UpdateReceiptMarkerResponse, "update_receipt_marker", b)
+            await sync_until(
+                a,
+                lambda r: any(
+                    rc.user_id == b.user_id and rc.event_id == event_id
+                    for ev in ephemeral(r, nio.ReceiptEvent)
+                    for rc in ev.receipts
+                ),
+                "A sees B's read receipt",
+                others=clients,
+            )
+            markers = await within(b.room_read_markers(room_id, event_id, event_id), "room_read_markers", b)
+            expect(markers, nio.RoomReadMarkersResponse, "room_read_markers", b)
+
+            def fully_read(resp: nio.SyncResponse) -> bool:
+                room = resp.rooms.join.get(room_id)
+                return bool(room) and any(
+                    isinstance(ev, nio.FullyReadEvent) and ev.event_id == event_id for ev in room.account_data
+                )
+
+            await sync_until(b, fully_read, "B sees its fully-read marker", others=clients)
+
+            # Context and single events, then a redaction nio understands.
+            ctx = await within(a.room_context(room_id, event_id, limit=4), "room_context", a)
+            ctx = expect(ctx, nio.RoomContextResponse, "room_context", a)
+            assert ctx.event is not None and ctx.event.event_id == event_id, f"context event: {ctx.event}"
+            got = await within(a.room_get_event(room_id, event_id), "room_get_event", a)
+            assert expect(got, nio.RoomGetEventResponse, "room_get_event", a).event.event_id == event_id
+            redact = await within(a.room_redact(room_id, event_id, reason="test"), "room_redact", a)
+            expect(redact, nio.RoomRedactResponse, "room_redact", a)
+
+            def redacted(resp: nio.SyncResponse) -> bool:
+                room = resp.rooms.join.get(room_id)
+                return bool(room) and any(
+                    isinstance(ev, nio.RedactionEvent) and ev.redacts == event_id for ev in room.timeline.events
+                )
+
+            await sync_until(b, redacted, "B sees the redaction", others=clients)
+
+            # Forget after leaving.
+            expect(await within(b.room_leave(room_id), "room_leave", b), nio.RoomLeaveResponse, "room_leave", b)
+            forget = await within(b.room_forget(room_id), "room_forget", b)
+            expect(forget, nio.RoomForgetResponse, "room_forget", b)
+        finally:
+            if notes:
+                print("interop notes:\n  " + "\n  ".join(notes))
+            await _close(*(c for c in (a, b) if c is not None))
+
+    run(body)
