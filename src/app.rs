@@ -8,6 +8,7 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
+use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
 use crate::rooms::Rooms;
 use crate::store::Store;
@@ -23,6 +24,7 @@ pub struct Services {
     pub rooms: Arc<Rooms>,
     pub sync: Arc<SyncService>,
     pub presence: Arc<PresenceEngine>,
+    pub lists: Arc<PresenceLists>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -53,6 +55,8 @@ impl Services {
         );
         let sync = Arc::new(SyncService::new(rooms.clone(), stream.clone(), notifier.clone()));
         let access = Arc::new(PresenceAccess::new(rooms.clone()));
+        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
+        access.add_grants(lists.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
@@ -72,6 +76,7 @@ impl Services {
             rooms,
             sync,
             presence,
+            lists,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

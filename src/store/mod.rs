@@ -11,10 +11,12 @@ use sqlx::{AnyPool, Executor};
 mod accounts;
 mod filters;
 mod presence;
+mod presence_lists;
 mod rooms;
 
 pub use accounts::*;
 pub use presence::*;
+pub use presence_lists::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

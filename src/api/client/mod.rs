@@ -6,6 +6,7 @@ use crate::app::AppState;
 pub mod account;
 pub mod filter;
 pub mod presence;
+pub mod presence_list;
 pub mod profile;
 pub mod rooms;
 pub mod sync;
@@ -18,5 +19,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = profile::routes(r);
     let r = filter::routes(r);
     let r = presence::routes(r);
+    let r = presence_list::routes(r);
     sync::routes(r)
 }
