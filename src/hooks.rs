@@ -59,8 +59,9 @@ impl Services {
         req: SyncRequest,
     ) -> Result<Value> {
         self.presence.sync_started(session, report, kind).await;
+        let in_flight = self.presence.sync_in_flight(session);
         let result = self.sync.sync(session, req).await;
-        self.presence.sync_finished(session).await;
+        in_flight.finish().await;
         result
     }
 

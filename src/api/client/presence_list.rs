@@ -72,7 +72,7 @@ async fn change_list(
     for u in invite.iter().chain(&drop) {
         parse_user(u)?;
     }
-    if invite.iter().any(|u| *u == user_id) {
+    if invite.contains(&user_id) {
         return Err(MatrixError::invalid_param("You cannot add yourself to your presence list"));
     }
     for u in &invite {
