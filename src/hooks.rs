@@ -58,8 +58,8 @@ impl Services {
         kind: Option<DeviceKind>,
         req: SyncRequest,
     ) -> Result<Value> {
-        self.presence.sync_started(session, report, kind).await;
         let in_flight = self.presence.sync_in_flight(session);
+        self.presence.sync_started(session, report, kind).await;
         let result = self.sync.sync(session, req).await;
         in_flight.finish().await;
         result

@@ -490,7 +490,8 @@ pub struct SyncInFlight {
 }
 
 impl PresenceEngine {
-    /// Call after [`PresenceEngine::sync_started`]; the guard calls `sync_finished`.
+    /// Take before [`PresenceEngine::sync_started`] (which may itself be cancelled once it
+    /// has counted the sync); the guard calls `sync_finished`.
     pub fn sync_in_flight(self: &Arc<Self>, session: &Session) -> SyncInFlight {
         SyncInFlight { engine: self.clone(), session: Some(session.clone()) }
     }
