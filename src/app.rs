@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::peek::Peeks;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
+use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
 use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
@@ -27,6 +28,7 @@ pub struct Services {
     pub presence: Arc<PresenceEngine>,
     pub profiles: Arc<ProfileRooms>,
     pub peeks: Arc<Peeks>,
+    pub lists: Arc<PresenceLists>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -76,6 +78,8 @@ impl Services {
         .await?;
         rooms.add_observer(peeks.clone());
         sync.add_source(peeks.clone());
+        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
+        access.add_grants(lists.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
@@ -99,6 +103,7 @@ impl Services {
             presence,
             profiles,
             peeks,
+            lists,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

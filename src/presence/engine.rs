@@ -517,3 +517,36 @@ fn parse_manual(s: &str) -> ManualStatus {
         _ => ManualStatus::Online,
     }
 }
+
+/// A `/sync` of one device in flight. Finishing it, or dropping it when the request is
+/// cancelled (hyper drops the handler when the client disconnects), ends the sync; without
+/// this a cancelled long-poll would leave its device syncing, hence live, forever.
+pub struct SyncInFlight {
+    engine: Arc<PresenceEngine>,
+    session: Option<Session>,
+}
+
+impl PresenceEngine {
+    /// Take before [`PresenceEngine::sync_started`] (which may itself be cancelled once it
+    /// has counted the sync); the guard calls `sync_finished`.
+    pub fn sync_in_flight(self: &Arc<Self>, session: &Session) -> SyncInFlight {
+        SyncInFlight { engine: self.clone(), session: Some(session.clone()) }
+    }
+}
+
+impl SyncInFlight {
+    pub async fn finish(mut self) {
+        if let Some(session) = self.session.take() {
+            self.engine.sync_finished(&session).await;
+        }
+    }
+}
+
+impl Drop for SyncInFlight {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let engine = self.engine.clone();
+            tokio::spawn(async move { engine.sync_finished(&session).await });
+        }
+    }
+}

@@ -11,11 +11,13 @@ use sqlx::{AnyPool, Executor};
 mod accounts;
 mod filters;
 mod presence;
+mod presence_lists;
 mod profile;
 mod rooms;
 
 pub use accounts::*;
 pub use presence::*;
+pub use presence_lists::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

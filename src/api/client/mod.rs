@@ -7,6 +7,7 @@ pub mod account;
 pub mod filter;
 pub mod peek;
 pub mod presence;
+pub mod presence_list;
 pub mod profile;
 pub mod rooms;
 pub mod sync;
@@ -20,5 +21,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = filter::routes(r);
     let r = presence::routes(r);
     let r = peek::routes(r);
+    let r = presence_list::routes(r);
     sync::routes(r)
 }

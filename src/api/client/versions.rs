@@ -18,6 +18,7 @@ async fn versions() -> Json<Value> {
             "org.matrix.msc2753.peeking": true,
             "org.matrix.msc1769.profile_rooms": true,
             "org.matrix.msc3032.effective_presence": true,
+            "org.matrix.msc3032.presence_lists": true,
         }
     }))
 }
