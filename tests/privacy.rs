@@ -103,3 +103,44 @@ async fn no_route_leaks_presence_to_strangers() {
     let leaked = leaks(&app, &eve, &alice, &room, &since).await;
     assert!(leaked.is_empty(), "presence leaked after leaving the shared room:\n{}", leaked.join("\n"));
 }
+
+#[tokio::test]
+async fn an_accepted_presence_list_entry_opens_the_routes_without_a_shared_room() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let eve = app.register("eve").await;
+    let room = profile_room(&app, &alice).await;
+    let since = next(&app.sync(&eve, "").await);
+    // eve asks to follow alice; nothing is shared until alice accepts.
+    let (code, v) = app
+        .post(
+            &format!("/_matrix/client/r0/presence/list/{}", enc(&eve.user_id)),
+            Some(&eve.token),
+            json!({"invite": [alice.user_id]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    app.put(
+        &format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id)),
+        Some(&alice.token),
+        json!({"presence": "busy", "status_msg": "s3cr3t-status"}),
+    )
+    .await;
+    let leaked = leaks(&app, &eve, &alice, &room, &since).await;
+    assert!(leaked.is_empty(), "a pending request must not share anything:\n{}", leaked.join("\n"));
+    let (code, v) = app
+        .post(
+            &format!("/_matrix/client/unstable/org.matrix.msc3032/presence/list/{}/accept", enc(&alice.user_id)),
+            Some(&alice.token),
+            json!({"user_id": eve.user_id}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    // Now eve may peek alice's profile room and gets her presence there.
+    let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc(&room)), Some(&eve.token), json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    let s = app.sync(&eve, "").await;
+    assert!(s["rooms"]["peek"][&room].is_object(), "{s}");
+    let opened = leaks(&app, &eve, &alice, &room, &since).await;
+    assert!(opened.len() >= 5, "an accepted follower should see presence by every route, saw only: {opened:?}");
+}
