@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::peek::Peeks;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
@@ -29,6 +30,7 @@ pub struct Services {
     pub profiles: Arc<ProfileRooms>,
     pub peeks: Arc<Peeks>,
     pub lists: Arc<PresenceLists>,
+    pub metrics: Arc<Metrics>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -60,11 +62,13 @@ impl Services {
         let mut sync = SyncService::new(rooms.clone(), stream.clone(), notifier.clone());
         sync.hidden_room_types.push(crate::profile::PROFILE_ROOM_TYPE.to_owned());
         let sync = Arc::new(sync);
+        let metrics = Arc::new(Metrics::default());
         let access = Arc::new(PresenceAccess::new(rooms.clone()));
         let profiles = ProfileRooms::new(
             rooms.clone(),
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
+            metrics.clone(),
         )
         .await?;
         let peeks = Peeks::new(
@@ -85,7 +89,9 @@ impl Services {
             idle_after_ms: config.presence_idle_after_ms,
             currently_active_ms: config.presence_currently_active_ms,
         };
-        let presence = PresenceEngine::new(rules, stream.clone(), notifier.clone(), access, store.clone()).await?;
+        let presence =
+            PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
+                .await?;
         presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
@@ -104,6 +110,7 @@ impl Services {
             profiles,
             peeks,
             lists,
+            metrics,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

@@ -104,6 +104,7 @@ impl Services {
         self.presence.sync_started(session, report, kind).await;
         let result = self.sync.sync(session, req).await;
         in_flight.finish().await;
+        crate::metrics::Metrics::inc(&self.metrics.sync_requests);
         result
     }
 

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod hooks;
+pub mod metrics;
 pub mod peek;
 pub mod presence;
 pub mod profile;
