@@ -20,6 +20,7 @@ use seed::presence::{
     effective, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, ManualStatus, Presence,
     PresenceRules,
 };
+use seed::sync::Notifier;
 
 // --- a global allocator that counts live heap bytes, for the memory report ---
 
@@ -274,13 +275,50 @@ fn report_memory() {
     }
 }
 
+// --- fan-out: one change waking W watchers that wait in a long-poll ---
+
+/// `Notifier::wake` for a change seen by W users, each with a `/sync` waiting on its
+/// subscription (the per-user wake-up the engine does after a public change).
+fn bench_fanout(c: &mut Criterion) {
+    let mut group = short_group(c, "fanout/wake");
+    for w in [1usize, 100, 10_000] {
+        let notifier = Notifier::default();
+        let users: Vec<String> = (0..w).map(|i| format!("@u{i}:bench")).collect();
+        let subs: Vec<_> = users.iter().map(|u| notifier.subscribe(u)).collect();
+        let mut pos = 0i64;
+        group.throughput(Throughput::Elements(w as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(w), &w, |b, _| {
+            b.iter(|| {
+                pos += 1;
+                notifier.wake(users.iter().map(String::as_str), black_box(pos));
+            })
+        });
+        drop(subs);
+    }
+    group.finish();
+}
+
+/// Heap bytes of one idle long-poll's wake-up subscription (the server-side state a waiting
+/// `/sync` holds besides its socket and task; RSS per connection is measured by the load
+/// generator).
+fn report_subscription_memory() {
+    let notifier = Notifier::default();
+    let n = 100_000;
+    let users: Vec<String> = (0..n).map(|i| format!("@user{i}:example.org")).collect();
+    let (bytes, subs) = heap_bytes_of(|| users.iter().map(|u| notifier.subscribe(u)).collect::<Vec<_>>());
+    println!("memory: idle long-poll subscription bytes/poll={:.1} (n={n})", bytes as f64 / n as f64);
+    drop(subs);
+}
+
 fn main() {
     // `--list` (and test discovery) wants only the benchmark names on stdout.
     if !std::env::args().any(|a| a == "--list") {
         report_memory();
+        report_subscription_memory();
     }
     let mut c = Criterion::default().configure_from_args();
     bench_merge(&mut c);
     bench_deadline_tick(&mut c);
+    bench_fanout(&mut c);
     c.final_summary();
 }

@@ -8,9 +8,11 @@ use crate::account_data::AccountData;
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::ephemeral::Ephemeral;
+use crate::metrics::Metrics;
 use crate::peek::Peeks;
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
+use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
 use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
@@ -33,6 +35,8 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub ephemeral: Arc<Ephemeral>,
     pub forgotten: Arc<ForgottenRooms>,
+    pub lists: Arc<PresenceLists>,
+    pub metrics: Arc<Metrics>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -72,11 +76,13 @@ impl Services {
         sync.add_source(account_data.clone());
         sync.add_source(ephemeral.clone());
         sync.add_source(forgotten.clone());
+        let metrics = Arc::new(Metrics::default());
         let access = Arc::new(PresenceAccess::new(rooms.clone()));
         let profiles = ProfileRooms::new(
             rooms.clone(),
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
+            metrics.clone(),
         )
         .await?;
         let peeks = Peeks::new(
@@ -90,12 +96,16 @@ impl Services {
         .await?;
         rooms.add_observer(peeks.clone());
         sync.add_source(peeks.clone());
+        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
+        access.add_grants(lists.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
             currently_active_ms: config.presence_currently_active_ms,
         };
-        let presence = PresenceEngine::new(rules, stream.clone(), notifier.clone(), access, store.clone()).await?;
+        let presence =
+            PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
+                .await?;
         presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
@@ -117,6 +127,8 @@ impl Services {
             account_data,
             ephemeral,
             forgotten,
+            lists,
+            metrics,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

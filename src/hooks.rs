@@ -100,12 +100,11 @@ impl Services {
         kind: Option<DeviceKind>,
         req: SyncRequest,
     ) -> Result<Value> {
+        let in_flight = self.presence.sync_in_flight(session);
         self.presence.sync_started(session, report, kind).await;
-        // A client that disconnects mid long-poll drops this future: the guard still ends
-        // the sync, or the device would look live forever.
-        let guard = SyncInFlight { engine: self.presence.clone(), session: Some(session.clone()) };
         let result = self.sync.sync(session, req).await;
-        guard.finish().await;
+        in_flight.finish().await;
+        crate::metrics::Metrics::inc(&self.metrics.sync_requests);
         result
     }
 
@@ -153,28 +152,5 @@ impl Services {
         // Legacy `m.presence` events carry the display name and avatar (seed 000).
         self.presence.republish(user_id).await;
         Ok(())
-    }
-}
-
-/// Ends a device's in-flight `/sync` for the presence engine, even if the request is dropped.
-struct SyncInFlight {
-    engine: Arc<crate::presence::PresenceEngine>,
-    session: Option<Session>,
-}
-
-impl SyncInFlight {
-    async fn finish(mut self) {
-        if let Some(s) = self.session.take() {
-            self.engine.sync_finished(&s).await;
-        }
-    }
-}
-
-impl Drop for SyncInFlight {
-    fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            let engine = self.engine.clone();
-            tokio::spawn(async move { engine.sync_finished(&s).await });
-        }
     }
 }

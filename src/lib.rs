@@ -10,6 +10,7 @@ pub mod config;
 pub mod ephemeral;
 pub mod error;
 pub mod hooks;
+pub mod metrics;
 pub mod peek;
 pub mod presence;
 pub mod profile;

@@ -307,3 +307,45 @@ async fn profile_changes_reannounce_presence_with_name_and_avatar() {
         .unwrap();
     assert_eq!(ev["content"]["avatar_url"], "mxc://x/a");
 }
+
+/// Read one counter from `GET /_seed/metrics`.
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let resp = app.http.get(format!("{}/_seed/metrics", app.base)).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_report_that_changes_nothing_writes_nothing() {
+    let (app, alice, _bob) = pair_with(|c| {
+        c.presence_idle_after_ms = 60_000;
+        c.presence_currently_active_ms = 60_000;
+        c.presence_device_timeout_ms = 60_000;
+    })
+    .await;
+    app.sync(&alice, "timeout=0&set_presence=online").await;
+    // Let the profile-room publisher (30 ms window) and the write-behind flush (50 ms) run.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rows = metric(&app, "seed_presence_rows_written_total").await;
+    let events = metric(&app, "seed_profile_events_written_total").await;
+    let changes = metric(&app, "seed_presence_public_changes_total").await;
+    let inputs = metric(&app, "seed_presence_inputs_total").await;
+    assert!(events >= 1 && changes >= 1, "going online is a change: events={events} changes={changes}");
+    for _ in 0..20 {
+        app.sync(&alice, "timeout=0&set_presence=online").await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(metric(&app, "seed_presence_inputs_total").await >= inputs + 40, "the reports were processed");
+    assert_eq!(metric(&app, "seed_presence_public_changes_total").await, changes, "no change announced");
+    assert_eq!(metric(&app, "seed_profile_events_written_total").await, events, "no profile-room event");
+    assert_eq!(metric(&app, "seed_presence_rows_written_total").await, rows, "no database write");
+    // A real change still writes.
+    app.sync(&alice, "timeout=0&set_presence=busy").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(metric(&app, "seed_profile_events_written_total").await > events);
+}

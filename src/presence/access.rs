@@ -14,6 +14,11 @@ pub trait Grants: Send + Sync {
     fn granted_viewers(&self, target: &str) -> Vec<String>;
     /// Users `viewer` may see although they share no room with them.
     fn granted_targets(&self, viewer: &str) -> Vec<String>;
+    /// Users `viewer` was newly allowed to see at a stream position in `(since, upto]`, so an
+    /// incremental `/sync` sends their current presence once, not only their next change.
+    fn granted_between(&self, _viewer: &str, _since: i64, _upto: i64) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub struct PresenceAccess {
@@ -44,6 +49,11 @@ impl PresenceAccess {
             set.extend(g.granted_viewers(target));
         }
         Ok(set)
+    }
+
+    /// Users granted to `viewer` in `(since, upto]` (for an incremental sync).
+    pub fn newly_visible(&self, viewer: &str, since: i64, upto: i64) -> HashSet<String> {
+        self.grants.read().iter().flat_map(|g| g.granted_between(viewer, since, upto)).collect()
     }
 
     /// Everyone `viewer` may see (for an initial sync).

@@ -19,6 +19,7 @@ use super::{
     ManualStatus, Presence, PresenceRules,
 };
 use crate::accounts::Session;
+use crate::metrics::Metrics;
 use crate::rooms::now_ms;
 use crate::store::{PresenceRow, Store};
 use crate::sync::{Notifier, StreamHub};
@@ -103,6 +104,7 @@ pub struct PresenceEngine {
     pub access: Arc<PresenceAccess>,
     store: Store,
     listeners: parking_lot::RwLock<Vec<Arc<dyn PresenceListener>>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a change touched, to be announced after the user's entry is unlocked.
@@ -113,6 +115,7 @@ struct Emitted {
 
 impl PresenceEngine {
     pub async fn new(
+        metrics: Arc<Metrics>,
         rules: PresenceRules,
         stream: Arc<StreamHub>,
         notifier: Arc<Notifier>,
@@ -131,6 +134,7 @@ impl PresenceEngine {
             access,
             store,
             listeners: Default::default(),
+            metrics,
         };
         let now = now_ms();
         for row in engine.store.load_presence().await? {
@@ -176,6 +180,7 @@ impl PresenceEngine {
                 }
                 let now = now_ms();
                 let due = engine.deadlines.lock().pop_due(now);
+                Metrics::add(&engine.metrics.presence_deadlines_fired, due.len() as u64);
                 for user in due {
                     engine.update(&user, now, |_| {}).await;
                 }
@@ -211,6 +216,7 @@ impl PresenceEngine {
                 })
             })
             .collect();
+        Metrics::add(&self.metrics.presence_rows_written, rows.len() as u64);
         if let Err(e) = self.store.save_presence(&rows).await {
             tracing::error!(error = %e, "presence flush failed; will retry");
             self.dirty.lock().extend(users);
@@ -410,6 +416,12 @@ impl PresenceEngine {
             }
             entry.view = view;
             let mut emitted = Emitted { public: None, own_pos: None };
+            Metrics::inc(&self.metrics.presence_inputs);
+            if public_changed {
+                Metrics::inc(&self.metrics.presence_public_changes);
+            } else if own_changed {
+                Metrics::inc(&self.metrics.presence_own_changes);
+            }
             if public_changed || own_changed {
                 let pos = self.stream.allocate();
                 if public_changed {
@@ -515,5 +527,38 @@ fn parse_manual(s: &str) -> ManualStatus {
         "busy" => ManualStatus::Busy,
         "offline" => ManualStatus::Offline,
         _ => ManualStatus::Online,
+    }
+}
+
+/// A `/sync` of one device in flight. Finishing it, or dropping it when the request is
+/// cancelled (hyper drops the handler when the client disconnects), ends the sync; without
+/// this a cancelled long-poll would leave its device syncing, hence live, forever.
+pub struct SyncInFlight {
+    engine: Arc<PresenceEngine>,
+    session: Option<Session>,
+}
+
+impl PresenceEngine {
+    /// Take before [`PresenceEngine::sync_started`] (which may itself be cancelled once it
+    /// has counted the sync); the guard calls `sync_finished`.
+    pub fn sync_in_flight(self: &Arc<Self>, session: &Session) -> SyncInFlight {
+        SyncInFlight { engine: self.clone(), session: Some(session.clone()) }
+    }
+}
+
+impl SyncInFlight {
+    pub async fn finish(mut self) {
+        if let Some(session) = self.session.take() {
+            self.engine.sync_finished(&session).await;
+        }
+    }
+}
+
+impl Drop for SyncInFlight {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let engine = self.engine.clone();
+            tokio::spawn(async move { engine.sync_finished(&session).await });
+        }
     }
 }

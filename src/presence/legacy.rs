@@ -81,6 +81,7 @@ impl SyncSource for LegacyPresenceSync {
                         }
                     }
                 }
+                users.extend(self.engine.access.newly_visible(viewer, since, upto));
                 let own = self.engine.own_position(viewer);
                 if own > since && own <= upto {
                     users.insert(viewer.to_owned());

@@ -8,6 +8,7 @@ pub mod access;
 pub mod deadline;
 pub mod engine;
 pub mod legacy;
+pub mod lists;
 pub mod merge;
 pub mod types;
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::error::{MatrixError, Result};
+use crate::metrics::Metrics;
 use crate::presence::{PresenceListener, PresenceSnapshot};
 use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
 use crate::store::Store;
@@ -74,10 +75,16 @@ pub struct ProfileRooms {
     pending: parking_lot::Mutex<HashMap<String, PresenceSnapshot>>,
     wake: Notify,
     window: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl ProfileRooms {
-    pub async fn new(rooms: Arc<Rooms>, store: Store, window: Duration) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        rooms: Arc<Rooms>,
+        store: Store,
+        window: Duration,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
             store,
@@ -87,6 +94,7 @@ impl ProfileRooms {
             pending: Default::default(),
             wake: Notify::new(),
             window,
+            metrics,
         };
         for (user, room) in this.store.all_profile_rooms().await? {
             this.by_room.insert(room.clone(), user.clone());
@@ -215,10 +223,12 @@ impl ProfileRooms {
         let status = status_state_content(snap.status_msg.as_deref());
         if state.get(STATUS_EVENT, "").map(|e| &e.content) != Some(&status) {
             self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(STATUS_EVENT, "", status)).await?;
+            Metrics::inc(&self.metrics.profile_events_written);
         }
         let presence = presence_state_content(snap);
         if state.get(PRESENCE_EVENT, "").map(|e| &e.content) != Some(&presence) {
             self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(PRESENCE_EVENT, "", presence)).await?;
+            Metrics::inc(&self.metrics.profile_events_written);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod account_data;
 mod accounts;
 mod filters;
 mod presence;
+mod presence_lists;
 mod profile;
 mod receipts;
 mod redaction;
@@ -20,6 +21,7 @@ mod rooms;
 pub use account_data::*;
 pub use accounts::*;
 pub use presence::*;
+pub use presence_lists::*;
 pub use receipts::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod filter;
 pub mod peek;
 pub mod presence;
+pub mod presence_list;
 pub mod profile;
 pub mod receipts;
 pub mod room_extras;
@@ -30,5 +31,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = receipts::routes(r);
     let r = room_extras::routes(r);
     let r = capabilities::routes(r);
+    let r = presence_list::routes(r);
     sync::routes(r)
 }

@@ -1,0 +1,136 @@
+//! Presence lists (seeds 001/004): the r0 `GET/POST /presence/list/{userId}` and our unstable
+//! MSC3032 endpoints for the target's answer (`accept`, `reject`, pending `requests`).
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::client_route;
+use crate::api::extract::{Auth, MatrixJson};
+use crate::app::AppState;
+use crate::error::{MatrixError, Result};
+use crate::presence::legacy::presence_event;
+use crate::rooms::now_ms;
+
+/// The unstable prefix of the endpoints the r0 API never had (the target's side), named once.
+pub const MSC3032_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = client_route(r, "/presence/list/{user_id}", get(get_list).post(change_list));
+    r.route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/accept"), post(accept))
+        .route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/reject"), post(reject))
+        .route(&format!("{MSC3032_UNSTABLE}/presence/requests/{{user_id}}"), get(requests))
+}
+
+fn parse_user(user_id: &str) -> Result<()> {
+    ruma::UserId::parse(user_id).map(|_| ()).map_err(|e| MatrixError::invalid_param(format!("invalid user id: {e}")))
+}
+
+/// Only the user named in the path may use their list or answer their requests.
+fn own_path(path_user: &str, caller: &str) -> Result<()> {
+    parse_user(path_user)?;
+    if path_user != caller {
+        return Err(MatrixError::forbidden("You cannot use another user's presence list"));
+    }
+    Ok(())
+}
+
+/// `GET /presence/list/{userId}`: the `m.presence` events of the accepted targets, as the
+/// owner sees them (seed 001 format).
+async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    own_path(&user_id, &session.user_id)?;
+    let now = now_ms();
+    let events: Vec<Value> = s
+        .lists
+        .accepted_targets(&user_id)
+        .iter()
+        .map(|t| presence_event(&s.presence.snapshot(t, &user_id), now))
+        .collect();
+    Ok(Json(Value::Array(events)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListChange {
+    #[serde(default)]
+    invite: Option<Vec<String>>,
+    #[serde(default)]
+    drop: Option<Vec<String>>,
+}
+
+/// `POST /presence/list/{userId}` `{"invite": [...], "drop": [...]}`. The whole body is
+/// checked before anything changes; invites are applied before drops.
+async fn change_list(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+    MatrixJson(body): MatrixJson<ListChange>,
+) -> Result<Json<Value>> {
+    own_path(&user_id, &session.user_id)?;
+    let invite = body.invite.unwrap_or_default();
+    let drop = body.drop.unwrap_or_default();
+    for u in invite.iter().chain(&drop) {
+        parse_user(u)?;
+    }
+    if invite.contains(&user_id) {
+        return Err(MatrixError::invalid_param("You cannot add yourself to your presence list"));
+    }
+    for u in &invite {
+        if !s.accounts.exists(u).await? {
+            return Err(MatrixError::not_found(format!("Unknown user {u}")));
+        }
+    }
+    for u in &invite {
+        s.lists.invite(&user_id, u).await?;
+    }
+    for u in &drop {
+        s.lists.drop_entry(&user_id, u).await?;
+    }
+    Ok(Json(json!({})))
+}
+
+/// The owner a target answers, from `{"user_id": ...}`.
+fn answered_owner(body: &Value) -> Result<String> {
+    match body.get("user_id") {
+        None | Some(Value::Null) => Err(MatrixError::MissingParam("user_id is required".into())),
+        Some(Value::String(u)) => {
+            parse_user(u)?;
+            Ok(u.clone())
+        }
+        Some(_) => Err(MatrixError::bad_json("user_id must be a string")),
+    }
+}
+
+/// `POST .../presence/list/{targetUserId}/accept` `{"user_id": owner}`.
+async fn accept(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+    MatrixJson(body): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    own_path(&user_id, &session.user_id)?;
+    let owner = answered_owner(&body)?;
+    s.lists.accept(&user_id, &owner).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST .../presence/list/{targetUserId}/reject` `{"user_id": owner}`: refuse a request or
+/// revoke an accepted entry.
+async fn reject(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+    MatrixJson(body): MatrixJson<Value>,
+) -> Result<Json<Value>> {
+    own_path(&user_id, &session.user_id)?;
+    let owner = answered_owner(&body)?;
+    s.lists.reject(&user_id, &owner).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET .../presence/requests/{userId}`: who is waiting for the user's answer.
+async fn requests(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    own_path(&user_id, &session.user_id)?;
+    let requests: Vec<Value> = s.lists.pending_requests(&user_id).iter().map(|u| json!({"user_id": u})).collect();
+    Ok(Json(json!({ "requests": requests })))
+}
