@@ -276,9 +276,16 @@ async fn rapid_changes_are_coalesced_but_the_last_one_is_published() {
         assert!(start.elapsed() < Duration::from_secs(5), "last change never published: {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, v) =
-        app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.presence/", enc(&room)), Some(&alice.token)).await;
-    assert_eq!(v["presence"], "unavailable");
+    // m.status is written just before m.presence: wait for the presence too.
+    let presence_path = format!("/_matrix/client/v3/rooms/{}/state/m.presence/", enc(&room));
+    loop {
+        let (_, v) = app.get(&presence_path, Some(&alice.token)).await;
+        if v["presence"] == "unavailable" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "last presence never published: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, msgs) = app
         .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000", enc(&room)), Some(&alice.token))
         .await;
