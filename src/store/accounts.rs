@@ -116,20 +116,17 @@ impl Store {
             .await
     }
 
-    /// Remove a device and every token of it; returns the tokens removed.
+    /// Remove a device and every token of it; returns the tokens removed. The transaction
+    /// writes first (`DELETE … RETURNING`), so on SQLite it takes the write lock up front
+    /// instead of failing to upgrade a read.
     pub async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let tokens: Vec<(String,)> =
-            sqlx::query_as("SELECT token FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
                 .bind(user_id)
                 .bind(device_id)
                 .fetch_all(&mut *tx)
                 .await?;
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-            .bind(user_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
             .bind(device_id)

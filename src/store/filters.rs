@@ -2,21 +2,24 @@
 use super::Store;
 
 impl Store {
+    /// Store a filter under the user's next filter id. One statement, so it never upgrades a
+    /// read to a write; a concurrent insert that took the same id is retried.
     pub async fn insert_filter(&self, user_id: &str, json: &str) -> sqlx::Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(filter_id) FROM filters WHERE user_id = $1")
+        let mut attempt = 0;
+        loop {
+            let res: sqlx::Result<(i64,)> = sqlx::query_as(
+                "INSERT INTO filters (user_id, filter_id, filter_json) \
+                 SELECT $1, COALESCE(MAX(filter_id), -1) + 1, $2 FROM filters WHERE user_id = $1 RETURNING filter_id",
+            )
             .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let id = max.unwrap_or(-1) + 1;
-        sqlx::query("INSERT INTO filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(id)
             .bind(json)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(id)
+            .fetch_one(&self.pool)
+            .await;
+            match res {
+                Err(e) if attempt < 5 && crate::error::is_unique_violation(&e) => attempt += 1,
+                other => return other.map(|r| r.0),
+            }
+        }
     }
 
     pub async fn get_filter(&self, user_id: &str, filter_id: i64) -> sqlx::Result<Option<String>> {
