@@ -55,6 +55,9 @@ impl SyncService {
     pub async fn sync(&self, session: &Session, req: SyncRequest) -> Result<Value> {
         let mut sub = self.notifier.subscribe(&session.user_id);
         let deadline = tokio::time::Instant::now() + req.timeout;
+        // Read your writes: a change the client already saw acknowledged (e.g. a peek) may
+        // still be completing; wait for everything handed out so far (normally immediate).
+        self.stream.wait_for(self.stream.allocated()).await;
         let result = loop {
             let upto = self.stream.current();
             let since = req.since.map(|s| s.min(upto));

@@ -97,6 +97,11 @@ impl StreamHub {
         });
     }
 
+    /// The highest position handed out so far (complete or not).
+    pub fn allocated(&self) -> i64 {
+        self.inner.lock().next - 1
+    }
+
     /// Wait until every change up to `pos` is complete (normally immediate).
     pub async fn wait_for(&self, pos: i64) {
         let mut rx = self.watermark.subscribe();
