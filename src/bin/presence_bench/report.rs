@@ -123,7 +123,8 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
     let expected_per_user: Vec<u64> = per_user.iter().map(|v| v.iter().filter(|c| measured(c)).count() as u64).collect();
     let mut deliv_h = hist();
     let (mut expected, mut delivered, mut exact, mut after_send_end) = (0u64, 0u64, 0u64, 0u64);
-    let (mut unmatched, mut stale, mut unexpected, mut from_peek, mut from_legacy) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut unmatched, mut stale, mut unexpected, mut own) = (0u64, 0u64, 0u64, 0u64);
+    let (mut from_peek, mut from_legacy) = (0u64, 0u64);
     let mut shares: Vec<f64> = Vec::new();
     let mut full_watchers = 0usize;
     for (w, out) in d.watch.iter().enumerate() {
@@ -138,6 +139,10 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         }
         let (mut exp_w, mut del_w) = (0u64, 0u64);
         for (u, recs) in by_sender.iter().enumerate() {
+            if u == w {
+                own += recs.len() as u64;
+                continue;
+            }
             let watched = s.watchers_of[u].binary_search(&w).is_ok();
             if !watched {
                 unexpected += recs.len() as u64;
@@ -258,6 +263,7 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "per_watcher_share_p50": shares.get(shares.len() / 2).copied(),
             "events_unmatched": unmatched,
             "events_stale_or_duplicate": stale,
+            "events_own": own,
             "events_from_unexpected_sender": unexpected,
             "events_from_peek_rooms": from_peek,
             "events_top_level": from_legacy,

@@ -18,15 +18,36 @@ use crate::setup::Setup;
 
 const CS: &str = "/_matrix/client/v3";
 
-/// Filter for legacy watchers: no room data at all, only top-level m.presence.
-pub const FILTER_LEGACY: &str =
-    r#"{"room":{"rooms":[]},"presence":{"types":["m.presence"]},"account_data":{"types":[]}}"#;
-/// Filter for peek watchers: only m.presence in room state/timeline (peeked rooms included)
-/// plus top-level m.presence.
-pub const FILTER_PEEK: &str = r#"{"room":{"timeline":{"types":["m.presence"],"limit":100},"state":{"types":["m.presence"]},"ephemeral":{"types":[]},"account_data":{"types":[]}},"presence":{"types":["m.presence"]},"account_data":{"types":[]}}"#;
-/// Filter for sync-report drivers: the response content is not needed at all.
-pub const FILTER_NOTHING: &str =
-    r#"{"room":{"rooms":[]},"presence":{"types":[]},"account_data":{"types":[]}}"#;
+/// Sync filters. Each carries a `not_senders` entry naming a non-existent per-run user: a no-op
+/// for filtering, but it makes the filter (part of Synapse's /sync response-cache key) unique
+/// per run. Without it Synapse replays a previous run's cached /sync responses (cached for
+/// 2 minutes per user+since+filter) to the next run's watchers.
+pub struct Filters {
+    /// legacy watchers: no room data at all, only top-level m.presence
+    pub legacy: String,
+    /// peek watchers: only m.presence in room state/timeline (peeked rooms included) plus
+    /// top-level m.presence
+    pub peek: String,
+    /// sync-report drivers: the response content is not needed at all
+    pub nothing: String,
+}
+
+impl Filters {
+    pub fn new(run_tag: &str) -> Filters {
+        let ns = format!(r#""not_senders":["@presence-bench-run-{run_tag}:invalid.example"]"#);
+        Filters {
+            legacy: format!(
+                r#"{{"room":{{"rooms":[]}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
+            ),
+            peek: format!(
+                r#"{{"room":{{"timeline":{{"types":["m.presence"],"limit":100,{ns}}},"state":{{"types":["m.presence"]}},"ephemeral":{{"types":[]}},"account_data":{{"types":[]}}}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
+            ),
+            nothing: format!(
+                r#"{{"room":{{"rooms":[]}},"presence":{{"types":[],{ns}}},"account_data":{{"types":[]}}}}"#
+            ),
+        }
+    }
+}
 
 pub const STATES: [&str; 2] = ["online", "unavailable"];
 
@@ -91,6 +112,7 @@ struct Ctx {
     user_ids: Vec<String>,
     by_id: HashMap<String, u32>,
     run_tag: String,
+    filters: Filters,
     t0: Instant,
     ok: AtomicU64,
     err: AtomicU64,
@@ -100,6 +122,12 @@ struct Ctx {
 impl Ctx {
     fn now_us(&self) -> u64 {
         self.t0.elapsed().as_micros() as u64
+    }
+    fn watch_filter(&self) -> &str {
+        match self.a.path {
+            PathKind::Legacy => &self.filters.legacy,
+            PathKind::Peek => &self.filters.peek,
+        }
     }
     fn sync_timeout(&self) -> Duration {
         Duration::from_millis(self.a.sync_timeout_ms) + self.hs.req_timeout
@@ -193,10 +221,7 @@ fn collect(ctx: &Ctx, body: &Value, recv_us: u64, out: &mut WatchOut) {
 
 async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Receiver<bool>) -> WatchOut {
     let mut out = WatchOut::default();
-    let filter = match ctx.a.path {
-        PathKind::Legacy => FILTER_LEGACY,
-        PathKind::Peek => FILTER_PEEK,
-    };
+    let filter = ctx.watch_filter();
     let timeout = ctx.a.sync_timeout_ms.to_string();
     let mut backoff = Duration::from_millis(100);
     let path = format!("{CS}/sync");
@@ -299,7 +324,7 @@ async fn driver(
                 let q = [
                     ("since", slot.since.as_str()),
                     ("timeout", "0"),
-                    ("filter", FILTER_NOTHING),
+                    ("filter", ctx.filters.nothing.as_str()),
                     ("set_presence", state),
                 ];
                 ctx.hs.call(Method::GET, &format!("{CS}/sync"), Some(&ctx.tokens[u]), &q, None, None).await
@@ -366,18 +391,19 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         user_ids,
         by_id,
         run_tag: run_tag.clone(),
+        filters: Filters::new(&run_tag),
         t0: Instant::now(),
         ok: AtomicU64::new(0),
         err: AtomicU64::new(0),
         events: AtomicU64::new(0),
     };
-    let watch_filter = match a.path {
-        PathKind::Legacy => FILTER_LEGACY,
-        PathKind::Peek => FILTER_PEEK,
-    };
     eprintln!("sync: initial /sync for {} users", a.users);
-    let since = initial_since(&ctx, watch_filter).await?;
-    let drive_since = if a.mode == Mode::SyncReport { initial_since(&ctx, FILTER_NOTHING).await? } else { vec![String::new(); a.users] };
+    let since = initial_since(&ctx, ctx.watch_filter()).await?;
+    let drive_since = if a.mode == Mode::SyncReport {
+        initial_since(&ctx, &ctx.filters.nothing).await?
+    } else {
+        vec![String::new(); a.users]
+    };
 
     ctx.t0 = Instant::now();
     let started_wall = SystemTime::now();
