@@ -11,6 +11,9 @@ mod report;
 mod run;
 #[path = "presence_bench/setup.rs"]
 mod setup;
+#[cfg(test)]
+#[path = "presence_bench/tests.rs"]
+mod tests;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -53,6 +56,9 @@ async fn real_main(a: Args) -> anyhow::Result<()> {
         }
     }
     let r = report::analyze(&a, &s, &d);
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(p) = &a.out {
         std::fs::write(p, serde_json::to_vec_pretty(&r.json)?)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;

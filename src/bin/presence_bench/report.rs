@@ -82,6 +82,7 @@ pub fn iso(t: SystemTime) -> String {
 pub struct Report {
     pub json: Value,
     pub summary: String,
+    pub warnings: Vec<String>,
 }
 
 pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
@@ -210,6 +211,26 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
     let err_total: u64 = errors.values().sum();
     let sync_err_total: u64 = sync_errors.values().sum();
     let pairs: usize = s.watchers_of.iter().map(Vec::len).sum();
+    let mut warnings = Vec::new();
+    if unexpected > 0 {
+        warnings.push(format!(
+            "{unexpected} presence events came from users outside the watcher's expected set: the bench users \
+             share rooms from other shapes/runs, which adds load; use a fresh --user-prefix per shape"
+        ));
+    }
+    if foreign > 0 {
+        warnings.push(format!("{foreign} presence events did not belong to this run (other senders or run ids)"));
+    }
+    if d.ticks_dropped > 0 {
+        warnings.push(format!(
+            "{} rate ticks dropped: all {} drivers were busy; the target rate was not reached",
+            d.ticks_dropped,
+            a.concurrency.min(n)
+        ));
+    }
+    if sync_err_total > 0 || err_total > 0 {
+        warnings.push(format!("errors: changes {errors:?}, sync {sync_errors:?}"));
+    }
 
     let json = json!({
         "tool": "presence-bench",
@@ -268,6 +289,7 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "events_from_peek_rooms": from_peek,
             "events_top_level": from_legacy,
         },
+        "warnings": warnings,
         "sync": {
             "requests": sync_req,
             "presence_events": sync_events,
@@ -294,5 +316,5 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         err_total,
         sync_err_total,
     );
-    Report { json, summary }
+    Report { json, summary, warnings }
 }

@@ -167,20 +167,27 @@ fn bump(m: &mut BTreeMap<String, u64>, k: String) {
 }
 
 /// Extract m.presence events from a /sync body into receipts.
-fn collect(ctx: &Ctx, body: &Value, recv_us: u64, out: &mut WatchOut) {
-    let prefix = status_prefix(&ctx.run_tag);
+pub fn collect(
+    body: &Value,
+    by_id: &HashMap<String, u32>,
+    mode: Mode,
+    path: PathKind,
+    run_tag: &str,
+    recv_us: u64,
+    out: &mut WatchOut,
+) {
+    let prefix = status_prefix(run_tag);
     let mut take = |ev: &Value, src: u8| {
         if ev.get("type").and_then(Value::as_str) != Some("m.presence") {
             return;
         }
         out.events += 1;
-        ctx.events.fetch_add(1, Ordering::Relaxed);
-        let Some(sender) = ev.get("sender").and_then(Value::as_str).and_then(|s| ctx.by_id.get(s)) else {
+        let Some(sender) = ev.get("sender").and_then(Value::as_str).and_then(|s| by_id.get(s)) else {
             out.foreign += 1;
             return;
         };
         let content = ev.get("content").unwrap_or(&Value::Null);
-        let key = match ctx.a.mode {
+        let key = match mode {
             Mode::Put => {
                 let seq = content
                     .get("status_msg")
@@ -204,7 +211,7 @@ fn collect(ctx: &Ctx, body: &Value, recv_us: u64, out: &mut WatchOut) {
             take(ev, 0);
         }
     }
-    if ctx.a.path == PathKind::Peek {
+    if path == PathKind::Peek {
         if let Some(rooms) = body.pointer("/rooms/peek").and_then(Value::as_object) {
             for room in rooms.values() {
                 for part in ["/state/events", "/timeline/events"] {
@@ -247,7 +254,9 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
                 match r.body.get("next_batch").and_then(Value::as_str) {
                     Some(nb) => {
                         since = nb.to_string();
-                        collect(&ctx, &r.body, recv_us, &mut out);
+                        let before = out.events;
+                        collect(&r.body, &ctx.by_id, ctx.a.mode, ctx.a.path, &ctx.run_tag, recv_us, &mut out);
+                        ctx.events.fetch_add(out.events - before, Ordering::Relaxed);
                         None
                     }
                     None => Some("200 no next_batch".to_string()),
