@@ -237,7 +237,7 @@ pub async fn accounts(hs: &Hs, a: &Args) -> anyhow::Result<(Vec<Account>, bool)>
                 }
                 .await;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if k % 25 == 0 {
+                if k.is_multiple_of(25) {
                     eprintln!("  accounts: {k}/{total}");
                 }
                 r
