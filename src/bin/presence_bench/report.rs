@@ -241,6 +241,11 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         "started_at": iso(d.started_wall),
         "finished_at": iso(d.finished_wall),
         "params": a,
+        "host": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "loadavg_start": d.loadavg_start,
+            "loadavg_end": d.loadavg_end,
+        },
         "setup": {
             "users": n,
             "topology": s.topology_key,

@@ -103,6 +103,13 @@ pub struct RunData {
     pub send_end_us: u64,
     pub stop_us: u64,
     pub finished_wall: SystemTime,
+    /// `/proc/loadavg` at run start and end (empty where unavailable): a busy machine skews figures.
+    pub loadavg_start: String,
+    pub loadavg_end: String,
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 struct Ctx {
@@ -414,6 +421,7 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         vec![String::new(); a.users]
     };
 
+    let loadavg_start = loadavg();
     ctx.t0 = Instant::now();
     let started_wall = SystemTime::now();
     let ctx = Arc::new(ctx);
@@ -497,5 +505,7 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         send_end_us,
         stop_us,
         finished_wall: SystemTime::now(),
+        loadavg_start,
+        loadavg_end: loadavg(),
     })
 }

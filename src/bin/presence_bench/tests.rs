@@ -134,6 +134,8 @@ fn rundata(changes: Vec<Change>, watch: Vec<Vec<Receipt>>) -> RunData {
         send_end_us: 3_000_000,
         stop_us: 4_000_000,
         finished_wall: UNIX_EPOCH,
+        loadavg_start: String::new(),
+        loadavg_end: String::new(),
     }
 }
 
