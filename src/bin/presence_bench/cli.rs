@@ -126,6 +126,12 @@ pub struct Args {
     #[arg(long)]
     pub setup_only: bool,
 
+    /// PID of the server process on this machine (optional). Its CPU time (utime+stime from
+    /// /proc/PID/stat) is sampled so results include server CPU seconds per change, a figure that
+    /// is less sensitive to other load on the machine than throughput.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
     /// Tokio worker threads of the generator (keep low: it shares the cores with the server).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

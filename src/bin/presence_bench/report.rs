@@ -245,6 +245,11 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "loadavg_start": d.loadavg_start,
             "loadavg_end": d.loadavg_end,
+            "server_pid": a.server_pid,
+            "server_cpu_measured_s": d.server_cpu_measured_s,
+            "server_cpu_run_s": d.server_cpu_run_s,
+            "server_cores_used_measured": d.server_cpu_measured_s.map(|c| c / a.duration),
+            "server_cpu_ms_per_change": d.server_cpu_measured_s.filter(|_| ok_w > 0).map(|c| c * 1000.0 / ok_w as f64),
         },
         "setup": {
             "users": n,
@@ -302,8 +307,12 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "errors": sync_errors,
         },
     });
+    let cpu = match d.server_cpu_measured_s {
+        Some(c) if ok_w > 0 => format!(" srv_cpu={:.2}cores srv_cpu/change={:.2}ms", c / a.duration, c * 1000.0 / ok_w as f64),
+        _ => String::new(),
+    };
     let summary = format!(
-        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}",
+        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}{cpu}",
         a.label,
         n,
         a.shape.name(),

@@ -106,6 +106,22 @@ pub struct RunData {
     /// `/proc/loadavg` at run start and end (empty where unavailable): a busy machine skews figures.
     pub loadavg_start: String,
     pub loadavg_end: String,
+    /// Server CPU seconds over the measured window (warmup end .. sending end) and over the
+    /// whole run (t0 .. stop), with --server-pid.
+    pub server_cpu_measured_s: Option<f64>,
+    pub server_cpu_run_s: Option<f64>,
+}
+
+/// CPU seconds (user+system) used so far by process `pid`, from /proc/PID/stat (Linux;
+/// assumes the usual 100 clock ticks per second).
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / 100.0)
 }
 
 pub fn loadavg() -> String {
@@ -422,6 +438,7 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
     };
 
     let loadavg_start = loadavg();
+    let cpu_t0 = a.server_pid.and_then(proc_cpu_secs);
     ctx.t0 = Instant::now();
     let started_wall = SystemTime::now();
     let ctx = Arc::new(ctx);
@@ -435,6 +452,13 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
     let send_total = Duration::from_secs_f64(a.warmup + a.duration);
     let send_end = tokio::time::Instant::from_std(ctx.t0) + send_total;
     let conc = a.concurrency.min(a.users);
+    let cpu_at_warmup = a.server_pid.map(|pid| {
+        let at = tokio::time::Instant::from_std(ctx.t0) + Duration::from_secs_f64(a.warmup);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            proc_cpu_secs(pid)
+        })
+    });
     let queue = Arc::new(Mutex::new(
         drive_since.into_iter().enumerate().map(|(user, since)| Slot { user, next_state: 0, since }).collect::<VecDeque<_>>(),
     ));
@@ -484,10 +508,16 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         None => (0, 0),
     };
     let send_end_us = ctx.now_us();
+    let cpu_send_end = a.server_pid.and_then(proc_cpu_secs);
+    let cpu_warm = match cpu_at_warmup {
+        Some(h) => h.await.ok().flatten(),
+        None => None,
+    };
     eprintln!("run: sending done at t={:.1}s; grace {}s", send_end_us as f64 / 1e6, a.grace);
     tokio::time::sleep(Duration::from_secs_f64(a.grace)).await;
     let _ = stop_tx.send(true);
     let stop_us = ctx.now_us();
+    let cpu_stop = a.server_pid.and_then(proc_cpu_secs);
     let mut watch = Vec::with_capacity(watchers.len());
     for w in watchers {
         watch.push(w.await.unwrap_or_default());
@@ -507,5 +537,7 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         finished_wall: SystemTime::now(),
         loadavg_start,
         loadavg_end: loadavg(),
+        server_cpu_measured_s: cpu_send_end.zip(cpu_warm).map(|(b, a)| b - a),
+        server_cpu_run_s: cpu_stop.zip(cpu_t0).map(|(b, a)| b - a),
     })
 }

@@ -136,6 +136,8 @@ fn rundata(changes: Vec<Change>, watch: Vec<Vec<Receipt>>) -> RunData {
         finished_wall: UNIX_EPOCH,
         loadavg_start: String::new(),
         loadavg_end: String::new(),
+        server_cpu_measured_s: None,
+        server_cpu_run_s: None,
     }
 }
 
@@ -184,4 +186,10 @@ fn delivery_matching_sync_report() {
     assert_eq!(d["expected"], 6);
     assert_eq!(d["delivered"], 4);
     assert_eq!(d["events_unmatched"], 1);
+}
+
+#[test]
+fn proc_cpu_of_self() {
+    let c = crate::run::proc_cpu_secs(std::process::id()).expect("/proc/self/stat");
+    assert!(c >= 0.0);
 }
