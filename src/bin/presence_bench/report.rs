@@ -125,17 +125,17 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
     let mut deliv_h = hist();
     let (mut expected, mut delivered, mut exact, mut after_send_end) = (0u64, 0u64, 0u64, 0u64);
     let (mut unmatched, mut stale, mut unexpected, mut own) = (0u64, 0u64, 0u64, 0u64);
-    let (mut from_peek, mut from_legacy) = (0u64, 0u64);
+    let (mut from_peek, mut from_status, mut from_legacy) = (0u64, 0u64, 0u64);
     let mut shares: Vec<f64> = Vec::new();
     let mut full_watchers = 0usize;
     for (w, out) in d.watch.iter().enumerate() {
         let mut by_sender: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
         for r in &out.receipts {
             by_sender[r.sender as usize].push((r.key, r.recv_us));
-            if r.src == 1 {
-                from_peek += 1;
-            } else {
-                from_legacy += 1;
+            match r.src {
+                1 => from_peek += 1,
+                2 => from_status += 1,
+                _ => from_legacy += 1,
             }
         }
         let (mut exp_w, mut del_w) = (0u64, 0u64);
@@ -296,7 +296,9 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "events_stale_or_duplicate": stale,
             "events_own": own,
             "events_from_unexpected_sender": unexpected,
-            "events_from_peek_rooms": from_peek,
+            "events_peek_presence": from_peek,
+            "events_peek_status": from_status,
+            "events_peek_presence_untagged": d.watch.iter().map(|w| w.untagged_peek_presence).sum::<u64>(),
             "events_top_level": from_legacy,
         },
         "warnings": warnings,
@@ -304,6 +306,7 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "requests": sync_req,
             "presence_events": sync_events,
             "foreign_presence_events": foreign,
+            "foreign_samples": d.watch.iter().flat_map(|w| w.foreign_samples.iter()).take(5).collect::<Vec<_>>(),
             "errors": sync_errors,
         },
     });

@@ -25,8 +25,8 @@ const CS: &str = "/_matrix/client/v3";
 pub struct Filters {
     /// legacy watchers: no room data at all, only top-level m.presence
     pub legacy: String,
-    /// peek watchers: only m.presence in room state/timeline (peeked rooms included) plus
-    /// top-level m.presence
+    /// peek watchers: only m.presence and m.status in room state/timeline (peeked rooms
+    /// included) plus top-level m.presence
     pub peek: String,
     /// sync-report drivers: the response content is not needed at all
     pub nothing: String,
@@ -40,7 +40,7 @@ impl Filters {
                 r#"{{"room":{{"rooms":[]}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
             ),
             peek: format!(
-                r#"{{"room":{{"timeline":{{"types":["m.presence"],"limit":100,{ns}}},"state":{{"types":["m.presence"]}},"ephemeral":{{"types":[]}},"account_data":{{"types":[]}}}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
+                r#"{{"room":{{"timeline":{{"types":["m.presence","m.status"],"limit":100,{ns}}},"state":{{"types":["m.presence","m.status"]}},"ephemeral":{{"types":[]}},"account_data":{{"types":[]}}}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
             ),
             nothing: format!(
                 r#"{{"room":{{"rooms":[]}},"presence":{{"types":[],{ns}}},"account_data":{{"types":[]}}}}"#
@@ -78,7 +78,8 @@ pub struct Receipt {
     pub sender: u32,
     pub key: u64,
     pub recv_us: u64,
-    /// 0 = top-level `presence.events`, 1 = `rooms.peek.*` state/timeline
+    /// 0 = top-level `presence.events`, 1 = m.presence in `rooms.peek.*` state/timeline,
+    /// 2 = m.status in `rooms.peek.*` (MSC3032 keeps the status text there)
     pub src: u8,
 }
 
@@ -90,6 +91,11 @@ pub struct WatchOut {
     pub events: u64,
     /// m.presence events not from this run (other senders or other run ids).
     pub foreign: u64,
+    /// The first few such events, for diagnosis.
+    pub foreign_samples: Vec<Value>,
+    /// Peek path, mode put: m.presence events in profile rooms without any status_msg (MSC3032
+    /// moves the status text to m.status); counted, not matched.
+    pub untagged_peek_presence: u64,
 }
 
 pub struct RunData {
@@ -200,27 +206,51 @@ pub fn collect(
     out: &mut WatchOut,
 ) {
     let prefix = status_prefix(run_tag);
-    let mut take = |ev: &Value, src: u8| {
-        if ev.get("type").and_then(Value::as_str) != Some("m.presence") {
+    let mut take = |ev: &Value, in_peek: bool| {
+        let kind = ev.get("type").and_then(Value::as_str);
+        let is_status = in_peek && kind == Some("m.status");
+        if kind != Some("m.presence") && !is_status {
             return;
         }
+        if is_status && mode == Mode::SyncReport {
+            return; // the status text does not change in this mode
+        }
         out.events += 1;
-        let Some(sender) = ev.get("sender").and_then(Value::as_str).and_then(|s| by_id.get(s)) else {
+        let foreign = |out: &mut WatchOut| {
             out.foreign += 1;
+            if out.foreign_samples.len() < 3 {
+                out.foreign_samples.push(ev.clone());
+            }
+        };
+        let Some(sender) = ev.get("sender").and_then(Value::as_str).and_then(|s| by_id.get(s)) else {
+            foreign(out);
             return;
         };
         let content = ev.get("content").unwrap_or(&Value::Null);
+        let src = match (in_peek, is_status) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
         let key = match mode {
             Mode::Put => {
-                let seq = content
-                    .get("status_msg")
-                    .and_then(Value::as_str)
-                    .and_then(|m| m.strip_prefix(prefix.as_str()))
-                    .and_then(|s| s.parse::<u64>().ok());
-                match seq {
+                let text = if is_status {
+                    content.get("status").or_else(|| content.get("status_msg"))
+                } else {
+                    content.get("status_msg")
+                };
+                let Some(text) = text.and_then(Value::as_str) else {
+                    if src == 1 {
+                        out.untagged_peek_presence += 1;
+                    } else {
+                        foreign(out);
+                    }
+                    return;
+                };
+                match text.strip_prefix(prefix.as_str()).and_then(|s| s.parse::<u64>().ok()) {
                     Some(s) => s,
                     None => {
-                        out.foreign += 1;
+                        foreign(out);
                         return;
                     }
                 }
@@ -231,7 +261,7 @@ pub fn collect(
     };
     if let Some(evs) = body.pointer("/presence/events").and_then(Value::as_array) {
         for ev in evs {
-            take(ev, 0);
+            take(ev, false);
         }
     }
     if path == PathKind::Peek {
@@ -240,7 +270,7 @@ pub fn collect(
                 for part in ["/state/events", "/timeline/events"] {
                     if let Some(evs) = room.pointer(part).and_then(Value::as_array) {
                         for ev in evs {
-                            take(ev, 1);
+                            take(ev, true);
                         }
                     }
                 }

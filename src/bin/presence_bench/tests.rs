@@ -74,7 +74,9 @@ fn collect_legacy_and_peek() {
         "rooms": {"peek": {"!r:hs": {
             "state": {"events": [pev("@p2:hs", "unavailable", "pb:tag:11")]},
             "timeline": {"events": [pev("@p2:hs", "online", "pb:tag:12"),
-                                     {"type": "m.room.message", "sender": "@p2:hs", "content": {}}]}
+                                     {"type": "m.room.message", "sender": "@p2:hs", "content": {}},
+                                     {"type": "m.status", "sender": "@p2:hs", "content": {"status": "pb:tag:13"}},
+                                     {"type": "m.presence", "sender": "@p2:hs", "content": {"presence": "online"}}]}
         }}}
     });
     let mut out = WatchOut::default();
@@ -87,7 +89,8 @@ fn collect_legacy_and_peek() {
     let mut out = WatchOut::default();
     collect(&body, &ids(), Mode::Put, PathKind::Peek, "tag", 5, &mut out);
     let keys: Vec<(u32, u64, u8)> = out.receipts.iter().map(|r| (r.sender, r.key, r.src)).collect();
-    assert_eq!(keys, vec![(1, 7, 0), (2, 11, 1), (2, 12, 1)]);
+    assert_eq!(keys, vec![(1, 7, 0), (2, 11, 1), (2, 12, 1), (2, 13, 2)]);
+    assert_eq!(out.untagged_peek_presence, 1);
 
     let mut out = WatchOut::default();
     collect(&body, &ids(), Mode::SyncReport, PathKind::Legacy, "tag", 5, &mut out);
