@@ -65,10 +65,11 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub watchers: usize,
 
-    /// Delivery path: legacy (top-level `presence.events` of /sync, shared rooms) or peek
-    /// (MSC2753 peek of each watched user's MSC1769 profile room; m.presence state events read
-    /// from `rooms.peek.{roomId}.state|timeline`). peek creates no shared rooms and exits 2 if the
-    /// target lacks `org.matrix.msc1769.profile_room_id` in GET /profile.
+    /// Delivery path: legacy (top-level `presence.events` of /sync) or peek (MSC2753 peek of each
+    /// watched user's MSC1769 profile room; m.presence/m.status state events read from
+    /// `rooms.peek.{roomId}.state|timeline`, top-level presence filtered out). Both create the
+    /// shape's shared rooms (they grant visibility). peek exits 2 if the target lacks
+    /// `org.matrix.msc1769.profile_room_id` in GET /profile.
     #[arg(long, value_enum, default_value_t = PathKind::Legacy)]
     pub path: PathKind,
 

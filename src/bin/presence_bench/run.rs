@@ -26,7 +26,7 @@ pub struct Filters {
     /// legacy watchers: no room data at all, only top-level m.presence
     pub legacy: String,
     /// peek watchers: only m.presence and m.status in room state/timeline (peeked rooms
-    /// included) plus top-level m.presence
+    /// included); top-level presence is excluded, since the watchers also share rooms
     pub peek: String,
     /// sync-report drivers: the response content is not needed at all
     pub nothing: String,
@@ -40,7 +40,7 @@ impl Filters {
                 r#"{{"room":{{"rooms":[]}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
             ),
             peek: format!(
-                r#"{{"room":{{"timeline":{{"types":["m.presence","m.status"],"limit":100,{ns}}},"state":{{"types":["m.presence","m.status"]}},"ephemeral":{{"types":[]}},"account_data":{{"types":[]}}}},"presence":{{"types":["m.presence"],{ns}}},"account_data":{{"types":[]}}}}"#
+                r#"{{"room":{{"timeline":{{"types":["m.presence","m.status"],"limit":100,{ns}}},"state":{{"types":["m.presence","m.status"]}},"ephemeral":{{"types":[]}},"account_data":{{"types":[]}}}},"presence":{{"types":[],{ns}}},"account_data":{{"types":[]}}}}"#
             ),
             nothing: format!(
                 r#"{{"room":{{"rooms":[]}},"presence":{{"types":[],{ns}}},"account_data":{{"types":[]}}}}"#

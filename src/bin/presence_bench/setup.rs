@@ -268,28 +268,29 @@ pub async fn run(hs: &Hs, a: &Args) -> anyhow::Result<Setup> {
     }
     save_file(&a.accounts_file, &file)?;
 
-    let mut rooms = Vec::new();
+    let rooms;
     let mut profile_rooms = Vec::new();
-    match a.path {
-        crate::cli::PathKind::Legacy => {
-            let cached = file.targets.get(&target_key(a)).and_then(|t| t.rooms.get(&topo.key)).cloned();
-            match cached {
-                Some(r) if a.reuse && !any_registered && r.len() == topo.rooms.len() => {
-                    eprintln!("rooms: reusing {} cached rooms for {}", r.len(), topo.key);
-                    rooms = r;
-                }
-                _ => {
-                    rooms = create_rooms(hs, a, &accounts, &topo).await?;
-                    let mut file = load_file(&a.accounts_file);
-                    file.targets.entry(target_key(a)).or_default().rooms.insert(topo.key.clone(), rooms.clone());
-                    save_file(&a.accounts_file, &file)?;
-                }
-            }
+    // Peek path: fail fast (exit 2) before creating anything if the target has no profile rooms.
+    if a.path == crate::cli::PathKind::Peek {
+        profile_rooms = find_profile_rooms(hs, a, &accounts).await?;
+    }
+    // Shared rooms are needed on both paths: they are what entitles a watcher to see a user's
+    // presence (on Seed, peeking a profile room is allowed to users sharing a room with its owner).
+    let cached = file.targets.get(&target_key(a)).and_then(|t| t.rooms.get(&topo.key)).cloned();
+    match cached {
+        Some(r) if a.reuse && !any_registered && r.len() == topo.rooms.len() => {
+            eprintln!("rooms: reusing {} cached rooms for {}", r.len(), topo.key);
+            rooms = r;
         }
-        crate::cli::PathKind::Peek => {
-            profile_rooms = find_profile_rooms(hs, a, &accounts).await?;
-            peek_all(hs, a, &accounts, &watchers_of, &profile_rooms).await?;
+        _ => {
+            rooms = create_rooms(hs, a, &accounts, &topo).await?;
+            let mut file = load_file(&a.accounts_file);
+            file.targets.entry(target_key(a)).or_default().rooms.insert(topo.key.clone(), rooms.clone());
+            save_file(&a.accounts_file, &file)?;
         }
+    }
+    if a.path == crate::cli::PathKind::Peek {
+        peek_all(hs, a, &accounts, &watchers_of, &profile_rooms).await?;
     }
     Ok(Setup { accounts, rooms, watchers_of, topology_key: topo.key, profile_rooms })
 }
