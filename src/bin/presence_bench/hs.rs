@@ -1,0 +1,141 @@
+//! Minimal Matrix client-server API client on top of reqwest: every request has a timeout,
+//! never panics, and reports failures as a short error key (`"429 M_LIMIT_EXCEEDED"`,
+//! `"timeout"`, `"connect"`, ...) suitable for counting.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Hs {
+    http: reqwest::Client,
+    base: String,
+    pub req_timeout: Duration,
+}
+
+/// A completed HTTP exchange (any status).
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    pub fn errcode(&self) -> &str {
+        self.body.get("errcode").and_then(Value::as_str).unwrap_or("")
+    }
+    /// Key used to count this response as an error.
+    pub fn err_key(&self) -> String {
+        let e = self.errcode();
+        if e.is_empty() {
+            self.status.to_string()
+        } else {
+            format!("{} {}", self.status, e)
+        }
+    }
+    pub fn describe(&self) -> String {
+        let mut b = self.body.to_string();
+        b.truncate(300);
+        format!("HTTP {}: {}", self.status, b)
+    }
+}
+
+/// Percent-encode one path segment (everything but RFC 3986 unreserved characters).
+pub fn enc(seg: &str) -> String {
+    let mut out = String::with_capacity(seg.len() * 3);
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn transport_key(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "body".into()
+    } else if e.is_request() {
+        "request".into()
+    } else {
+        "transport".into()
+    }
+}
+
+impl Hs {
+    pub fn new(base: &str, req_timeout: Duration, pool: usize) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(pool)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Hs { http, base: base.trim_end_matches('/').to_string(), req_timeout })
+    }
+
+    /// One request. `Err` carries a transport error key; HTTP errors come back as `Ok(Resp)`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, String> {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .timeout(timeout.unwrap_or(self.req_timeout));
+        if !query.is_empty() {
+            rb = rb.query(query);
+        }
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| transport_key(&e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| transport_key(&e))?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Resp { status, body })
+    }
+
+    /// Like `call` but for setup steps: retries transport errors, 429 (honouring
+    /// `retry_after_ms`) and 5xx a few times, then returns the last outcome as an error string.
+    pub async fn call_retry(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Resp, String> {
+        let mut last = String::new();
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * (1 << attempt.min(4)))).await;
+            }
+            match self.call(method.clone(), path, token, &[], body, None).await {
+                Ok(r) if r.status == 429 => {
+                    let ms = r.body.get("retry_after_ms").and_then(Value::as_u64).unwrap_or(500);
+                    last = r.describe();
+                    tokio::time::sleep(Duration::from_millis(ms.min(5000))).await;
+                }
+                Ok(r) if r.status >= 500 => last = r.describe(),
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("{method} {path}: gave up after retries: {last}"))
+    }
+}
