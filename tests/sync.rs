@@ -180,3 +180,27 @@ async fn bad_sync_parameters() {
         assert_eq!(status, 200, "{ok}: {v}");
     }
 }
+
+#[tokio::test]
+async fn abandoned_long_polls_free_their_wake_up_channel() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let next = app.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    let waiting = || async {
+        let text = app.http.get(format!("{}/_seed/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("seed_sync_waiting_users ")).unwrap().trim().parse::<u64>().unwrap()
+    };
+    // A client that gives up after 200 ms on a 20 s long-poll.
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let r = impatient
+        .get(format!("{}/_matrix/client/v3/sync?since={next}&timeout=20000", app.base))
+        .bearer_auth(&alice.token)
+        .send()
+        .await;
+    assert!(r.is_err(), "the long-poll should still be waiting");
+    let start = Instant::now();
+    while waiting().await != 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "the abandoned long-poll still holds its channel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

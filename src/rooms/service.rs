@@ -281,6 +281,7 @@ impl Rooms {
             return Ok(r.clone());
         }
         let gen = self.membership_gen.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::debug!(user_id, "joined-rooms cache miss");
         let rooms: HashSet<String> = self
             .store
             .rooms_for_user(user_id)
@@ -302,6 +303,7 @@ impl Rooms {
             return Ok(m.clone());
         }
         let gen = self.membership_gen.load(std::sync::atomic::Ordering::SeqCst);
+        tracing::debug!(user_id, "membership cache miss");
         let list = Arc::new(self.store.rooms_for_user(user_id).await?);
         if gen == self.membership_gen.load(std::sync::atomic::Ordering::SeqCst) {
             self.memberships.insert(user_id.to_owned(), list.clone());

@@ -3,17 +3,23 @@
 //!
 //! A waiter subscribes *before* it reads state and then awaits the subscription, so a change
 //! that lands between the read and the wait is never missed (the classic lost-wakeup race).
+use std::sync::Arc;
+
 use dashmap::DashMap;
 use tokio::sync::watch;
 
 #[derive(Default)]
 pub struct Notifier {
-    users: DashMap<String, watch::Sender<i64>>,
+    users: Arc<DashMap<String, watch::Sender<i64>>>,
 }
 
 /// A subscription to one user's changes; `changed()` resolves with the newest position.
+/// Dropping the last subscription of a user frees the user's channel, also when the request
+/// holding it is cancelled (client gone mid long-poll).
 pub struct Subscription {
-    rx: watch::Receiver<i64>,
+    rx: Option<watch::Receiver<i64>>,
+    users: Arc<DashMap<String, watch::Sender<i64>>>,
+    user: String,
 }
 
 impl Notifier {
@@ -21,7 +27,7 @@ impl Notifier {
         let tx = self.users.entry(user_id.to_owned()).or_insert_with(|| watch::channel(0).0);
         let mut rx = tx.subscribe();
         rx.mark_unchanged();
-        Subscription { rx }
+        Subscription { rx: Some(rx), users: self.users.clone(), user: user_id.to_owned() }
     }
 
     /// Tell `user_ids` that a change at stream position `pos` concerns them.
@@ -43,11 +49,6 @@ impl Notifier {
         }
     }
 
-    /// Drop channels nobody listens to (called when a waiter leaves).
-    pub fn release(&self, user_id: &str) {
-        self.users.remove_if(user_id, |_, tx| tx.receiver_count() == 0);
-    }
-
     pub fn waiting_users(&self) -> usize {
         self.users.len()
     }
@@ -56,10 +57,18 @@ impl Notifier {
 impl Subscription {
     /// Resolves with the stream position of the change that woke us.
     pub async fn changed(&mut self) -> i64 {
-        if self.rx.changed().await.is_err() {
+        let Some(rx) = self.rx.as_mut() else { return std::future::pending().await };
+        if rx.changed().await.is_err() {
             // The sender was released; nothing will ever wake us, so wait for the timeout.
             std::future::pending::<()>().await;
         }
-        *self.rx.borrow_and_update()
+        *rx.borrow_and_update()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.users.remove_if(&self.user, |_, tx| tx.receiver_count() == 0);
     }
 }

@@ -71,7 +71,6 @@ impl SyncService {
             }
         };
         drop(sub);
-        self.notifier.release(&session.user_id);
         Ok(result)
     }
 

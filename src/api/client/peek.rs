@@ -129,6 +129,5 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         }
     };
     drop(sub);
-    s.notifier.release(&session.user_id);
     Ok(Json(result))
 }

@@ -91,10 +91,8 @@ impl Hs {
         body: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Resp, String> {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .timeout(timeout.unwrap_or(self.req_timeout));
+        let mut rb =
+            self.http.request(method, format!("{}{}", self.base, path)).timeout(timeout.unwrap_or(self.req_timeout));
         if !query.is_empty() {
             rb = rb.query(query);
         }

@@ -121,7 +121,8 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
     for c in &d.changes {
         per_user[c.user as usize].push(c); // already sorted by seq
     }
-    let expected_per_user: Vec<u64> = per_user.iter().map(|v| v.iter().filter(|c| measured(c)).count() as u64).collect();
+    let expected_per_user: Vec<u64> =
+        per_user.iter().map(|v| v.iter().filter(|c| measured(c)).count() as u64).collect();
     let mut deliv_h = hist();
     let (mut expected, mut delivered, mut exact, mut after_send_end) = (0u64, 0u64, 0u64, 0u64);
     let (mut unmatched, mut stale, mut unexpected, mut own) = (0u64, 0u64, 0u64, 0u64);
@@ -311,7 +312,9 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         },
     });
     let cpu = match d.server_cpu_measured_s {
-        Some(c) if ok_w > 0 => format!(" srv_cpu={:.2}cores srv_cpu/change={:.2}ms", c / a.duration, c * 1000.0 / ok_w as f64),
+        Some(c) if ok_w > 0 => {
+            format!(" srv_cpu={:.2}cores srv_cpu/change={:.2}ms", c / a.duration, c * 1000.0 / ok_w as f64)
+        }
         _ => String::new(),
     };
     let summary = format!(

@@ -289,12 +289,8 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
         if *stop.borrow() {
             break;
         }
-        let q = [
-            ("since", since.as_str()),
-            ("timeout", timeout.as_str()),
-            ("filter", filter),
-            ("set_presence", "offline"),
-        ];
+        let q =
+            [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", filter), ("set_presence", "offline")];
         let fut = ctx.hs.call(Method::GET, &path, Some(&ctx.tokens[i]), &q, None, Some(ctx.sync_timeout()));
         let res = tokio::select! {
             r = fut => r,
@@ -303,18 +299,16 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
         let recv_us = ctx.now_us();
         out.requests += 1;
         let failed = match res {
-            Ok(r) if r.ok() => {
-                match r.body.get("next_batch").and_then(Value::as_str) {
-                    Some(nb) => {
-                        since = nb.to_string();
-                        let before = out.events;
-                        collect(&r.body, &ctx.by_id, ctx.a.mode, ctx.a.path, &ctx.run_tag, recv_us, &mut out);
-                        ctx.events.fetch_add(out.events - before, Ordering::Relaxed);
-                        None
-                    }
-                    None => Some("200 no next_batch".to_string()),
+            Ok(r) if r.ok() => match r.body.get("next_batch").and_then(Value::as_str) {
+                Some(nb) => {
+                    since = nb.to_string();
+                    let before = out.events;
+                    collect(&r.body, &ctx.by_id, ctx.a.mode, ctx.a.path, &ctx.run_tag, recv_us, &mut out);
+                    ctx.events.fetch_add(out.events - before, Ordering::Relaxed);
+                    None
                 }
-            }
+                None => Some("200 no next_batch".to_string()),
+            },
             Ok(r) => Some(r.err_key()),
             Err(k) => Some(k),
         };
@@ -490,7 +484,11 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
         })
     });
     let queue = Arc::new(Mutex::new(
-        drive_since.into_iter().enumerate().map(|(user, since)| Slot { user, next_state: 0, since }).collect::<VecDeque<_>>(),
+        drive_since
+            .into_iter()
+            .enumerate()
+            .map(|(user, since)| Slot { user, next_state: 0, since })
+            .collect::<VecDeque<_>>(),
     ));
     let seq = Arc::new(AtomicU64::new(1));
     let sem = (a.rate > 0.0).then(|| Arc::new(Semaphore::new(0)));

@@ -44,10 +44,7 @@ fn target_key(a: &Args) -> String {
 }
 
 fn load_file(p: &Path) -> AccountsFile {
-    std::fs::read(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    std::fs::read(p).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 fn save_file(p: &Path, f: &AccountsFile) -> anyhow::Result<()> {
@@ -74,10 +71,7 @@ pub async fn login(hs: &Hs, username: &str, password: &str) -> anyhow::Result<Op
         "password": password,
         "initial_device_display_name": "presence-bench",
     });
-    let r = hs
-        .call_retry(Method::POST, &format!("{CS}/login"), None, Some(&body))
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let r = hs.call_retry(Method::POST, &format!("{CS}/login"), None, Some(&body)).await.map_err(|e| anyhow!(e))?;
     if r.ok() {
         return Ok(Some(parse_login(&r.body, username)?));
     }
@@ -113,9 +107,7 @@ pub async fn register(hs: &Hs, username: &str, password: &str) -> anyhow::Result
         .and_then(Value::as_array)
         .map(|fl| {
             fl.iter().any(|f| {
-                f.get("stages")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| s.len() == 1 && s[0] == "m.login.dummy")
+                f.get("stages").and_then(Value::as_array).is_some_and(|s| s.len() == 1 && s[0] == "m.login.dummy")
             })
         })
         .unwrap_or(false);
@@ -134,10 +126,7 @@ pub async fn register(hs: &Hs, username: &str, password: &str) -> anyhow::Result
 }
 
 async fn whoami_ok(hs: &Hs, acc: &Account) -> bool {
-    match hs
-        .call(Method::GET, &format!("{CS}/account/whoami"), Some(&acc.access_token), &[], None, None)
-        .await
-    {
+    match hs.call(Method::GET, &format!("{CS}/account/whoami"), Some(&acc.access_token), &[], None, None).await {
         Ok(r) => r.ok() && r.body.get("user_id").and_then(Value::as_str) == Some(acc.user_id.as_str()),
         Err(_) => false,
     }
@@ -321,12 +310,8 @@ async fn create_rooms(hs: &Hs, a: &Args, accs: &[Account], topo: &Topology) -> a
         .buffered(a.register_concurrency)
         .try_collect()
         .await?;
-    let joins: Vec<(usize, usize)> = topo
-        .rooms
-        .iter()
-        .enumerate()
-        .flat_map(|(ri, m)| m.iter().skip(1).map(move |&u| (ri, u)))
-        .collect();
+    let joins: Vec<(usize, usize)> =
+        topo.rooms.iter().enumerate().flat_map(|(ri, m)| m.iter().skip(1).map(move |&u| (ri, u))).collect();
     eprintln!("rooms: {} joins", joins.len());
     stream::iter(joins)
         .map(|(ri, u)| {
@@ -370,12 +355,7 @@ async fn find_profile_rooms(hs: &Hs, a: &Args, accs: &[Account]) -> anyhow::Resu
     stream::iter(accs.iter())
         .map(|acc| async move {
             let r = hs
-                .call_retry(
-                    Method::GET,
-                    &format!("{CS}/profile/{}", enc(&acc.user_id)),
-                    Some(&acc.access_token),
-                    None,
-                )
+                .call_retry(Method::GET, &format!("{CS}/profile/{}", enc(&acc.user_id)), Some(&acc.access_token), None)
                 .await
                 .map_err(|e| anyhow!(e))?;
             if !r.ok() {

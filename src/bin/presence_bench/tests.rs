@@ -148,17 +148,17 @@ fn rundata(changes: Vec<Change>, watch: Vec<Vec<Receipt>>) -> RunData {
 fn delivery_matching_put() {
     let a = args(&["--users", "3", "--warmup", "1", "--duration", "2"]);
     let changes = vec![
-        ch(0, 1, 0, 500, None),    // warmup: not measured
-        ch(0, 2, 1, 1100, None),   // measured
-        ch(0, 3, 0, 1200, None),   // measured
+        ch(0, 1, 0, 500, None),         // warmup: not measured
+        ch(0, 2, 1, 1100, None),        // measured
+        ch(0, 3, 0, 1200, None),        // measured
         ch(0, 4, 1, 1300, Some("500")), // failed: not expected, but can cover
-        ch(0, 5, 0, 1400, None),   // measured
-        ch(1, 6, 0, 1500, None),   // measured
+        ch(0, 5, 0, 1400, None),        // measured
+        ch(1, 6, 0, 1500, None),        // measured
     ];
     let watch = vec![
         vec![rc(1, 6, 1600), rc(0, 5, 1450)], // watcher 0: user 1's change exact; its own event counted apart
         vec![rc(0, 2, 1150), rc(0, 5, 1500), rc(0, 3, 1600)], // exact 2, coalesced 3 (via 5), stale 3
-        vec![rc(0, 3, 1250)],  // watcher 2 got 2 (coalesced) and 3, missed 5
+        vec![rc(0, 3, 1250)],                 // watcher 2 got 2 (coalesced) and 3, missed 5
     ];
     let r = analyze(&a, &setup3(), &rundata(changes, watch));
     let d = &r.json["delivery"];
