@@ -209,28 +209,43 @@ impl ProfileRooms {
 
     pub async fn publish_pending(&self) {
         let batch: Vec<PresenceSnapshot> = std::mem::take(&mut *self.pending.lock()).into_values().collect();
-        for snap in batch {
-            if let Err(e) = self.publish(&snap).await {
-                tracing::warn!(user = %snap.user_id, error = %e, "could not publish presence to the profile room");
+        if batch.is_empty() {
+            return;
+        }
+        let mut items = Vec::with_capacity(batch.len() * 2);
+        for snap in &batch {
+            match self.changes_for(snap).await {
+                Ok(mut events) => items.append(&mut events),
+                Err(e) => {
+                    tracing::warn!(user = %snap.user_id, error = %e, "could not prepare presence for the profile room")
+                }
             }
+        }
+        let n = items.len() as u64;
+        // One transaction for the whole batch: the write cost does not grow with the number
+        // of users who changed in the window.
+        match self.rooms.send_batch_as_server(items).await {
+            Ok(()) => Metrics::add(&self.metrics.profile_events_written, n),
+            Err(e) => tracing::warn!(error = %e, "could not publish presence to profile rooms"),
         }
     }
 
-    async fn publish(&self, snap: &PresenceSnapshot) -> Result<()> {
+    /// The state events a snapshot needs in its profile room: only what differs from the
+    /// room's current state. `m.status` comes first, so a client that sees the new
+    /// `m.presence` also finds the new status.
+    async fn changes_for(&self, snap: &PresenceSnapshot) -> Result<Vec<(String, String, NewEvent)>> {
         let room = self.ensure(&snap.user_id, snap, snap.status_msg.as_deref()).await?;
         let state = self.rooms.state(&room).await?;
-        // m.status first: a client that sees the new m.presence also finds the new status.
+        let mut out = Vec::new();
         let status = status_state_content(snap.status_msg.as_deref());
         if state.get(STATUS_EVENT, "").map(|e| &e.content) != Some(&status) {
-            self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(STATUS_EVENT, "", status)).await?;
-            Metrics::inc(&self.metrics.profile_events_written);
+            out.push((room.clone(), snap.user_id.clone(), NewEvent::state(STATUS_EVENT, "", status)));
         }
         let presence = presence_state_content(snap);
         if state.get(PRESENCE_EVENT, "").map(|e| &e.content) != Some(&presence) {
-            self.rooms.send_as_server(&room, &snap.user_id, NewEvent::state(PRESENCE_EVENT, "", presence)).await?;
-            Metrics::inc(&self.metrics.profile_events_written);
+            out.push((room, snap.user_id.clone(), NewEvent::state(PRESENCE_EVENT, "", presence)));
         }
-        Ok(())
+        Ok(out)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The room service: the only writer of room events. Every event is authorized against the
 //! in-memory current state, written with its derived state in one transaction, given a
 //! stream position and announced to the users who may see it.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -12,7 +12,7 @@ use super::event::{now_ms, Pdu};
 use super::state::RoomState;
 use crate::error::{MatrixError, Result};
 use crate::store::Store;
-use crate::sync::{Notifier, StreamHub};
+use crate::sync::{Notifier, StreamHub, StreamPos};
 
 /// (room id, membership, stream position of the membership event).
 pub type Membership = (String, String, i64);
@@ -172,14 +172,16 @@ impl Rooms {
         Ok(room_id)
     }
 
-    async fn append_locked(
+    /// Build the next event of a room on top of `state` and `head` (prev event id, depth).
+    fn build_pdu(
         &self,
         room_id: &str,
-        state: Arc<RoomState>,
+        state: &RoomState,
+        head: Option<(String, i64)>,
         sender: &str,
         ev: NewEvent,
-    ) -> Result<Arc<Pdu>> {
-        let (prev_events, depth) = match self.head(room_id).await? {
+    ) -> Result<Pdu> {
+        let (prev_events, depth) = match head {
             Some((id, depth)) => (vec![id], depth + 1),
             None => (vec![], 1),
         };
@@ -209,6 +211,18 @@ impl Rooms {
         if size > self.max_event_bytes {
             return Err(MatrixError::TooLarge(format!("event is {size} bytes, the limit is {}", self.max_event_bytes)));
         }
+        Ok(pdu)
+    }
+
+    async fn append_locked(
+        &self,
+        room_id: &str,
+        state: Arc<RoomState>,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<Arc<Pdu>> {
+        let head = self.head(room_id).await?;
+        let pdu = self.build_pdu(room_id, &state, head, sender, ev)?;
         let pos = self.stream.allocate();
         self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
         let pdu = Arc::new(pdu);
@@ -219,6 +233,53 @@ impl Rooms {
         } else {
             state
         };
+        self.after_persist(&pdu, new_state, pos);
+        Ok(pdu)
+    }
+
+    /// Write several server-authored events (possibly in several rooms) in one database
+    /// transaction: the profile-room publisher's batch. No auth rules, like `send_as_server`.
+    pub async fn send_batch_as_server(&self, items: Vec<(String, String, NewEvent)>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut states: HashMap<String, Arc<RoomState>> = HashMap::new();
+        let mut heads: HashMap<String, Option<(String, i64)>> = HashMap::new();
+        let mut built = Vec::with_capacity(items.len());
+        for (room_id, sender, ev) in items {
+            let state = match states.get(&room_id) {
+                Some(s) => s.clone(),
+                None => self.state(&room_id).await?,
+            };
+            let head = match heads.get(&room_id) {
+                Some(h) => h.clone(),
+                None => self.head(&room_id).await?,
+            };
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, head, &sender, ev)?);
+            let new_state = if pdu.is_state() {
+                let mut s = (*state).clone();
+                s.apply(pdu.clone());
+                Arc::new(s)
+            } else {
+                state
+            };
+            heads.insert(room_id.clone(), Some((pdu.event_id.clone(), pdu.depth)));
+            states.insert(room_id, new_state.clone());
+            built.push((pdu, new_state, self.stream.allocate()));
+        }
+        let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
+        self.store.persist_events(&rows).await?;
+        for (pdu, state, pos) in built {
+            self.after_persist(&pdu, state, pos);
+        }
+        Ok(())
+    }
+
+    /// Caches, stream position and wake-ups once an event is stored.
+    fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
+        let room_id = pdu.room_id.as_str();
+        let depth = pdu.depth;
         self.states.insert(room_id.to_owned(), new_state.clone());
         self.heads.insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
         self.last_pos.insert(room_id.to_owned(), pos.pos);
@@ -253,9 +314,8 @@ impl Rooms {
         }
         self.notifier.wake(wake.iter().map(String::as_str), position);
         for o in &observers {
-            o.on_event(&pdu, &new_state, position);
+            o.on_event(pdu, &new_state, position);
         }
-        Ok(pdu)
     }
 
     /// Store a rewritten copy of an event (a redaction); the copy replaces the event in the

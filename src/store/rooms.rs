@@ -39,60 +39,16 @@ impl Store {
     /// Write one event and everything derived from it (current state, membership, txn id)
     /// in one transaction: either all of it is stored or none.
     pub async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
-        let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO events (stream_ordering, event_id, room_id, sender, event_type, state_key, depth, origin_server_ts, json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(pos)
-        .bind(&pdu.event_id)
-        .bind(&pdu.room_id)
-        .bind(&pdu.sender)
-        .bind(&pdu.kind)
-        .bind(pdu.state_key.as_deref())
-        .bind(pdu.depth)
-        .bind(pdu.origin_server_ts)
-        .bind(&json)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(sk) = &pdu.state_key {
-            sqlx::query(
-                "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
-            )
-            .bind(&pdu.room_id)
-            .bind(&pdu.kind)
-            .bind(sk)
-            .bind(&pdu.event_id)
-            .bind(pos)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(m) = pdu.membership() {
-                sqlx::query(
-                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
-                )
-                .bind(&pdu.room_id)
-                .bind(sk)
-                .bind(m)
-                .bind(&pdu.event_id)
-                .bind(pos)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if let (Some((device, txn)), Some(user)) = (&pdu.txn, txn_owner) {
-            sqlx::query(
-                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(user)
-            .bind(device)
-            .bind(txn)
-            .bind(&pdu.event_id)
-            .bind(pdu.origin_server_ts)
-            .execute(&mut *tx)
-            .await?;
+        write_event(&mut tx, pdu, pos, txn_owner).await?;
+        tx.commit().await
+    }
+
+    /// Write several events in one transaction (server-authored: no transaction ids).
+    pub async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (pdu, pos) in events {
+            write_event(&mut tx, pdu, *pos, None).await?;
         }
         tx.commit().await
     }
@@ -235,4 +191,67 @@ impl Store {
         sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&self.pool).await?;
         Ok(())
     }
+}
+
+async fn write_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    pdu: &Pdu,
+    pos: i64,
+    txn_owner: Option<&str>,
+) -> sqlx::Result<()> {
+    let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO events (stream_ordering, event_id, room_id, sender, event_type, state_key, depth, origin_server_ts, json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(pos)
+    .bind(&pdu.event_id)
+    .bind(&pdu.room_id)
+    .bind(&pdu.sender)
+    .bind(&pdu.kind)
+    .bind(pdu.state_key.as_deref())
+    .bind(pdu.depth)
+    .bind(pdu.origin_server_ts)
+    .bind(&json)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(sk) = &pdu.state_key {
+        sqlx::query(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+        )
+        .bind(&pdu.room_id)
+        .bind(&pdu.kind)
+        .bind(sk)
+        .bind(&pdu.event_id)
+        .bind(pos)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(m) = pdu.membership() {
+            sqlx::query(
+                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+            )
+            .bind(&pdu.room_id)
+            .bind(sk)
+            .bind(m)
+            .bind(&pdu.event_id)
+            .bind(pos)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    if let (Some((device, txn)), Some(user)) = (&pdu.txn, txn_owner) {
+        sqlx::query(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user)
+        .bind(device)
+        .bind(txn)
+        .bind(&pdu.event_id)
+        .bind(pdu.origin_server_ts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
