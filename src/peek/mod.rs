@@ -238,14 +238,11 @@ impl SyncSource for Peeks {
             if !full && self.rooms.last_position(&room_id) <= after {
                 continue;
             }
-            let mut events = self.rooms.store().room_events_desc(&room_id, after, upto, limit + 1).await?;
-            let limited = events.len() as i64 > limit;
-            events.truncate(limit as usize);
-            events.reverse();
+            let crate::rooms::service::Timeline { events, limited, first_pos } =
+                self.rooms.timeline(&room_id, after, upto, limit).await?;
             if events.is_empty() && !full {
                 continue;
             }
-            let first_pos = events.first().map(|(p, _)| *p).unwrap_or(upto + 1);
             let state = if full { Some(self.rooms.state(&room_id).await?) } else { None };
             peek.insert(room_id.clone(), Self::room_block(&events, state.as_deref(), limited, first_pos, now, viewer));
         }

@@ -14,6 +14,13 @@ use crate::error::{MatrixError, Result};
 use crate::store::Store;
 use crate::sync::{Notifier, StreamHub, StreamPos};
 
+/// A room's events for one sync response (see [`Rooms::timeline`]).
+pub struct Timeline {
+    pub events: Vec<(i64, Pdu)>,
+    pub limited: bool,
+    pub first_pos: i64,
+}
+
 /// (room id, membership, stream position of the membership event).
 pub type Membership = (String, String, i64);
 
@@ -333,6 +340,17 @@ impl Rooms {
             self.states.insert(room_id, Arc::new(s));
         }
         Ok(())
+    }
+
+    /// The timeline slice of a room for a sync: the newest `limit` events in `(after, upto]`,
+    /// oldest first, whether more were left out (`limited`), and the position of the first.
+    pub async fn timeline(&self, room_id: &str, after: i64, upto: i64, limit: i64) -> Result<Timeline> {
+        let mut events = self.store.room_events_desc(room_id, after, upto, limit + 1).await?;
+        let limited = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        events.reverse();
+        let first_pos = events.first().map(|(p, _)| *p).unwrap_or(upto + 1);
+        Ok(Timeline { events, limited, first_pos })
     }
 
     /// The rooms `user_id` is joined to.

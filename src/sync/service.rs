@@ -106,14 +106,11 @@ impl SyncService {
                     if !full && self.rooms.last_position(&room_id) <= after {
                         continue;
                     }
-                    let mut events = self.rooms.store().room_events_desc(&room_id, after, upto, limit + 1).await?;
-                    let limited = events.len() as i64 > limit;
-                    events.truncate(limit as usize);
-                    events.reverse();
+                    let crate::rooms::service::Timeline { events, limited, first_pos } =
+                        self.rooms.timeline(&room_id, after, upto, limit).await?;
                     if events.is_empty() && !full {
                         continue;
                     }
-                    let first_pos = events.first().map(|(p, _)| *p).unwrap_or(upto + 1);
                     let in_timeline: std::collections::HashSet<&str> =
                         events.iter().map(|(_, e)| e.event_id.as_str()).collect();
                     let state_events: Vec<Value> = if full {
