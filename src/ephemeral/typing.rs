@@ -103,22 +103,9 @@ impl Typing {
     pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
         tokio::spawn(async move {
-            loop {
-                let next = this.deadlines.lock().next_deadline();
-                let sleep = async {
-                    match next {
-                        Some(at) => {
-                            tokio::time::sleep(std::time::Duration::from_millis((at - now_ms()).max(0) as u64)).await
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = sleep => {}
-                    _ = this.timer.notified() => continue,
-                    _ = shutdown.changed() => break,
-                }
-                let due = this.deadlines.lock().pop_due(now_ms());
+            while let Some((due, _)) =
+                crate::presence::timer::next_due(&this.deadlines, &this.timer, &mut shutdown).await
+            {
                 for (room, user) in due {
                     if let Some(pos) = this.change(&room, |users| users.remove(&user)) {
                         if let Err(e) = this.wake_members(&room, pos).await {

@@ -163,23 +163,7 @@ impl PresenceEngine {
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            loop {
-                let next = engine.deadlines.lock().next_deadline();
-                let sleep = async {
-                    match next {
-                        Some(at) => {
-                            tokio::time::sleep(std::time::Duration::from_millis((at - now_ms()).max(0) as u64)).await
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = sleep => {}
-                    _ = engine.timer.notified() => continue,
-                    _ = stop.changed() => break,
-                }
-                let now = now_ms();
-                let due = engine.deadlines.lock().pop_due(now);
+            while let Some((due, now)) = super::timer::next_due(&engine.deadlines, &engine.timer, &mut stop).await {
                 Metrics::add(&engine.metrics.presence_deadlines_fired, due.len() as u64);
                 for user in due {
                     engine.update(&user, now, |_| {}).await;
