@@ -89,14 +89,7 @@ async fn register(
     if body.inhibit_login {
         return Ok(Json(json!({"user_id": user_id})));
     }
-    let session = s.accounts.open_session(&user_id, body.device_id).await?;
-    let token = s.accounts.issue_token(&session, body.initial_device_display_name.as_deref()).await?;
-    Ok(Json(json!({
-        "user_id": user_id,
-        "access_token": token,
-        "device_id": session.device_id,
-        "home_server": s.config.server_name,
-    })))
+    start_session(&s, &user_id, body.device_id, body.initial_device_display_name.as_deref()).await
 }
 
 #[derive(Deserialize)]
@@ -159,14 +152,7 @@ async fn login(
     }
     let user_id = s.accounts.user_id(&localpart.to_lowercase());
     s.accounts.check_password(&user_id, &password).await?;
-    let session = s.accounts.open_session(&user_id, body.device_id).await?;
-    let token = s.accounts.issue_token(&session, body.initial_device_display_name.as_deref()).await?;
-    Ok(Json(json!({
-        "user_id": user_id,
-        "access_token": token,
-        "device_id": session.device_id,
-        "home_server": s.config.server_name,
-    })))
+    start_session(&s, &user_id, body.device_id, body.initial_device_display_name.as_deref()).await
 }
 
 async fn logout(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
@@ -198,4 +184,21 @@ async fn devices(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<
 
 async fn whoami(Auth(session): Auth, Ruma(_): Ruma<whoami::v3::Request>) -> Result<Json<Value>> {
     Ok(Json(json!({"user_id": session.user_id, "device_id": session.device_id, "is_guest": false})))
+}
+
+/// A new device for `user_id` with its access token: the body of a successful register/login.
+async fn start_session(
+    s: &AppState,
+    user_id: &str,
+    device_id: Option<String>,
+    display_name: Option<&str>,
+) -> Result<Json<Value>> {
+    let session = s.accounts.open_session(user_id, device_id).await?;
+    let token = s.accounts.issue_token(&session, display_name).await?;
+    Ok(Json(json!({
+        "user_id": user_id,
+        "access_token": token,
+        "device_id": session.device_id,
+        "home_server": s.config.server_name,
+    })))
 }
