@@ -1,18 +1,12 @@
 //! presence-bench: presence load generator speaking only the public Matrix client-server API.
 //! See docs/benchmark.md and `presence-bench --help`.
 
-#[path = "presence_bench/cli.rs"]
 mod cli;
-#[path = "presence_bench/hs.rs"]
 mod hs;
-#[path = "presence_bench/report.rs"]
 mod report;
-#[path = "presence_bench/run.rs"]
 mod run;
-#[path = "presence_bench/setup.rs"]
 mod setup;
 #[cfg(test)]
-#[path = "presence_bench/tests.rs"]
 mod tests;
 
 use std::process::ExitCode;
