@@ -9,7 +9,7 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::ephemeral::Ephemeral;
 use crate::metrics::Metrics;
-use crate::peek::Peeks;
+use crate::peek::{PeekConfig, Peeks};
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
 use crate::presence::lists::PresenceLists;
@@ -92,6 +92,11 @@ impl Services {
             notifier.clone(),
             profiles.clone(),
             access.clone(),
+            PeekConfig {
+                expiry_ms: config.peek_expiry_ms,
+                rate_per_second: config.peek_rate_per_second,
+                rate_burst: config.peek_rate_burst,
+            },
         )
         .await?;
         rooms.add_observer(peeks.clone());
@@ -109,6 +114,7 @@ impl Services {
         presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
+        peeks.start(shutdown_rx.clone());
         ephemeral.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));

@@ -148,7 +148,7 @@ async fn strangers_cannot_peek_or_initial_sync() {
     let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc("!nope:localhost")), Some(&carol.token), json!({})).await;
     assert_err(code, &v, 404, "M_NOT_FOUND");
     let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc(&room)), Some(&carol.token), json!({})).await;
-    assert_err(code, &v, 400, "M_INVALID_PARAM");
+    assert_err(code, &v, 400, "M_BAD_STATE");
     // The owner makes the profile public: now anyone may peek.
     let (code, v) = app
         .put(

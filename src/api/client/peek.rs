@@ -30,11 +30,19 @@ async fn peek(
     State(s): State<AppState>,
     Auth(session): Auth,
     Path(target): Path<String>,
-    MatrixJson(_): MatrixJson<Value>,
+    MatrixJson(body): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
+    // MSC2753: a JSON object (`MatrixJson` insists) with an optional `servers` list (only
+    // this server exists here, so it is checked, then unused).
+    if let Some(servers) = body.get("servers") {
+        let ok = servers.as_array().is_some_and(|a| a.len() <= 100 && a.iter().all(Value::is_string));
+        if !ok {
+            return Err(MatrixError::bad_json("servers must be a list of server names"));
+        }
+    }
     let room_id = s.rooms.resolve(&target).await?;
-    s.peeks.peek(&session, &room_id).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    let expires = s.peeks.peek(&session, &room_id).await?;
+    Ok(Json(json!({"room_id": room_id, "peek_expiry_ts": expires})))
 }
 
 async fn unpeek(
