@@ -14,6 +14,7 @@ use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
 use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
+use crate::profile::privacy::ProfilePrivacySync;
 use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
 use crate::store::Store;
@@ -83,6 +84,7 @@ impl Services {
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
             metrics.clone(),
+            access.clone(),
         )
         .await?;
         let peeks = Peeks::new(
@@ -101,6 +103,8 @@ impl Services {
         .await?;
         rooms.add_observer(peeks.clone());
         sync.add_source(peeks.clone());
+        // After every source that writes rooms.join/leave/peek: masks what viewers may not see.
+        sync.add_source(Arc::new(ProfilePrivacySync { profiles: profiles.clone() }));
         let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
         access.add_grants(lists.clone());
         let rules = PresenceRules {
@@ -112,6 +116,7 @@ impl Services {
             PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
                 .await?;
         presence.add_listener(profiles.clone());
+        profiles.attach_presence(presence.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
         peeks.start(shutdown_rx.clone());

@@ -9,6 +9,7 @@ use crate::api::client::presence::MAX_STATUS_MSG_BYTES;
 use crate::app::Services;
 use crate::error::{MatrixError, Result};
 use crate::presence::{DeviceKind, Presence};
+use crate::profile::privacy::{validate_presence_visibility, PRESENCE_VISIBILITY_EVENT};
 use crate::profile::{member_join_content, ProfileChange, PRESENCE_EVENT, PROFILE_ROOM_ID_FIELD, STATUS_EVENT};
 use crate::rooms::create::{initial_events, CreateRoomSpec};
 use crate::rooms::{NewEvent, Pdu, ROOM_VERSION};
@@ -42,6 +43,9 @@ impl Services {
         let profile_owner = self.profiles.owner_of(room_id);
         if profile_owner.is_some() && ev.kind == PRESENCE_EVENT {
             return Err(MatrixError::forbidden("m.presence in a profile room is published by the server"));
+        }
+        if profile_owner.is_some() && ev.kind == PRESENCE_VISIBILITY_EVENT {
+            validate_presence_visibility(ev.state_key.as_deref(), &ev.content)?;
         }
         let is_status = profile_owner.as_deref() == Some(session.user_id.as_str())
             && ev.kind == STATUS_EVENT

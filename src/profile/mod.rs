@@ -5,8 +5,10 @@
 //! name and avatar), `m.status` (the status text that replaces `status_msg`) and the
 //! server-owned `m.presence` (the effective presence as others see it). The server writes
 //! `m.presence` as the owner, coalescing changes within a short window.
+pub mod privacy;
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -15,7 +17,8 @@ use tokio::sync::Notify;
 
 use crate::error::{MatrixError, Result};
 use crate::metrics::Metrics;
-use crate::presence::{PresenceListener, PresenceSnapshot};
+use crate::presence::access::PresenceAccess;
+use crate::presence::{PresenceEngine, PresenceListener, PresenceSnapshot};
 use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
@@ -130,6 +133,11 @@ pub struct ProfileRooms {
     wake: Notify,
     window: Duration,
     metrics: Arc<Metrics>,
+    /// Who may see whose presence (`privacy`: restricted presence visibility).
+    access: Arc<PresenceAccess>,
+    /// The engine, attached once built (it is built after the profile rooms it publishes to);
+    /// `privacy` asks it whether an owner is hidden.
+    presence: OnceLock<Arc<PresenceEngine>>,
 }
 
 impl ProfileRooms {
@@ -138,6 +146,7 @@ impl ProfileRooms {
         store: Store,
         window: Duration,
         metrics: Arc<Metrics>,
+        access: Arc<PresenceAccess>,
     ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
@@ -149,12 +158,18 @@ impl ProfileRooms {
             wake: Notify::new(),
             window,
             metrics,
+            access,
+            presence: OnceLock::new(),
         };
         for (user, room) in this.store.all_profile_rooms().await? {
             this.by_room.insert(room.clone(), user.clone());
             this.by_user.insert(user, room);
         }
         Ok(Arc::new(this))
+    }
+
+    pub fn attach_presence(&self, engine: Arc<PresenceEngine>) {
+        let _ = self.presence.set(engine);
     }
 
     /// The owner of `room_id` if it is a profile room.
