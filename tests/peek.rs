@@ -129,8 +129,16 @@ async fn peek_and_unpeek_answer_the_errors_msc2753_names() {
     assert_eq!(code, 200, "{v}");
     let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc(&room)), Some(&bob.token), json!([])).await;
     assert_err(code, &v, 400, "M_NOT_JSON");
+    let since = next(&app.sync(&bob, "").await);
+    app.send_text(&alice, &room, "just one more thing").await;
     let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc(&room)), Some(&bob.token), json!({})).await;
     assert_eq!(code, 200, "{v}");
+    assert_eq!(v, json!({}));
+    // The unpeeked room is in rooms.leave with the events since the previous sync (MSC2753).
+    let s = app.sync(&bob, &format!("since={since}&timeout=2000")).await;
+    let events = s["rooms"]["leave"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(events.iter().any(|e| e["content"]["body"] == "just one more thing"), "{s}");
+    assert!(s["rooms"]["peek"].get(&room).is_none(), "{s}");
     // Without a token: 401.
     let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc(&room)), None, json!({})).await;
     assert_err(code, &v, 401, "M_MISSING_TOKEN");

@@ -378,15 +378,30 @@ impl SyncSource for Peeks {
         }
         let mut has = !peek.is_empty();
         let ended: Vec<(String, i64)> = self.ended.get(&key).map(|v| v.clone()).unwrap_or_default();
+        let mut left = Map::new();
+        for (room, pos) in ended {
+            let Some(s) = since.filter(|s| pos > *s && pos <= upto) else { continue };
+            if self.is_peeking(session, &room) {
+                continue;
+            }
+            // MSC2753: the entry carries the events between the previous sync and the end of
+            // the peek, unless the peek ended because the viewer may no longer read the room.
+            let events = if self.may_sync_peek(&session.user_id, &room).await? {
+                self.rooms.timeline(&room, s, pos, limit).await?.events
+            } else {
+                vec![]
+            };
+            let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect();
+            left.insert(
+                room,
+                json!({"timeline": {"events": timeline, "limited": false}, "state": {"events": []}, "account_data": {"events": []}}),
+            );
+        }
         if let Some(rooms) = out.get_mut("rooms").and_then(Value::as_object_mut) {
             rooms.insert("peek".into(), Value::Object(peek));
             if let Some(leave) = rooms.get_mut("leave").and_then(Value::as_object_mut) {
-                for (room, pos) in ended {
-                    if since.is_some_and(|s| pos > s) && pos <= upto && !self.is_peeking(session, &room) {
-                        leave.insert(room, json!({"timeline": {"events": [], "limited": false}, "state": {"events": []}, "account_data": {"events": []}}));
-                        has = true;
-                    }
-                }
+                has |= !left.is_empty();
+                leave.extend(left);
             }
         }
         Ok(has)
