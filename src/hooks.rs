@@ -54,6 +54,12 @@ impl Services {
         if is_status && status.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG_BYTES) {
             return Err(MatrixError::invalid_param("status is too long"));
         }
+        let mut ev = ev;
+        if is_status && self.presence.snapshot(&session.user_id, "").presence.hidden {
+            // Hidden: the text goes to the engine (the owner's own view) but never into the
+            // room, which holds what others may see; unhiding publishes it then.
+            ev.content = serde_json::json!({});
+        }
         let pdu = self.rooms.send(room_id, &session.user_id, ev).await?;
         if is_status {
             self.presence.set_status_msg(session, status).await;

@@ -273,11 +273,15 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
         app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id)), Some(&alice.token)).await;
     assert_eq!(v["status_msg"], "secret-direct", "{v}");
 
-    // Unhiding shows the status again, by the same routes.
+    // Unhiding shows the status again, by the same routes; what was written while hidden was
+    // never stored in the room, so it does not surface in its history either.
     set_presence(&app, &alice, json!({"presence": "online", "status_msg": "visible-again"})).await;
     wait_for(&app, &bob, &status_path, |v| v["status"] == "visible-again").await;
-    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&bob.token)).await;
-    assert_eq!(v["content"]["status"], "secret-direct", "history is readable again once unhidden: {v}");
+    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&alice.token)).await;
+    assert_eq!(v["content"], json!({}), "text written while hidden stays out of the room: {v}");
+    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(&room)), Some(&bob.token)).await;
+    let text = v.to_string();
+    assert!(text.contains("secret-before") && !text.contains("secret-direct") && !text.contains("secret-hidden"), "{v}");
 }
 
 #[tokio::test]
