@@ -27,7 +27,8 @@ impl Services {
         let mut events = initial_events(creator, spec, ROOM_VERSION)?;
         // The creator's join carries their display name and avatar like every other join.
         if let Some(user) = self.store.get_user(creator).await? {
-            for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(creator)) {
+            for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(creator))
+            {
                 ev.content = member_join_content(&user.displayname, &user.avatar_url);
             }
         }

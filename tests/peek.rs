@@ -111,7 +111,8 @@ async fn peek_and_unpeek_answer_the_errors_msc2753_names() {
     assert_err(code, &v, 404, "M_NOT_FOUND");
     let (code, v) = peek(&app, &bob, "nonsense").await;
     assert_err(code, &v, 400, "M_INVALID_PARAM");
-    let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc("!nope:localhost")), Some(&bob.token), json!({})).await;
+    let (code, v) =
+        app.post(&format!("{PEEK}/rooms/{}/unpeek", enc("!nope:localhost")), Some(&bob.token), json!({})).await;
     assert_err(code, &v, 400, "M_BAD_STATE");
     let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc(&room)), Some(&bob.token), json!({})).await;
     assert_err(code, &v, 400, "M_BAD_STATE");
@@ -160,6 +161,14 @@ async fn joining_a_peeked_room_moves_it_from_peek_to_join() {
     assert!(s["rooms"]["join"][&room].is_object(), "the room is now joined: {s}");
     assert!(s["rooms"]["peek"].get(&room).is_none(), "never in both: {s}");
     assert!(s["rooms"]["leave"].get(&room).is_none(), "joining is not an unpeek: {s}");
+    // The device already holds the room from its peek: the join continues from there rather
+    // than sending the whole room again (MSC2753).
+    let joined = &s["rooms"]["join"][&room];
+    let timeline = joined["timeline"]["events"].as_array().unwrap();
+    assert!(timeline.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str()), "{s}");
+    assert!(timeline.iter().any(|e| e["content"]["body"] == "welcome"), "{s}");
+    assert!(!joined.to_string().contains("m.room.create"), "no full state again: {s}");
+    assert_eq!(joined["timeline"]["limited"], false, "{s}");
     let since = next(&s);
     app.send_text(&alice, &room, "second").await;
     let s = app.sync(&bob, &format!("since={since}&timeout=2000")).await;

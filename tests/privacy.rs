@@ -222,7 +222,11 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
     assert_eq!(app.join(&bob, &shared).await.0, 200);
     // dave is a member of the profile room itself (the owner invited him).
     let (code, v) = app
-        .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), Some(&alice.token), json!({"user_id": dave.user_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice.token),
+            json!({"user_id": dave.user_id}),
+        )
         .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(app.join(&dave, &room).await.0, 200);
@@ -256,8 +260,9 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
         assert!(leaked.is_empty(), "{} read a hidden user's status text:\n{leaked:#?}", viewer.user_id);
     }
     // The routes answered (the test is not passing on 403s): the event is there, textless.
-    let (code, v) =
-        app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&bob.token)).await;
+    let (code, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&bob.token))
+        .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!((v["type"].as_str(), &v["content"]), (Some("m.status"), &json!({})), "{v}");
     let (code, v) =
@@ -277,11 +282,17 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
     // never stored in the room, so it does not surface in its history either.
     set_presence(&app, &alice, json!({"presence": "online", "status_msg": "visible-again"})).await;
     wait_for(&app, &bob, &status_path, |v| v["status"] == "visible-again").await;
-    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&alice.token)).await;
+    let (_, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&alice.token))
+        .await;
     assert_eq!(v["content"], json!({}), "text written while hidden stays out of the room: {v}");
-    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(&room)), Some(&bob.token)).await;
+    let (_, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(&room)), Some(&bob.token)).await;
     let text = v.to_string();
-    assert!(text.contains("secret-before") && !text.contains("secret-direct") && !text.contains("secret-hidden"), "{v}");
+    assert!(
+        text.contains("secret-before") && !text.contains("secret-direct") && !text.contains("secret-hidden"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -310,7 +321,8 @@ async fn presence_can_be_restricted_while_the_profile_is_world_readable() {
     let (code, v) = put_state(vis, "", json!({"visibility": "restricted"}), &bob).await;
     common::assert_err(code, &v, 403, "M_FORBIDDEN");
     // A public profile, restricted presence.
-    let (code, v) = put_state("m.room.history_visibility", "", json!({"history_visibility": "world_readable"}), &alice).await;
+    let (code, v) =
+        put_state("m.room.history_visibility", "", json!({"history_visibility": "world_readable"}), &alice).await;
     assert_eq!(code, 200, "{v}");
     let (code, v) = put_state(vis, "", json!({"visibility": "restricted"}), &alice).await;
     assert_eq!(code, 200, "{v}");
@@ -328,7 +340,8 @@ async fn presence_can_be_restricted_while_the_profile_is_world_readable() {
     let since = next(&s);
     let (code, v) = app.get(&presence_path, Some(&carol.token)).await;
     common::assert_err(code, &v, 404, "M_NOT_FOUND");
-    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.profile/", enc(&room)), Some(&carol.token)).await;
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.profile/", enc(&room)), Some(&carol.token)).await;
     assert_eq!(code, 200, "{v}");
     // ... by no route does she get presence.
     let (_, presence_event) = app.get(&format!("{presence_path}?format=event"), Some(&bob.token)).await;

@@ -284,6 +284,38 @@ impl Peeks {
         Ok(())
     }
 
+    /// Rewrite `rooms.join.{room_id}` of a response as an incremental entry from `since`.
+    async fn continue_join_entry(
+        &self,
+        room_id: &str,
+        since: i64,
+        upto: i64,
+        filter: &SyncFilter,
+        viewer: (&str, &str),
+        out: &mut Map<String, Value>,
+    ) -> Result<()> {
+        let crate::rooms::service::Timeline { events, limited, first_pos } =
+            self.rooms.timeline(room_id, since, upto, filter.timeline_limit()).await?;
+        let gap = if limited {
+            self.rooms.store().room_state_events_between(room_id, since, first_pos - 1).await?
+        } else {
+            vec![]
+        };
+        let now = now_ms();
+        let Some(entry) = out.get_mut("rooms").and_then(|r| r.get_mut("join")).and_then(|j| j.get_mut(room_id)) else {
+            return Ok(());
+        };
+        let timeline: Vec<Value> = events
+            .iter()
+            .filter(|(_, e)| filter.room.timeline.allows(&e.kind, &e.sender))
+            .map(|(_, e)| e.to_client(now, Some(viewer)))
+            .collect();
+        entry["timeline"] =
+            json!({"events": timeline, "limited": limited, "prev_batch": token::pagination_token(first_pos - 1)});
+        entry["state"] = json!({"events": gap.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect::<Vec<_>>()});
+        Ok(())
+    }
+
     fn room_block(
         events: &[(i64, Pdu)],
         state: Option<&RoomState>,
@@ -349,7 +381,14 @@ impl SyncSource for Peeks {
             }
             // Joined since: the room moves to `rooms.join` (built from the same memberships up
             // to `upto`), so the peek ends without a `leave` (MSC2753); never in both.
-            if memberships.iter().any(|(r, m, p)| r == &room_id && m == "join" && *p <= upto) {
+            if let Some((_, _, joined_at)) =
+                memberships.iter().find(|(r, m, p)| r == &room_id && m == "join" && *p <= upto)
+            {
+                // A device that was peeking already holds the room's state and history: its
+                // `join` entry continues from `since` rather than starting over (MSC2753).
+                if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
+                    self.continue_join_entry(&room_id, s, upto, filter, viewer, out).await?;
+                }
                 self.store.delete_peek(&session.user_id, &session.device_id, &room_id).await?;
                 self.remove_local(&session.user_id, &session.device_id, &room_id);
                 continue;
