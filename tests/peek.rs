@@ -236,3 +236,37 @@ async fn peek_is_rate_limited_per_user() {
     // Per user: carol is not held up by bob.
     assert_eq!(peek(&app, &carol, &room).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_peeks_expiry_is_stored_and_kept_across_a_restart() {
+    let mut app = TestApp::spawn_with(|c| c.peek_expiry_ms = 700).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let room = world_readable_room(&app, &alice).await;
+    let (code, v) = peek(&app, &bob, &room).await;
+    assert_eq!(code, 200, "{v}");
+    let expiry = v["peek_expiry_ts"].as_i64().unwrap();
+    let since = next(&app.sync(&bob, "").await);
+    // Restart with a long lifetime for new peeks: the stored peek keeps its own expiry.
+    let running = app.running.take().unwrap();
+    let mut config = running.state.config.clone();
+    running.stop().await;
+    config.peek_expiry_ms = 3_600_000;
+    let running = seed::app::spawn(config).await.expect("server restarts");
+    app.base = format!("http://{}", running.addr);
+    app.running = Some(running);
+    let s = app.sync(&bob, "").await;
+    assert!(s["rooms"]["peek"][&room].is_object(), "the peek survived the restart: {s}");
+    let mut since = since;
+    let started = Instant::now();
+    loop {
+        let s = app.sync(&bob, &format!("since={since}&timeout=3000")).await;
+        since = next(&s);
+        if s["rooms"]["leave"].get(&room).is_some() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the stored expiry was not kept: {s}");
+    }
+    assert!(now_ms() >= expiry);
+    assert!(app.sync(&bob, "").await["rooms"]["peek"].get(&room).is_none());
+}
