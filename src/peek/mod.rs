@@ -61,6 +61,9 @@ pub struct Peeks {
     /// Expiry deadlines of every peek; one task sleeps until the earliest.
     expiry: Mutex<DeadlineQueue<PeekKey>>,
     expiry_rescheduled: Notify,
+    /// Serializes changes to peeks (start, renew, end), which are rare and rate-limited, so
+    /// that checking a peek and acting on it is one step.
+    writes: tokio::sync::Mutex<()>,
     /// Room -> peeking user -> number of (device) subscriptions, for wake-ups.
     by_room: DashMap<String, HashMap<String, u32>>,
     /// Peeks that ended (unpeek or lost permission) and the position they ended at, reported
@@ -92,6 +95,7 @@ impl Peeks {
             by_room: DashMap::new(),
             expiry: Mutex::new(DeadlineQueue::new()),
             expiry_rescheduled: Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
             ended: DashMap::new(),
         };
         let fresh = now_ms() + config.expiry_ms;
@@ -119,13 +123,12 @@ impl Peeks {
 
     /// A peek's deadline passed: end it unless it was renewed meanwhile.
     async fn expire(&self, user: &str, device: &str, room: &str, now: i64) -> Result<()> {
-        let key = (user.to_owned(), device.to_owned());
-        let Some(peek) = self.by_device.get(&key).and_then(|m| m.get(room).copied()) else { return Ok(()) };
-        if peek.expires > now {
-            self.schedule_expiry(user, device, room, peek.expires);
-            return Ok(());
-        }
-        self.end(user, device, room).await
+        self.end_if(user, device, room, |p| p.expires <= now).await.map(|_| ())
+    }
+
+    /// The device's peek of `room`, if any.
+    fn current(&self, user: &str, device: &str, room: &str) -> Option<Peek> {
+        self.by_device.get(&(user.to_owned(), device.to_owned())).and_then(|m| m.get(room).copied())
     }
 
     fn schedule_expiry(&self, user: &str, device: &str, room: &str, at: i64) {
@@ -136,11 +139,6 @@ impl Peeks {
         if earlier {
             self.expiry_rescheduled.notify_one();
         }
-    }
-
-    /// Peeks with a pending expiry (for tests and metrics).
-    pub fn pending_expiries(&self) -> usize {
-        self.expiry.lock().len()
     }
 
     /// May `viewer` keep receiving `room_id` through `/sync` as a peek? `can_peek`, and the room
@@ -209,10 +207,10 @@ impl Peeks {
         if !self.can_peek(&session.user_id, room_id).await? {
             return Err(MatrixError::forbidden("You may not peek this room"));
         }
+        let _writing = self.writes.lock().await;
         let expires = now_ms() + self.config.expiry_ms;
         let key = (session.user_id.clone(), session.device_id.clone());
-        let current = self.by_device.get(&key).and_then(|m| m.get(room_id).copied());
-        if let Some(peek) = current {
+        if let Some(peek) = self.current(&session.user_id, &session.device_id, room_id) {
             // Renewal: the same peek goes on (no second full state), only its expiry moves.
             self.store.renew_peek(&session.user_id, &session.device_id, room_id, expires).await?;
             if let Some(mut m) = self.by_device.get_mut(&key) {
@@ -242,21 +240,45 @@ impl Peeks {
             Err(MatrixError::NotFound(_)) => return Err(MatrixError::BadState("Unknown room".into())),
             other => other?,
         };
-        if !self.is_peeking(session, room_id) {
+        if !self.end_if(&session.user_id, &session.device_id, room_id, |_| true).await? {
             return Err(MatrixError::BadState("You are not peeking this room".into()));
         }
-        self.end(&session.user_id, &session.device_id, room_id).await
+        Ok(())
     }
 
-    /// End a peek and report it once under `rooms.leave`.
-    async fn end(&self, user: &str, device: &str, room_id: &str) -> Result<()> {
+    /// End the device's peek of `room_id` if it exists and `cond` holds for it, and report it
+    /// once under `rooms.leave`. Serialized with other peek writes, so a renewal and an expiry
+    /// (or two unpeeks) cannot both act on the same peek. Returns whether it ended.
+    async fn end_if(&self, user: &str, device: &str, room_id: &str, cond: impl Fn(&Peek) -> bool) -> Result<bool> {
+        let _writing = self.writes.lock().await;
+        match self.current(user, device, room_id) {
+            None => return Ok(false),
+            Some(p) if !cond(&p) => {
+                // Renewed meanwhile: its new deadline is (or will be) in the queue.
+                self.schedule_expiry(user, device, room_id, p.expires);
+                return Ok(false);
+            }
+            Some(_) => {}
+        }
         self.store.delete_peek(user, device, room_id).await?;
-        if self.remove_local(user, device, room_id) {
-            let pos = self.stream.allocate();
-            self.record_ended(user, device, room_id, pos.pos);
-            let p = pos.pos;
-            pos.complete();
-            self.notifier.wake([user], p);
+        self.remove_local(user, device, room_id);
+        let pos = self.stream.allocate();
+        self.record_ended(user, device, room_id, pos.pos);
+        let p = pos.pos;
+        pos.complete();
+        self.notifier.wake([user], p);
+        Ok(true)
+    }
+
+    /// End a peek found out at delivery (joined, or no longer allowed); `report_at`: the
+    /// position to report it under `rooms.leave` at, if at all.
+    async fn end_at_delivery(&self, session: &Session, room_id: &str, report_at: Option<i64>) -> Result<()> {
+        let _writing = self.writes.lock().await;
+        self.store.delete_peek(&session.user_id, &session.device_id, room_id).await?;
+        if self.remove_local(&session.user_id, &session.device_id, room_id) {
+            if let Some(pos) = report_at {
+                self.record_ended(&session.user_id, &session.device_id, room_id, pos);
+            }
         }
         Ok(())
     }
@@ -273,6 +295,7 @@ impl Peeks {
 
     /// Logout: the device's peeks end with it.
     pub async fn end_device(&self, session: &Session) -> Result<()> {
+        let _writing = self.writes.lock().await;
         self.store.delete_device_peeks(&session.user_id, &session.device_id).await?;
         let key = (session.user_id.clone(), session.device_id.clone());
         let rooms: Vec<String> = self.by_device.get(&key).map(|m| m.keys().cloned().collect()).unwrap_or_default();
@@ -389,17 +412,14 @@ impl SyncSource for Peeks {
                 if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
                     self.continue_join_entry(&room_id, s, upto, filter, viewer, out).await?;
                 }
-                self.store.delete_peek(&session.user_id, &session.device_id, &room_id).await?;
-                self.remove_local(&session.user_id, &session.device_id, &room_id);
+                self.end_at_delivery(session, &room_id, None).await?;
                 continue;
             }
             // Permission is checked at delivery: losing it (e.g. leaving the last shared room,
             // or the room turning encrypted) ends the peek before anything else is sent.
             if !self.may_sync_peek(&session.user_id, &room_id).await? {
                 // Reported in this very response, as ending at `upto`.
-                self.store.delete_peek(&session.user_id, &session.device_id, &room_id).await?;
-                self.remove_local(&session.user_id, &session.device_id, &room_id);
-                self.record_ended(&session.user_id, &session.device_id, &room_id, upto);
+                self.end_at_delivery(session, &room_id, Some(upto)).await?;
                 continue;
             }
             let full = since.is_none_or(|s| started > s);
@@ -425,15 +445,16 @@ impl SyncSource for Peeks {
             }
             // MSC2753: the entry carries the events between the previous sync and the end of
             // the peek, unless the peek ended because the viewer may no longer read the room.
-            let events = if self.may_sync_peek(&session.user_id, &room).await? {
-                self.rooms.timeline(&room, s, pos, limit).await?.events
+            let (events, limited) = if self.may_sync_peek(&session.user_id, &room).await? {
+                let t = self.rooms.timeline(&room, s, pos, limit).await?;
+                (t.events, t.limited)
             } else {
-                vec![]
+                (vec![], false)
             };
             let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect();
             left.insert(
                 room,
-                json!({"timeline": {"events": timeline, "limited": false}, "state": {"events": []}, "account_data": {"events": []}}),
+                json!({"timeline": {"events": timeline, "limited": limited}, "state": {"events": []}, "account_data": {"events": []}}),
             );
         }
         if let Some(rooms) = out.get_mut("rooms").and_then(Value::as_object_mut) {
