@@ -9,11 +9,12 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::ephemeral::Ephemeral;
 use crate::metrics::Metrics;
-use crate::peek::Peeks;
+use crate::peek::{PeekConfig, Peeks};
 use crate::presence::access::PresenceAccess;
 use crate::presence::legacy::LegacyPresenceSync;
 use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
+use crate::profile::privacy::ProfilePrivacySync;
 use crate::profile::ProfileRooms;
 use crate::rooms::Rooms;
 use crate::store::Store;
@@ -83,6 +84,7 @@ impl Services {
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
             metrics.clone(),
+            access.clone(),
         )
         .await?;
         let peeks = Peeks::new(
@@ -92,10 +94,17 @@ impl Services {
             notifier.clone(),
             profiles.clone(),
             access.clone(),
+            PeekConfig {
+                expiry_ms: config.peek_expiry_ms,
+                rate_per_second: config.peek_rate_per_second,
+                rate_burst: config.peek_rate_burst,
+            },
         )
         .await?;
         rooms.add_observer(peeks.clone());
         sync.add_source(peeks.clone());
+        // After every source that writes rooms.join/leave/peek: masks what viewers may not see.
+        sync.add_source(Arc::new(ProfilePrivacySync { profiles: profiles.clone() }));
         let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
         access.add_grants(lists.clone());
         let rules = PresenceRules {
@@ -107,8 +116,10 @@ impl Services {
             PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
                 .await?;
         presence.add_listener(profiles.clone());
+        profiles.attach_presence(presence.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
+        peeks.start(shutdown_rx.clone());
         ephemeral.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));

@@ -45,6 +45,12 @@ pub struct Config {
     pub presence_publish_window_ms: u64,
     /// How often dirty presence rows (manual status, last active) are flushed to the database.
     pub presence_flush_interval_ms: u64,
+    /// Lifetime of an MSC2753 peek; the client renews it by peeking again before it ends.
+    pub peek_expiry_ms: i64,
+    /// `/peek` requests allowed per second per user (0 = unlimited).
+    pub peek_rate_per_second: u32,
+    /// Burst size for the `/peek` rate limit.
+    pub peek_rate_burst: u32,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
 }
@@ -69,6 +75,9 @@ impl Default for Config {
             presence_currently_active_ms: 60_000,
             presence_publish_window_ms: 200,
             presence_flush_interval_ms: 1_000,
+            peek_expiry_ms: 3_600_000,
+            peek_rate_per_second: 2,
+            peek_rate_burst: 20,
             log: "info,sqlx=warn".into(),
         }
     }
@@ -150,6 +159,18 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_FLUSH_INTERVAL_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_flush_interval_ms: Option<u64>,
+    /// Lifetime of a peek unless renewed, ms [default: 3600000]
+    #[arg(long, env = "SEED_PEEK_EXPIRY_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peek_expiry_ms: Option<i64>,
+    /// /peek requests per second per user, 0 = unlimited [default: 2]
+    #[arg(long, env = "SEED_PEEK_RATE_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peek_rate_per_second: Option<u32>,
+    /// Burst for the /peek limit [default: 20]
+    #[arg(long, env = "SEED_PEEK_RATE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peek_rate_burst: Option<u32>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -42,6 +42,9 @@ pub enum MatrixError {
     RoomInUse(String),
     #[error("{0}")]
     InvalidRoomState(String),
+    /// The request does not fit the current state (MSC2753: peeking a joined room).
+    #[error("{0}")]
+    BadState(String),
     #[error("{0}")]
     Unknown(String),
     /// User-interactive auth: the client must complete a flow first (401 with the flows).
@@ -84,6 +87,7 @@ impl MatrixError {
             Self::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
             Self::RoomInUse(_) => "M_ROOM_IN_USE",
             Self::InvalidRoomState(_) => "M_INVALID_ROOM_STATE",
+            Self::BadState(_) => "M_BAD_STATE",
             Self::UiaRequired(_) => "M_FORBIDDEN",
             Self::UserDeactivated(_) => "M_USER_DEACTIVATED",
             Self::Unknown(_) | Self::Internal(_) => "M_UNKNOWN",

@@ -9,14 +9,29 @@ use crate::api::client::presence::MAX_STATUS_MSG_BYTES;
 use crate::app::Services;
 use crate::error::{MatrixError, Result};
 use crate::presence::{DeviceKind, Presence};
-use crate::profile::{PRESENCE_EVENT, PROFILE_ROOM_ID_FIELD, STATUS_EVENT};
+use crate::profile::privacy::{validate_presence_visibility, PRESENCE_VISIBILITY_EVENT};
+use crate::profile::{member_join_content, ProfileChange, PRESENCE_EVENT, PROFILE_ROOM_ID_FIELD, STATUS_EVENT};
 use crate::rooms::create::{initial_events, CreateRoomSpec};
 use crate::rooms::{NewEvent, Pdu, ROOM_VERSION};
 use crate::sync::{SyncFilter, SyncRequest};
 
+/// Which profile field a request changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    DisplayName,
+    AvatarUrl,
+}
+
 impl Services {
     pub async fn create_room(&self, creator: &str, spec: &CreateRoomSpec) -> Result<String> {
-        let events = initial_events(creator, spec, ROOM_VERSION)?;
+        let mut events = initial_events(creator, spec, ROOM_VERSION)?;
+        // The creator's join carries their display name and avatar like every other join.
+        if let Some(user) = self.store.get_user(creator).await? {
+            for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(creator))
+            {
+                ev.content = member_join_content(&user.displayname, &user.avatar_url);
+            }
+        }
         self.rooms.create_with_events(creator, spec.room_type(), events).await
     }
 
@@ -30,12 +45,21 @@ impl Services {
         if profile_owner.is_some() && ev.kind == PRESENCE_EVENT {
             return Err(MatrixError::forbidden("m.presence in a profile room is published by the server"));
         }
+        if profile_owner.is_some() && ev.kind == PRESENCE_VISIBILITY_EVENT {
+            validate_presence_visibility(ev.state_key.as_deref(), &ev.content)?;
+        }
         let is_status = profile_owner.as_deref() == Some(session.user_id.as_str())
             && ev.kind == STATUS_EVENT
             && ev.state_key.as_deref() == Some("");
         let status = ev.content.get("status").and_then(Value::as_str).map(str::to_owned);
         if is_status && status.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG_BYTES) {
             return Err(MatrixError::invalid_param("status is too long"));
+        }
+        let mut ev = ev;
+        if is_status && self.presence.snapshot(&session.user_id, "").presence.hidden {
+            // Hidden: the text goes to the engine (the owner's own view) but never into the
+            // room, which holds what others may see; unhiding publishes it then.
+            ev.content = serde_json::json!({});
         }
         let pdu = self.rooms.send(room_id, &session.user_id, ev).await?;
         if is_status {
@@ -126,8 +150,9 @@ impl Services {
         Ok(())
     }
 
-    /// Display name or avatar changed: update the member events in every joined room.
-    pub async fn on_profile_changed(&self, user_id: &str) -> Result<()> {
+    /// Display name or avatar changed: update the member events in every joined room, and the
+    /// one field that changed in the profile room.
+    pub async fn on_profile_changed(&self, user_id: &str, field: ProfileField) -> Result<()> {
         self.accounts.forget_profile(user_id);
         let user = self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found("no such user"))?;
         for (room_id, membership, _) in self.store.rooms_for_user(user_id).await? {
@@ -148,7 +173,11 @@ impl Services {
                 self.rooms.send(&room_id, user_id, NewEvent::state("m.room.member", user_id, content)).await?;
             }
         }
-        self.profiles.update_profile(user_id, user.displayname.as_deref(), user.avatar_url.as_deref()).await?;
+        let change = match field {
+            ProfileField::DisplayName => ProfileChange::DisplayName(user.displayname.as_deref()),
+            ProfileField::AvatarUrl => ProfileChange::Avatar(user.avatar_url.as_deref()),
+        };
+        self.profiles.update_profile(user_id, change).await?;
         // Legacy `m.presence` events carry the display name and avatar (seed 000).
         self.presence.republish(user_id).await;
         Ok(())

@@ -144,3 +144,227 @@ async fn an_accepted_presence_list_entry_opens_the_routes_without_a_shared_room(
     let opened = leaks(&app, &eve, &alice, &room, &since).await;
     assert!(opened.len() >= 5, "an accepted follower should see presence by every route, saw only: {opened:?}");
 }
+
+/// Whether `v` holds, anywhere, an `m.presence` or `m.status` event sent by `user`.
+fn has_presence_of(v: &Value, user: &str) -> bool {
+    match v {
+        Value::Object(m) => {
+            let kind = m.get("type").and_then(Value::as_str);
+            (matches!(kind, Some("m.presence" | "m.status")) && m.get("sender").and_then(Value::as_str) == Some(user))
+                || m.values().any(|x| has_presence_of(x, user))
+        }
+        Value::Array(a) => a.iter().any(|x| has_presence_of(x, user)),
+        _ => false,
+    }
+}
+
+async fn set_presence(app: &TestApp, user: &User, body: Value) {
+    let (code, v) =
+        app.put(&format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id)), Some(&user.token), body).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Poll `path` as `user` until `ok` holds (the profile-room publisher writes within its window).
+async fn wait_for(app: &TestApp, user: &User, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, v) = app.get(path, Some(&user.token)).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{path}: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Every route by which `viewer` could read events of `room` (a profile room), each answer
+/// as text: GET state (one event, content and event format), all state, members, messages
+/// both ways, `/context` and `/event` of `event_id`, `initialSync`, `/events`, and `/sync`
+/// (initial and incremental; with `filter` naming the room, for a joined member).
+async fn room_routes(app: &TestApp, viewer: &User, room: &str, event_id: &str, since: &str) -> Vec<(String, String)> {
+    let r = enc(room);
+    let filter = enc(&json!({"room": {"rooms": [room]}}).to_string());
+    let paths = [
+        format!("/_matrix/client/v3/rooms/{r}/state/m.status/"),
+        format!("/_matrix/client/v3/rooms/{r}/state/m.status/?format=event"),
+        format!("/_matrix/client/v3/rooms/{r}/state"),
+        format!("/_matrix/client/v3/rooms/{r}/members"),
+        format!("/_matrix/client/v3/rooms/{r}/joined_members"),
+        format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&limit=100"),
+        format!("/_matrix/client/v3/rooms/{r}/messages?dir=f&limit=100"),
+        format!("/_matrix/client/v3/rooms/{r}/context/{}?limit=20", enc(event_id)),
+        format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(event_id)),
+        format!("/_matrix/client/v3/rooms/{r}/initialSync"),
+        format!("/_matrix/client/v3/events?room_id={r}&from=s0&timeout=0"),
+        format!("/_matrix/client/v3/presence/{}/status", "@alice%3Alocalhost"),
+        "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        format!("/_matrix/client/v3/sync?timeout=0&since={since}"),
+        format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+        format!("/_matrix/client/v3/sync?timeout=0&filter={filter}&since={since}"),
+    ];
+    let mut out = vec![];
+    for p in paths {
+        let (code, v) = app.get(&p, Some(&viewer.token)).await;
+        assert!(code != 500, "{p}: {v}");
+        out.push((p, v.to_string()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let dave = app.register("dave").await;
+    let room = profile_room(&app, &alice).await;
+    let shared = app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(app.join(&bob, &shared).await.0, 200);
+    // dave is a member of the profile room itself (the owner invited him).
+    let (code, v) = app
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice.token),
+            json!({"user_id": dave.user_id}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(app.join(&dave, &room).await.0, 200);
+    // bob peeks the profile room, so its events come down his /sync too.
+    let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc(&room)), Some(&bob.token), json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    let since_bob = next(&app.sync(&bob, "").await);
+    let since_dave = next(&app.sync(&dave, "").await);
+
+    // A status shown before hiding, then hidden with a new text, then one written straight
+    // into the profile room while hidden.
+    let status_path = format!("/_matrix/client/v3/rooms/{}/state/m.status/", enc(&room));
+    set_presence(&app, &alice, json!({"presence": "online", "status_msg": "secret-before"})).await;
+    wait_for(&app, &bob, &status_path, |v| v["status"] == "secret-before").await;
+    set_presence(&app, &alice, json!({"presence": "offline", "status_msg": "secret-hidden"})).await;
+    let (code, v) = app
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.status/", enc(&room)),
+            Some(&alice.token),
+            json!({"status": "secret-direct"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let direct_event = v["event_id"].as_str().unwrap().to_owned();
+    // Give the publisher its window, so whatever it writes is in the room too.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    for (viewer, since) in [(&bob, &since_bob), (&dave, &since_dave)] {
+        let answers = room_routes(&app, viewer, &room, &direct_event, since).await;
+        let leaked: Vec<_> = answers.iter().filter(|(_, v)| v.contains("secret-")).collect();
+        assert!(leaked.is_empty(), "{} read a hidden user's status text:\n{leaked:#?}", viewer.user_id);
+    }
+    // The routes answered (the test is not passing on 403s): the event is there, textless.
+    let (code, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&bob.token))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!((v["type"].as_str(), &v["content"]), (Some("m.status"), &json!({})), "{v}");
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(&room)), Some(&dave.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert!(v["chunk"].as_array().unwrap().iter().filter(|e| e["type"] == "m.status").count() >= 2, "{v}");
+    // The m.status event is still there (the status was cleared), just without its text.
+    let (code, v) = app.get(&status_path, Some(&bob.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v, json!({}), "{v}");
+    // The owner reads her own text (the room holds the public view, the presence API hers).
+    let (_, v) =
+        app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id)), Some(&alice.token)).await;
+    assert_eq!(v["status_msg"], "secret-direct", "{v}");
+
+    // Unhiding shows the status again, by the same routes; what was written while hidden was
+    // never stored in the room, so it does not surface in its history either.
+    set_presence(&app, &alice, json!({"presence": "online", "status_msg": "visible-again"})).await;
+    wait_for(&app, &bob, &status_path, |v| v["status"] == "visible-again").await;
+    let (_, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&alice.token))
+        .await;
+    assert_eq!(v["content"], json!({}), "text written while hidden stays out of the room: {v}");
+    let (_, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(&room)), Some(&bob.token)).await;
+    let text = v.to_string();
+    assert!(
+        text.contains("secret-before") && !text.contains("secret-direct") && !text.contains("secret-hidden"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn presence_can_be_restricted_while_the_profile_is_world_readable() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let room = profile_room(&app, &alice).await;
+    let shared = app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(app.join(&bob, &shared).await.0, 200);
+    let put_state = |kind: &'static str, key: &'static str, body: Value, who: &User| {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{kind}/{key}", enc(&room));
+        let token = who.token.clone();
+        let app = &app;
+        async move { app.put(&path, Some(&token), body).await }
+    };
+    // Validation: only the owner, only the two values, only state key "".
+    let vis = "org.matrix.msc3032.presence_visibility";
+    let (code, v) = put_state(vis, "", json!({"visibility": "everyone"}), &alice).await;
+    common::assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let (code, v) = put_state(vis, "", json!({}), &alice).await;
+    common::assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let (code, v) = put_state(vis, "x", json!({"visibility": "restricted"}), &alice).await;
+    common::assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let (code, v) = put_state(vis, "", json!({"visibility": "restricted"}), &bob).await;
+    common::assert_err(code, &v, 403, "M_FORBIDDEN");
+    // A public profile, restricted presence.
+    let (code, v) =
+        put_state("m.room.history_visibility", "", json!({"history_visibility": "world_readable"}), &alice).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = put_state(vis, "", json!({"visibility": "restricted"}), &alice).await;
+    assert_eq!(code, 200, "{v}");
+    set_presence(&app, &alice, json!({"presence": "busy", "status_msg": "secret-status"})).await;
+    let presence_path = format!("/_matrix/client/v3/rooms/{}/state/m.presence/", enc(&room));
+    wait_for(&app, &bob, &presence_path, |v| v["presence"] == "busy").await;
+
+    // carol, a stranger, may read the profile ...
+    let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc(&room)), Some(&carol.token), json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    let s = app.sync(&carol, "").await;
+    let block = s["rooms"]["peek"][&room].to_string();
+    assert!(block.contains("m.profile"), "the profile is public: {s}");
+    assert!(!block.contains("\"m.presence\"") && !block.contains("\"m.status\""), "but not presence: {s}");
+    let since = next(&s);
+    let (code, v) = app.get(&presence_path, Some(&carol.token)).await;
+    common::assert_err(code, &v, 404, "M_NOT_FOUND");
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.profile/", enc(&room)), Some(&carol.token)).await;
+    assert_eq!(code, 200, "{v}");
+    // ... by no route does she get presence.
+    let (_, presence_event) = app.get(&format!("{presence_path}?format=event"), Some(&bob.token)).await;
+    let event_id = presence_event["event_id"].as_str().unwrap().to_owned();
+    set_presence(&app, &alice, json!({"presence": "unavailable", "status_msg": "secret-later"})).await;
+    wait_for(&app, &bob, &presence_path, |v| v["presence"] == "unavailable").await;
+    let answers = room_routes(&app, &carol, &room, &event_id, &since).await;
+    let leaked: Vec<_> = answers
+        .iter()
+        .filter(|(_, v)| {
+            let v: Value = serde_json::from_str(v).unwrap_or_default();
+            v.to_string().contains("secret-") || has_presence_of(&v, &alice.user_id)
+        })
+        .collect();
+    assert!(leaked.is_empty(), "restricted presence reached a stranger:\n{leaked:#?}");
+    // bob, who shares a room with alice, still sees it.
+    let (_, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&bob.token)).await;
+    assert!(v.to_string().contains("\"m.presence\""), "{v}");
+
+    // Back to the default: presence is as visible as the profile.
+    let (code, v) = put_state(vis, "", json!({"visibility": "profile"}), &alice).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = app.get(&presence_path, Some(&carol.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["presence"], "unavailable");
+}

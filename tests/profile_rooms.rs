@@ -148,7 +148,7 @@ async fn strangers_cannot_peek_or_initial_sync() {
     let (code, v) = app.post(&format!("{PEEK}/peek/{}", enc("!nope:localhost")), Some(&carol.token), json!({})).await;
     assert_err(code, &v, 404, "M_NOT_FOUND");
     let (code, v) = app.post(&format!("{PEEK}/rooms/{}/unpeek", enc(&room)), Some(&carol.token), json!({})).await;
-    assert_err(code, &v, 400, "M_INVALID_PARAM");
+    assert_err(code, &v, 400, "M_BAD_STATE");
     // The owner makes the profile public: now anyone may peek.
     let (code, v) = app
         .put(
@@ -346,4 +346,83 @@ async fn peeks_survive_sync_restarts_and_end_on_unpeek_and_logout() {
     let bob3 = app.login("bob", "OTHER").await;
     let s = app.sync(&bob3, "").await;
     assert!(s["rooms"]["peek"].get(&room).is_none(), "{s}");
+}
+
+async fn state_content(app: &TestApp, user: &User, room: &str, kind: &str, key: &str) -> Value {
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/state/{kind}/{}", enc(room), enc(key)), Some(&user.token)).await;
+    assert_eq!(code, 200, "{kind}: {v}");
+    v
+}
+
+#[tokio::test]
+async fn a_profile_change_updates_only_its_own_field_of_m_profile() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = profile_room(&app, &alice).await;
+    // A client adds its own fields to m.profile (MSC1769's vCard), inside and beside "m.profile".
+    let (code, v) = app
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.profile/", enc(&room)),
+            Some(&alice.token),
+            json!({"m.profile": {"fn": "alice", "org": "Acme", "title": "Shrimp Man"}, "org.example.extra": 1}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let put = |path: &'static str, body: Value| {
+        let app = &app;
+        let alice = &alice;
+        async move {
+            let (code, v) = app
+                .put(&format!("/_matrix/client/v3/profile/{}/{path}", enc(&alice.user_id)), Some(&alice.token), body)
+                .await;
+            assert_eq!(code, 200, "{v}");
+        }
+    };
+    put("displayname", json!({"displayname": "Alice A."})).await;
+    let p = state_content(&app, &alice, &room, "m.profile", "").await;
+    assert_eq!(p["m.profile"]["fn"], "Alice A.", "{p}");
+    assert_eq!(p["m.profile"]["org"], "Acme", "client fields are kept: {p}");
+    assert_eq!(p["m.profile"]["title"], "Shrimp Man", "{p}");
+    assert_eq!(p["org.example.extra"], 1, "{p}");
+    put("avatar_url", json!({"avatar_url": "mxc://localhost/abc"})).await;
+    let p = state_content(&app, &alice, &room, "m.profile", "").await;
+    assert_eq!(p["m.profile"]["photo"], "mxc://localhost/abc", "{p}");
+    assert_eq!(p["m.profile"]["fn"], "Alice A.", "an avatar change leaves the name alone: {p}");
+    assert_eq!(p["m.profile"]["org"], "Acme", "{p}");
+    assert_eq!(state_content(&app, &alice, &room, "m.room.avatar", "").await["url"], "mxc://localhost/abc");
+    put("avatar_url", json!({"avatar_url": null})).await;
+    let p = state_content(&app, &alice, &room, "m.profile", "").await;
+    assert!(p["m.profile"].get("photo").is_none(), "removing the avatar removes only photo: {p}");
+    assert_eq!(p["m.profile"]["fn"], "Alice A.", "{p}");
+    assert_eq!(p["org.example.extra"], 1, "{p}");
+    assert_eq!(state_content(&app, &alice, &room, "m.room.name", "").await["name"], "Alice A.");
+}
+
+#[tokio::test]
+async fn the_creators_join_carries_displayname_and_avatar() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    for (path, body) in [
+        ("displayname", json!({"displayname": "Alice Liddell"})),
+        ("avatar_url", json!({"avatar_url": "mxc://localhost/rabbit"})),
+    ] {
+        let (code, v) = app
+            .put(&format!("/_matrix/client/v3/profile/{}/{path}", enc(&alice.user_id)), Some(&alice.token), body)
+            .await;
+        assert_eq!(code, 200, "{v}");
+    }
+    for preset in ["public_chat", "private_chat", "trusted_private_chat"] {
+        let room = app.create_room(&alice, json!({"preset": preset})).await;
+        let m = state_content(&app, &alice, &room, "m.room.member", &alice.user_id).await;
+        assert_eq!(m["membership"], "join", "{m}");
+        assert_eq!(m["displayname"], "Alice Liddell", "{preset}: {m}");
+        assert_eq!(m["avatar_url"], "mxc://localhost/rabbit", "{preset}: {m}");
+    }
+    // The profile room, created at registration, does it too (and writes no null fields).
+    let bob = app.register("bob").await;
+    let room = profile_room(&app, &bob).await;
+    let m = state_content(&app, &bob, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(m["displayname"], "bob", "{m}");
+    assert!(m.get("avatar_url").is_none(), "no null avatar_url: {m}");
 }

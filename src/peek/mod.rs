@@ -1,15 +1,24 @@
 //! Peeking (MSC2753): a device subscribes to a room it has not joined; the room's state and
 //! new events come down that device's `/sync` under `rooms.peek`. Who may peek a profile room
 //! is the presence permission model (`PresenceAccess`); other rooms must be world-readable.
+//!
+//! A peek lives until `peek_expiry_ms` after it was last (re)made; peeking again renews it.
+//! Expiry is a deadline in one `DeadlineQueue` (O(peeks due) per tick, no scan), and an
+//! expired peek is reported like an unpeek: once, under `rooms.leave`.
+mod limit;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
 
 use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
 use crate::presence::access::PresenceAccess;
+use crate::presence::{timer, DeadlineQueue};
 use crate::profile::ProfileRooms;
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
@@ -18,6 +27,25 @@ use crate::sync::service::SyncSource;
 use crate::sync::{token, Notifier, StreamHub, SyncFilter};
 
 type DeviceKey = (String, String);
+/// (user, device, room): one peek.
+type PeekKey = (String, String, String);
+
+/// How long peeks last and how often a user may start or renew one.
+#[derive(Debug, Clone, Copy)]
+pub struct PeekConfig {
+    pub expiry_ms: i64,
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+}
+
+/// One device's peek into one room.
+#[derive(Debug, Clone, Copy)]
+struct Peek {
+    /// Stream position the peek started at (the first sync after it gets the full state).
+    started: i64,
+    /// When it ends unless renewed (`peek_expiry_ts`, ms since the epoch).
+    expires: i64,
+}
 
 pub struct Peeks {
     store: Store,
@@ -26,8 +54,16 @@ pub struct Peeks {
     notifier: Arc<Notifier>,
     profiles: Arc<ProfileRooms>,
     access: Arc<PresenceAccess>,
-    /// Device -> peeked room -> stream position the peek started at.
-    by_device: DashMap<DeviceKey, HashMap<String, i64>>,
+    config: PeekConfig,
+    limiter: limit::UserLimiter,
+    /// Device -> peeked room -> the peek.
+    by_device: DashMap<DeviceKey, HashMap<String, Peek>>,
+    /// Expiry deadlines of every peek; one task sleeps until the earliest.
+    expiry: Mutex<DeadlineQueue<PeekKey>>,
+    expiry_rescheduled: Notify,
+    /// Serializes changes to peeks (start, renew, end), which are rare and rate-limited, so
+    /// that checking a peek and acting on it is one step.
+    writes: tokio::sync::Mutex<()>,
     /// Room -> peeking user -> number of (device) subscriptions, for wake-ups.
     by_room: DashMap<String, HashMap<String, u32>>,
     /// Peeks that ended (unpeek or lost permission) and the position they ended at, reported
@@ -43,7 +79,9 @@ impl Peeks {
         notifier: Arc<Notifier>,
         profiles: Arc<ProfileRooms>,
         access: Arc<PresenceAccess>,
+        config: PeekConfig,
     ) -> anyhow::Result<Arc<Self>> {
+        let config = PeekConfig { expiry_ms: config.expiry_ms.max(1), ..config };
         let this = Self {
             store,
             rooms,
@@ -51,14 +89,63 @@ impl Peeks {
             notifier,
             profiles,
             access,
+            config,
+            limiter: limit::UserLimiter::new(config.rate_per_second, config.rate_burst),
             by_device: DashMap::new(),
             by_room: DashMap::new(),
+            expiry: Mutex::new(DeadlineQueue::new()),
+            expiry_rescheduled: Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
             ended: DashMap::new(),
         };
-        for (user, device, room, pos) in this.store.all_peeks().await? {
-            this.add_local(&user, &device, &room, pos);
+        let fresh = now_ms() + config.expiry_ms;
+        for (user, device, room, pos, expires) in this.store.all_peeks().await? {
+            // Rows older than expiry tracking get a full lifetime from now.
+            let expires = if expires <= 0 { fresh } else { expires };
+            this.add_local(&user, &device, &room, Peek { started: pos, expires });
         }
         Ok(Arc::new(this))
+    }
+
+    /// Run the expiry timer until shutdown.
+    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some((due, now)) = timer::next_due(&this.expiry, &this.expiry_rescheduled, &mut shutdown).await {
+                for (user, device, room) in due {
+                    if let Err(e) = this.expire(&user, &device, &room, now).await {
+                        tracing::warn!(%user, %device, %room, error = %e, "could not expire a peek");
+                    }
+                }
+            }
+        });
+    }
+
+    /// A peek's deadline passed: end it unless it was renewed meanwhile.
+    async fn expire(&self, user: &str, device: &str, room: &str, now: i64) -> Result<()> {
+        self.end_if(user, device, room, |p| p.expires <= now).await.map(|_| ())
+    }
+
+    /// The device's peek of `room`, if any.
+    fn current(&self, user: &str, device: &str, room: &str) -> Option<Peek> {
+        self.by_device.get(&(user.to_owned(), device.to_owned())).and_then(|m| m.get(room).copied())
+    }
+
+    fn schedule_expiry(&self, user: &str, device: &str, room: &str, at: i64) {
+        let mut q = self.expiry.lock();
+        let earlier = q.next_deadline().is_none_or(|n| at < n);
+        q.schedule((user.to_owned(), device.to_owned(), room.to_owned()), at);
+        drop(q);
+        if earlier {
+            self.expiry_rescheduled.notify_one();
+        }
+    }
+
+    /// May `viewer` keep receiving `room_id` through `/sync` as a peek? `can_peek`, and the room
+    /// is not encrypted (MSC2753/MSC2444: peeking into encrypted rooms is not allowed).
+    async fn may_sync_peek(&self, viewer: &str, room_id: &str) -> Result<bool> {
+        let state = self.rooms.state(room_id).await?;
+        Ok(state.get("m.room.encryption", "").is_none() && self.can_peek(viewer, room_id).await?)
     }
 
     /// May `viewer` read `room_id` without being joined? Profile rooms: the owner, anyone
@@ -75,15 +162,17 @@ impl Peeks {
         }
     }
 
-    fn add_local(&self, user: &str, device: &str, room: &str, pos: i64) {
-        let fresh = self.by_device.entry((user.into(), device.into())).or_default().insert(room.into(), pos).is_none();
+    fn add_local(&self, user: &str, device: &str, room: &str, peek: Peek) {
+        let fresh = self.by_device.entry((user.into(), device.into())).or_default().insert(room.into(), peek).is_none();
         if fresh {
             *self.by_room.entry(room.into()).or_default().entry(user.into()).or_default() += 1;
         }
+        self.schedule_expiry(user, device, room, peek.expires);
     }
 
     fn remove_local(&self, user: &str, device: &str, room: &str) -> bool {
         let removed = self.by_device.get_mut(&(user.into(), device.into())).and_then(|mut m| m.remove(room)).is_some();
+        self.expiry.lock().cancel(&(user.to_owned(), device.to_owned(), room.to_owned()));
         if removed {
             if let Some(mut users) = self.by_room.get_mut(room) {
                 if let Some(n) = users.get_mut(user) {
@@ -103,48 +192,100 @@ impl Peeks {
             .is_some_and(|m| m.contains_key(room_id))
     }
 
-    /// `POST /peek/{roomIdOrAlias}`.
-    pub async fn peek(&self, session: &Session, room_id: &str) -> Result<()> {
-        self.rooms.state(room_id).await?;
+    /// `POST /peek/{roomIdOrAlias}` (MSC2753): start a peek, or renew the device's peek of the
+    /// room. Returns `peek_expiry_ts`. Rate-limited per user (429); `400 M_BAD_STATE` if the
+    /// user is joined; `403` for encrypted rooms and rooms the user may not peek.
+    pub async fn peek(&self, session: &Session, room_id: &str) -> Result<i64> {
+        self.limiter.check(&session.user_id)?;
+        let state = self.rooms.state(room_id).await?;
+        if state.membership(&session.user_id) == Some("join") {
+            return Err(MatrixError::BadState("You are joined to this room; there is nothing to peek".into()));
+        }
+        if state.get("m.room.encryption", "").is_some() {
+            return Err(MatrixError::forbidden("Encrypted rooms cannot be peeked"));
+        }
         if !self.can_peek(&session.user_id, room_id).await? {
             return Err(MatrixError::forbidden("You may not peek this room"));
         }
+        let _writing = self.writes.lock().await;
+        let expires = now_ms() + self.config.expiry_ms;
+        let key = (session.user_id.clone(), session.device_id.clone());
+        if let Some(peek) = self.current(&session.user_id, &session.device_id, room_id) {
+            // Renewal: the same peek goes on (no second full state), only its expiry moves.
+            self.store.renew_peek(&session.user_id, &session.device_id, room_id, expires).await?;
+            if let Some(mut m) = self.by_device.get_mut(&key) {
+                if let Some(p) = m.get_mut(room_id) {
+                    p.expires = expires;
+                }
+            }
+            self.schedule_expiry(&session.user_id, &session.device_id, room_id, expires.max(peek.expires));
+            return Ok(expires);
+        }
         let pos = self.stream.allocate();
-        self.store.insert_peek(&session.user_id, &session.device_id, room_id, pos.pos).await?;
-        self.add_local(&session.user_id, &session.device_id, room_id, pos.pos);
-        if let Some(mut e) = self.ended.get_mut(&(session.user_id.clone(), session.device_id.clone())) {
+        self.store.insert_peek(&session.user_id, &session.device_id, room_id, pos.pos, expires).await?;
+        self.add_local(&session.user_id, &session.device_id, room_id, Peek { started: pos.pos, expires });
+        if let Some(mut e) = self.ended.get_mut(&key) {
             e.retain(|(r, _)| r != room_id);
         }
         let p = pos.pos;
         pos.complete();
         self.notifier.wake([session.user_id.as_str()], p);
+        Ok(expires)
+    }
+
+    /// `POST /rooms/{roomId}/unpeek`: `400 M_BAD_STATE` if the room is unknown or the device
+    /// was not peeking it (MSC2753).
+    pub async fn unpeek(&self, session: &Session, room_id: &str) -> Result<()> {
+        match self.rooms.state(room_id).await {
+            Err(MatrixError::NotFound(_)) => return Err(MatrixError::BadState("Unknown room".into())),
+            other => other?,
+        };
+        if !self.end_if(&session.user_id, &session.device_id, room_id, |_| true).await? {
+            return Err(MatrixError::BadState("You are not peeking this room".into()));
+        }
         Ok(())
     }
 
-    /// `POST /rooms/{roomId}/unpeek`: 400 if the device was not peeking.
-    pub async fn unpeek(&self, session: &Session, room_id: &str) -> Result<()> {
-        self.rooms.state(room_id).await?;
-        if !self.is_peeking(session, room_id) {
-            return Err(MatrixError::invalid_param("You are not peeking this room"));
+    /// End the device's peek of `room_id` if it exists and `cond` holds for it, and report it
+    /// once under `rooms.leave`. Serialized with other peek writes, so a renewal and an expiry
+    /// (or two unpeeks) cannot both act on the same peek. Returns whether it ended.
+    async fn end_if(&self, user: &str, device: &str, room_id: &str, cond: impl Fn(&Peek) -> bool) -> Result<bool> {
+        let _writing = self.writes.lock().await;
+        match self.current(user, device, room_id) {
+            None => return Ok(false),
+            Some(p) if !cond(&p) => {
+                // Renewed meanwhile: its new deadline is (or will be) in the queue.
+                self.schedule_expiry(user, device, room_id, p.expires);
+                return Ok(false);
+            }
+            Some(_) => {}
         }
-        self.end(session, room_id).await
+        self.store.delete_peek(user, device, room_id).await?;
+        self.remove_local(user, device, room_id);
+        let pos = self.stream.allocate();
+        self.record_ended(user, device, room_id, pos.pos);
+        let p = pos.pos;
+        pos.complete();
+        self.notifier.wake([user], p);
+        Ok(true)
     }
 
-    async fn end(&self, session: &Session, room_id: &str) -> Result<()> {
+    /// End a peek found out at delivery (joined, or no longer allowed); `report_at`: the
+    /// position to report it under `rooms.leave` at, if at all.
+    async fn end_at_delivery(&self, session: &Session, room_id: &str, report_at: Option<i64>) -> Result<()> {
+        let _writing = self.writes.lock().await;
         self.store.delete_peek(&session.user_id, &session.device_id, room_id).await?;
         if self.remove_local(&session.user_id, &session.device_id, room_id) {
-            let pos = self.stream.allocate();
-            self.record_ended(session, room_id, pos.pos);
-            let p = pos.pos;
-            pos.complete();
-            self.notifier.wake([session.user_id.as_str()], p);
+            if let Some(pos) = report_at {
+                self.record_ended(&session.user_id, &session.device_id, room_id, pos);
+            }
         }
         Ok(())
     }
 
     /// The peek ended (reported in `rooms.leave` of syncs whose range covers `pos`).
-    fn record_ended(&self, session: &Session, room_id: &str, pos: i64) {
-        let mut ended = self.ended.entry((session.user_id.clone(), session.device_id.clone())).or_default();
+    fn record_ended(&self, user: &str, device: &str, room_id: &str, pos: i64) {
+        let mut ended = self.ended.entry((user.to_owned(), device.to_owned())).or_default();
         ended.retain(|(r, _)| r != room_id);
         ended.push((room_id.to_owned(), pos));
         if ended.len() > 256 {
@@ -154,6 +295,7 @@ impl Peeks {
 
     /// Logout: the device's peeks end with it.
     pub async fn end_device(&self, session: &Session) -> Result<()> {
+        let _writing = self.writes.lock().await;
         self.store.delete_device_peeks(&session.user_id, &session.device_id).await?;
         let key = (session.user_id.clone(), session.device_id.clone());
         let rooms: Vec<String> = self.by_device.get(&key).map(|m| m.keys().cloned().collect()).unwrap_or_default();
@@ -162,6 +304,38 @@ impl Peeks {
         }
         self.by_device.remove(&key);
         self.ended.remove(&key);
+        Ok(())
+    }
+
+    /// Rewrite `rooms.join.{room_id}` of a response as an incremental entry from `since`.
+    async fn continue_join_entry(
+        &self,
+        room_id: &str,
+        since: i64,
+        upto: i64,
+        filter: &SyncFilter,
+        viewer: (&str, &str),
+        out: &mut Map<String, Value>,
+    ) -> Result<()> {
+        let crate::rooms::service::Timeline { events, limited, first_pos } =
+            self.rooms.timeline(room_id, since, upto, filter.timeline_limit()).await?;
+        let gap = if limited {
+            self.rooms.store().room_state_events_between(room_id, since, first_pos - 1).await?
+        } else {
+            vec![]
+        };
+        let now = now_ms();
+        let Some(entry) = out.get_mut("rooms").and_then(|r| r.get_mut("join")).and_then(|j| j.get_mut(room_id)) else {
+            return Ok(());
+        };
+        let timeline: Vec<Value> = events
+            .iter()
+            .filter(|(_, e)| filter.room.timeline.allows(&e.kind, &e.sender))
+            .map(|(_, e)| e.to_client(now, Some(viewer)))
+            .collect();
+        entry["timeline"] =
+            json!({"events": timeline, "limited": limited, "prev_batch": token::pagination_token(first_pos - 1)});
+        entry["state"] = json!({"events": gap.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect::<Vec<_>>()});
         Ok(())
     }
 
@@ -214,8 +388,12 @@ impl SyncSource for Peeks {
         out: &mut Map<String, Value>,
     ) -> Result<bool> {
         let key = (session.user_id.clone(), session.device_id.clone());
-        let peeked: Vec<(String, i64)> =
-            self.by_device.get(&key).map(|m| m.iter().map(|(r, p)| (r.clone(), *p)).collect()).unwrap_or_default();
+        let peeked: Vec<(String, i64)> = self
+            .by_device
+            .get(&key)
+            .map(|m| m.iter().map(|(r, p)| (r.clone(), p.started)).collect())
+            .unwrap_or_default();
+        let memberships = self.rooms.memberships(&session.user_id).await?;
         let now = now_ms();
         let viewer = (session.user_id.as_str(), session.device_id.as_str());
         let limit = filter.timeline_limit();
@@ -224,13 +402,24 @@ impl SyncSource for Peeks {
             if started > upto {
                 continue;
             }
-            // Permission is checked at delivery: losing it (e.g. leaving the last shared room)
-            // ends the peek before anything else is sent.
-            if !self.can_peek(&session.user_id, &room_id).await? {
+            // Joined since: the room moves to `rooms.join` (built from the same memberships up
+            // to `upto`), so the peek ends without a `leave` (MSC2753); never in both.
+            if let Some((_, _, joined_at)) =
+                memberships.iter().find(|(r, m, p)| r == &room_id && m == "join" && *p <= upto)
+            {
+                // A device that was peeking already holds the room's state and history: its
+                // `join` entry continues from `since` rather than starting over (MSC2753).
+                if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
+                    self.continue_join_entry(&room_id, s, upto, filter, viewer, out).await?;
+                }
+                self.end_at_delivery(session, &room_id, None).await?;
+                continue;
+            }
+            // Permission is checked at delivery: losing it (e.g. leaving the last shared room,
+            // or the room turning encrypted) ends the peek before anything else is sent.
+            if !self.may_sync_peek(&session.user_id, &room_id).await? {
                 // Reported in this very response, as ending at `upto`.
-                self.store.delete_peek(&session.user_id, &session.device_id, &room_id).await?;
-                self.remove_local(&session.user_id, &session.device_id, &room_id);
-                self.record_ended(session, &room_id, upto);
+                self.end_at_delivery(session, &room_id, Some(upto)).await?;
                 continue;
             }
             let full = since.is_none_or(|s| started > s);
@@ -248,15 +437,31 @@ impl SyncSource for Peeks {
         }
         let mut has = !peek.is_empty();
         let ended: Vec<(String, i64)> = self.ended.get(&key).map(|v| v.clone()).unwrap_or_default();
+        let mut left = Map::new();
+        for (room, pos) in ended {
+            let Some(s) = since.filter(|s| pos > *s && pos <= upto) else { continue };
+            if self.is_peeking(session, &room) {
+                continue;
+            }
+            // MSC2753: the entry carries the events between the previous sync and the end of
+            // the peek, unless the peek ended because the viewer may no longer read the room.
+            let (events, limited) = if self.may_sync_peek(&session.user_id, &room).await? {
+                let t = self.rooms.timeline(&room, s, pos, limit).await?;
+                (t.events, t.limited)
+            } else {
+                (vec![], false)
+            };
+            let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect();
+            left.insert(
+                room,
+                json!({"timeline": {"events": timeline, "limited": limited}, "state": {"events": []}, "account_data": {"events": []}}),
+            );
+        }
         if let Some(rooms) = out.get_mut("rooms").and_then(Value::as_object_mut) {
             rooms.insert("peek".into(), Value::Object(peek));
             if let Some(leave) = rooms.get_mut("leave").and_then(Value::as_object_mut) {
-                for (room, pos) in ended {
-                    if since.is_some_and(|s| pos > s) && pos <= upto && !self.is_peeking(session, &room) {
-                        leave.insert(room, json!({"timeline": {"events": [], "limited": false}, "state": {"events": []}, "account_data": {"events": []}}));
-                        has = true;
-                    }
-                }
+                has |= !left.is_empty();
+                leave.extend(left);
             }
         }
         Ok(has)

@@ -5,8 +5,10 @@
 //! name and avatar), `m.status` (the status text that replaces `status_msg`) and the
 //! server-owned `m.presence` (the effective presence as others see it). The server writes
 //! `m.presence` as the owner, coalescing changes within a short window.
+pub mod privacy;
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -15,7 +17,8 @@ use tokio::sync::Notify;
 
 use crate::error::{MatrixError, Result};
 use crate::metrics::Metrics;
-use crate::presence::{PresenceListener, PresenceSnapshot};
+use crate::presence::access::PresenceAccess;
+use crate::presence::{PresenceEngine, PresenceListener, PresenceSnapshot};
 use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
@@ -58,6 +61,60 @@ pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
     c
 }
 
+/// The server-owned fields of `m.profile` (vCard `FN` and `PHOTO`, MSC1769).
+pub const PROFILE_NAME_FIELD: &str = "fn";
+pub const PROFILE_PHOTO_FIELD: &str = "photo";
+
+/// Which profile field a `PUT /profile/{userId}/…` changed, with its new value.
+#[derive(Debug, Clone, Copy)]
+pub enum ProfileChange<'a> {
+    DisplayName(Option<&'a str>),
+    Avatar(Option<&'a str>),
+}
+
+/// A new profile room's `m.profile` content.
+pub fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
+    let mut inner = json!({ PROFILE_NAME_FIELD: name });
+    if let Some(a) = avatar_url {
+        inner[PROFILE_PHOTO_FIELD] = json!(a);
+    }
+    json!({ PROFILE_EVENT: inner })
+}
+
+/// `content` with only `m.profile.<field>` set to `value` (removed for `None`); every other
+/// key, inside `m.profile` or beside it, is kept as the client wrote it.
+pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>) -> Value {
+    if !content.is_object() {
+        content = json!({});
+    }
+    if !content.get(PROFILE_EVENT).is_some_and(Value::is_object) {
+        content[PROFILE_EVENT] = json!({});
+    }
+    let inner = content[PROFILE_EVENT].as_object_mut().expect("made an object above");
+    match value {
+        Some(v) => {
+            inner.insert(field.to_owned(), json!(v));
+        }
+        None => {
+            inner.remove(field);
+        }
+    }
+    content
+}
+
+/// The content of a user's own `m.room.member` join: display name and avatar when set
+/// (spec: every join carries them; clients show the raw user id otherwise).
+pub fn member_join_content(displayname: &Option<String>, avatar_url: &Option<String>) -> Value {
+    let mut c = json!({"membership": "join"});
+    if let Some(n) = displayname {
+        c["displayname"] = json!(n);
+    }
+    if let Some(a) = avatar_url {
+        c["avatar_url"] = json!(a);
+    }
+    c
+}
+
 /// `m.status` state content.
 pub fn status_state_content(status_msg: Option<&str>) -> Value {
     match status_msg {
@@ -76,6 +133,11 @@ pub struct ProfileRooms {
     wake: Notify,
     window: Duration,
     metrics: Arc<Metrics>,
+    /// Who may see whose presence (`privacy`: restricted presence visibility).
+    access: Arc<PresenceAccess>,
+    /// The engine, attached once built (it is built after the profile rooms it publishes to);
+    /// `privacy` asks it whether an owner is hidden.
+    presence: OnceLock<Arc<PresenceEngine>>,
 }
 
 impl ProfileRooms {
@@ -84,6 +146,7 @@ impl ProfileRooms {
         store: Store,
         window: Duration,
         metrics: Arc<Metrics>,
+        access: Arc<PresenceAccess>,
     ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
@@ -95,12 +158,18 @@ impl ProfileRooms {
             wake: Notify::new(),
             window,
             metrics,
+            access,
+            presence: OnceLock::new(),
         };
         for (user, room) in this.store.all_profile_rooms().await? {
             this.by_room.insert(room.clone(), user.clone());
             this.by_user.insert(user, room);
         }
         Ok(Arc::new(this))
+    }
+
+    pub fn attach_presence(&self, engine: Arc<PresenceEngine>) {
+        let _ = self.presence.set(engine);
     }
 
     /// The owner of `room_id` if it is a profile room.
@@ -129,11 +198,7 @@ impl ProfileRooms {
                 "",
                 json!({"creator": user_id, "room_version": ROOM_VERSION, "type": PROFILE_ROOM_TYPE}),
             ),
-            NewEvent::state(
-                "m.room.member",
-                user_id,
-                json!({"membership": "join", "displayname": user.displayname, "avatar_url": user.avatar_url}),
-            ),
+            NewEvent::state("m.room.member", user_id, member_join_content(&user.displayname, &user.avatar_url)),
             // Only the owner changes state; `m.presence` is written by the server as the owner.
             NewEvent::state(
                 "m.room.power_levels",
@@ -149,7 +214,7 @@ impl ProfileRooms {
             NewEvent::state("m.room.history_visibility", "", json!({"history_visibility": "shared"})),
             NewEvent::state("m.room.guest_access", "", json!({"guest_access": "forbidden"})),
             NewEvent::state("m.room.name", "", json!({"name": name})),
-            NewEvent::state(PROFILE_EVENT, "", json!({PROFILE_EVENT: {"fn": name}})),
+            NewEvent::state(PROFILE_EVENT, "", profile_content(&name, user.avatar_url.as_deref())),
         ];
         if let Some(a) = &user.avatar_url {
             events.push(NewEvent::state("m.room.avatar", "", json!({"url": a})));
@@ -166,20 +231,28 @@ impl ProfileRooms {
         Ok(room_id)
     }
 
-    /// Display name or avatar changed: mirror them into the profile room.
-    pub async fn update_profile(
-        &self,
-        user_id: &str,
-        displayname: Option<&str>,
-        avatar_url: Option<&str>,
-    ) -> Result<()> {
+    /// Display name or avatar changed: mirror the one field that changed into the profile
+    /// room (`m.room.name` + `m.profile.fn`, or `m.room.avatar` + `m.profile.photo`). Every
+    /// other field of `m.profile` (anything a client wrote there) is kept (MSC1769).
+    pub async fn update_profile(&self, user_id: &str, change: ProfileChange<'_>) -> Result<()> {
         let Some(room) = self.room_of(user_id) else { return Ok(()) };
         let state = self.rooms.state(&room).await?;
-        let name = displayname.unwrap_or(user_id);
+        let current_profile = state.get(PROFILE_EVENT, "").map(|e| e.content.clone());
+        let (room_event, field, value) = match change {
+            ProfileChange::DisplayName(name) => {
+                let name = name.unwrap_or(user_id);
+                ("m.room.name", PROFILE_NAME_FIELD, Some(name))
+            }
+            ProfileChange::Avatar(url) => ("m.room.avatar", PROFILE_PHOTO_FIELD, url),
+        };
+        let room_content = match (room_event, value) {
+            ("m.room.name", Some(n)) => json!({"name": n}),
+            (_, Some(url)) => json!({"url": url}),
+            (_, None) => json!({}),
+        };
         let wanted = [
-            ("m.room.name", json!({"name": name})),
-            (PROFILE_EVENT, json!({PROFILE_EVENT: {"fn": name}})),
-            ("m.room.avatar", avatar_url.map(|a| json!({"url": a})).unwrap_or(json!({}))),
+            (room_event, room_content),
+            (PROFILE_EVENT, merge_profile_field(current_profile.clone().unwrap_or(json!({})), field, value)),
         ];
         for (kind, content) in wanted {
             let current = state.get(kind, "").map(|e| e.content.clone());

@@ -31,21 +31,45 @@ impl Store {
         Ok(())
     }
 
-    pub async fn all_peeks(&self) -> sqlx::Result<Vec<(String, String, String, i64)>> {
-        sqlx::query_as("SELECT user_id, device_id, room_id, stream_pos FROM peeks").fetch_all(&self.pool).await
+    /// Every stored peek: (user, device, room, stream position it started at, expiry ts).
+    pub async fn all_peeks(&self) -> sqlx::Result<Vec<(String, String, String, i64, i64)>> {
+        sqlx::query_as("SELECT user_id, device_id, room_id, stream_pos, expires_ts FROM peeks")
+            .fetch_all(&self.pool)
+            .await
     }
 
-    pub async fn insert_peek(&self, user_id: &str, device_id: &str, room_id: &str, pos: i64) -> sqlx::Result<()> {
+    pub async fn insert_peek(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        room_id: &str,
+        pos: i64,
+        expires_ts: i64,
+    ) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO peeks (user_id, device_id, room_id, stream_pos) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id, device_id, room_id) DO UPDATE SET stream_pos = excluded.stream_pos",
+            "INSERT INTO peeks (user_id, device_id, room_id, stream_pos, expires_ts) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id, device_id, room_id) DO UPDATE SET stream_pos = excluded.stream_pos, \
+             expires_ts = excluded.expires_ts",
         )
         .bind(user_id)
         .bind(device_id)
         .bind(room_id)
         .bind(pos)
+        .bind(expires_ts)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Renew a peek (MSC2753: peeking again pushes the expiry back).
+    pub async fn renew_peek(&self, user_id: &str, device_id: &str, room_id: &str, expires_ts: i64) -> sqlx::Result<()> {
+        sqlx::query("UPDATE peeks SET expires_ts = $1 WHERE user_id = $2 AND device_id = $3 AND room_id = $4")
+            .bind(expires_ts)
+            .bind(user_id)
+            .bind(device_id)
+            .bind(room_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

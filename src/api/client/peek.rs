@@ -30,11 +30,19 @@ async fn peek(
     State(s): State<AppState>,
     Auth(session): Auth,
     Path(target): Path<String>,
-    MatrixJson(_): MatrixJson<Value>,
+    MatrixJson(body): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
+    // MSC2753: a JSON object (`MatrixJson` insists) with an optional `servers` list (only
+    // this server exists here, so it is checked, then unused).
+    if let Some(servers) = body.get("servers") {
+        let ok = servers.as_array().is_some_and(|a| a.len() <= 100 && a.iter().all(Value::is_string));
+        if !ok {
+            return Err(MatrixError::bad_json("servers must be a list of server names"));
+        }
+    }
     let room_id = s.rooms.resolve(&target).await?;
-    s.peeks.peek(&session, &room_id).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    let expires = s.peeks.peek(&session, &room_id).await?;
+    Ok(Json(json!({"room_id": room_id, "peek_expiry_ts": expires})))
 }
 
 async fn unpeek(
@@ -70,14 +78,19 @@ async fn initial_sync(
     let now = now_ms();
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let start = events.first().map(|(p, _)| p - 1).unwrap_or(upto);
+    let mask = s.profiles.mask_for(&room_id, &session.user_id).await?;
+    let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
+    mask.apply_all(&mut chunk);
+    let mut state_events: Vec<Value> = state.iter().map(|e| e.to_client(now, viewer)).collect();
+    mask.apply_all(&mut state_events);
     let mut body = json!({
         "room_id": room_id,
         "messages": {
-            "chunk": events.iter().map(|(_, e)| e.to_client(now, viewer)).collect::<Vec<_>>(),
+            "chunk": chunk,
             "start": token::pagination_token(start),
             "end": token::sync_token(upto),
         },
-        "state": state.iter().map(|e| e.to_client(now, viewer)).collect::<Vec<_>>(),
+        "state": state_events,
         "presence": [],
         "account_data": [],
         "visibility": if state.join_rule() == "public" { "public" } else { "private" },
@@ -117,8 +130,10 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         if !events.is_empty() || timeout.is_zero() {
             let end = events.last().map(|(p, _)| *p).unwrap_or(upto);
             let now = now_ms();
+            let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
+            s.profiles.mask_for(&room_id, &session.user_id).await?.apply_all(&mut chunk);
             break json!({
-                "chunk": events.iter().map(|(_, e)| e.to_client(now, viewer)).collect::<Vec<_>>(),
+                "chunk": chunk,
                 "start": token::sync_token(from),
                 "end": token::sync_token(end),
             });

@@ -9,6 +9,7 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::hooks::ProfileField;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = client_route(r, "/profile/{user_id}", get(profile));
@@ -68,7 +69,7 @@ async fn put_displayname(
         return Err(MatrixError::invalid_param("displayname is too long"));
     }
     s.store.set_displayname(&user_id, body.displayname.as_deref()).await?;
-    s.on_profile_changed(&user_id).await?;
+    s.on_profile_changed(&user_id, ProfileField::DisplayName).await?;
     Ok(Json(json!({})))
 }
 
@@ -85,6 +86,6 @@ async fn put_avatar(
         return Err(MatrixError::invalid_param("avatar_url is too long"));
     }
     s.store.set_avatar_url(&user_id, body.avatar_url.as_deref()).await?;
-    s.on_profile_changed(&user_id).await?;
+    s.on_profile_changed(&user_id, ProfileField::AvatarUrl).await?;
     Ok(Json(json!({})))
 }

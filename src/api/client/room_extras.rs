@@ -91,7 +91,11 @@ async fn event(
     Ruma(req): Ruma<get_room_event::v3::Request>,
 ) -> Result<Json<Value>> {
     let (_, pdu, _) = readable_event(&s, &session.user_id, req.room_id.as_str(), req.event_id.as_str()).await?;
-    Ok(Json(pdu.to_client(now_ms(), Some((&session.user_id, &session.device_id)))))
+    let mask = s.profiles.mask_for(req.room_id.as_str(), &session.user_id).await?;
+    let ev = mask
+        .apply(pdu.to_client(now_ms(), Some((&session.user_id, &session.device_id))))
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    Ok(Json(ev))
 }
 
 /// `GET /rooms/{roomId}/context/{eventId}`: up to `limit` events around the event (half
@@ -103,6 +107,10 @@ async fn context(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     let (pos, pdu, upto) = readable_event(&s, &session.user_id, room_id, req.event_id.as_str()).await?;
+    let mask = s.profiles.mask_for(room_id, &session.user_id).await?;
+    let now = now_ms();
+    let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
+    let event = mask.apply(pdu.to_client(now, viewer)).ok_or_else(|| MatrixError::not_found("Event not found"))?;
     let filter: EventFilter =
         serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     let limit = u64::from(req.limit).min(MAX_CONTEXT_LIMIT) as i64;
@@ -117,21 +125,23 @@ async fn context(
         let events = s.store.room_state_events_between(room_id, 0, end).await?;
         std::sync::Arc::new(RoomState::from_events(events.into_iter().map(|(_, e)| e)))
     };
-    let now = now_ms();
-    let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let client = |events: &[(i64, Pdu)]| -> Vec<Value> {
-        events
+        let mut out: Vec<Value> = events
             .iter()
             .filter(|(_, e)| filter.allows(&e.kind, &e.sender))
             .map(|(_, e)| e.to_client(now, viewer))
-            .collect()
+            .collect();
+        mask.apply_all(&mut out);
+        out
     };
+    let mut state_events: Vec<Value> = state.iter().map(|e| e.to_client(now, viewer)).collect();
+    mask.apply_all(&mut state_events);
     Ok(Json(json!({
-        "event": pdu.to_client(now, viewer),
+        "event": event,
         "events_before": client(&before),
         "events_after": client(&after),
         "start": token::pagination_token(start),
         "end": token::pagination_token(end),
-        "state": state.iter().map(|e| e.to_client(now, viewer)).collect::<Vec<_>>(),
+        "state": state_events,
     })))
 }

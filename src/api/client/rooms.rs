@@ -251,13 +251,15 @@ async fn get_state_key(
     let room_id = req.room_id.as_str();
     s.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
+    let mask = s.profiles.mask_for(room_id, &session.user_id).await?;
     let ev = state
         .get(&req.event_type.to_string(), &req.state_key)
+        .and_then(|ev| mask.apply(ev.to_client(now_ms(), None)))
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     if matches!(req.format, get_state_event_for_key::v3::StateEventFormat::Event) {
-        return Ok(Json(ev.to_client(now_ms(), None)));
+        return Ok(Json(ev));
     }
-    Ok(Json(ev.content.clone()))
+    Ok(Json(ev["content"].clone()))
 }
 
 async fn get_state_all(
@@ -269,7 +271,9 @@ async fn get_state_all(
     s.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let now = now_ms();
-    Ok(Json(Value::Array(state.iter().map(|e| e.to_client(now, None)).collect())))
+    let mut events: Vec<Value> = state.iter().map(|e| e.to_client(now, None)).collect();
+    s.profiles.mask_for(room_id, &session.user_id).await?.apply_all(&mut events);
+    Ok(Json(Value::Array(events)))
 }
 
 async fn members(
@@ -358,11 +362,12 @@ async fn messages(
             (events, from, end)
         }
     };
-    let chunk: Vec<Value> = events
+    let mut chunk: Vec<Value> = events
         .iter()
         .filter(|(_, e)| filter.allows(&e.kind, &e.sender))
         .map(|(_, e)| e.to_client(now, viewer))
         .collect();
+    s.profiles.mask_for(room_id, &session.user_id).await?.apply_all(&mut chunk);
     let mut body = json!({"chunk": chunk, "start": token::pagination_token(start), "state": []});
     if let Some(end) = end {
         body["end"] = json!(token::pagination_token(end));
