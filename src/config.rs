@@ -7,6 +7,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::presence::policy::{LegacyBusy, PresenceMode};
+
 /// Every knob of the server. Defaults start a usable homeserver on 127.0.0.1:8008 with SQLite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -45,6 +47,16 @@ pub struct Config {
     pub presence_publish_window_ms: u64,
     /// How often dirty presence rows (manual status, last active) are flushed to the database.
     pub presence_flush_interval_ms: u64,
+    /// A `mobile` device that stops syncing stays `unavailable` this long before it is offline.
+    pub presence_mobile_grace_ms: i64,
+    /// `enabled`, `disabled` (no presence at all) or `untracked` (own presence only).
+    pub presence_mode: PresenceMode,
+    /// Wire spelling of `busy` on the legacy presence paths.
+    pub legacy_busy_as: LegacyBusy,
+    /// Whether an initial `/sync` includes users who are offline (Synapse: no).
+    pub presence_initial_sync_offline: bool,
+    /// A shared room with more joined members than this grants no presence visibility (0 = no limit).
+    pub presence_max_room_members: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
 }
@@ -69,6 +81,11 @@ impl Default for Config {
             presence_currently_active_ms: 60_000,
             presence_publish_window_ms: 200,
             presence_flush_interval_ms: 1_000,
+            presence_mobile_grace_ms: 3_600_000,
+            presence_mode: PresenceMode::Enabled,
+            legacy_busy_as: LegacyBusy::Msc3026,
+            presence_initial_sync_offline: false,
+            presence_max_room_members: 0,
             log: "info,sqlx=warn".into(),
         }
     }
@@ -150,6 +167,26 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_FLUSH_INTERVAL_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_flush_interval_ms: Option<u64>,
+    /// A silent mobile device stays unavailable this long before offline, ms [default: 3600000]
+    #[arg(long, env = "SEED_PRESENCE_MOBILE_GRACE_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mobile_grace_ms: Option<i64>,
+    /// Presence: enabled, disabled, or untracked (own presence only) [default: enabled]
+    #[arg(long, env = "SEED_PRESENCE_MODE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mode: Option<PresenceMode>,
+    /// Spelling of busy on legacy presence paths [default: org.matrix.msc3026.busy]
+    #[arg(long, env = "SEED_LEGACY_BUSY_AS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_busy_as: Option<LegacyBusy>,
+    /// Initial /sync includes offline users [default: false]
+    #[arg(long, env = "SEED_PRESENCE_INITIAL_SYNC_OFFLINE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_initial_sync_offline: Option<bool>,
+    /// Rooms with more joined members grant no presence visibility, 0 = no limit [default: 0]
+    #[arg(long, env = "SEED_PRESENCE_MAX_ROOM_MEMBERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_max_room_members: Option<u64>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

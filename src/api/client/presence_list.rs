@@ -45,7 +45,7 @@ async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id):
         .lists
         .accepted_targets(&user_id)
         .iter()
-        .map(|t| presence_event(&s.presence.snapshot(t, &user_id), now))
+        .map(|t| presence_event(&s.presence.legacy_snapshot(t, &user_id), now, s.config.legacy_busy_as))
         .collect();
     Ok(Json(Value::Array(events)))
 }
