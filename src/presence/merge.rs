@@ -336,7 +336,7 @@ mod tests {
     fn a_lifted_device_idles_like_an_online_one() {
         assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted().active_ago(299_999)]), Online);
         assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted().active_ago(300_000)]), Unavailable);
-        let d = dev(Unavailable).lifted().synced_ago(1_000).active_ago(1_000);
+        let d = dev(Unavailable).lifted().active_ago(1_000);
         assert_eq!(next_change_at(M::Online, &[d], NOW, &rules()), Some(NOW - 1_000 + 60_000), "currently_active ends");
         let d = dev(Unavailable).lifted().active_ago(100_000);
         assert_eq!(next_change_at(M::Online, &[d], NOW, &rules()), Some(NOW + 200_000), "idle");
@@ -712,6 +712,7 @@ mod tests {
             let mut extra = extra;
             if make_offline {
                 extra.reported = Offline;
+                extra.lifted = false;
             } else {
                 extra.syncing = false;
                 extra.last_sync_ts = NOW - rules.device_timeout_ms - rules.mobile_grace_ms - gone_for;
