@@ -157,6 +157,19 @@ async fn profile_room(app: &TestApp, of: &User) -> String {
     v["org.matrix.msc1769.profile_room_id"].as_str().expect("profile room id").to_owned()
 }
 
+/// Poll the owner's profile room until its `m.presence` says `want` (at most 5 s).
+async fn wait_profile_presence(app: &TestApp, owner: &User, room: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        let (code, st) = app.get(&format!("{V3}/rooms/{}/state/m.presence/", enc(room)), Some(&owner.token)).await;
+        if code == 200 && st["presence"] == want {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "profile room m.presence {want}: {st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn busy_is_spelled_org_matrix_msc3026_busy_on_legacy_paths_and_busy_in_the_profile_room() {
     let (app, alice, bob, _) = pair_with(|_| {}).await;
@@ -178,15 +191,7 @@ async fn busy_is_spelled_org_matrix_msc3026_busy_on_legacy_paths_and_busy_in_the
     assert_eq!(list[0]["content"]["presence"], BUSY_3026, "{list}");
     // The profile room's m.presence is MSC3032's own event: plain `busy`.
     let room = profile_room(&app, &alice).await;
-    let start = Instant::now();
-    loop {
-        let (code, st) = app.get(&format!("{V3}/rooms/{}/state/m.presence/", enc(&room)), Some(&alice.token)).await;
-        if code == 200 && st["presence"] == "busy" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "profile room m.presence: {st}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_profile_presence(&app, &alice, &room, "busy").await;
     d.abort();
 }
 
@@ -355,15 +360,7 @@ async fn presence_mode_untracked_keeps_own_presence_and_sends_none_of_others() {
     assert!(presence_of(&app.sync(&bob, "timeout=0").await, &alice).is_none());
     // It is still published: the profile room's m.presence follows.
     let room = profile_room(&app, &alice).await;
-    let start = Instant::now();
-    loop {
-        let (code, st) = app.get(&format!("{V3}/rooms/{}/state/m.presence/", enc(&room)), Some(&alice.token)).await;
-        if code == 200 && st["presence"] == "busy" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "profile room m.presence: {st}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_profile_presence(&app, &alice, &room, "busy").await;
 }
 
 #[tokio::test]
@@ -398,5 +395,37 @@ async fn rooms_over_the_member_limit_grant_no_presence() {
     let small = app.create_room(&alice, json!({"invite": [carol.user_id]})).await;
     app.join(&carol, &small).await;
     assert_eq!(status(&app, &carol, &alice).await["presence"], "online");
+    d.abort();
+}
+
+#[tokio::test]
+async fn legacy_peek_routes_carry_the_owners_legacy_presence() {
+    let (app, alice, bob, _) = pair_with(|_| {}).await;
+    let d = keep_syncing(&app, &alice, "set_presence=online");
+    wait_status(&app, &bob, &alice, "online", |v| v["presence"] == "online").await;
+    let room = profile_room(&app, &alice).await;
+    wait_profile_presence(&app, &alice, &room, "online").await;
+    let (code, init) = app.get(&format!("{V3}/rooms/{}/initialSync", enc(&room)), Some(&bob.token)).await;
+    assert_eq!(code, 200, "{init}");
+    assert_eq!(init["presence"][0]["sender"], alice.user_id.as_str(), "{init}");
+    assert_eq!(init["presence"][0]["type"], "m.presence");
+    let from = init["messages"]["end"].as_str().unwrap().to_owned();
+    let path = format!("{V3}/events?room_id={}&from={from}&timeout=10000", enc(&room));
+    let ((code, v), _) = tokio::join!(app.get(&path, Some(&bob.token)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.put(&status_path(&alice), Some(&alice.token), json!({"presence": "busy"})).await
+    });
+    assert_eq!(code, 200, "{v}");
+    let chunk = v["chunk"].as_array().unwrap();
+    // The room's own state event says `busy`; the legacy presence event beside it MSC3026's.
+    assert!(chunk.iter().any(|e| e["type"] == "m.presence" && e["state_key"] == "" && e["content"]["presence"] == "busy"), "{v}");
+    assert!(
+        chunk.iter().any(|e| e["type"] == "m.presence" && e.get("state_key").is_none() && e["content"]["presence"] == BUSY_3026),
+        "{v}"
+    );
+    // Strangers get neither.
+    let eve = app.register("eve").await;
+    let (code, v) = app.get(&format!("{V3}/rooms/{}/initialSync", enc(&room)), Some(&eve.token)).await;
+    assert_err(code, &v, 403, "M_FORBIDDEN");
     d.abort();
 }

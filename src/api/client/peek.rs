@@ -12,6 +12,7 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
 use crate::sync::token;
 
@@ -47,6 +48,18 @@ async fn unpeek(
     Ok(Json(json!({})))
 }
 
+/// For a profile room, the owner's legacy `m.presence` event as `viewer` may see it (old
+/// clients read presence from `initialSync`'s `presence` and from `/events`), with `busy`
+/// spelled for legacy clients (`legacy_busy_as`).
+async fn owner_presence(s: &AppState, room_id: &str, viewer: &str) -> Result<Option<Value>> {
+    let Some(owner) = s.profiles.owner_of(room_id) else { return Ok(None) };
+    if !s.presence.access.can_see(viewer, &owner).await? {
+        return Ok(None);
+    }
+    let snapshot = s.presence.legacy_snapshot(&owner, viewer);
+    Ok(Some(presence_event(&snapshot, now_ms(), s.config.legacy_busy_as)))
+}
+
 #[derive(Deserialize)]
 struct InitialSyncQuery {
     limit: Option<i64>,
@@ -78,7 +91,7 @@ async fn initial_sync(
             "end": token::sync_token(upto),
         },
         "state": state.iter().map(|e| e.to_client(now, viewer)).collect::<Vec<_>>(),
-        "presence": [],
+        "presence": owner_presence(&s, &room_id, &session.user_id).await?.into_iter().collect::<Vec<_>>(),
         "account_data": [],
         "visibility": if state.join_rule() == "public" { "public" } else { "private" },
     });
@@ -117,8 +130,13 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         if !events.is_empty() || timeout.is_zero() {
             let end = events.last().map(|(p, _)| *p).unwrap_or(upto);
             let now = now_ms();
+            let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
+            // A profile room's presence changed: old clients also get the legacy event.
+            if events.iter().any(|(_, e)| e.kind == crate::profile::PRESENCE_EVENT && e.state_key.as_deref() == Some("")) {
+                chunk.extend(owner_presence(&s, &room_id, &session.user_id).await?);
+            }
             break json!({
-                "chunk": events.iter().map(|(_, e)| e.to_client(now, viewer)).collect::<Vec<_>>(),
+                "chunk": chunk,
                 "start": token::sync_token(from),
                 "end": token::sync_token(end),
             });
