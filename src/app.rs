@@ -107,9 +107,16 @@ impl Services {
             currently_active_ms: config.presence_currently_active_ms,
             mobile_grace_ms: config.presence_mobile_grace_ms,
         };
-        let presence =
-            PresenceEngine::new(metrics.clone(), rules, config.presence_mode, stream.clone(), notifier.clone(), access, store.clone())
-                .await?;
+        let presence = PresenceEngine::new(
+            metrics.clone(),
+            rules,
+            config.presence_mode,
+            stream.clone(),
+            notifier.clone(),
+            access,
+            store.clone(),
+        )
+        .await?;
         presence.add_listener(profiles.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());

@@ -80,10 +80,26 @@ async fn typing_receipts_and_read_markers_are_activity() {
     let event = app.send_text(&bob, &room, "read me").await;
     let d = keep_syncing(&app, &alice, "set_presence=online");
     let acts: [(&str, Box<dyn Fn() -> (String, Value)>); 4] = [
-        ("typing", Box::new(|| (format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)), json!({"typing": true, "timeout": 5000})))),
+        (
+            "typing",
+            Box::new(|| {
+                (
+                    format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)),
+                    json!({"typing": true, "timeout": 5000}),
+                )
+            }),
+        ),
         ("receipt", Box::new(|| (format!("{V3}/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)), json!({})))),
-        ("read marker", Box::new(|| (format!("{V3}/rooms/{}/read_markers", enc(&room)), json!({"m.fully_read": event})))),
-        ("stopped typing", Box::new(|| (format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)), json!({"typing": false})))),
+        (
+            "read marker",
+            Box::new(|| (format!("{V3}/rooms/{}/read_markers", enc(&room)), json!({"m.fully_read": event}))),
+        ),
+        (
+            "stopped typing",
+            Box::new(|| {
+                (format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)), json!({"typing": false}))
+            }),
+        ),
     ];
     for (what, act) in acts.iter() {
         wait_status(&app, &bob, &alice, "idle", |v| v["presence"] == "unavailable").await;
@@ -116,7 +132,11 @@ async fn activity_lifts_a_device_that_reported_unavailable_until_it_reports_some
     assert_eq!(status(&app, &bob, &alice).await["presence"], "unavailable");
     // Bad input on the activity routes is a Matrix error, never a 500.
     let (code, v) = app
-        .put(&format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)), Some(&alice.token), json!({"typing": "yes"}))
+        .put(
+            &format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)),
+            Some(&alice.token),
+            json!({"typing": "yes"}),
+        )
         .await;
     assert_err(code, &v, 400, "M_BAD_JSON");
     let (code, v) =
@@ -180,7 +200,12 @@ async fn busy_is_spelled_org_matrix_msc3026_busy_on_legacy_paths_and_busy_in_the
     let s = app.sync(&bob, &format!("since={since}&timeout=0")).await;
     assert_eq!(presence_of(&s, &alice).expect("presence in /sync")["content"]["presence"], BUSY_3026, "{s}");
     // The presence list speaks the same.
-    app.post(&format!("{V3}/presence/list/{}", enc(&bob.user_id)), Some(&bob.token), json!({"invite": [alice.user_id]})).await;
+    app.post(
+        &format!("{V3}/presence/list/{}", enc(&bob.user_id)),
+        Some(&bob.token),
+        json!({"invite": [alice.user_id]}),
+    )
+    .await;
     app.post(
         &format!("/_matrix/client/unstable/org.matrix.msc3032/presence/list/{}/accept", enc(&alice.user_id)),
         Some(&alice.token),
@@ -240,7 +265,10 @@ async fn new_room_mates_get_each_others_presence_in_the_next_incremental_sync() 
     assert_eq!(code, 200, "{v}");
     let s = app.sync(&bob, &format!("since={bob_since}&timeout=0")).await;
     let ev = presence_of(&s, &alice).unwrap_or_else(|| panic!("bob gets alice's presence: {s}"));
-    assert_eq!((ev["content"]["presence"].as_str(), ev["content"]["status_msg"].as_str()), (Some("unavailable"), Some("alice here")));
+    assert_eq!(
+        (ev["content"]["presence"].as_str(), ev["content"]["status_msg"].as_str()),
+        (Some("unavailable"), Some("alice here"))
+    );
     let s = app.sync(&alice, &format!("since={alice_since}&timeout=0")).await;
     let ev = presence_of(&s, &bob).unwrap_or_else(|| panic!("alice gets bob's presence: {s}"));
     assert_eq!(ev["content"]["status_msg"], "bob here");
@@ -249,7 +277,12 @@ async fn new_room_mates_get_each_others_presence_in_the_next_incremental_sync() 
     assert!(presence_of(&s2, &bob).is_none(), "sent once: {s2}");
 
     // A join of a public room: carol comes in, the long-polling members learn of her at once.
-    let (code, v) = app.put(&format!("{V3}/rooms/{}/state/m.room.join_rules/", enc(&room)), Some(&alice.token), json!({"join_rule": "public"}))
+    let (code, v) = app
+        .put(
+            &format!("{V3}/rooms/{}/state/m.room.join_rules/", enc(&room)),
+            Some(&alice.token),
+            json!({"join_rule": "public"}),
+        )
         .await;
     assert_eq!(code, 200, "{v}");
     let since = next_batch(&app.sync(&alice, "timeout=0").await);
@@ -291,8 +324,12 @@ async fn a_presence_list_request_reaches_the_target_through_sync() {
     let query = format!("since={since}&timeout=10000");
     let (s, (code, v)) = tokio::join!(app.sync(&alice, &query), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        app.post(&format!("{V3}/presence/list/{}", enc(&bob.user_id)), Some(&bob.token), json!({"invite": [alice.user_id]}))
-            .await
+        app.post(
+            &format!("{V3}/presence/list/{}", enc(&bob.user_id)),
+            Some(&bob.token),
+            json!({"invite": [alice.user_id]}),
+        )
+        .await
     });
     assert_eq!(code, 200, "{v}");
     assert!(started.elapsed() < Duration::from_secs(5), "the request wakes the target's long-poll");
@@ -325,7 +362,8 @@ async fn presence_mode_disabled_tracks_and_sends_nothing() {
     let (app, alice, bob, _) = pair_with(|c| c.presence_mode = seed::presence::policy::PresenceMode::Disabled).await;
     let since = next_batch(&app.sync(&bob, "timeout=0").await);
     app.sync(&alice, "timeout=0&set_presence=online").await;
-    let (code, v) = app.put(&status_path(&alice), Some(&alice.token), json!({"presence": "busy", "status_msg": "x"})).await;
+    let (code, v) =
+        app.put(&status_path(&alice), Some(&alice.token), json!({"presence": "busy", "status_msg": "x"})).await;
     assert_eq!(code, 200, "accepted and ignored: {v}");
     let v = status(&app, &bob, &alice).await;
     assert_eq!(v["presence"], "offline", "{v}");
@@ -341,8 +379,7 @@ async fn presence_mode_disabled_tracks_and_sends_nothing() {
 
 #[tokio::test]
 async fn presence_mode_untracked_keeps_own_presence_and_sends_none_of_others() {
-    let (app, alice, bob, _) =
-        pair_with(|c| c.presence_mode = seed::presence::policy::PresenceMode::Untracked).await;
+    let (app, alice, bob, _) = pair_with(|c| c.presence_mode = seed::presence::policy::PresenceMode::Untracked).await;
     let since = next_batch(&app.sync(&bob, "timeout=0").await);
     let alice_since = next_batch(&app.sync(&alice, "timeout=0").await);
     app.sync(&alice, "timeout=0&set_presence=online").await;
@@ -418,9 +455,14 @@ async fn legacy_peek_routes_carry_the_owners_legacy_presence() {
     assert_eq!(code, 200, "{v}");
     let chunk = v["chunk"].as_array().unwrap();
     // The room's own state event says `busy`; the legacy presence event beside it MSC3026's.
-    assert!(chunk.iter().any(|e| e["type"] == "m.presence" && e["state_key"] == "" && e["content"]["presence"] == "busy"), "{v}");
     assert!(
-        chunk.iter().any(|e| e["type"] == "m.presence" && e.get("state_key").is_none() && e["content"]["presence"] == BUSY_3026),
+        chunk.iter().any(|e| e["type"] == "m.presence" && e["state_key"] == "" && e["content"]["presence"] == "busy"),
+        "{v}"
+    );
+    assert!(
+        chunk.iter().any(|e| e["type"] == "m.presence"
+            && e.get("state_key").is_none()
+            && e["content"]["presence"] == BUSY_3026),
         "{v}"
     );
     // Strangers get neither.

@@ -368,7 +368,10 @@ mod tests {
         // A manual busy needs a reachable device, and a phone in its grace is one.
         assert_eq!(presence_of(M::Busy, &[dev(Online).mobile().synced_ago(40_000)]), Busy);
         let no_grace = PresenceRules { mobile_grace_ms: 0, ..rules() };
-        assert_eq!(effective(M::Online, &[dev(Online).mobile().synced_ago(30_000)], NOW, &no_grace).public.presence, Offline);
+        assert_eq!(
+            effective(M::Online, &[dev(Online).mobile().synced_ago(30_000)], NOW, &no_grace).public.presence,
+            Offline
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub async fn new_room_mates(rooms: &Rooms, viewer: &str, since: i64, upto: i64) 
         } else if rooms.last_position(room_id) > since {
             for (_, ev) in rooms.store().room_state_events_between(room_id, since, upto).await? {
                 // A join that follows a join is a profile change, not a newcomer.
-                let was_joined = ev.unsigned.get("prev_content").and_then(|c| c.get("membership")).and_then(|m| m.as_str()) == Some("join");
+                let was_joined =
+                    ev.unsigned.get("prev_content").and_then(|c| c.get("membership")).and_then(|m| m.as_str())
+                        == Some("join");
                 if ev.kind == "m.room.member" && ev.membership() == Some("join") && !was_joined {
                     if let Some(user) = &ev.state_key {
                         mates.insert(user.clone());

@@ -132,7 +132,10 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
             let now = now_ms();
             let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
             // A profile room's presence changed: old clients also get the legacy event.
-            if events.iter().any(|(_, e)| e.kind == crate::profile::PRESENCE_EVENT && e.state_key.as_deref() == Some("")) {
+            if events
+                .iter()
+                .any(|(_, e)| e.kind == crate::profile::PRESENCE_EVENT && e.state_key.as_deref() == Some(""))
+            {
                 chunk.extend(owner_presence(&s, &room_id, &session.user_id).await?);
             }
             break json!({
