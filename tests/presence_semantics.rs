@@ -79,31 +79,15 @@ async fn typing_receipts_and_read_markers_are_activity() {
     .await;
     let event = app.send_text(&bob, &room, "read me").await;
     let d = keep_syncing(&app, &alice, "set_presence=online");
-    let acts: [(&str, Box<dyn Fn() -> (String, Value)>); 4] = [
-        (
-            "typing",
-            Box::new(|| {
-                (
-                    format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)),
-                    json!({"typing": true, "timeout": 5000}),
-                )
-            }),
-        ),
-        ("receipt", Box::new(|| (format!("{V3}/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)), json!({})))),
-        (
-            "read marker",
-            Box::new(|| (format!("{V3}/rooms/{}/read_markers", enc(&room)), json!({"m.fully_read": event}))),
-        ),
-        (
-            "stopped typing",
-            Box::new(|| {
-                (format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id)), json!({"typing": false}))
-            }),
-        ),
+    let typing = format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&alice.user_id));
+    let acts = [
+        ("typing", typing.clone(), json!({"typing": true, "timeout": 5000})),
+        ("receipt", format!("{V3}/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)), json!({})),
+        ("read marker", format!("{V3}/rooms/{}/read_markers", enc(&room)), json!({"m.fully_read": event})),
+        ("stopped typing", typing, json!({"typing": false})),
     ];
-    for (what, act) in acts.iter() {
+    for (what, path, body) in acts {
         wait_status(&app, &bob, &alice, "idle", |v| v["presence"] == "unavailable").await;
-        let (path, body) = act();
         let method = if path.contains("/typing/") { reqwest::Method::PUT } else { reqwest::Method::POST };
         let (code, v) = app.raw(method, &path, Some(&alice.token), Some(common::RawBody::Json(body))).await;
         assert_eq!(code, 200, "{what}: {v}");
