@@ -7,6 +7,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::presence::policy::{LegacyBusy, PresenceMode};
+
 /// Every knob of the server. Defaults start a usable homeserver on 127.0.0.1:8008 with SQLite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -51,6 +53,16 @@ pub struct Config {
     pub peek_rate_per_second: u32,
     /// Burst size for the `/peek` rate limit.
     pub peek_rate_burst: u32,
+    /// A `mobile` device that stops syncing stays `unavailable` this long before it is offline.
+    pub presence_mobile_grace_ms: i64,
+    /// `enabled`, `disabled` (no presence at all) or `untracked` (own presence only).
+    pub presence_mode: PresenceMode,
+    /// Wire spelling of `busy` on the legacy presence paths.
+    pub legacy_busy_as: LegacyBusy,
+    /// Whether an initial `/sync` includes users who are offline (Synapse: no).
+    pub presence_initial_sync_offline: bool,
+    /// A shared room with more joined members than this grants no presence visibility (0 = no limit).
+    pub presence_max_room_members: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
 }
@@ -78,6 +90,11 @@ impl Default for Config {
             peek_expiry_ms: 3_600_000,
             peek_rate_per_second: 2,
             peek_rate_burst: 20,
+            presence_mobile_grace_ms: 3_600_000,
+            presence_mode: PresenceMode::Enabled,
+            legacy_busy_as: LegacyBusy::Msc3026,
+            presence_initial_sync_offline: false,
+            presence_max_room_members: 0,
             log: "info,sqlx=warn".into(),
         }
     }
@@ -171,6 +188,26 @@ pub struct Cli {
     #[arg(long, env = "SEED_PEEK_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peek_rate_burst: Option<u32>,
+    /// A silent mobile device stays unavailable this long before offline, ms [default: 3600000]
+    #[arg(long, env = "SEED_PRESENCE_MOBILE_GRACE_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mobile_grace_ms: Option<i64>,
+    /// Presence: enabled, disabled, or untracked (own presence only) [default: enabled]
+    #[arg(long, env = "SEED_PRESENCE_MODE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mode: Option<PresenceMode>,
+    /// Spelling of busy on legacy presence paths [default: org.matrix.msc3026.busy]
+    #[arg(long, env = "SEED_LEGACY_BUSY_AS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_busy_as: Option<LegacyBusy>,
+    /// Initial /sync includes offline users [default: false]
+    #[arg(long, env = "SEED_PRESENCE_INITIAL_SYNC_OFFLINE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_initial_sync_offline: Option<bool>,
+    /// Rooms with more joined members grant no presence visibility, 0 = no limit [default: 0]
+    #[arg(long, env = "SEED_PRESENCE_MAX_ROOM_MEMBERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_max_room_members: Option<u64>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,8 @@ pub mod engine;
 pub mod legacy;
 pub mod lists;
 pub mod merge;
+pub mod newcomers;
+pub mod policy;
 pub mod timer;
 pub mod types;
 

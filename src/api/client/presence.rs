@@ -36,8 +36,8 @@ async fn get_status(
     if !s.accounts.exists(&user_id).await? {
         return Err(MatrixError::not_found("Unknown user"));
     }
-    let snapshot = s.presence.snapshot(&user_id, &session.user_id);
-    Ok(Json(presence_content(&snapshot, now_ms())))
+    let snapshot = s.presence.legacy_snapshot(&user_id, &session.user_id);
+    Ok(Json(presence_content(&snapshot, now_ms(), s.config.legacy_busy_as)))
 }
 
 async fn put_status(
