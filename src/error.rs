@@ -107,7 +107,19 @@ impl MatrixError {
 
 impl From<sqlx::Error> for MatrixError {
     fn from(e: sqlx::Error) -> Self {
+        if is_untranslatable_text(&e) {
+            // PostgreSQL refuses NUL (and invalid encodings) in text: the client sent it.
+            return Self::InvalidParam("text containing NUL characters is not accepted here".into());
+        }
         Self::Internal(e.into())
+    }
+}
+
+/// SQLSTATE 22021 (`character_not_in_repertoire`, NUL in text) or 22P05 (untranslatable).
+pub fn is_untranslatable_text(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("22021") | Some("22P05")),
+        _ => false,
     }
 }
 

@@ -25,7 +25,9 @@ async fn create(
         return Err(MatrixError::forbidden("Cannot create filters for other users"));
     }
     serde_json::from_value::<SyncFilter>(body.clone())
-        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
+        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
+        .validate()
+        .map_err(MatrixError::bad_json)?;
     let id = s.store.insert_filter(&user_id, &body.to_string()).await?;
     Ok(Json(json!({"filter_id": id.to_string()})))
 }

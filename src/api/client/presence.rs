@@ -62,7 +62,10 @@ async fn put_status(
         Some(Value::String(m)) if m.len() > MAX_STATUS_MSG_BYTES => {
             return Err(MatrixError::invalid_param(format!("status_msg is longer than {MAX_STATUS_MSG_BYTES} bytes")))
         }
-        Some(Value::String(m)) => Some(m.clone()),
+        Some(Value::String(m)) => {
+            crate::api::guard::no_nul("status_msg", m)?;
+            Some(m.clone())
+        }
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
     s.set_manual_presence(&session, presence, status_msg).await?;

@@ -336,14 +336,16 @@ async fn messages(
     let visible_upto = s.readable_upto(room_id, &session.user_id).await?;
     let filter: EventFilter =
         serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    filter.validate().map_err(MatrixError::bad_json)?;
     let limit = u64::from(req.limit).clamp(1, 1000) as i64;
     let current = s.stream.current();
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let now = now_ms();
-    let to = req.to.as_deref().map(token::parse).transpose()?;
+    let at_most = |t: &str| token::parse_at_most(t, current);
+    let to = req.to.as_deref().map(at_most).transpose()?;
     let (events, start, end) = match req.dir {
         Direction::Backward => {
-            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(current).min(visible_upto);
+            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(current).min(visible_upto);
             let lower = to.unwrap_or(0);
             let events = s.store.room_events_desc(room_id, lower, from, limit).await?;
             let end = events.last().map(|(p, _)| p - 1);
@@ -351,7 +353,7 @@ async fn messages(
             (events, from, end)
         }
         _ => {
-            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(0);
+            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(0);
             let upper = to.unwrap_or(current).min(visible_upto.min(current));
             let events = s.store.room_events_asc(room_id, from + 1, upper + 1, limit).await?;
             let end = events.last().map(|(p, _)| *p);
@@ -391,6 +393,7 @@ async fn put_alias(
     MatrixJson(body): MatrixJson<PutAliasBody>,
 ) -> Result<Json<Value>> {
     let parsed = ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+    crate::api::guard::no_nul("room_id", &body.room_id)?;
     if parsed.server_name().as_str() != s.config.server_name {
         return Err(MatrixError::invalid_param("alias must be on this server"));
     }

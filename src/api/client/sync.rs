@@ -33,7 +33,8 @@ async fn sync(
         None => SyncFilter::default(),
         Some(sync_v3::Filter::FilterDefinition(def)) => serde_json::to_value(&def)
             .and_then(serde_json::from_value)
-            .map_err(|e| MatrixError::bad_json(e.to_string()))?,
+            .map_err(|e| MatrixError::bad_json(e.to_string()))
+            .and_then(|f: SyncFilter| f.validate().map(|()| f).map_err(MatrixError::bad_json))?,
         Some(sync_v3::Filter::FilterId(id)) => s.load_filter(&session.user_id, &id).await?,
         Some(_) => SyncFilter::default(),
     };

