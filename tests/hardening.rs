@@ -195,3 +195,75 @@ async fn glob_filters_are_linear_and_bounded() {
     let (code, v) = app.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&inline)), Some(&alice.token)).await;
     assert_err(code, &v, 400, "M_BAD_JSON");
 }
+
+fn nested(levels: usize) -> String {
+    format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+}
+
+/// Defect 1: content nested 126 levels was accepted, then every member's `/sync` and
+/// `/messages` answered 500 (serde_json's recursion limit when decoding the stored event).
+#[tokio::test]
+async fn deeply_nested_content_is_refused_on_write() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({})).await;
+    let r = enc(&room);
+    let deep = nested(126);
+    for path in [
+        format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/deep1"),
+        format!("/_matrix/client/v3/rooms/{r}/state/m.deep/"),
+        format!("/_matrix/client/v3/user/{}/account_data/m.deep", enc(&alice.user_id)),
+    ] {
+        let (code, v) = app.raw(Method::PUT, &path, Some(&alice.token), Some(RawBody::Text(deep.clone()))).await;
+        assert_err(code, &v, 400, "M_BAD_JSON");
+    }
+    // At the limit it is accepted and reads back.
+    let (code, v) = app
+        .raw(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/ok1"),
+            Some(&alice.token),
+            Some(RawBody::Text(nested(64))),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    app.sync(&alice, "timeout=0").await;
+    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b"), Some(&alice.token)).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Defect 1, read side: one undecodable stored event must never fail a whole `/sync`,
+/// `/messages` or the room state.
+#[tokio::test]
+async fn one_undecodable_event_row_is_skipped_not_fatal() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({"name": "poisoned"})).await;
+    let bad = app.send_text(&alice, &room, "to be damaged").await;
+    app.send_text(&alice, &room, "still readable").await;
+    let pool = &app.running.as_ref().unwrap().state.store.pool;
+    let poison = format!("{{\"content\":{}}}", nested(126));
+    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(&poison).bind(&bad).execute(pool).await.unwrap();
+    let v = app.sync(&alice, "timeout=0").await;
+    let timeline = v["rooms"]["join"][&room]["timeline"]["events"].to_string();
+    assert!(timeline.contains("still readable") && !timeline.contains("to be damaged"), "{v}");
+    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)), Some(&alice.token)).await;
+    assert_eq!(code, 200, "{v}");
+    assert!(v.to_string().contains("still readable"), "{v}");
+    // A damaged state event does not stop the room from loading after a restart either.
+    let (_, name) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)), Some(&alice.token)).await;
+    let name_id: String = sqlx::query_scalar(
+        "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = 'm.room.name'",
+    )
+    .bind(&room)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(name["name"], "poisoned");
+    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(&poison).bind(&name_id).execute(pool).await.unwrap();
+    let mut app = app;
+    app.restart().await;
+    let (code, v) = app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&alice.token), json!({})).await;
+    assert_eq!(code, 200, "{v}");
+}

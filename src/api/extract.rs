@@ -71,10 +71,21 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
             if !v.is_object() {
                 return Err(MatrixError::NotJson("Content must be a JSON object".into()));
             }
+            check_depth(&v)?;
         }
         let http_req = http::Request::from_parts(parts, &bytes[..]);
         T::try_from_http_request(http_req, &args).map(Ruma).map_err(map_ruma_error)
     }
+}
+
+/// Bodies nest at most [`MAX_JSON_DEPTH`](crate::rooms::event::MAX_JSON_DEPTH) levels: what
+/// is accepted must be readable back from storage (issue 10, defect 1).
+fn check_depth(v: &serde_json::Value) -> Result<(), MatrixError> {
+    let max = crate::rooms::event::MAX_JSON_DEPTH;
+    if crate::rooms::event::json_depth(v) > max {
+        return Err(MatrixError::bad_json(format!("JSON nests deeper than {max} levels")));
+    }
+    Ok(())
 }
 
 /// A JSON body of our own type, with `M_NOT_JSON` / `M_BAD_JSON` on failure.
@@ -90,6 +101,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
         if !v.is_object() {
             return Err(MatrixError::NotJson("Content must be a JSON object".into()));
         }
+        check_depth(&v)?;
         serde_json::from_value(v).map(MatrixJson).map_err(|e| MatrixError::bad_json(e.to_string()))
     }
 }
