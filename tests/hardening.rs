@@ -267,3 +267,45 @@ async fn one_undecodable_event_row_is_skipped_not_fatal() {
     let (code, v) = app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&alice.token), json!({})).await;
     assert_eq!(code, 200, "{v}");
 }
+
+/// Defect 4: before `victim` registered, anyone could create `#@victim:server` or
+/// `#_profile_victim:server` and serve forged presence from their own room.
+#[tokio::test]
+async fn profile_alias_namespaces_are_reserved_for_the_server() {
+    let app = TestApp::spawn().await;
+    let mallory = app.register("mallory").await;
+    let (code, v) = app
+        .post("/_matrix/client/v3/createRoom", Some(&mallory.token), json!({"room_alias_name": "@victim"}))
+        .await;
+    assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let (code, v) = app
+        .post("/_matrix/client/v3/createRoom", Some(&mallory.token), json!({"room_alias_name": "_profile_victim"}))
+        .await;
+    assert_err(code, &v, 400, "M_INVALID_PARAM");
+    let squat = app.create_room(&mallory, json!({})).await;
+    for alias in ["#@victim:localhost", "#_profile_victim:localhost"] {
+        let (code, v) = app
+            .put(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)), Some(&mallory.token), json!({"room_id": squat}))
+            .await;
+        assert_err(code, &v, 400, "M_INVALID_PARAM");
+    }
+    // An alias squatted before the namespace was reserved is reclaimed at registration.
+    let pool = &app.running.as_ref().unwrap().state.store.pool;
+    sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+        .bind("#@victim:localhost")
+        .bind(&squat)
+        .bind(&mallory.user_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let victim = app.register("victim").await;
+    let room = profile_room(&app, &victim).await;
+    for alias in ["#@victim:localhost", "#_profile_victim:localhost"] {
+        let (code, v) = app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)), None).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["room_id"], room.as_str(), "{alias} must name the victim's profile room");
+        let (code, v) =
+            app.raw(Method::DELETE, &format!("/_matrix/client/v3/directory/room/{}", enc(alias)), Some(&victim.token), None).await;
+        assert_err(code, &v, 403, "M_FORBIDDEN");
+    }
+}

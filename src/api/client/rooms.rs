@@ -101,6 +101,7 @@ async fn create_room(
         Some(name) => {
             let alias = format!("#{name}:{}", s.config.server_name);
             ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
+            refuse_reserved_alias(&alias)?;
             if s.store.resolve_alias(&alias).await?.is_some() {
                 return Err(MatrixError::RoomInUse("Room alias already taken".into()));
             }
@@ -381,6 +382,13 @@ async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias:
     Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
 }
 
+fn refuse_reserved_alias(alias: &str) -> Result<()> {
+    if crate::profile::is_reserved_alias(alias) {
+        return Err(MatrixError::invalid_param("aliases starting with '@' or '_profile_' are reserved for profile rooms"));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct PutAliasBody {
     room_id: String,
@@ -394,6 +402,7 @@ async fn put_alias(
 ) -> Result<Json<Value>> {
     let parsed = ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
     crate::api::guard::no_nul("room_id", &body.room_id)?;
+    refuse_reserved_alias(&alias)?;
     if parsed.server_name().as_str() != s.config.server_name {
         return Err(MatrixError::invalid_param("alias must be on this server"));
     }
@@ -413,6 +422,9 @@ async fn delete_alias(
     Path(alias): Path<String>,
 ) -> Result<Json<Value>> {
     let room_id = s.store.resolve_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    if crate::profile::is_reserved_alias(&alias) {
+        return Err(MatrixError::forbidden("profile-room aliases are managed by the server"));
+    }
     let state = s.rooms.state(&room_id).await?;
     let pl = crate::rooms::auth::PowerLevels::of(&state);
     if pl.user(&session.user_id, &state) < pl.for_event("m.room.canonical_alias", true) {
