@@ -309,3 +309,44 @@ async fn profile_alias_namespaces_are_reserved_for_the_server() {
         assert_err(code, &v, 403, "M_FORBIDDEN");
     }
 }
+
+/// Defect 9: a user at level 50 could set `events` levels to 100, above their own.
+#[tokio::test]
+async fn power_level_changes_follow_the_spec_rules() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let room = app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    assert_eq!(app.join(&bob, &room).await.0, 200);
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&room));
+    let (code, mut pl) = app.get(&path, Some(&alice.token)).await;
+    assert_eq!(code, 200, "{pl}");
+    pl["users"][&bob.user_id] = json!(50);
+    pl["events"]["m.room.power_levels"] = json!(50);
+    let (code, v) = app.put(&path, Some(&alice.token), pl.clone()).await;
+    assert_eq!(code, 200, "{v}");
+    for edit in [
+        json!({"events": {"m.room.topic": 100}}),
+        json!({"notifications": {"room": 100}}),
+        json!({"ban": 100}),
+        json!({"users": {"@carol:localhost": 75}}),
+    ] {
+        let mut next = pl.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            match v {
+                Value::Object(m) => {
+                    for (k2, v2) in m {
+                        next[k][k2] = v2.clone();
+                    }
+                }
+                v => next[k] = v.clone(),
+            }
+        }
+        let (code, v) = app.put(&path, Some(&bob.token), next).await;
+        assert_err(code, &v, 403, "M_FORBIDDEN");
+    }
+    let mut ok = pl.clone();
+    ok["events"]["m.room.topic"] = json!(50);
+    let (code, v) = app.put(&path, Some(&bob.token), ok).await;
+    assert_eq!(code, 200, "{v}");
+}
