@@ -112,7 +112,7 @@ impl Services {
         ephemeral.start(shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));
-        let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
+        let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         Ok(Arc::new(Self {
             config,
             store,

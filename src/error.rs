@@ -38,6 +38,9 @@ pub enum MatrixError {
     TooLarge(String),
     #[error("Too many requests")]
     LimitExceeded { retry_after_ms: u64 },
+    /// A per-user quota of this server (devices, filters): 403 `M_RESOURCE_LIMIT_EXCEEDED`.
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
     #[error("{0}")]
     RoomInUse(String),
     #[error("{0}")]
@@ -82,6 +85,7 @@ impl MatrixError {
             Self::MissingParam(_) => "M_MISSING_PARAM",
             Self::TooLarge(_) => "M_TOO_LARGE",
             Self::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
+            Self::ResourceLimitExceeded(_) => "M_RESOURCE_LIMIT_EXCEEDED",
             Self::RoomInUse(_) => "M_ROOM_IN_USE",
             Self::InvalidRoomState(_) => "M_INVALID_ROOM_STATE",
             Self::UiaRequired(_) => "M_FORBIDDEN",
@@ -92,7 +96,7 @@ impl MatrixError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden(_) | Self::UserDeactivated(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::UserDeactivated(_) | Self::ResourceLimitExceeded(_) => StatusCode::FORBIDDEN,
             Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::ServerControlled(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -60,7 +60,11 @@ async fn nul_in_identifiers_is_refused_and_in_content_is_kept() {
         (Method::PUT, format!("/_matrix/client/v3/rooms/{r}/send/m.ty%00pe/t1"), Some(json!({}))),
         (Method::PUT, format!("/_matrix/client/v3/user/{}/account_data/a%00b", enc(&alice.user_id)), Some(json!({}))),
         (Method::GET, "/_matrix/client/v3/directory/room/%23a%00b%3Alocalhost".to_owned(), None),
-        (Method::PUT, "/_matrix/client/v3/directory/room/%23a%00b%3Alocalhost".to_owned(), Some(json!({"room_id": room}))),
+        (
+            Method::PUT,
+            "/_matrix/client/v3/directory/room/%23a%00b%3Alocalhost".to_owned(),
+            Some(json!({"room_id": room})),
+        ),
         (Method::POST, format!("{PEEK}/rooms/!a%00b:localhost/unpeek"), Some(json!({}))),
         (Method::GET, "/_matrix/client/v3/rooms/!a%00b:localhost/initialSync".to_owned(), None),
         (Method::GET, "/_matrix/client/v3/events?room_id=!a%00b:localhost&timeout=0".to_owned(), None),
@@ -71,7 +75,10 @@ async fn nul_in_identifiers_is_refused_and_in_content_is_kept() {
     }
     for (path, body) in [
         (format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id)), json!({"displayname": "a\u{0}b"})),
-        (format!("/_matrix/client/v3/profile/{}/avatar_url", enc(&alice.user_id)), json!({"avatar_url": "mxc://a\u{0}"})),
+        (
+            format!("/_matrix/client/v3/profile/{}/avatar_url", enc(&alice.user_id)),
+            json!({"avatar_url": "mxc://a\u{0}"}),
+        ),
         ("/_matrix/client/v3/directory/room/%23ok%3Alocalhost".to_owned(), json!({"room_id": "!a\u{0}b:localhost"})),
     ] {
         let (code, v) = app.put(&path, Some(&alice.token), body).await;
@@ -167,20 +174,23 @@ async fn glob_filters_are_linear_and_bounded() {
     let room = app.create_room(&alice, json!({})).await;
     let r = enc(&room);
     let kind = "a".repeat(200);
-    let (code, v) = app.put(&format!("/_matrix/client/v3/rooms/{r}/send/{kind}/t1"), Some(&alice.token), json!({})).await;
+    let (code, v) =
+        app.put(&format!("/_matrix/client/v3/rooms/{r}/send/{kind}/t1"), Some(&alice.token), json!({})).await;
     assert_eq!(code, 200, "{v}");
     let pattern = format!("{}b", "*a".repeat(60));
     let filter = json!({"types": [pattern]}).to_string();
     let started = Instant::now();
-    let (code, v) =
-        app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&filter)), Some(&alice.token)).await;
+    let (code, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&filter)), Some(&alice.token))
+        .await;
     assert_eq!(code, 200, "{v}");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert!(v["chunk"].as_array().unwrap().is_empty(), "{v}");
     // Bounded: a pattern longer than an identifier, or too many of them, is refused.
     let long = json!({"types": ["*".repeat(300)]}).to_string();
-    let (code, v) =
-        app.get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&long)), Some(&alice.token)).await;
+    let (code, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=b&filter={}", enc(&long)), Some(&alice.token))
+        .await;
     assert_err(code, &v, 400, "M_BAD_JSON");
     let many: Vec<String> = (0..501).map(|i| format!("t{i}")).collect();
     let (code, v) = app
@@ -192,7 +202,8 @@ async fn glob_filters_are_linear_and_bounded() {
         .await;
     assert_err(code, &v, 400, "M_BAD_JSON");
     let inline = json!({"room": {"timeline": {"types": ["*".repeat(300)]}}}).to_string();
-    let (code, v) = app.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&inline)), Some(&alice.token)).await;
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&inline)), Some(&alice.token)).await;
     assert_err(code, &v, 400, "M_BAD_JSON");
 }
 
@@ -243,28 +254,39 @@ async fn one_undecodable_event_row_is_skipped_not_fatal() {
     app.send_text(&alice, &room, "still readable").await;
     let pool = &app.running.as_ref().unwrap().state.store.pool;
     let poison = format!("{{\"content\":{}}}", nested(126));
-    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(&poison).bind(&bad).execute(pool).await.unwrap();
+    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
+        .bind(&poison)
+        .bind(&bad)
+        .execute(pool)
+        .await
+        .unwrap();
     let v = app.sync(&alice, "timeout=0").await;
     let timeline = v["rooms"]["join"][&room]["timeline"]["events"].to_string();
     assert!(timeline.contains("still readable") && !timeline.contains("to be damaged"), "{v}");
-    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)), Some(&alice.token)).await;
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)), Some(&alice.token)).await;
     assert_eq!(code, 200, "{v}");
     assert!(v.to_string().contains("still readable"), "{v}");
     // A damaged state event does not stop the room from loading after a restart either.
     let (_, name) =
         app.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)), Some(&alice.token)).await;
-    let name_id: String = sqlx::query_scalar(
-        "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = 'm.room.name'",
-    )
-    .bind(&room)
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    let name_id: String =
+        sqlx::query_scalar("SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = 'm.room.name'")
+            .bind(&room)
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(name["name"], "poisoned");
-    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(&poison).bind(&name_id).execute(pool).await.unwrap();
+    sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
+        .bind(&poison)
+        .bind(&name_id)
+        .execute(pool)
+        .await
+        .unwrap();
     let mut app = app;
     app.restart().await;
-    let (code, v) = app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&alice.token), json!({})).await;
+    let (code, v) =
+        app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&alice.token), json!({})).await;
     assert_eq!(code, 200, "{v}");
 }
 
@@ -274,9 +296,8 @@ async fn one_undecodable_event_row_is_skipped_not_fatal() {
 async fn profile_alias_namespaces_are_reserved_for_the_server() {
     let app = TestApp::spawn().await;
     let mallory = app.register("mallory").await;
-    let (code, v) = app
-        .post("/_matrix/client/v3/createRoom", Some(&mallory.token), json!({"room_alias_name": "@victim"}))
-        .await;
+    let (code, v) =
+        app.post("/_matrix/client/v3/createRoom", Some(&mallory.token), json!({"room_alias_name": "@victim"})).await;
     assert_err(code, &v, 400, "M_INVALID_PARAM");
     let (code, v) = app
         .post("/_matrix/client/v3/createRoom", Some(&mallory.token), json!({"room_alias_name": "_profile_victim"}))
@@ -285,7 +306,11 @@ async fn profile_alias_namespaces_are_reserved_for_the_server() {
     let squat = app.create_room(&mallory, json!({})).await;
     for alias in ["#@victim:localhost", "#_profile_victim:localhost"] {
         let (code, v) = app
-            .put(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)), Some(&mallory.token), json!({"room_id": squat}))
+            .put(
+                &format!("/_matrix/client/v3/directory/room/{}", enc(alias)),
+                Some(&mallory.token),
+                json!({"room_id": squat}),
+            )
             .await;
         assert_err(code, &v, 400, "M_INVALID_PARAM");
     }
@@ -304,8 +329,14 @@ async fn profile_alias_namespaces_are_reserved_for_the_server() {
         let (code, v) = app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(alias)), None).await;
         assert_eq!(code, 200, "{v}");
         assert_eq!(v["room_id"], room.as_str(), "{alias} must name the victim's profile room");
-        let (code, v) =
-            app.raw(Method::DELETE, &format!("/_matrix/client/v3/directory/room/{}", enc(alias)), Some(&victim.token), None).await;
+        let (code, v) = app
+            .raw(
+                Method::DELETE,
+                &format!("/_matrix/client/v3/directory/room/{}", enc(alias)),
+                Some(&victim.token),
+                None,
+            )
+            .await;
         assert_err(code, &v, 403, "M_FORBIDDEN");
     }
 }
@@ -348,5 +379,90 @@ async fn power_level_changes_follow_the_spec_rules() {
     let mut ok = pl.clone();
     ok["events"]["m.room.topic"] = json!(50);
     let (code, v) = app.put(&path, Some(&bob.token), ok).await;
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Defect 11: devices per user were unbounded (3,000 devices made that user's presence merge
+/// 13× slower).
+#[tokio::test]
+async fn devices_per_user_are_limited() {
+    let app = TestApp::spawn_with(|c| c.max_devices_per_user = 3).await;
+    app.register("alice").await; // device 1
+    app.login("alice", "D2").await;
+    app.login("alice", "D3").await;
+    let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-123456", "device_id": "D4"});
+    let (code, v) = app.post("/_matrix/client/v3/login", None, body).await;
+    assert_err(code, &v, 403, "M_RESOURCE_LIMIT_EXCEEDED");
+    // Logging in again as an existing device is not a new device.
+    app.login("alice", "D3").await;
+}
+
+/// Defect 11: filters per user and filter size were unbounded (an 800 KB filter was stored).
+#[tokio::test]
+async fn filters_are_limited_in_number_and_size() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_filters_per_user = 2;
+        c.max_filter_bytes = 1024;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let path = format!("/_matrix/client/v3/user/{}/filter", enc(&alice.user_id));
+    let big: Vec<String> = (0..100).map(|i| format!("!room{i}:localhost")).collect();
+    let (code, v) = app.post(&path, Some(&alice.token), json!({"room": {"rooms": big}})).await;
+    assert_err(code, &v, 413, "M_TOO_LARGE");
+    let inline =
+        json!({"room": {"timeline": {"not_types": (0..100).map(|i| format!("m.type.{i}")).collect::<Vec<_>>()}}});
+    let (code, v) = app
+        .get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc(&inline.to_string())), Some(&alice.token))
+        .await;
+    assert_err(code, &v, 413, "M_TOO_LARGE");
+    for _ in 0..2 {
+        let (code, v) = app.post(&path, Some(&alice.token), json!({"room": {"timeline": {"limit": 5}}})).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = app.post(&path, Some(&alice.token), json!({})).await;
+    assert_err(code, &v, 403, "M_RESOURCE_LIMIT_EXCEEDED");
+}
+
+/// Defect 11: login was limited per IP only; password guessing from many IPs was not.
+#[tokio::test]
+async fn logins_are_limited_per_user() {
+    let app = TestApp::spawn_with(|c| {
+        c.login_rate_per_user_per_minute = 1;
+        c.login_rate_per_user_burst = 2;
+    })
+    .await;
+    app.register("alice").await;
+    app.register("bob").await;
+    let attempt = |user: &str, password: &str| json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password});
+    for _ in 0..2 {
+        let (code, v) = app.post("/_matrix/client/v3/login", None, attempt("alice", "wrong")).await;
+        assert_err(code, &v, 403, "M_FORBIDDEN");
+    }
+    let (code, v) = app.post("/_matrix/client/v3/login", None, attempt("alice", "pw-123456")).await;
+    assert_err(code, &v, 429, "M_LIMIT_EXCEEDED");
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{v}");
+    // Another user from the same IP is not affected.
+    app.login("bob", "B2").await;
+}
+
+/// Defect 11: presence PUTs had no per-user limit.
+#[tokio::test]
+async fn presence_changes_are_limited_per_user() {
+    let app = TestApp::spawn_with(|c| {
+        c.presence_rate_per_second = 1;
+        c.presence_rate_burst = 3;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    for _ in 0..3 {
+        let (code, v) = set_presence(&app, &alice, json!({"presence": "busy"})).await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = set_presence(&app, &alice, json!({"presence": "online"})).await;
+    assert_err(code, &v, 429, "M_LIMIT_EXCEEDED");
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{v}");
+    let (code, v) = set_presence(&app, &bob, json!({"presence": "online"})).await;
     assert_eq!(code, 200, "{v}");
 }

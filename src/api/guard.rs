@@ -18,9 +18,9 @@ const MAX_REJECTION_TEXT: usize = 1024;
 pub async fn reject_nul(req: Request, next: Next) -> Response {
     let uri = req.uri();
     let path_has_nul = percent_encoding::percent_decode_str(uri.path()).any(|b| b == 0);
-    let query_has_nul = uri.query().is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0'))
-    });
+    let query_has_nul = uri
+        .query()
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0')));
     if path_has_nul || query_has_nul {
         return MatrixError::invalid_param("NUL characters are not allowed in identifiers").into_response();
     }

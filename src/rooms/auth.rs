@@ -163,7 +163,8 @@ fn check_power_levels_change(old: &PowerLevels, sender: &str, have: i64, new: &V
 }
 
 /// The top-level levels rule c covers.
-const TOP_LEVEL_KEYS: [&str; 7] = ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
+const TOP_LEVEL_KEYS: [&str; 7] =
+    ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 fn check_membership(state: &RoomState, sender: &str, target: &str, membership: &str) -> Result<(), Denied> {
     let sender_m = state.membership(sender);

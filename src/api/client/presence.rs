@@ -50,6 +50,7 @@ async fn put_status(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("You cannot set the presence of another user"));
     }
+    s.limiter.check_presence(&session.user_id)?;
     let presence = match body.get("presence") {
         None | Some(Value::Null) => return Err(MatrixError::MissingParam("presence is required".into())),
         Some(Value::String(p)) => p.parse::<Presence>().map_err(|_| {

@@ -384,7 +384,9 @@ async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias:
 
 fn refuse_reserved_alias(alias: &str) -> Result<()> {
     if crate::profile::is_reserved_alias(alias) {
-        return Err(MatrixError::invalid_param("aliases starting with '@' or '_profile_' are reserved for profile rooms"));
+        return Err(MatrixError::invalid_param(
+            "aliases starting with '@' or '_profile_' are reserved for profile rooms",
+        ));
     }
     Ok(())
 }
