@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use ruma::api::client::{account, alias, context, membership, message, receipt, redact, state, sync};
-use ruma::api::{IncomingRequest, Metadata};
+use ruma::api::IncomingRequest;
 use seed::api::extract::parse_ruma;
 
 fn run<T: IncomingRequest>(uri: &str, args: &[&str], body: &[u8]) {
@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     // Layout: selector byte, then "uri \n arg \n arg \n arg \n body".
     let Some((&selector, rest)) = data.split_first() else { return };
     let mut fields = rest.splitn(5, |b| *b == b'\n');
-    let text = |f: Option<&[u8]>| std::str::from_utf8(f.unwrap_or_default()).unwrap_or("");
+    fn text(f: Option<&[u8]>) -> &str {
+        std::str::from_utf8(f.unwrap_or_default()).unwrap_or("")
+    }
     let uri = text(fields.next());
     let args = [text(fields.next()), text(fields.next()), text(fields.next())];
     let body = fields.next().unwrap_or_default();
