@@ -31,7 +31,7 @@ async fn bad_path_and_query_parameters_answer_matrix_json() {
     let cases = [
         "/_matrix/client/v3/presence/%FF%FE/status".to_owned(),
         "/_matrix/client/v3/profile/%FF%FE".to_owned(),
-        format!("/_matrix/client/v3/rooms/%C3%28/initialSync"),
+        "/_matrix/client/v3/rooms/%C3%28/initialSync".to_owned(),
         format!("/_matrix/client/v3/events?room_id={}&timeout=-1", enc(&room)),
         format!("/_matrix/client/v3/events?room_id={}&timeout=1e99", enc(&room)),
         format!("/_matrix/client/v3/rooms/{}/initialSync?limit=abc", enc(&room)),

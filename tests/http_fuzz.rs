@@ -80,8 +80,21 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 const QUERY_KEYS: &[&str] = &[
-    "timeout", "limit", "from", "to", "dir", "filter", "since", "set_presence", "room_id", "full_state", "username",
-    "membership", "not_membership", "format", "org.matrix.msc3032.device_kind",
+    "timeout",
+    "limit",
+    "from",
+    "to",
+    "dir",
+    "filter",
+    "since",
+    "set_presence",
+    "room_id",
+    "full_state",
+    "username",
+    "membership",
+    "not_membership",
+    "format",
+    "org.matrix.msc3032.device_kind",
 ];
 
 #[derive(Debug, Clone)]
@@ -142,9 +155,29 @@ fn json_value() -> impl Strategy<Value = Value> {
             proptest::collection::btree_map(
                 prop_oneof![
                     proptest::sample::select(vec![
-                        "presence", "status_msg", "membership", "body", "msgtype", "user_id", "room_id", "type",
-                        "identifier", "password", "displayname", "avatar_url", "users", "events", "room_alias_name",
-                        "preset", "initial_state", "invite", "timeout", "typing", "content", "reason", "m.read",
+                        "presence",
+                        "status_msg",
+                        "membership",
+                        "body",
+                        "msgtype",
+                        "user_id",
+                        "room_id",
+                        "type",
+                        "identifier",
+                        "password",
+                        "displayname",
+                        "avatar_url",
+                        "users",
+                        "events",
+                        "room_alias_name",
+                        "preset",
+                        "initial_state",
+                        "invite",
+                        "timeout",
+                        "typing",
+                        "content",
+                        "reason",
+                        "m.read",
                     ])
                     .prop_map(str::to_owned),
                     "[a-z_.]{0,10}",
@@ -191,10 +224,11 @@ fn case(rooms: Vec<String>, users: Vec<String>, names: Vec<String>) -> impl Stra
 
 fn url(case: &Case) -> (Method, String) {
     let (method, template) = ROUTES[case.route];
-    let path = template.replace("{room}", &case.room).replace("{user}", &case.user).replace("{a}", &case.a).replace(
-        "{b}",
-        &case.b,
-    );
+    let path = template
+        .replace("{room}", &case.room)
+        .replace("{user}", &case.user)
+        .replace("{a}", &case.a)
+        .replace("{b}", &case.b);
     let mut url = path;
     if !case.query.is_empty() {
         let q: String = url::form_urlencoded::Serializer::new(String::new())
@@ -270,9 +304,11 @@ async fn http_fuzz_never_5xx_and_always_matrix_errors() {
     // Still alive, and nobody's room is broken.
     let (code, v) = app.get("/_matrix/client/versions", None).await;
     assert_eq!(code, 200, "{v}");
-    let (code, v) = app.raw(Method::GET, "/_matrix/client/v3/sync?timeout=0", Some(&alice.token), None::<RawBody>).await;
+    let (code, v) =
+        app.raw(Method::GET, "/_matrix/client/v3/sync?timeout=0", Some(&alice.token), None::<RawBody>).await;
     assert_eq!(code, 200, "alice's /sync after fuzzing: {v}");
-    let (code, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)), Some(&alice.token)).await;
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)), Some(&alice.token)).await;
     assert_eq!(code, 200, "{v}");
     tokio::time::timeout(Duration::from_secs(10), app.sync(&alice, "timeout=0")).await.expect("sync answers");
 }
