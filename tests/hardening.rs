@@ -466,3 +466,20 @@ async fn presence_changes_are_limited_per_user() {
     let (code, v) = set_presence(&app, &bob, json!({"presence": "online"})).await;
     assert_eq!(code, 200, "{v}");
 }
+
+/// Defect 3, storage side: one row PostgreSQL refuses (NUL in text) must not fail the flush of
+/// everyone else's presence (the batch used to be retried whole, forever).
+#[tokio::test]
+async fn one_bad_presence_row_does_not_block_the_flush_batch() {
+    let app = TestApp::spawn().await;
+    let store = &app.running.as_ref().unwrap().state.store;
+    let row = |user: &str, msg: &str| seed::store::PresenceRow {
+        user_id: user.into(),
+        manual: "busy".into(),
+        status_msg: Some(msg.into()),
+        last_active_ts: Some(1),
+    };
+    store.save_presence(&[row("@a:localhost", "poison\u{0}"), row("@b:localhost", "fine")]).await.expect("flush");
+    let saved = store.load_presence().await.unwrap();
+    assert!(saved.iter().any(|r| r.user_id == "@b:localhost" && r.status_msg.as_deref() == Some("fine")), "{saved:?}");
+}
