@@ -140,7 +140,7 @@ impl Services {
             busy_as: config.legacy_busy_as,
             initial_sync_offline: config.presence_initial_sync_offline,
         }));
-        let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
+        let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         Ok(Arc::new(Self {
             config,
             store,

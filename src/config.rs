@@ -31,6 +31,20 @@ pub struct Config {
     pub auth_rate_per_second: u32,
     /// Burst size for the login/registration rate limit.
     pub auth_rate_burst: u32,
+    /// Logins allowed per minute per user (any IP; 0 = unlimited), against password guessing.
+    pub login_rate_per_user_per_minute: u32,
+    /// Burst for the per-user login limit.
+    pub login_rate_per_user_burst: u32,
+    /// `PUT /presence/{userId}/status` allowed per second per user (0 = unlimited).
+    pub presence_rate_per_second: u32,
+    /// Burst for the per-user presence limit.
+    pub presence_rate_burst: u32,
+    /// Most devices (sessions) one user may have; a login beyond gets `M_RESOURCE_LIMIT_EXCEEDED`.
+    pub max_devices_per_user: usize,
+    /// Most stored `/sync` filters per user.
+    pub max_filters_per_user: usize,
+    /// Largest accepted filter (stored or inline), in bytes of JSON.
+    pub max_filter_bytes: usize,
     /// Largest accepted event, in bytes (the spec's limit is 65536).
     pub max_event_bytes: usize,
     /// Largest accepted request body, in bytes.
@@ -79,6 +93,13 @@ impl Default for Config {
             argon2_iterations: 2,
             auth_rate_per_second: 5,
             auth_rate_burst: 20,
+            login_rate_per_user_per_minute: 12,
+            login_rate_per_user_burst: 10,
+            presence_rate_per_second: 20,
+            presence_rate_burst: 200,
+            max_devices_per_user: 100,
+            max_filters_per_user: 200,
+            max_filter_bytes: 32768,
             max_event_bytes: 65536,
             max_request_bytes: 1024 * 1024,
             max_sync_timeout_ms: 300_000,
@@ -144,6 +165,34 @@ pub struct Cli {
     #[arg(long, env = "SEED_AUTH_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_rate_burst: Option<u32>,
+    /// Logins per minute per user, 0 = unlimited [default: 12]
+    #[arg(long, env = "SEED_LOGIN_RATE_PER_USER_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_rate_per_user_per_minute: Option<u32>,
+    /// Burst for the per-user login limit [default: 10]
+    #[arg(long, env = "SEED_LOGIN_RATE_PER_USER_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_rate_per_user_burst: Option<u32>,
+    /// Presence status PUTs per second per user, 0 = unlimited [default: 20]
+    #[arg(long, env = "SEED_PRESENCE_RATE_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_rate_per_second: Option<u32>,
+    /// Burst for the per-user presence limit [default: 200]
+    #[arg(long, env = "SEED_PRESENCE_RATE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_rate_burst: Option<u32>,
+    /// Most devices per user [default: 100]
+    #[arg(long, env = "SEED_MAX_DEVICES_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_devices_per_user: Option<usize>,
+    /// Most stored filters per user [default: 200]
+    #[arg(long, env = "SEED_MAX_FILTERS_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_filters_per_user: Option<usize>,
+    /// Largest filter in bytes [default: 32768]
+    #[arg(long, env = "SEED_MAX_FILTER_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_filter_bytes: Option<usize>,
     /// Largest event in bytes [default: 65536]
     #[arg(long, env = "SEED_MAX_EVENT_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@ use crate::error::MatrixError;
 
 pub mod client;
 pub mod extract;
+pub mod guard;
 pub mod ratelimit;
 
 /// Register `handler` for every path (r0, v3, unstable) ruma knows for `Req`.
@@ -55,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             MatrixError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }.into_response()
         })
+        .layer(axum::middleware::from_fn(guard::reject_nul))
+        .layer(axum::middleware::map_response(guard::matrix_errors))
         .layer(tower_http::cors::CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

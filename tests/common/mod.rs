@@ -64,6 +64,9 @@ pub fn test_config() -> Config {
         argon2_memory_kib: 8,
         argon2_iterations: 1,
         auth_rate_per_second: 0,
+        // Per-user limits are tested on their own (tests/hardening.rs); other tests run flat out.
+        login_rate_per_user_per_minute: 0,
+        presence_rate_per_second: 0,
         presence_device_timeout_ms: 600,
         presence_idle_after_ms: 800,
         presence_currently_active_ms: 400,

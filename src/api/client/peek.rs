@@ -129,7 +129,7 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         return Err(MatrixError::forbidden("You may not peek this room"));
     }
     let from = match q.from.as_deref() {
-        Some(t) => token::parse(t)?,
+        Some(t) => token::parse_at_most(t, s.stream.current())?,
         None => s.stream.current(),
     };
     let timeout = Duration::from_millis(q.timeout.unwrap_or(30_000).min(s.config.max_sync_timeout_ms));
@@ -141,6 +141,11 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         let upto = s.stream.current();
         let events = s.store.room_events_asc(&room_id, from + 1, upto + 1, 100).await?;
         if !events.is_empty() || timeout.is_zero() {
+            // Permission is checked again at delivery (as `/sync` peeks do): it may have been
+            // lost while this long-poll waited.
+            if !events.is_empty() && !s.peeks.can_peek(&session.user_id, &room_id).await? {
+                return Err(MatrixError::forbidden("You may no longer peek this room"));
+            }
             let end = events.last().map(|(p, _)| *p).unwrap_or(upto);
             let now = now_ms();
             let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
