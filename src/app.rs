@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use crate::account_data::AccountData;
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
 use crate::metrics::Metrics;
 use crate::peek::{PeekConfig, Peeks};
@@ -38,6 +39,7 @@ pub struct Services {
     pub forgotten: Arc<ForgottenRooms>,
     pub lists: Arc<PresenceLists>,
     pub metrics: Arc<Metrics>,
+    pub e2ee: Arc<E2ee>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -140,6 +142,17 @@ impl Services {
             busy_as: config.legacy_busy_as,
             initial_sync_offline: config.presence_initial_sync_offline,
         }));
+        let e2ee = E2ee::new(
+            store.clone(),
+            rooms.clone(),
+            accounts.clone(),
+            stream.clone(),
+            notifier.clone(),
+            config.max_event_bytes,
+        )
+        .await?;
+        sync.add_source(e2ee.clone());
+        rooms.add_observer(e2ee.clone());
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         Ok(Arc::new(Self {
             config,
@@ -157,6 +170,7 @@ impl Services {
             forgotten,
             lists,
             metrics,
+            e2ee,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

@@ -55,6 +55,9 @@ pub enum MatrixError {
     UiaRequired(serde_json::Value),
     #[error("{0}")]
     UserDeactivated(String),
+    /// Key backup: uploads go to the current backup version only.
+    #[error("Wrong backup version, current is {current_version}")]
+    WrongRoomKeysVersion { current_version: String },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -94,13 +97,17 @@ impl MatrixError {
             Self::BadState(_) => "M_BAD_STATE",
             Self::UiaRequired(_) => "M_FORBIDDEN",
             Self::UserDeactivated(_) => "M_USER_DEACTIVATED",
+            Self::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
             Self::Unknown(_) | Self::Internal(_) => "M_UNKNOWN",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden(_) | Self::UserDeactivated(_) | Self::ResourceLimitExceeded(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_)
+            | Self::UserDeactivated(_)
+            | Self::ResourceLimitExceeded(_)
+            | Self::WrongRoomKeysVersion { .. } => StatusCode::FORBIDDEN,
             Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::ServerControlled(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -146,6 +153,11 @@ impl IntoResponse for MatrixError {
                 "errcode": self.errcode(),
                 "error": self.to_string(),
                 "retry_after_ms": retry_after_ms,
+            }),
+            Self::WrongRoomKeysVersion { current_version } => json!({
+                "errcode": self.errcode(),
+                "error": self.to_string(),
+                "current_version": current_version,
             }),
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

@@ -106,6 +106,7 @@ impl Services {
         self.accounts.delete_device(session).await?;
         self.presence.remove_device(session).await;
         self.peeks.end_device(session).await?;
+        self.e2ee.device_removed(session).await?;
         Ok(())
     }
 

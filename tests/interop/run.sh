@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop tests: start a built seed-homeserver on a free loopback port and run the matrix-nio
-# pytest suite (tests/interop/test_nio.py) against it. Builds nothing itself.
+# pytest suites (tests/interop/test_nio.py, test_nio_e2ee.py) against it. Builds nothing itself.
 #
 # Usage: tests/interop/run.sh [SERVER_BINARY] [DATABASE]
 #   SERVER_BINARY  default: $CARGO_TARGET_DIR/release/seed-homeserver, else target/release/seed-homeserver
@@ -150,7 +150,7 @@ set +e
 (
     cd "$here"
     SEED_BASE_URL="$base_url" PYTHONDONTWRITEBYTECODE=1 \
-        "$venv/bin/python" -m pytest -p no:cacheprovider -v -rfEs --durations=5 test_nio.py
+        "$venv/bin/python" -m pytest -p no:cacheprovider -v -rfEs --durations=5 test_nio.py test_nio_e2ee.py
 )
 code=$?
 set -e

@@ -204,6 +204,7 @@ async fn start_session(
         )));
     }
     let token = s.accounts.issue_token(&session, display_name).await?;
+    s.e2ee.device_added(&session).await?;
     Ok(Json(json!({
         "user_id": user_id,
         "access_token": token,

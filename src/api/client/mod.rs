@@ -7,14 +7,17 @@ pub mod account;
 pub mod account_data;
 pub mod capabilities;
 pub mod filter;
+pub mod keys;
 pub mod peek;
 pub mod presence;
 pub mod presence_list;
 pub mod profile;
 pub mod receipts;
 pub mod room_extras;
+pub mod room_keys;
 pub mod rooms;
 pub mod sync;
+pub mod to_device;
 pub mod typing;
 pub mod versions;
 
@@ -32,5 +35,8 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = room_extras::routes(r);
     let r = capabilities::routes(r);
     let r = presence_list::routes(r);
+    let r = keys::routes(r);
+    let r = to_device::routes(r);
+    let r = room_keys::routes(r);
     sync::routes(r)
 }

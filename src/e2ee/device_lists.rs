@@ -1,0 +1,81 @@
+//! Device-list tracking (spec "Tracking the device list for a user"): a user's device list
+//! changes when a device logs in or out, uploads new device keys, or the cross-signing keys
+//! or signatures change. Everyone who shares a joined room with the user hears of it through
+//! `device_lists.changed`; starting to share a room also counts as a change, and sharing no
+//! room any more is reported in `device_lists.left`. Visibility is the presence one: shared
+//! joined rooms (`Rooms::room_peers`).
+use std::collections::BTreeSet;
+
+use super::E2ee;
+use crate::error::Result;
+
+impl E2ee {
+    /// Record a change of `user_id`'s device list and wake everyone who shares a room with
+    /// them (the user's own other devices included).
+    pub async fn device_list_changed(&self, user_id: &str) -> Result<()> {
+        let pos = self.stream.allocate();
+        self.store.e2e_set_device_list_change(user_id, pos.pos).await?;
+        let p = pos.pos;
+        self.device_list_pos.entry(user_id.to_owned()).and_modify(|v| *v = (*v).max(p)).or_insert(p);
+        pos.complete();
+        let peers = self.rooms.room_peers(user_id).await?;
+        self.notifier.wake(peers.iter().map(String::as_str), p);
+        Ok(())
+    }
+
+    /// Might `room_id` have had a membership event after `since`? `false` only when sure,
+    /// so the caller skips the query. The observer hears of an event just after its position
+    /// is published; until it has seen the room's newest event, the answer is "maybe".
+    fn membership_changed_since(&self, room_id: &str, since: i64) -> bool {
+        let last = self.rooms.last_position(room_id);
+        if last <= since {
+            return false;
+        }
+        if since < self.started_at {
+            return true;
+        }
+        match self.member_pos.get(room_id).map(|e| *e) {
+            Some((seen, member)) if seen >= last => member > since,
+            _ => true,
+        }
+    }
+
+    /// Users whose device lists `viewer` must re-fetch (`changed`) or may stop tracking
+    /// (`left`) for the changes in `(since, upto]`.
+    pub async fn device_list_delta(&self, viewer: &str, since: i64, upto: i64) -> Result<(Vec<String>, Vec<String>)> {
+        let peers = self.rooms.room_peers(viewer).await?;
+        let mut changed: BTreeSet<String> = peers
+            .iter()
+            .filter(|u| self.device_list_pos.get(u.as_str()).is_some_and(|p| *p > since && *p <= upto))
+            .cloned()
+            .collect();
+        // Membership changes in the window: users who may have started or stopped sharing a
+        // room with the viewer. Over-reporting `changed` only costs the client a key query.
+        let mut candidates: BTreeSet<String> = BTreeSet::new();
+        for (room_id, _membership, mpos) in self.rooms.memberships(viewer).await?.iter() {
+            if *mpos > since && *mpos <= upto {
+                // The viewer's own membership changed: everyone in the room is a candidate.
+                let state = self.rooms.state(room_id).await?;
+                candidates.extend(state.members_with(&["join"]).map(str::to_owned));
+            } else if *mpos <= since && self.membership_changed_since(room_id, since) {
+                for (_, ev) in self.rooms.store().room_state_events_between(room_id, since, upto).await? {
+                    if ev.kind == "m.room.member" && matches!(ev.membership(), Some("join" | "leave" | "ban")) {
+                        if let Some(target) = ev.state_key {
+                            candidates.insert(target);
+                        }
+                    }
+                }
+            }
+        }
+        candidates.remove(viewer);
+        let mut left = Vec::new();
+        for user in candidates {
+            if peers.contains(&user) {
+                changed.insert(user);
+            } else {
+                left.push(user);
+            }
+        }
+        Ok((changed.into_iter().collect(), left))
+    }
+}
