@@ -7,8 +7,10 @@ use tokio::net::TcpListener;
 use crate::account_data::AccountData;
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
+use crate::media::MediaRepo;
 use crate::metrics::Metrics;
 use crate::peek::{PeekConfig, Peeks};
 use crate::presence::access::PresenceAccess;
@@ -17,6 +19,8 @@ use crate::presence::lists::PresenceLists;
 use crate::presence::{PresenceEngine, PresenceRules};
 use crate::profile::privacy::ProfilePrivacySync;
 use crate::profile::ProfileRooms;
+use crate::push::PushRules;
+use crate::relations::Relations;
 use crate::rooms::Rooms;
 use crate::store::Store;
 use crate::sync::forgotten::ForgottenRooms;
@@ -39,6 +43,10 @@ pub struct Services {
     pub forgotten: Arc<ForgottenRooms>,
     pub lists: Arc<PresenceLists>,
     pub metrics: Arc<Metrics>,
+    pub media: Arc<MediaRepo>,
+    pub push: Arc<PushRules>,
+    pub directory: Arc<Directory>,
+    pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -154,6 +162,15 @@ impl Services {
         sync.add_source(e2ee.clone());
         rooms.add_observer(e2ee.clone());
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
+        let media = Arc::new(MediaRepo::new(
+            store.clone(),
+            config.media_path.clone(),
+            config.server_name.clone(),
+            config.max_upload_bytes,
+        )?);
+        let push = PushRules::new(store.clone(), account_data.clone());
+        let directory = Directory::new(store.clone(), rooms.clone());
+        let relations = Arc::new(Relations::new(store.clone()));
         Ok(Arc::new(Self {
             config,
             store,
@@ -170,6 +187,10 @@ impl Services {
             forgotten,
             lists,
             metrics,
+            media,
+            push,
+            directory,
+            relations,
             e2ee,
             limiter,
             uia_sessions: Default::default(),

@@ -79,6 +79,10 @@ pub struct Config {
     pub presence_max_room_members: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
+    /// Directory uploaded media and thumbnails are stored in.
+    pub media_path: PathBuf,
+    /// Largest accepted upload, in bytes (`413 M_TOO_LARGE` above it).
+    pub max_upload_bytes: usize,
 }
 
 impl Default for Config {
@@ -117,6 +121,8 @@ impl Default for Config {
             presence_initial_sync_offline: false,
             presence_max_room_members: 0,
             log: "info,sqlx=warn".into(),
+            media_path: PathBuf::from("data/media"),
+            max_upload_bytes: 50 * 1024 * 1024,
         }
     }
 }
@@ -261,6 +267,14 @@ pub struct Cli {
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Directory for uploaded media [default: data/media]
+    #[arg(long, env = "SEED_MEDIA_PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_path: Option<PathBuf>,
+    /// Largest upload in bytes [default: 52428800]
+    #[arg(long, env = "SEED_MAX_UPLOAD_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_upload_bytes: Option<usize>,
 }
 
 impl Config {

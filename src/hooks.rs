@@ -62,6 +62,7 @@ impl Services {
             ev.content = serde_json::json!({});
         }
         let pdu = self.rooms.send(room_id, &session.user_id, ev).await?;
+        self.relations.record(&pdu).await?;
         if is_status {
             self.presence.set_status_msg(session, status).await;
         }

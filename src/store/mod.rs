@@ -10,19 +10,25 @@ use sqlx::{AnyPool, Executor};
 
 mod account_data;
 mod accounts;
+mod directory;
 mod filters;
+mod media;
 mod presence;
 mod presence_lists;
 mod profile;
+mod pushers;
 mod receipts;
 mod redaction;
+mod relations;
 mod rooms;
 
 pub use account_data::*;
 pub use accounts::*;
+pub use media::*;
 pub use presence::*;
 pub use presence_lists::*;
 pub use receipts::*;
+pub use relations::*;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -105,6 +105,7 @@ impl TestApp {
         let mut config = test_config();
         let (database_url, pg) = database_url(&dir).await;
         config.database_url = database_url;
+        config.media_path = dir.0.join("media");
         tweak(&mut config);
         let running = spawn(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);

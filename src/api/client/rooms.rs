@@ -126,6 +126,9 @@ async fn create_room(
         is_direct: body.is_direct,
     };
     let room_id = s.create_room(&session.user_id, &spec).await?;
+    if spec.visibility_public {
+        s.directory.set_published(&session.user_id, &room_id, true).await?;
+    }
     if let Some(alias) = alias {
         if !s.store.insert_alias(&alias, &room_id, &session.user_id).await? {
             return Err(MatrixError::RoomInUse("Room alias already taken".into()));

@@ -1,0 +1,96 @@
+//! Room directory (`/publicRooms`, `/directory/list/room/{roomId}`) and user directory search.
+use axum::extract::State;
+use axum::{Json, Router};
+use ruma::api::client::directory::{
+    get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+};
+use ruma::api::client::room::Visibility;
+use ruma::api::client::user_directory::search_users;
+use serde_json::{json, Value};
+
+use crate::api::extract::{Auth, Ruma};
+use crate::api::ruma_route;
+use crate::app::AppState;
+use crate::directory::PublicRoomsPage;
+use crate::error::{MatrixError, Result};
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = ruma_route::<get_public_rooms::v3::Request, _, _>(r, public_rooms);
+    let r = ruma_route::<get_public_rooms_filtered::v3::Request, _, _>(r, public_rooms_filtered);
+    let r = ruma_route::<get_room_visibility::v3::Request, _, _>(r, get_visibility);
+    let r = ruma_route::<set_room_visibility::v3::Request, _, _>(r, set_visibility);
+    ruma_route::<search_users::v3::Request, _, _>(r, user_search)
+}
+
+/// Only this server's directory: there is no federation to ask another server's.
+fn check_server(s: &AppState, server: Option<&ruma::ServerName>) -> Result<()> {
+    match server {
+        Some(name) if name.as_str() != s.config.server_name => {
+            Err(MatrixError::invalid_param("This server cannot list another server's rooms"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn page_body(page: PublicRoomsPage) -> Json<Value> {
+    let mut body = json!({"chunk": page.chunk, "total_room_count_estimate": page.total});
+    if let Some(n) = page.next_batch {
+        body["next_batch"] = json!(n);
+    }
+    if let Some(p) = page.prev_batch {
+        body["prev_batch"] = json!(p);
+    }
+    Json(body)
+}
+
+/// `GET /publicRooms` needs no access token (spec).
+async fn public_rooms(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_public_rooms::v3::Request>,
+) -> Result<Json<Value>> {
+    check_server(&s, req.server.as_deref())?;
+    let page = s.directory.public_rooms(None, req.limit.map(u64::from), req.since.as_deref()).await?;
+    Ok(page_body(page))
+}
+
+async fn public_rooms_filtered(
+    State(s): State<AppState>,
+    Auth(_): Auth,
+    Ruma(req): Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<Json<Value>> {
+    check_server(&s, req.server.as_deref())?;
+    let term = req.filter.generic_search_term.as_deref();
+    let page = s.directory.public_rooms(term, req.limit.map(u64::from), req.since.as_deref()).await?;
+    Ok(page_body(page))
+}
+
+async fn get_visibility(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_room_visibility::v3::Request>,
+) -> Result<Json<Value>> {
+    let published = s.directory.is_published(req.room_id.as_str()).await?;
+    Ok(Json(json!({"visibility": if published { "public" } else { "private" }})))
+}
+
+async fn set_visibility(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<set_room_visibility::v3::Request>,
+) -> Result<Json<Value>> {
+    let published = match req.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
+    };
+    s.directory.set_published(&session.user_id, req.room_id.as_str(), published).await?;
+    Ok(Json(json!({})))
+}
+
+async fn user_search(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<search_users::v3::Request>,
+) -> Result<Json<Value>> {
+    let (results, limited) = s.directory.search_users(&session.user_id, &req.search_term, u64::from(req.limit)).await?;
+    Ok(Json(json!({"results": results, "limited": limited})))
+}

@@ -1,0 +1,135 @@
+//! Push rules, pushers and notifications (spec "Push Notifications").
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use ruma::api::client::push::{
+    delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+    get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions,
+    set_pushrule_enabled,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::extract::{Auth, MatrixJson, Ruma};
+use crate::api::{client_route, ruma_route};
+use crate::app::AppState;
+use crate::error::{MatrixError, Result};
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    let r = ruma_route::<get_pushrules_all::v3::Request, _, _>(r, all_rules);
+    // Some clients leave out the trailing slash.
+    let r = client_route(r, "/pushrules", get(all_rules));
+    let r = ruma_route::<get_pushrules_global_scope::v3::Request, _, _>(r, global_rules);
+    let r = client_route(r, "/pushrules/global", get(global_rules));
+    let r = ruma_route::<get_pushrule::v3::Request, _, _>(r, get_rule);
+    let r = ruma_route::<set_pushrule::v3::Request, _, _>(r, set_rule);
+    let r = ruma_route::<delete_pushrule::v3::Request, _, _>(r, delete_rule);
+    let r = ruma_route::<get_pushrule_enabled::v3::Request, _, _>(r, get_enabled);
+    let r = ruma_route::<set_pushrule_enabled::v3::Request, _, _>(r, set_enabled);
+    let r = ruma_route::<get_pushrule_actions::v3::Request, _, _>(r, get_actions);
+    let r = ruma_route::<set_pushrule_actions::v3::Request, _, _>(r, set_actions);
+    let r = ruma_route::<get_pushers::v3::Request, _, _>(r, pushers);
+    let r = ruma_route::<set_pusher::v3::Request, _, _>(r, set_pusher_handler);
+    ruma_route::<get_notifications::v3::Request, _, _>(r, notifications)
+}
+
+async fn all_rules(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
+    Ok(Json(json!({"global": s.push.ruleset_json(&session.user_id).await?})))
+}
+
+async fn global_rules(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
+    Ok(Json(s.push.ruleset_json(&session.user_id).await?))
+}
+
+async fn get_rule(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_pushrule::v3::Request>,
+) -> Result<Json<Value>> {
+    Ok(Json(s.push.rule_json(&session.user_id, &req.kind, &req.rule_id).await?))
+}
+
+async fn set_rule(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<set_pushrule::v3::Request>,
+) -> Result<Json<Value>> {
+    s.push.insert(&session.user_id, req.rule, req.after.as_deref(), req.before.as_deref()).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_rule(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<delete_pushrule::v3::Request>,
+) -> Result<Json<Value>> {
+    s.push.remove(&session.user_id, req.kind, &req.rule_id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn get_enabled(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_pushrule_enabled::v3::Request>,
+) -> Result<Json<Value>> {
+    let rule = s.push.rule_json(&session.user_id, &req.kind, &req.rule_id).await?;
+    Ok(Json(json!({"enabled": rule["enabled"]})))
+}
+
+async fn set_enabled(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<set_pushrule_enabled::v3::Request>,
+) -> Result<Json<Value>> {
+    s.push.set_enabled(&session.user_id, req.kind, &req.rule_id, req.enabled).await?;
+    Ok(Json(json!({})))
+}
+
+async fn get_actions(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<get_pushrule_actions::v3::Request>,
+) -> Result<Json<Value>> {
+    let rule = s.push.rule_json(&session.user_id, &req.kind, &req.rule_id).await?;
+    Ok(Json(json!({"actions": rule["actions"]})))
+}
+
+async fn set_actions(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<set_pushrule_actions::v3::Request>,
+) -> Result<Json<Value>> {
+    s.push.set_actions(&session.user_id, req.kind, &req.rule_id, req.actions).await?;
+    Ok(Json(json!({})))
+}
+
+async fn pushers(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
+    Ok(Json(json!({"pushers": s.push.pushers(&session.user_id).await?})))
+}
+
+#[derive(Deserialize)]
+struct SetPusherBody {
+    #[serde(default)]
+    append: bool,
+    #[serde(flatten)]
+    pusher: serde_json::Map<String, Value>,
+}
+
+/// `POST /pushers/set`: kept as sent (clients read their pushers back verbatim).
+async fn set_pusher_handler(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    MatrixJson(body): MatrixJson<SetPusherBody>,
+) -> Result<Json<Value>> {
+    s.push.set_pusher(&session.user_id, &Value::Object(body.pusher), body.append).await?;
+    Ok(Json(json!({})))
+}
+
+/// No push gateway and no notification log yet: an empty list (the spec allows a server to
+/// keep none).
+async fn notifications(Auth(_): Auth, Ruma(req): Ruma<get_notifications::v3::Request>) -> Result<Json<Value>> {
+    if req.only.as_ref().is_some_and(|o| o.len() > 64) {
+        return Err(MatrixError::invalid_param("'only' is too long"));
+    }
+    Ok(Json(json!({"notifications": []})))
+}
