@@ -10,6 +10,7 @@ pub mod engine;
 pub mod legacy;
 pub mod lists;
 pub mod merge;
+pub mod status_log;
 pub mod timer;
 pub mod types;
 
