@@ -21,9 +21,9 @@ use super::{
     ManualStatus, Presence, PresenceRules,
 };
 use crate::accounts::Session;
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::rooms::now_ms;
-use crate::error::Result;
 use crate::store::{StatusWrite, Store};
 use crate::sync::{Notifier, StreamHub};
 
@@ -273,13 +273,23 @@ impl PresenceEngine {
     ///
     /// Runs in its own task: once queued, the write is committed and applied even if the client
     /// goes away, so memory never falls behind the database.
-    pub async fn set_manual(self: &Arc<Self>, session: &Session, presence: Presence, status_msg: Option<String>) -> Result<()> {
+    pub async fn set_manual(
+        self: &Arc<Self>,
+        session: &Session,
+        presence: Presence,
+        status_msg: Option<String>,
+    ) -> Result<()> {
         let this = self.clone();
         let session = session.clone();
         spawn_to_completion(async move { this.set_manual_durably(&session, presence, status_msg).await }).await
     }
 
-    async fn set_manual_durably(&self, session: &Session, presence: Presence, status_msg: Option<String>) -> Result<()> {
+    async fn set_manual_durably(
+        &self,
+        session: &Session,
+        presence: Presence,
+        status_msg: Option<String>,
+    ) -> Result<()> {
         let manual = ManualStatus::from(presence);
         let write = StatusWrite::Manual {
             user_id: session.user_id.clone(),
@@ -545,7 +555,9 @@ fn history_device(last_active_ts: i64) -> DeviceEntry {
 
 /// Run `fut` in its own task and wait for it: cancelling the caller (client gone) does not
 /// cancel the work, which must finish what it started (commit, then apply in memory).
-async fn spawn_to_completion<T: Send + 'static>(fut: impl std::future::Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+async fn spawn_to_completion<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
     tokio::spawn(fut).await.map_err(|e| crate::error::MatrixError::Internal(e.into()))?
 }
 
