@@ -329,6 +329,12 @@ async fn acknowledged_writes_survive_kill_9_at_random_points() {
         server = Server::start(&db).await;
         app.base = server.base.clone();
         let snapshot = acked.lock().clone();
+        eprintln!(
+            "round {round}: kill -9 after {delay} ms; acknowledged so far: statuses up to {:?}, {} messages, state up to {:?}",
+            snapshot.iter().map(|a| a.status).collect::<Vec<_>>(),
+            snapshot.iter().map(|a| a.messages.len()).sum::<usize>(),
+            snapshot.iter().map(|a| a.state).collect::<Vec<_>>(),
+        );
         for (k, user) in users.iter().enumerate() {
             let a = &snapshot[k];
             total_status_acks += a.status;
