@@ -414,23 +414,23 @@ async fn sigterm_answers_long_polls_and_exits_promptly() {
     let db = Database::fresh().await;
     let mut server = Server::start(&db).await;
     let app = TestApp::remote(server.base.clone());
-    let user = app.register("sleeper").await;
-    let since = app.sync(&user, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
-
-    let poll = {
-        let (http, base, token) = (app.http.clone(), app.base.clone(), user.token.clone());
+    // One `/sync` long-poll and one legacy `/events` long-poll (over the peeker's own profile
+    // room), each asking to wait two minutes.
+    let syncer = app.register("syncer").await;
+    let since = app.sync(&syncer, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
+    let peeker = app.register("peeker").await;
+    let room = profile_room(&app, &peeker).await;
+    let long_poll = |path: String, token: String| {
+        let (http, base) = (app.http.clone(), app.base.clone());
         tokio::spawn(async move {
-            let resp = http
-                .get(format!("{base}/_matrix/client/v3/sync?since={since}&timeout=120000"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("the long-poll is answered");
+            let resp = http.get(format!("{base}{path}")).bearer_auth(token).send().await.expect("answered");
             let status = resp.status();
             (status, resp.json::<Value>().await.expect("JSON"), Instant::now())
         })
     };
-    // Wait until the long-poll is parked on its wake-up.
+    let sync = long_poll(format!("/_matrix/client/v3/sync?since={since}&timeout=120000"), syncer.token.clone());
+    let events = long_poll(format!("/_matrix/client/v3/events?room_id={}&timeout=120000", enc(&room)), peeker.token);
+    // Wait until both are parked on their wake-ups.
     let parked = Instant::now();
     loop {
         let (_, metrics) = app.get("/_seed/metrics", None).await;
@@ -439,24 +439,29 @@ async fn sigterm_answers_long_polls_and_exits_promptly() {
             .and_then(|m| m.lines().find_map(|l| l.strip_prefix("seed_sync_waiting_users ")))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if waiting >= 1 {
+        if waiting >= 2 {
             break;
         }
-        assert!(parked.elapsed() < Duration::from_secs(10), "the long-poll never parked");
+        assert!(parked.elapsed() < Duration::from_secs(10), "the long-polls never parked");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     let term = Instant::now();
     let ok = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
     assert!(ok.success());
-    let (status, body, answered) =
-        tokio::time::timeout(Duration::from_secs(5), poll).await.expect("long-poll answered after SIGTERM").unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert!(body["next_batch"].is_string(), "{body}");
-    assert!(answered - term < Duration::from_secs(2), "answered {:?} after SIGTERM", answered - term);
+    for (poll, field) in [(sync, "next_batch"), (events, "end")] {
+        let (status, body, answered) = tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .expect("long-poll answered after SIGTERM")
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body[field].is_string(), "{body}");
+        assert!(answered - term < Duration::from_secs(2), "answered {:?} after SIGTERM", answered - term);
+    }
     let exit = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
         .await
         .expect("the server exits within 5 s of SIGTERM")
         .unwrap();
     assert!(exit.success(), "exit status {exit}");
+    eprintln!("exited {:?} after SIGTERM", term.elapsed());
 }
