@@ -60,35 +60,42 @@ impl Store {
 
     /// Write a group of acknowledged status writes in one transaction, in order (a later write
     /// of the same user wins). The caller answers the requests only once this returned `Ok`.
+    ///
+    /// The group is first folded to one row per user, then written with one multi-row upsert
+    /// per kind: a group of hundreds of PUTs costs a handful of round trips, not hundreds.
     pub async fn save_status_batch(&self, writes: &[&StatusWrite]) -> sqlx::Result<()> {
-        if writes.is_empty() {
+        let (full, status_only) = fold_status_writes(writes);
+        if full.is_empty() && status_only.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for w in writes {
-            match w {
-                StatusWrite::Manual { user_id, manual, status_msg } => {
-                    sqlx::query(
-                        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ($1, $2, $3, NULL) \
-                         ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
-                    )
-                    .bind(user_id)
-                    .bind(manual)
-                    .bind(status_msg.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StatusWrite::StatusMsg { user_id, status_msg } => {
-                    sqlx::query(
-                        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ($1, 'online', $2, NULL) \
-                         ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
-                    )
-                    .bind(user_id)
-                    .bind(status_msg.as_deref())
-                    .execute(&mut *tx)
-                    .await?;
-                }
+        for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, NULL)", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (user_id, manual, status_msg) in chunk {
+                q = q.bind(*user_id).bind(*manual).bind(*status_msg);
             }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in status_only.chunks(STATUS_ROWS_PER_STATEMENT) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("(${}, 'online', ${}, NULL)", 2 * i + 1, 2 * i + 2)).collect();
+            let sql = format!(
+                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (user_id, status_msg) in chunk {
+                q = q.bind(*user_id).bind(*status_msg);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -105,5 +112,71 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await
+    }
+}
+
+/// Rows per multi-row upsert (3 parameters each: far below SQLite's and PostgreSQL's limits).
+const STATUS_ROWS_PER_STATEMENT: usize = 500;
+
+/// A user's full row (manual status and text) or their status text alone.
+type FullRow<'a> = (&'a str, &'a str, Option<&'a str>);
+type StatusOnlyRow<'a> = (&'a str, Option<&'a str>);
+
+/// Fold writes, in order, to one row per user (an upsert may not touch a row twice): a
+/// `Manual` write sets both columns, a `StatusMsg` write the text only, the later one wins.
+fn fold_status_writes<'a>(writes: &[&'a StatusWrite]) -> (Vec<FullRow<'a>>, Vec<StatusOnlyRow<'a>>) {
+    let mut order: Vec<&'a str> = Vec::new();
+    let mut rows: std::collections::HashMap<&'a str, (Option<&'a str>, Option<&'a str>)> = Default::default();
+    for w in writes {
+        let (user, manual, status) = match w {
+            StatusWrite::Manual { user_id, manual, status_msg } => (user_id, Some(manual.as_str()), status_msg),
+            StatusWrite::StatusMsg { user_id, status_msg } => (user_id, None, status_msg),
+        };
+        let row = rows.entry(user.as_str()).or_insert_with(|| {
+            order.push(user.as_str());
+            (None, None)
+        });
+        if manual.is_some() {
+            row.0 = manual;
+        }
+        row.1 = status.as_deref();
+    }
+    let (mut full, mut status_only) = (Vec::new(), Vec::new());
+    for user in order {
+        match rows[user] {
+            (Some(manual), status) => full.push((user, manual, status)),
+            (None, status) => status_only.push((user, status)),
+        }
+    }
+    (full, status_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manual(u: &str, m: &str, s: Option<&str>) -> StatusWrite {
+        StatusWrite::Manual { user_id: u.into(), manual: m.into(), status_msg: s.map(Into::into) }
+    }
+
+    fn text(u: &str, s: Option<&str>) -> StatusWrite {
+        StatusWrite::StatusMsg { user_id: u.into(), status_msg: s.map(Into::into) }
+    }
+
+    #[test]
+    fn folding_keeps_the_last_write_per_user_in_first_seen_order() {
+        let writes = [
+            manual("@a:x", "busy", Some("one")),
+            text("@b:x", Some("b1")),
+            manual("@a:x", "online", None),
+            text("@a:x", Some("two")),
+            text("@b:x", None),
+            text("@c:x", Some("c")),
+            manual("@c:x", "offline", Some("hidden")),
+        ];
+        let refs: Vec<&StatusWrite> = writes.iter().collect();
+        let (full, status_only) = fold_status_writes(&refs);
+        assert_eq!(full, vec![("@a:x", "online", Some("two")), ("@c:x", "offline", Some("hidden"))]);
+        assert_eq!(status_only, vec![("@b:x", None)]);
     }
 }
