@@ -41,6 +41,21 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Drop a PostgreSQL test database once its server is gone (SQLite files go with `Drop`).
+    async fn remove(&self) {
+        if let (Ok(admin), Ok(url)) = (std::env::var("SEED_TEST_DATABASE_URL"), url::Url::parse(&self.url)) {
+            if url.scheme().starts_with("postgres") {
+                use sqlx::Connection;
+                let name = url.path().trim_start_matches('/').to_owned();
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -222,6 +237,7 @@ async fn acknowledged_status_survives_kill_9() {
         app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id)), Some(&alice.token)).await;
     assert_eq!(v["presence"], "busy", "{v}");
     server.crash().await;
+    db.remove().await;
 }
 
 /// Issue 10's crash test: writers of statuses, messages and state events race a `kill -9` at
@@ -405,6 +421,7 @@ async fn acknowledged_writes_survive_kill_9_at_random_points() {
     }
     assert!(total_status_acks > 0, "the writers got nothing acknowledged; the test tested nothing");
     server.crash().await;
+    db.remove().await;
 }
 
 /// Regression (issue 10, defect 10): SIGTERM answers a long-poll at once (with what it has)
@@ -463,5 +480,6 @@ async fn sigterm_answers_long_polls_and_exits_promptly() {
         .expect("the server exits within 5 s of SIGTERM")
         .unwrap();
     assert!(exit.success(), "exit status {exit}");
+    db.remove().await;
     eprintln!("exited {:?} after SIGTERM", term.elapsed());
 }
