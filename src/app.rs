@@ -138,6 +138,8 @@ impl Services {
         .await?;
         presence.add_listener(profiles.clone());
         profiles.attach_presence(presence.clone());
+        // After a crash the rooms may lag the engine: they agree before we serve.
+        profiles.reconcile(&presence).await?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
         peeks.start(shutdown_rx.clone());
@@ -207,6 +209,10 @@ impl Services {
     }
 }
 
+/// How long a stopping server waits for requests still running after long-polls were told
+/// to answer; whatever is still running then is cut off.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -216,10 +222,17 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop serving, then stop background work and flush what is only in memory.
+    /// Stop serving: long-polls answer at once with what they have, the listener closes and
+    /// running requests finish (within [`SHUTDOWN_GRACE`]); then background work stops and
+    /// flushes what is only in memory.
     pub async fn stop(self) {
+        self.state.notifier.close();
         let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+            tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; cutting them off");
+            task.abort();
+        }
         self.state.stop().await;
     }
 }

@@ -64,7 +64,9 @@ impl Services {
         let pdu = self.rooms.send(room_id, &session.user_id, ev).await?;
         self.relations.record(&pdu).await?;
         if is_status {
-            self.presence.set_status_msg(session, status).await;
+            // Durable before the answer; if we crash between the room event and this write,
+            // the engine wins at startup and the room is set back (msc/README.md §2).
+            self.presence.set_status_msg(session, status).await?;
         }
         self.presence.activity(session).await;
         Ok(pdu)
@@ -141,8 +143,7 @@ impl Services {
         presence: Presence,
         status_msg: Option<String>,
     ) -> Result<()> {
-        self.presence.set_manual(session, presence, status_msg).await;
-        Ok(())
+        self.presence.set_manual(session, presence, status_msg).await
     }
 
     /// `GET /profile/{userId}` names the profile room (MSC1769, unstable field).

@@ -471,15 +471,23 @@ async fn presence_changes_are_limited_per_user() {
 /// everyone else's presence (the batch used to be retried whole, forever).
 #[tokio::test]
 async fn one_bad_presence_row_does_not_block_the_flush_batch() {
+    // Status writes are group-committed (src/presence/status_log.rs): a group holding a row
+    // the database refuses (NUL in text on PostgreSQL) is retried one write at a time, so only
+    // the bad write fails and the others in its group are stored.
     let app = TestApp::spawn().await;
-    let store = &app.running.as_ref().unwrap().state.store;
-    let row = |user: &str, msg: &str| seed::store::PresenceRow {
+    let store = app.running.as_ref().unwrap().state.store.clone();
+    let log = seed::presence::status_log::StatusLog::new(store.clone());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let write = |user: &str, msg: &str| seed::store::StatusWrite::Manual {
         user_id: user.into(),
         manual: "busy".into(),
         status_msg: Some(msg.into()),
-        last_active_ts: Some(1),
     };
-    store.save_presence(&[row("@a:localhost", "poison\u{0}"), row("@b:localhost", "fine")]).await.expect("flush");
+    let (poison, fine) =
+        tokio::join!(log.write(write("@a:localhost", "poison\u{0}")), log.write(write("@b:localhost", "fine")));
+    log.start(stop_rx);
+    let _ = poison;
+    fine.expect("the good write of the group is stored");
     let saved = store.load_presence().await.unwrap();
     assert!(saved.iter().any(|r| r.user_id == "@b:localhost" && r.status_msg.as_deref() == Some("fine")), "{saved:?}");
 }

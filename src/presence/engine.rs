@@ -1,8 +1,9 @@
 //! The effective-presence engine (MSC3032): per-device reports and the manual status of every
 //! user, merged with [`effective`] whenever an input changes or a deadline passes.
 //!
-//! - In memory per user; the manual status, status message and last-active time are flushed
-//!   to the database in batches (write-behind), so a restart keeps them.
+//! - In memory per user. The manual status and status message are written to the database
+//!   before they are acknowledged (group commit, [`StatusLog`]) and applied in memory after;
+//!   the last-active time is flushed in batches (write-behind). A restart keeps all three.
 //! - Timers live in one [`DeadlineQueue`]: a tick costs O(users whose deadline passed).
 //! - A change is emitted only when the presence as others see it really changed; it gets a
 //!   stream position and wakes exactly the users who may see it.
@@ -15,14 +16,16 @@ use tokio::sync::Notify;
 
 use super::access::PresenceAccess;
 use super::policy::PresenceMode;
+use super::status_log::StatusLog;
 use super::{
     effective, is_proactive, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, EffectiveView,
     ManualStatus, Presence, PresenceRules,
 };
 use crate::accounts::Session;
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::rooms::now_ms;
-use crate::store::{PresenceRow, Store};
+use crate::store::{StatusWrite, Store};
 use crate::sync::{Notifier, StreamHub};
 
 /// Device id of the synthetic, never-live device that keeps a user's last-active time across
@@ -39,6 +42,10 @@ struct DeviceEntry {
 struct UserEntry {
     manual: ManualStatus,
     status_msg: Option<String>,
+    /// [`StatusLog`] sequence numbers of the manual status and status text applied last: an
+    /// older write that commits first is never applied over a newer one.
+    manual_seq: u64,
+    status_seq: u64,
     devices: HashMap<String, DeviceEntry>,
     /// The latest merge result.
     view: EffectiveView,
@@ -54,6 +61,8 @@ impl Default for UserEntry {
         Self {
             manual: ManualStatus::Online,
             status_msg: None,
+            manual_seq: 0,
+            status_seq: 0,
             devices: HashMap::new(),
             view: EffectiveView { public: EffectivePresence::offline(), own: EffectivePresence::offline() },
             published: EffectivePresence::offline(),
@@ -105,6 +114,7 @@ pub struct PresenceEngine {
     notifier: Arc<Notifier>,
     pub access: Arc<PresenceAccess>,
     store: Store,
+    status_log: Arc<StatusLog>,
     listeners: parking_lot::RwLock<Vec<Arc<dyn PresenceListener>>>,
     pub metrics: Arc<Metrics>,
 }
@@ -136,6 +146,7 @@ impl PresenceEngine {
             stream,
             notifier,
             access,
+            status_log: StatusLog::new(store.clone()),
             store,
             listeners: Default::default(),
             metrics,
@@ -183,8 +194,10 @@ impl PresenceEngine {
         self.listeners.write().push(l);
     }
 
-    /// Run the deadline queue and the write-behind flush until `shutdown` fires; flush on exit.
+    /// Run the deadline queue, the status committer and the write-behind flush until
+    /// `shutdown` fires; flush on exit.
     pub fn start(self: &Arc<Self>, flush_every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.status_log.start(shutdown.clone());
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
@@ -207,26 +220,22 @@ impl PresenceEngine {
         });
     }
 
-    /// Write the dirty users' persistent fields in one transaction.
+    /// Write the dirty users' last-active times in one transaction (write-behind; the manual
+    /// status and status text are already durable, see [`StatusLog`]).
     pub async fn flush(&self) {
         let users: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
         if users.is_empty() {
             return;
         }
-        let rows: Vec<PresenceRow> = users
+        let rows: Vec<(String, i64)> = users
             .iter()
             .filter_map(|u| {
                 let e = self.users.get(u)?;
-                Some(PresenceRow {
-                    user_id: u.clone(),
-                    manual: manual_str(e.manual).into(),
-                    status_msg: e.status_msg.clone(),
-                    last_active_ts: e.devices.values().map(|d| d.state.last_active_ts).max(),
-                })
+                Some((u.clone(), e.devices.values().map(|d| d.state.last_active_ts).max()?))
             })
             .collect();
         Metrics::add(&self.metrics.presence_rows_written, rows.len() as u64);
-        if let Err(e) = self.store.save_presence(&rows).await {
+        if let Err(e) = self.store.save_last_active(&rows).await {
             tracing::error!(error = %e, "presence flush failed; will retry");
             self.dirty.lock().extend(users);
         }
@@ -289,15 +298,47 @@ impl PresenceEngine {
         .await;
     }
 
-    /// `PUT /presence/{userId}/status`: the manual status and the status message. Setting it
-    /// is also a sign of life from the device that set it (it is in use right now).
-    pub async fn set_manual(&self, session: &Session, presence: Presence, status_msg: Option<String>) {
+    /// `PUT /presence/{userId}/status`: the manual status and the status message, durable when
+    /// this returns `Ok`. Setting it is also a sign of life from the device that set it (it is
+    /// in use right now).
+    ///
+    /// Runs in its own task: once queued, the write is committed and applied even if the client
+    /// goes away, so memory never falls behind the database.
+    pub async fn set_manual(
+        self: &Arc<Self>,
+        session: &Session,
+        presence: Presence,
+        status_msg: Option<String>,
+    ) -> Result<()> {
+        let this = self.clone();
+        let session = session.clone();
+        spawn_to_completion(async move { this.set_manual_durably(&session, presence, status_msg).await }).await
+    }
+
+    async fn set_manual_durably(
+        &self,
+        session: &Session,
+        presence: Presence,
+        status_msg: Option<String>,
+    ) -> Result<()> {
+        let manual = ManualStatus::from(presence);
+        let write = StatusWrite::Manual {
+            user_id: session.user_id.clone(),
+            manual: manual_str(manual).into(),
+            status_msg: status_msg.clone(),
+        };
+        let seq = self.status_log.write(write).await?;
         let now = now_ms();
         self.update(&session.user_id, now, |e| {
-            let manual = ManualStatus::from(presence);
             let raises = manual_rank(manual) > manual_rank(e.manual);
-            e.manual = manual;
-            e.status_msg = status_msg;
+            if seq > e.manual_seq {
+                e.manual_seq = seq;
+                e.manual = manual;
+            }
+            if seq > e.status_seq {
+                e.status_seq = seq;
+                e.status_msg = status_msg;
+            }
             let fresh = !e.devices.contains_key(&session.device_id);
             let dev = e.devices.entry(session.device_id.clone()).or_insert_with(|| new_device(now));
             dev.state.last_sync_ts = now;
@@ -306,15 +347,41 @@ impl PresenceEngine {
             }
         })
         .await;
-        self.dirty.lock().insert(session.user_id.clone());
+        Ok(())
     }
 
     /// The owner set `m.status` in their profile room directly: the status message follows,
-    /// the manual presence is left alone (one truth for both routes).
-    pub async fn set_status_msg(&self, session: &Session, status_msg: Option<String>) {
-        let now = now_ms();
-        self.update(&session.user_id, now, |e| e.status_msg = status_msg).await;
-        self.dirty.lock().insert(session.user_id.clone());
+    /// the manual presence is left alone (one truth for both routes). Durable when `Ok`.
+    pub async fn set_status_msg(self: &Arc<Self>, session: &Session, status_msg: Option<String>) -> Result<()> {
+        let this = self.clone();
+        let user_id = session.user_id.clone();
+        spawn_to_completion(async move {
+            let write = StatusWrite::StatusMsg { user_id: user_id.clone(), status_msg: status_msg.clone() };
+            let seq = this.status_log.write(write).await?;
+            this.update(&user_id, now_ms(), |e| {
+                if seq > e.status_seq {
+                    e.status_seq = seq;
+                    e.status_msg = status_msg;
+                }
+            })
+            .await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Startup reconciliation (after a crash the profile room may hold a newer last-active
+    /// time than the write-behind flush saved): the later of the two wins.
+    pub fn adopt_last_active(&self, user_id: &str, ts: i64) {
+        let mut entry = self.users.entry(user_id.to_owned()).or_default();
+        let known = entry.devices.values().map(|d| d.state.last_active_ts).max().unwrap_or(0);
+        if ts > known {
+            entry.devices.insert(HISTORY_DEVICE.into(), history_device(ts));
+            let view = effective(entry.manual, &entry.device_states(), now_ms(), &self.rules);
+            entry.published = view.public.clone();
+            entry.view = view;
+            self.dirty.lock().insert(user_id.to_owned());
+        }
     }
 
     /// Announce the user's presence again although it did not change (their display name or
@@ -521,6 +588,14 @@ fn history_device(last_active_ts: i64) -> DeviceEntry {
         },
         in_flight: 0,
     }
+}
+
+/// Run `fut` in its own task and wait for it: cancelling the caller (client gone) does not
+/// cancel the work, which must finish what it started (commit, then apply in memory).
+async fn spawn_to_completion<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(fut).await.map_err(|e| crate::error::MatrixError::Internal(e.into()))?
 }
 
 /// Availability order of manual statuses, for "raising one's availability" (seed 000).

@@ -12,6 +12,7 @@ pub mod lists;
 pub mod merge;
 pub mod newcomers;
 pub mod policy;
+pub mod status_log;
 pub mod timer;
 pub mod types;
 

@@ -22,6 +22,8 @@ use crate::presence::{PresenceEngine, PresenceListener, PresenceSnapshot};
 use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
+mod reconcile;
+
 /// MSC1769 room type, unstable prefix.
 pub const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
 /// Field of `GET /profile/{userId}` naming the profile room (unstable prefix).

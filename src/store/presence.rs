@@ -9,6 +9,15 @@ pub struct PresenceRow {
     pub last_active_ts: Option<i64>,
 }
 
+/// One acknowledged change of a user's persisted presence inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// `PUT /presence/{userId}/status`: the manual status and the status text.
+    Manual { user_id: String, manual: String, status_msg: Option<String> },
+    /// The owner set `m.status` in their profile room: the status text only.
+    StatusMsg { user_id: String, status_msg: Option<String> },
+}
+
 impl Store {
     pub async fn load_presence(&self) -> sqlx::Result<Vec<PresenceRow>> {
         let rows: Vec<(String, String, Option<String>, Option<i64>)> =
@@ -26,55 +35,148 @@ impl Store {
             .collect())
     }
 
-    /// Write a batch of rows in one transaction (the engine flushes dirty users together).
-    /// If the batch fails, each row is retried on its own so one bad row (e.g. text PostgreSQL
-    /// refuses) never blocks everyone else's; rows the database refuses as data are logged
-    /// and dropped, other errors still fail the flush (to be retried).
-    pub async fn save_presence(&self, rows: &[PresenceRow]) -> sqlx::Result<()> {
+    /// Write the last-active times of a batch of users in one transaction (write-behind: the
+    /// engine flushes them every `presence_flush_interval_ms`). Only `last_active_ts` is
+    /// written: the manual status and status text are written durably by
+    /// [`Store::save_status_batch`] before they are acknowledged, and a flush of an older
+    /// in-memory copy must never overwrite them.
+    pub async fn save_last_active(&self, rows: &[(String, i64)]) -> sqlx::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        match self.save_presence_batch(rows).await {
-            Err(sqlx::Error::Database(_)) if rows.len() > 1 => {
-                for row in rows {
-                    match self.save_presence_batch(std::slice::from_ref(row)).await {
-                        Err(e) if is_data_exception(&e) => {
-                            tracing::error!(user_id = %row.user_id, error = %e, "presence row refused by the database; dropped")
-                        }
-                        other => other?,
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if is_data_exception(&e) => {
-                tracing::error!(user_id = %rows[0].user_id, error = %e, "presence row refused by the database; dropped");
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    async fn save_presence_batch(&self, rows: &[PresenceRow]) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for r in rows {
+        for (user_id, ts) in rows {
             sqlx::query(
-                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg, \
-                 last_active_ts = excluded.last_active_ts",
+                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ($1, 'online', NULL, $2) \
+                 ON CONFLICT (user_id) DO UPDATE SET last_active_ts = excluded.last_active_ts",
             )
-            .bind(&r.user_id)
-            .bind(&r.manual)
-            .bind(r.status_msg.as_deref())
-            .bind(r.last_active_ts)
+            .bind(user_id)
+            .bind(ts)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await
     }
+
+    /// Write a group of acknowledged status writes in one transaction, in order (a later write
+    /// of the same user wins). The caller answers the requests only once this returned `Ok`.
+    ///
+    /// The group is first folded to one row per user, then written with one multi-row upsert
+    /// per kind: a group of hundreds of PUTs costs a handful of round trips, not hundreds.
+    pub async fn save_status_batch(&self, writes: &[&StatusWrite]) -> sqlx::Result<()> {
+        let (full, status_only) = fold_status_writes(writes);
+        if full.is_empty() && status_only.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, NULL)", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (user_id, manual, status_msg) in chunk {
+                q = q.bind(*user_id).bind(*manual).bind(*status_msg);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in status_only.chunks(STATUS_ROWS_PER_STATEMENT) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("(${}, 'online', ${}, NULL)", 2 * i + 1, 2 * i + 2)).collect();
+            let sql = format!(
+                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (user_id, status_msg) in chunk {
+                q = q.bind(*user_id).bind(*status_msg);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The current `m.presence` and `m.status` state of every profile room:
+    /// (owner, event type, event JSON). Read once at startup to reconcile the rooms with the
+    /// presence engine.
+    pub async fn profile_presence_state(&self) -> sqlx::Result<Vec<(String, String, String)>> {
+        sqlx::query_as(
+            "SELECT p.user_id, c.event_type, e.json FROM profile_rooms p \
+             JOIN current_state c ON c.room_id = p.room_id \
+             JOIN events e ON e.event_id = c.event_id \
+             WHERE c.state_key = '' AND c.event_type IN ('m.presence', 'm.status')",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
 }
 
-/// SQLSTATE class 22 (data exception: NUL in text, bad encoding, value out of range): the row
-/// itself is bad, retrying cannot help.
-fn is_data_exception(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+/// Rows per multi-row upsert (3 parameters each: far below SQLite's and PostgreSQL's limits).
+const STATUS_ROWS_PER_STATEMENT: usize = 500;
+
+/// A user's full row (manual status and text) or their status text alone.
+type FullRow<'a> = (&'a str, &'a str, Option<&'a str>);
+type StatusOnlyRow<'a> = (&'a str, Option<&'a str>);
+
+/// Fold writes, in order, to one row per user (an upsert may not touch a row twice): a
+/// `Manual` write sets both columns, a `StatusMsg` write the text only, the later one wins.
+fn fold_status_writes<'a>(writes: &[&'a StatusWrite]) -> (Vec<FullRow<'a>>, Vec<StatusOnlyRow<'a>>) {
+    let mut order: Vec<&'a str> = Vec::new();
+    let mut rows: std::collections::HashMap<&'a str, (Option<&'a str>, Option<&'a str>)> = Default::default();
+    for w in writes {
+        let (user, manual, status) = match w {
+            StatusWrite::Manual { user_id, manual, status_msg } => (user_id, Some(manual.as_str()), status_msg),
+            StatusWrite::StatusMsg { user_id, status_msg } => (user_id, None, status_msg),
+        };
+        let row = rows.entry(user.as_str()).or_insert_with(|| {
+            order.push(user.as_str());
+            (None, None)
+        });
+        if manual.is_some() {
+            row.0 = manual;
+        }
+        row.1 = status.as_deref();
+    }
+    let (mut full, mut status_only) = (Vec::new(), Vec::new());
+    for user in order {
+        match rows[user] {
+            (Some(manual), status) => full.push((user, manual, status)),
+            (None, status) => status_only.push((user, status)),
+        }
+    }
+    (full, status_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manual(u: &str, m: &str, s: Option<&str>) -> StatusWrite {
+        StatusWrite::Manual { user_id: u.into(), manual: m.into(), status_msg: s.map(Into::into) }
+    }
+
+    fn text(u: &str, s: Option<&str>) -> StatusWrite {
+        StatusWrite::StatusMsg { user_id: u.into(), status_msg: s.map(Into::into) }
+    }
+
+    #[test]
+    fn folding_keeps_the_last_write_per_user_in_first_seen_order() {
+        let writes = [
+            manual("@a:x", "busy", Some("one")),
+            text("@b:x", Some("b1")),
+            manual("@a:x", "online", None),
+            text("@a:x", Some("two")),
+            text("@b:x", None),
+            text("@c:x", Some("c")),
+            manual("@c:x", "offline", Some("hidden")),
+        ];
+        let refs: Vec<&StatusWrite> = writes.iter().collect();
+        let (full, status_only) = fold_status_writes(&refs);
+        assert_eq!(full, vec![("@a:x", "online", Some("two")), ("@c:x", "offline", Some("hidden"))]);
+        assert_eq!(status_only, vec![("@b:x", None)]);
+    }
 }

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 #[derive(Default)]
 pub struct Notifier {
     users: Arc<DashMap<String, watch::Sender<i64>>>,
+    /// Set when the server stops: every long-poll answers at once with what it has.
+    closing: watch::Sender<bool>,
 }
 
 /// A subscription to one user's changes; `changed()` resolves with the newest position.
@@ -47,6 +49,17 @@ impl Notifier {
                 });
             }
         }
+    }
+
+    /// The server is stopping: end every long-poll now and any that starts later at once.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Notifier::close`] was called (at once if it was already).
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     pub fn waiting_users(&self) -> usize {

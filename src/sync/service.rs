@@ -68,6 +68,7 @@ impl SyncService {
             tokio::select! {
                 pos = sub.changed() => self.stream.wait_for(pos).await,
                 _ = tokio::time::sleep_until(deadline) => break body,
+                _ = self.notifier.closed() => break body,
             }
         };
         drop(sub);

@@ -252,3 +252,12 @@ pub fn assert_err(status: StatusCode, body: &Value, want_status: u16, errcode: &
     assert_eq!(body["errcode"], errcode, "errcode in {body}");
     assert!(body["error"].is_string(), "error message in {body}");
 }
+
+impl TestApp {
+    /// Drive a server that runs elsewhere (e.g. the real binary as a child process, see
+    /// `tests/durability.rs`) with the same helpers; point `base` at it after a restart.
+    pub fn remote(base: String) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        Self { base, http, running: None, _dir: None }
+    }
+}

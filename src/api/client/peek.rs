@@ -166,6 +166,7 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         tokio::select! {
             pos = sub.changed() => s.stream.wait_for(pos).await,
             _ = tokio::time::sleep_until(deadline) => break json!({"chunk": [], "start": token::sync_token(from), "end": token::sync_token(from)}),
+            _ = s.notifier.closed() => break json!({"chunk": [], "start": token::sync_token(from), "end": token::sync_token(from)}),
         }
     };
     drop(sub);
