@@ -258,6 +258,6 @@ impl TestApp {
     /// `tests/durability.rs`) with the same helpers; point `base` at it after a restart.
     pub fn remote(base: String) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Self { base, http, running: None, _dir: None }
+        Self { base, http, running: None, _dir: None, _pg: None }
     }
 }
