@@ -105,12 +105,15 @@ pub struct PresenceEngine {
     store: Store,
     listeners: parking_lot::RwLock<Vec<Arc<dyn PresenceListener>>>,
     pub metrics: Arc<Metrics>,
+    /// Told about every change of a public presence state (experiment log, console).
+    observers: parking_lot::RwLock<Vec<Arc<dyn super::observe::ChangeObserver>>>,
 }
 
 /// What a change touched, to be announced after the user's entry is unlocked.
 struct Emitted {
     public: Option<PresenceSnapshot>,
     own_pos: Option<i64>,
+    change: Option<super::observe::EffectiveChange>,
 }
 
 impl PresenceEngine {
@@ -135,6 +138,7 @@ impl PresenceEngine {
             store,
             listeners: Default::default(),
             metrics,
+            observers: Default::default(),
         };
         let now = now_ms();
         for row in engine.store.load_presence().await? {
@@ -156,6 +160,10 @@ impl PresenceEngine {
 
     pub fn add_listener(&self, l: Arc<dyn PresenceListener>) {
         self.listeners.write().push(l);
+    }
+
+    pub fn add_observer(&self, o: Arc<dyn super::observe::ChangeObserver>) {
+        self.observers.write().push(o);
     }
 
     /// Run the deadline queue and the write-behind flush until `shutdown` fires; flush on exit.
@@ -382,8 +390,20 @@ impl PresenceEngine {
 
     /// Apply `change` to the user's inputs, re-run the merge, and announce what changed.
     async fn update(&self, user_id: &str, now: i64, change: impl FnOnce(&mut UserEntry)) {
+        self.update_caused(user_id, now, None, change).await
+    }
+
+    /// [`Self::update`], with the cause named when it cannot be read off the inputs.
+    async fn update_caused(
+        &self,
+        user_id: &str,
+        now: i64,
+        cause: Option<super::observe::ChangeCause>,
+        change: impl FnOnce(&mut UserEntry),
+    ) {
         let emitted = {
             let mut entry = self.users.entry(user_id.to_owned()).or_default();
+            let before_inputs = (entry.manual, admin_view::device_list(&entry));
             let before_last_active = entry.devices.values().map(|d| d.state.last_active_ts).max();
             let before_msg = (entry.public_status_msg().map(str::to_owned), entry.status_msg.clone());
             change(&mut entry);
@@ -398,8 +418,23 @@ impl PresenceEngine {
             if public_changed {
                 entry.published = view.public.clone();
             }
+            let change = (view.public.presence != entry.view.public.presence).then(|| {
+                let cause = cause.unwrap_or_else(|| {
+                    let devices_changed = admin_view::device_list(&entry) != before_inputs.1;
+                    super::observe::ChangeCause::infer(before_inputs.0, entry.manual, devices_changed)
+                });
+                super::observe::EffectiveChange {
+                    ts: now,
+                    user_id: user_id.to_owned(),
+                    old: entry.view.public.presence,
+                    new: view.public.presence,
+                    cause,
+                    device_kinds: view.own.active_kinds.clone(),
+                    hidden: view.public.hidden,
+                }
+            });
             entry.view = view;
-            let mut emitted = Emitted { public: None, own_pos: None };
+            let mut emitted = Emitted { public: None, own_pos: None, change };
             Metrics::inc(&self.metrics.presence_inputs);
             if public_changed {
                 Metrics::inc(&self.metrics.presence_public_changes);
@@ -429,6 +464,11 @@ impl PresenceEngine {
             self.schedule(user_id, entry.manual, &entry.device_states(), now);
             emitted
         };
+        if let Some(change) = &emitted.change {
+            for o in self.observers.read().iter() {
+                o.on_effective_change(change);
+            }
+        }
         if let Some(pos) = emitted.own_pos {
             self.notifier.wake([user_id], pos);
         }
@@ -459,6 +499,11 @@ impl PresenceEngine {
         }
     }
 }
+
+// Admin introspection (console): a child module so it may read the engine's private state.
+#[path = "admin_view.rs"]
+mod admin_view;
+pub use admin_view::{DeviceInspection, UserInspection};
 
 fn new_device(now: i64) -> DeviceEntry {
     DeviceEntry {

@@ -7,9 +7,11 @@
 pub mod access;
 pub mod deadline;
 pub mod engine;
+pub mod explain;
 pub mod legacy;
 pub mod lists;
 pub mod merge;
+pub mod observe;
 pub mod timer;
 pub mod types;
 
