@@ -38,6 +38,7 @@ pub struct Services {
     pub forgotten: Arc<ForgottenRooms>,
     pub lists: Arc<PresenceLists>,
     pub metrics: Arc<Metrics>,
+    pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -116,6 +117,12 @@ impl Services {
             PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
                 .await?;
         presence.add_listener(profiles.clone());
+        let change_log = crate::experiment::ChangeLog::new(
+            config.experiment_log_retention_ms,
+            config.experiment_log_max_records,
+            metrics.clone(),
+        );
+        presence.add_observer(change_log.clone());
         profiles.attach_presence(presence.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
@@ -140,6 +147,7 @@ impl Services {
             forgotten,
             lists,
             metrics,
+            change_log,
             limiter,
             uia_sessions: Default::default(),
             shutdown,

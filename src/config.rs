@@ -53,6 +53,14 @@ pub struct Config {
     pub peek_rate_burst: u32,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
+    /// Users (full Matrix ids) allowed to use the admin API and the live console.
+    pub admins: Vec<String>,
+    /// Serve Prometheus metrics at `GET /metrics` on the main listener.
+    pub metrics_enabled: bool,
+    /// How long the experiment change log keeps a record, in milliseconds.
+    pub experiment_log_retention_ms: i64,
+    /// Most records the experiment change log holds (older ones are dropped first).
+    pub experiment_log_max_records: usize,
 }
 
 impl Default for Config {
@@ -79,6 +87,10 @@ impl Default for Config {
             peek_rate_per_second: 2,
             peek_rate_burst: 20,
             log: "info,sqlx=warn".into(),
+            admins: Vec::new(),
+            metrics_enabled: true,
+            experiment_log_retention_ms: 7 * 24 * 3_600_000,
+            experiment_log_max_records: 1_000_000,
         }
     }
 }
@@ -175,6 +187,22 @@ pub struct Cli {
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Admin user ids, comma-separated [default: none]
+    #[arg(long, env = "SEED_ADMINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admins: Option<Vec<String>>,
+    /// Serve /metrics on the main listener [default: true]
+    #[arg(long, env = "SEED_METRICS_ENABLED")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_enabled: Option<bool>,
+    /// Change-log retention, ms [default: 604800000]
+    #[arg(long, env = "SEED_EXPERIMENT_LOG_RETENTION_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_log_retention_ms: Option<i64>,
+    /// Most records in the change log [default: 1000000]
+    #[arg(long, env = "SEED_EXPERIMENT_LOG_MAX_RECORDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_log_max_records: Option<usize>,
 }
 
 impl Config {

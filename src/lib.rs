@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod ephemeral;
 pub mod error;
+pub mod experiment;
 pub mod hooks;
 pub mod metrics;
 pub mod peek;

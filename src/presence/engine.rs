@@ -209,6 +209,7 @@ impl PresenceEngine {
             })
             .collect();
         Metrics::add(&self.metrics.presence_rows_written, rows.len() as u64);
+        let _timer = self.metrics.presence_flush_seconds.start_timer();
         if let Err(e) = self.store.save_presence(&rows).await {
             tracing::error!(error = %e, "presence flush failed; will retry");
             self.dirty.lock().extend(users);
