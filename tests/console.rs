@@ -33,13 +33,8 @@ async fn set_presence(app: &TestApp, user: &User, presence: &str) {
 
 /// The export body as text.
 async fn export(app: &TestApp, admin: &User, query: &str) -> (u16, String, String) {
-    let resp = app
-        .http
-        .get(format!("{}{ADMIN}/changes?{query}", app.base))
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.http.get(format!("{}{ADMIN}/changes?{query}", app.base)).bearer_auth(&admin.token).send().await.unwrap();
     let status = resp.status().as_u16();
     let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (status, kind, resp.text().await.unwrap())
@@ -163,7 +158,10 @@ async fn admin_api_lists_users_and_explains_the_deciding_rule() {
     assert_eq!(a["manual"], "online");
     let dev = &a["devices"][0];
     assert_eq!(dev["device_id"], alice.device_id.as_str());
-    assert_eq!((dev["kind"].as_str(), dev["reported"].as_str(), dev["live"].as_bool()), (Some("desktop"), Some("online"), Some(true)));
+    assert_eq!(
+        (dev["kind"].as_str(), dev["reported"].as_str(), dev["live"].as_bool()),
+        (Some("desktop"), Some("online"), Some(true))
+    );
     let last_active = dev["last_active_ts"].as_i64().unwrap();
     assert_eq!(dev["idle_at"].as_i64(), Some(last_active + 60_000));
     assert_eq!(a["explain"]["rule"], 3);
@@ -243,7 +241,8 @@ async fn non_admins_and_bad_input_get_matrix_errors() {
         let (status, v) = app.get(&path, None).await;
         assert_err(status, &v, 401, "M_MISSING_TOKEN");
     }
-    let (status, v) = app.post(&format!("{alice_path}/devices/{}/offline", alice.device_id), Some(&alice.token), json!({})).await;
+    let (status, v) =
+        app.post(&format!("{alice_path}/devices/{}/offline", alice.device_id), Some(&alice.token), json!({})).await;
     assert_err(status, &v, 403, "M_FORBIDDEN");
 
     let t = Some(admin.token.as_str());
@@ -286,12 +285,8 @@ async fn console_page_and_event_stream_are_served() {
     assert!(resp.text().await.unwrap().contains("<title>Seed presence console</title>"));
 
     // The feed, authenticated by query parameter as EventSource does it.
-    let mut resp = app
-        .http
-        .get(format!("{}{ADMIN}/stream?access_token={}", app.base, admin.token))
-        .send()
-        .await
-        .unwrap();
+    let mut resp =
+        app.http.get(format!("{}{ADMIN}/stream?access_token={}", app.base, admin.token)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
@@ -328,7 +323,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .unwrap_or_else(|| panic!("{name} {labels:?} missing"));
     match &sample.value {
-        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
         prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
         other => panic!("unexpected {other:?}"),
     }
@@ -343,7 +340,9 @@ async fn metrics_scrape_parses_and_counts_match_a_scripted_scenario() {
     let (status, _) = app.join(&bob, &room).await;
     assert_eq!(status, 200);
     let before = scrape(&app).await;
-    let sync_count = |s: &prometheus_parse::Scrape| value(s, "seed_http_request_duration_seconds_count", &[("route", "/_matrix/client/v3/sync"), ("method", "GET")]);
+    let sync_count = |s: &prometheus_parse::Scrape| {
+        value(s, "seed_http_request_duration_seconds_count", &[("route", "/_matrix/client/v3/sync"), ("method", "GET")])
+    };
     assert!(before.samples.iter().all(|s| s.metric != "seed_presence_effective_changes_total"), "no change yet");
 
     app.sync(&alice, "set_presence=online&timeout=0").await;

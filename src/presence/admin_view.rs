@@ -106,7 +106,8 @@ impl PresenceEngine {
     /// Treat the device as silent from now on: it is offline until it syncs again (an admin
     /// action in the experiment console). Returns false if the user has no such device.
     pub async fn force_device_offline(&self, user_id: &str, device_id: &str) -> bool {
-        let known = self.users.get(user_id).is_some_and(|e| device_id != HISTORY_DEVICE && e.devices.contains_key(device_id));
+        let known =
+            self.users.get(user_id).is_some_and(|e| device_id != HISTORY_DEVICE && e.devices.contains_key(device_id));
         if !known {
             return false;
         }

@@ -49,10 +49,7 @@ pub fn explain(
     } else {
         let deciding = with(truth);
         let idle = truth == Presence::Unavailable
-            && devices
-                .iter()
-                .filter(|(id, _)| deciding.contains(id))
-                .all(|(_, d)| d.reported == Presence::Online);
+            && devices.iter().filter(|(id, _)| deciding.contains(id)).all(|(_, d)| d.reported == Presence::Online);
         if idle {
             (2, "idle: no pro-active event within presence_idle_after_ms".to_owned(), deciding)
         } else {

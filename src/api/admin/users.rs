@@ -8,8 +8,8 @@ use super::{query, Admin, PREFIX};
 use crate::accounts::Session;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
-use crate::presence::explain::Explanation;
 use crate::presence::engine::UserInspection;
+use crate::presence::explain::Explanation;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     r.route(&format!("{PREFIX}/users"), get(list))
@@ -26,8 +26,7 @@ async fn list(State(s): State<AppState>, _admin: Admin, RawQuery(raw): RawQuery)
     let from = params.get("from").map(|f| query::user_id(f)).transpose()?;
     let ids = s.presence.user_ids();
     let start = from.map_or(0, |f| ids.partition_point(|id| id.as_str() <= f));
-    let page: Vec<UserInspection> =
-        ids[start..].iter().take(limit).filter_map(|id| s.presence.inspect(id)).collect();
+    let page: Vec<UserInspection> = ids[start..].iter().take(limit).filter_map(|id| s.presence.inspect(id)).collect();
     let next = (start + limit < ids.len()).then(|| page.last().map(|u| u.user_id.clone())).flatten();
     Ok(Json(json!({"users": page, "next_from": next})))
 }

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route("/_matrix/client/versions", get(versions))
-        .route("/.well-known/matrix/client", get(well_known))
+    r.route("/_matrix/client/versions", get(versions)).route("/.well-known/matrix/client", get(well_known))
 }
 
 async fn versions() -> Json<Value> {
