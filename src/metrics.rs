@@ -29,6 +29,8 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// Request latency by matched route and method.
     pub http_latency: HistogramVec,
+    /// Users whose waiting long-poll a change woke (copied from the notifier at scrape time).
+    pub wakeups: IntCounter,
     /// How long one write-behind flush of presence rows took.
     pub presence_flush_seconds: Histogram,
     /// Sampled at scrape time.
@@ -120,6 +122,7 @@ impl Default for Metrics {
                 "m.presence/m.status events written to profile rooms",
             ),
             sync_requests: counter(&r, "seed_sync_requests_total", "/sync requests answered"),
+            wakeups: counter(&r, "seed_sync_wakeups_total", "Waiting long-polls woken by a change"),
             effective_changes,
             deliveries,
             http_latency,

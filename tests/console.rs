@@ -345,17 +345,26 @@ async fn metrics_scrape_parses_and_counts_match_a_scripted_scenario() {
     };
     assert!(before.samples.iter().all(|s| s.metric != "seed_presence_effective_changes_total"), "no change yet");
 
-    app.sync(&alice, "set_presence=online&timeout=0").await;
+    // bob long-polls; alice's first report wakes him once.
+    let since = app.sync(&bob, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
+    let long_poll = format!("since={since}&timeout=20000");
+    let waiting = app.sync(&bob, &long_poll);
+    let report = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.sync(&alice, "set_presence=online&timeout=0").await
+    };
+    let (woken, _) = tokio::join!(waiting, report);
+    assert!(woken["presence"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{woken}");
     set_presence(&app, &alice, "busy").await;
     set_presence(&app, &alice, "online").await;
-    app.sync(&bob, "timeout=0").await;
 
     let after = scrape(&app).await;
     // alice's one device report and two manual changes; bob's device report.
     assert_eq!(value(&after, "seed_presence_effective_changes_total", &[("cause", "device_report")]), 2.0);
     assert_eq!(value(&after, "seed_presence_effective_changes_total", &[("cause", "manual")]), 2.0);
-    assert_eq!(value(&after, "seed_sync_requests_total", &[]), 2.0);
-    assert_eq!(sync_count(&after), 2.0, "one latency observation per /sync");
+    assert_eq!(value(&after, "seed_sync_requests_total", &[]), 3.0);
+    assert_eq!(sync_count(&after), 3.0, "one latency observation per /sync");
+    assert!(value(&after, "seed_sync_wakeups_total", &[]) >= 1.0, "bob's long-poll was woken");
     assert!(value(&after, "seed_presence_deliveries_total", &[("route", "legacy")]) >= 1.0, "bob got alice's presence");
     assert!(value(&after, "seed_db_pool_connections", &[]) >= 1.0);
     assert_eq!(value(&after, "seed_presence_tracked_users", &[]), 2.0);

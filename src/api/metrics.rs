@@ -27,6 +27,8 @@ async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
     g.db_pool_idle.set(s.store.pool.num_idle() as i64);
     g.change_log_records.set(s.change_log.len() as i64);
     g.publish_queue.set(s.profiles.pending_len() as i64);
+    let woken = s.notifier.wakeups();
+    s.metrics.wakeups.inc_by(woken.saturating_sub(s.metrics.wakeups.get()));
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 #[derive(Default)]
 pub struct Notifier {
     users: Arc<DashMap<String, watch::Sender<i64>>>,
+    /// Waiting subscriptions woken so far (the `seed_sync_wakeups_total` metric).
+    woken: std::sync::atomic::AtomicU64,
 }
 
 /// A subscription to one user's changes; `changed()` resolves with the newest position.
@@ -37,7 +39,7 @@ impl Notifier {
                 if tx.receiver_count() == 0 {
                     continue;
                 }
-                tx.send_if_modified(|cur| {
+                let woke = tx.send_if_modified(|cur| {
                     if pos > *cur {
                         *cur = pos;
                         true
@@ -45,8 +47,15 @@ impl Notifier {
                         false
                     }
                 });
+                if woke {
+                    self.woken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
+    }
+
+    pub fn wakeups(&self) -> u64 {
+        self.woken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn waiting_users(&self) -> usize {
