@@ -117,17 +117,21 @@ impl Services {
             PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
                 .await?;
         presence.add_listener(profiles.clone());
-        let change_log = crate::experiment::ChangeLog::new(
+        let change_log = crate::experiment::ChangeLog::load(
+            store.clone(),
             config.experiment_log_retention_ms,
             config.experiment_log_max_records,
             metrics.clone(),
-        );
+        )
+        .await?;
         presence.add_observer(change_log.clone());
         profiles.attach_presence(presence.clone());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         profiles.start(shutdown_rx.clone());
         peeks.start(shutdown_rx.clone());
         ephemeral.start(shutdown_rx.clone());
+        change_log
+            .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));
         let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
@@ -160,6 +164,7 @@ impl Services {
         let _ = self.shutdown.send(true);
         self.presence.flush().await;
         self.profiles.publish_pending().await;
+        self.change_log.flush().await;
     }
 }
 

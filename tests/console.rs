@@ -373,3 +373,43 @@ async fn metrics_scrape_parses_and_counts_match_a_scripted_scenario() {
     let (status, v) = off.get("/metrics", None).await;
     assert_err(status, &v, 404, "M_UNRECOGNIZED");
 }
+
+#[tokio::test]
+async fn the_change_log_survives_a_restart_and_keeps_numbering() {
+    let (mut app, admin) = console_app(|_| {}).await;
+    let alice = app.register("alice").await;
+    app.sync(&alice, "set_presence=online&timeout=0").await;
+    set_presence(&app, &alice, "busy").await;
+    let (_, _, before) = export(&app, &admin, "").await;
+    assert_eq!(before.lines().count(), 2, "{before}");
+    app.restart().await;
+    let (status, _, after) = export(&app, &admin, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(after, before, "the same records, byte for byte");
+    // After a restart no device is live until it syncs: alice comes back online... as busy.
+    app.sync(&alice, "set_presence=online&timeout=0").await;
+    let (_, _, more) = export(&app, &admin, "").await;
+    let last: Value = serde_json::from_str(more.lines().last().unwrap()).unwrap();
+    let prev: Value = serde_json::from_str(before.lines().last().unwrap()).unwrap();
+    assert_eq!(last["seq"].as_u64(), prev["seq"].as_u64().map(|s| s + 1), "{more}");
+    assert_eq!((last["old"].as_str(), last["new"].as_str()), (Some("offline"), Some("busy")), "{more}");
+}
+
+#[tokio::test]
+async fn the_stored_log_keeps_only_the_newest_records() {
+    let (mut app, admin) = console_app(|c| c.experiment_log_max_records = 2).await;
+    let alice = app.register("alice").await;
+    app.sync(&alice, "set_presence=online&timeout=0").await;
+    for p in ["busy", "unavailable", "online"] {
+        set_presence(&app, &alice, p).await;
+    }
+    app.restart().await;
+    let (_, _, body) = export(&app, &admin, "").await;
+    assert_eq!(
+        summary(&body),
+        vec![
+            row("busy", "unavailable", "manual", &["desktop"], false),
+            row("unavailable", "online", "manual", &["desktop"], false),
+        ]
+    );
+}

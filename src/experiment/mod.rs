@@ -2,8 +2,8 @@
 //! age and size, exported as JSON Lines or CSV, and streamed live to the console.
 //!
 //! Appending costs O(1) amortised (expired records are dropped from the front as new ones
-//! arrive); there is no scan per tick. The log lives in memory: it covers the server's
-//! current run.
+//! arrive); there is no scan per tick. The log is served from memory and written behind to
+//! the `presence_changes` table in batches, so a restart keeps it (within the same bounds).
 use std::collections::VecDeque;
 
 use parking_lot::Mutex;
@@ -11,8 +11,10 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
-use crate::presence::observe::{ChangeObserver, EffectiveChange};
+use crate::presence::observe::{ChangeCause, ChangeObserver, EffectiveChange};
 use crate::presence::DeviceKind;
+use crate::rooms::now_ms;
+use crate::store::{ChangeRow, Store};
 use std::sync::Arc;
 
 /// One row of the export (schema in `msc/README.md` §8).
@@ -53,18 +55,78 @@ pub struct ChangeLog {
     max_records: usize,
     feed: broadcast::Sender<ChangeRecord>,
     metrics: Arc<Metrics>,
+    /// Where records are written behind (none: memory only).
+    store: Option<Store>,
+    unsaved: Mutex<Vec<ChangeRecord>>,
 }
 
 impl ChangeLog {
     pub fn new(retention_ms: i64, max_records: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self::empty(retention_ms, max_records, metrics, None))
+    }
+
+    fn empty(retention_ms: i64, max_records: usize, metrics: Arc<Metrics>, store: Option<Store>) -> Self {
         let (feed, _) = broadcast::channel(1024);
-        Arc::new(Self {
+        Self {
             records: Mutex::new((0, VecDeque::new())),
             retention_ms,
             max_records: max_records.max(1),
             feed,
             metrics,
-        })
+            store,
+            unsaved: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The log as stored, within its bounds; new records continue its numbering.
+    pub async fn load(
+        store: Store,
+        retention_ms: i64,
+        max_records: usize,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let log = Self::empty(retention_ms, max_records, metrics, Some(store.clone()));
+        let since = now_ms().saturating_sub(retention_ms);
+        let rows = store.load_changes(since, log.max_records as i64).await?;
+        {
+            let mut guard = log.records.lock();
+            guard.0 = rows.last().map_or(0, |r| r.seq.max(0) as u64);
+            guard.1.extend(rows.into_iter().filter_map(from_row));
+        }
+        Ok(Arc::new(log))
+    }
+
+    /// Write the unsaved records every `every` until `shutdown` fires; write on exit.
+    pub fn start(self: &Arc<Self>, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => log.flush().await,
+                    _ = shutdown.changed() => { log.flush().await; break; }
+                }
+            }
+        });
+    }
+
+    /// Write the records not yet stored, in one transaction, and apply the bounds to the table.
+    pub async fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        let batch = std::mem::take(&mut *self.unsaved.lock());
+        if batch.is_empty() {
+            return;
+        }
+        let rows: Vec<ChangeRow> = batch.iter().map(to_row).collect();
+        let before = now_ms().saturating_sub(self.retention_ms);
+        if let Err(e) = store.save_changes(&rows, before, self.max_records as i64).await {
+            tracing::error!(error = %e, "saving the change log failed; will retry");
+            let mut unsaved = self.unsaved.lock();
+            let newer = std::mem::replace(&mut *unsaved, batch);
+            unsaved.extend(newer);
+            let excess = unsaved.len().saturating_sub(self.max_records);
+            unsaved.drain(..excess);
+        }
     }
 
     /// Records with `from <= ts < to`, of `user` if given, oldest first, at most `limit`.
@@ -110,14 +172,55 @@ impl ChangeObserver for ChangeLog {
             }
             record
         };
+        if self.store.is_some() {
+            self.unsaved.lock().push(record.clone());
+        }
         let _ = self.feed.send(record);
     }
+}
+
+fn to_row(r: &ChangeRecord) -> ChangeRow {
+    let c = &r.change;
+    ChangeRow {
+        seq: r.seq as i64,
+        ts: c.ts,
+        user_id: c.user_id.clone(),
+        old_presence: c.old.as_str().into(),
+        new_presence: c.new.as_str().into(),
+        cause: c.cause.as_str().into(),
+        device_kinds: c.device_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(";"),
+        hidden: c.hidden,
+    }
+}
+
+fn from_row(r: ChangeRow) -> Option<ChangeRecord> {
+    let device_kinds = r
+        .device_kinds
+        .split(';')
+        .filter(|k| !k.is_empty())
+        .map(|k| match k {
+            "mobile" => Some(DeviceKind::Mobile),
+            "desktop" => Some(DeviceKind::Desktop),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ChangeRecord {
+        seq: u64::try_from(r.seq).ok()?,
+        change: EffectiveChange {
+            ts: r.ts,
+            user_id: r.user_id,
+            old: r.old_presence.parse().ok()?,
+            new: r.new_presence.parse().ok()?,
+            cause: ChangeCause::parse(&r.cause)?,
+            device_kinds,
+            hidden: r.hidden,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::observe::ChangeCause;
     use crate::presence::Presence;
 
     fn change(ts: i64, user: &str) -> EffectiveChange {
@@ -148,5 +251,6 @@ mod tests {
         assert_eq!(log.query(120, 140, None, 100).len(), 2, "to is exclusive");
         assert_eq!(log.query(0, 1000, None, 1).len(), 1, "limit");
         assert_eq!(a[0].csv_line(), "3,120,\"@a:x\",offline,online,device_report,desktop;mobile,false\n");
+        assert_eq!(from_row(to_row(&a[0])).as_ref(), Some(&a[0]), "stored and read back unchanged");
     }
 }

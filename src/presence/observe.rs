@@ -34,6 +34,10 @@ impl ChangeCause {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::DeviceReport, Self::Manual, Self::Hidden, Self::Timer, Self::Admin].into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The cause of a change whose inputs went from `manual_before` to `manual_after`, with
     /// `devices_changed` telling whether any device state moved. No input moved: time did.
     pub fn infer(manual_before: ManualStatus, manual_after: ManualStatus, devices_changed: bool) -> Self {

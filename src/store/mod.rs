@@ -10,6 +10,7 @@ use sqlx::{AnyPool, Executor};
 
 mod account_data;
 mod accounts;
+mod experiment;
 mod filters;
 mod presence;
 mod presence_lists;
@@ -20,6 +21,7 @@ mod rooms;
 
 pub use account_data::*;
 pub use accounts::*;
+pub use experiment::*;
 pub use presence::*;
 pub use presence_lists::*;
 pub use receipts::*;
