@@ -369,6 +369,18 @@ async fn metrics_scrape_parses_and_counts_match_a_scripted_scenario() {
     assert!(value(&after, "seed_db_pool_connections", &[]) >= 1.0);
     assert_eq!(value(&after, "seed_presence_tracked_users", &[]), 2.0);
 
+    // bob peeks alice's profile room (MSC2753): her m.presence reaches him by the peek route.
+    let (_, profile) = app.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)), None).await;
+    let profile_room = profile["org.matrix.msc1769.profile_room_id"].as_str().expect("profile room").to_owned();
+    let peek = format!("/_matrix/client/unstable/org.matrix.msc2753/peek/{}", enc(&profile_room));
+    let (status, v) = app.post(&peek, Some(&bob.token), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let since = woken["next_batch"].as_str().unwrap();
+    let peeked = app.sync(&bob, &format!("since={since}&timeout=0")).await;
+    assert!(peeked["rooms"]["peek"][&profile_room].is_object(), "{peeked}");
+    let scraped = scrape(&app).await;
+    assert!(value(&scraped, "seed_presence_deliveries_total", &[("route", "peek")]) >= 1.0, "{peeked}");
+
     let off = TestApp::spawn_with(|c| c.metrics_enabled = false).await;
     let (status, v) = off.get("/metrics", None).await;
     assert_err(status, &v, 404, "M_UNRECOGNIZED");
