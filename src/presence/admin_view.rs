@@ -43,6 +43,9 @@ pub struct UserInspection {
     pub currently_active: bool,
     pub devices: Vec<DeviceInspection>,
     pub explain: Explanation,
+    /// The deadline the engine's timer holds for this user (equals `explain.next_change_at`
+    /// unless an input is being applied right now).
+    pub scheduled_deadline: Option<i64>,
 }
 
 /// The user's real devices (not the history placeholder), sorted by id.
@@ -67,6 +70,7 @@ impl PresenceEngine {
 
     pub fn inspect(&self, user_id: &str) -> Option<UserInspection> {
         let now = now_ms();
+        let scheduled_deadline = self.deadlines.lock().deadline(&user_id.to_owned());
         let entry = self.users.get(user_id)?;
         let rules = &self.rules;
         let list = device_list(&entry);
@@ -100,6 +104,7 @@ impl PresenceEngine {
             currently_active: entry.view.own.currently_active,
             devices,
             explain: explanation,
+            scheduled_deadline,
         })
     }
 
