@@ -75,6 +75,7 @@ def test_admin_watches_a_user_change_live():
 
         step("online", lambda: api("GET", "/_matrix/client/v3/sync?set_presence=online&timeout=0", alice["access_token"]))
         step("busy", lambda: set_presence(alice, "busy", "on a call"))
+        page.select_option("#window", "60000")
         row.locator("button", has_text="explain").click()
         expect(page.locator("#explain-rule")).to_have_text("4 · manual status", timeout=1_000)
         expect(row.locator(".status")).to_have_text("on a call", timeout=1_000)
