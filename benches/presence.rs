@@ -92,6 +92,7 @@ fn devices(n: usize) -> Vec<DeviceState> {
             last_sync_ts: NOW - 1_000 * (i + 1),
             syncing: i % 3 == 0,
             last_active_ts: NOW - 20_000 * i,
+            lifted: false,
         })
         .collect()
 }

@@ -79,7 +79,10 @@ impl Services {
         sync.add_source(ephemeral.clone());
         sync.add_source(forgotten.clone());
         let metrics = Arc::new(Metrics::default());
-        let access = Arc::new(PresenceAccess::new(rooms.clone()));
+        let access = Arc::new(PresenceAccess::with_max_room_members(
+            rooms.clone(),
+            usize::try_from(config.presence_max_room_members).ok(),
+        ));
         let profiles = ProfileRooms::new(
             rooms.clone(),
             store.clone(),
@@ -112,10 +115,18 @@ impl Services {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
             currently_active_ms: config.presence_currently_active_ms,
+            mobile_grace_ms: config.presence_mobile_grace_ms,
         };
-        let presence =
-            PresenceEngine::new(metrics.clone(), rules, stream.clone(), notifier.clone(), access, store.clone())
-                .await?;
+        let presence = PresenceEngine::new(
+            metrics.clone(),
+            rules,
+            config.presence_mode,
+            stream.clone(),
+            notifier.clone(),
+            access,
+            store.clone(),
+        )
+        .await?;
         presence.add_listener(profiles.clone());
         let change_log = crate::experiment::ChangeLog::load(
             store.clone(),
@@ -133,8 +144,14 @@ impl Services {
         change_log
             .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
-        sync.add_source(Arc::new(LegacyPresenceSync { engine: presence.clone(), accounts: accounts.clone() }));
-        let limiter = crate::api::ratelimit::AuthLimiter::new(config.auth_rate_per_second, config.auth_rate_burst);
+        sync.add_source(Arc::new(LegacyPresenceSync {
+            engine: presence.clone(),
+            accounts: accounts.clone(),
+            rooms: rooms.clone(),
+            busy_as: config.legacy_busy_as,
+            initial_sync_offline: config.presence_initial_sync_offline,
+        }));
+        let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         Ok(Arc::new(Self {
             config,
             store,

@@ -7,6 +7,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::presence::policy::{LegacyBusy, PresenceMode};
+
 /// Every knob of the server. Defaults start a usable homeserver on 127.0.0.1:8008 with SQLite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -29,6 +31,20 @@ pub struct Config {
     pub auth_rate_per_second: u32,
     /// Burst size for the login/registration rate limit.
     pub auth_rate_burst: u32,
+    /// Logins allowed per minute per user (any IP; 0 = unlimited), against password guessing.
+    pub login_rate_per_user_per_minute: u32,
+    /// Burst for the per-user login limit.
+    pub login_rate_per_user_burst: u32,
+    /// `PUT /presence/{userId}/status` allowed per second per user (0 = unlimited).
+    pub presence_rate_per_second: u32,
+    /// Burst for the per-user presence limit.
+    pub presence_rate_burst: u32,
+    /// Most devices (sessions) one user may have; a login beyond gets `M_RESOURCE_LIMIT_EXCEEDED`.
+    pub max_devices_per_user: usize,
+    /// Most stored `/sync` filters per user.
+    pub max_filters_per_user: usize,
+    /// Largest accepted filter (stored or inline), in bytes of JSON.
+    pub max_filter_bytes: usize,
     /// Largest accepted event, in bytes (the spec's limit is 65536).
     pub max_event_bytes: usize,
     /// Largest accepted request body, in bytes.
@@ -51,6 +67,16 @@ pub struct Config {
     pub peek_rate_per_second: u32,
     /// Burst size for the `/peek` rate limit.
     pub peek_rate_burst: u32,
+    /// A `mobile` device that stops syncing stays `unavailable` this long before it is offline.
+    pub presence_mobile_grace_ms: i64,
+    /// `enabled`, `disabled` (no presence at all) or `untracked` (own presence only).
+    pub presence_mode: PresenceMode,
+    /// Wire spelling of `busy` on the legacy presence paths.
+    pub legacy_busy_as: LegacyBusy,
+    /// Whether an initial `/sync` includes users who are offline (Synapse: no).
+    pub presence_initial_sync_offline: bool,
+    /// A shared room with more joined members than this grants no presence visibility (0 = no limit).
+    pub presence_max_room_members: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
     /// Users (full Matrix ids) allowed to use the admin API and the live console.
@@ -75,6 +101,13 @@ impl Default for Config {
             argon2_iterations: 2,
             auth_rate_per_second: 5,
             auth_rate_burst: 20,
+            login_rate_per_user_per_minute: 12,
+            login_rate_per_user_burst: 10,
+            presence_rate_per_second: 20,
+            presence_rate_burst: 200,
+            max_devices_per_user: 100,
+            max_filters_per_user: 200,
+            max_filter_bytes: 32768,
             max_event_bytes: 65536,
             max_request_bytes: 1024 * 1024,
             max_sync_timeout_ms: 300_000,
@@ -86,6 +119,11 @@ impl Default for Config {
             peek_expiry_ms: 3_600_000,
             peek_rate_per_second: 2,
             peek_rate_burst: 20,
+            presence_mobile_grace_ms: 3_600_000,
+            presence_mode: PresenceMode::Enabled,
+            legacy_busy_as: LegacyBusy::Msc3026,
+            presence_initial_sync_offline: false,
+            presence_max_room_members: 0,
             log: "info,sqlx=warn".into(),
             admins: Vec::new(),
             metrics_enabled: true,
@@ -139,6 +177,34 @@ pub struct Cli {
     #[arg(long, env = "SEED_AUTH_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_rate_burst: Option<u32>,
+    /// Logins per minute per user, 0 = unlimited [default: 12]
+    #[arg(long, env = "SEED_LOGIN_RATE_PER_USER_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_rate_per_user_per_minute: Option<u32>,
+    /// Burst for the per-user login limit [default: 10]
+    #[arg(long, env = "SEED_LOGIN_RATE_PER_USER_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_rate_per_user_burst: Option<u32>,
+    /// Presence status PUTs per second per user, 0 = unlimited [default: 20]
+    #[arg(long, env = "SEED_PRESENCE_RATE_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_rate_per_second: Option<u32>,
+    /// Burst for the per-user presence limit [default: 200]
+    #[arg(long, env = "SEED_PRESENCE_RATE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_rate_burst: Option<u32>,
+    /// Most devices per user [default: 100]
+    #[arg(long, env = "SEED_MAX_DEVICES_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_devices_per_user: Option<usize>,
+    /// Most stored filters per user [default: 200]
+    #[arg(long, env = "SEED_MAX_FILTERS_PER_USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_filters_per_user: Option<usize>,
+    /// Largest filter in bytes [default: 32768]
+    #[arg(long, env = "SEED_MAX_FILTER_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_filter_bytes: Option<usize>,
     /// Largest event in bytes [default: 65536]
     #[arg(long, env = "SEED_MAX_EVENT_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +249,26 @@ pub struct Cli {
     #[arg(long, env = "SEED_PEEK_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peek_rate_burst: Option<u32>,
+    /// A silent mobile device stays unavailable this long before offline, ms [default: 3600000]
+    #[arg(long, env = "SEED_PRESENCE_MOBILE_GRACE_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mobile_grace_ms: Option<i64>,
+    /// Presence: enabled, disabled, or untracked (own presence only) [default: enabled]
+    #[arg(long, env = "SEED_PRESENCE_MODE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_mode: Option<PresenceMode>,
+    /// Spelling of busy on legacy presence paths [default: org.matrix.msc3026.busy]
+    #[arg(long, env = "SEED_LEGACY_BUSY_AS", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_busy_as: Option<LegacyBusy>,
+    /// Initial /sync includes offline users [default: false]
+    #[arg(long, env = "SEED_PRESENCE_INITIAL_SYNC_OFFLINE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_initial_sync_offline: Option<bool>,
+    /// Rooms with more joined members grant no presence visibility, 0 = no limit [default: 0]
+    #[arg(long, env = "SEED_PRESENCE_MAX_ROOM_MEMBERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_max_room_members: Option<u64>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,9 @@ pub enum MatrixError {
     TooLarge(String),
     #[error("Too many requests")]
     LimitExceeded { retry_after_ms: u64 },
+    /// A per-user quota of this server (devices, filters): 403 `M_RESOURCE_LIMIT_EXCEEDED`.
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
     #[error("{0}")]
     RoomInUse(String),
     #[error("{0}")]
@@ -85,6 +88,7 @@ impl MatrixError {
             Self::MissingParam(_) => "M_MISSING_PARAM",
             Self::TooLarge(_) => "M_TOO_LARGE",
             Self::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
+            Self::ResourceLimitExceeded(_) => "M_RESOURCE_LIMIT_EXCEEDED",
             Self::RoomInUse(_) => "M_ROOM_IN_USE",
             Self::InvalidRoomState(_) => "M_INVALID_ROOM_STATE",
             Self::BadState(_) => "M_BAD_STATE",
@@ -96,7 +100,7 @@ impl MatrixError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden(_) | Self::UserDeactivated(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::UserDeactivated(_) | Self::ResourceLimitExceeded(_) => StatusCode::FORBIDDEN,
             Self::MissingToken | Self::UnknownToken | Self::UiaRequired(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::ServerControlled(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -111,7 +115,19 @@ impl MatrixError {
 
 impl From<sqlx::Error> for MatrixError {
     fn from(e: sqlx::Error) -> Self {
+        if is_untranslatable_text(&e) {
+            // PostgreSQL refuses NUL (and invalid encodings) in text: the client sent it.
+            return Self::InvalidParam("text containing NUL characters is not accepted here".into());
+        }
         Self::Internal(e.into())
+    }
+}
+
+/// SQLSTATE 22021 (`character_not_in_repertoire`, NUL in text) or 22P05 (untranslatable).
+pub fn is_untranslatable_text(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("22021") | Some("22P05")),
+        _ => false,
     }
 }
 

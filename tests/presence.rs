@@ -62,7 +62,7 @@ async fn busy_device_wins_then_online_device_decides() {
     let phone = app.login("alice", "PHONE").await;
     let laptop = keep_syncing(&app, &alice, "set_presence=online");
     let call = keep_syncing(&app, &phone, "set_presence=busy");
-    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "busy").await;
+    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "org.matrix.msc3026.busy").await;
     // The device on a call stops syncing: after the device timeout the laptop decides.
     call.abort();
     wait_status(&app, &bob, &alice, "online again", |v| v["presence"] == "online").await;
@@ -74,7 +74,7 @@ async fn busy_device_wins_then_online_device_decides() {
 async fn unstable_busy_spelling_is_accepted() {
     let (app, alice, bob) = pair().await;
     let d = keep_syncing(&app, &alice, "set_presence=org.matrix.msc3026.busy");
-    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "busy").await;
+    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "org.matrix.msc3026.busy").await;
     d.abort();
 }
 
@@ -123,7 +123,7 @@ async fn manual_busy_then_manual_online_returns_to_devices() {
     let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
     let (code, _) = app.put(&path, Some(&alice.token), json!({"presence": "busy", "status_msg": "in a meeting"})).await;
     assert_eq!(code, 200);
-    let v = wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "busy").await;
+    let v = wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "org.matrix.msc3026.busy").await;
     assert_eq!(v["status_msg"], "in a meeting");
     let (code, _) = app.put(&path, Some(&alice.token), json!({"presence": "online"})).await;
     assert_eq!(code, 200);
@@ -141,7 +141,7 @@ async fn manual_busy_needs_a_live_device() {
     let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
     app.put(&path, Some(&alice.token), json!({"presence": "busy"})).await;
     // The PUT itself is a sign of life from that device (it acted through the API).
-    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "busy").await;
+    wait_status(&app, &bob, &alice, "busy", |v| v["presence"] == "org.matrix.msc3026.busy").await;
     wait_status(&app, &bob, &alice, "offline without a live device", |v| v["presence"] == "offline").await;
 }
 
@@ -218,7 +218,7 @@ async fn legacy_sync_delivers_presence_changes_and_wakes_the_long_poll() {
         .find(|e| e["sender"] == alice.user_id.as_str())
         .unwrap_or_else(|| panic!("no presence for alice: {s}"));
     assert_eq!(ev["type"], "m.presence");
-    assert_eq!(ev["content"]["presence"], "busy");
+    assert_eq!(ev["content"]["presence"], "org.matrix.msc3026.busy", "legacy busy spelling (MSC3026)");
     assert_eq!(ev["content"]["status_msg"], "call");
     // A filter with presence.types [] turns presence off.
     let next = s["next_batch"].as_str().unwrap();
@@ -266,7 +266,7 @@ async fn manual_status_and_last_active_survive_restart() {
     assert!(v["last_active_ago"].as_i64().is_some(), "{v}");
     app.sync(&alice, "timeout=0").await;
     let (_, v) = app.get(&path, Some(&bob.token)).await;
-    assert_eq!(v["presence"], "busy", "manual busy survives: {v}");
+    assert_eq!(v["presence"], "org.matrix.msc3026.busy", "manual busy survives: {v}");
 }
 
 #[tokio::test]

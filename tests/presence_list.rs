@@ -112,14 +112,14 @@ async fn presence_is_shared_only_after_the_target_accepts() {
     assert!(started.elapsed() < Duration::from_secs(10), "acceptance must wake the owner");
     let ev = presence_of(&s, &alice).unwrap_or_else(|| panic!("no presence for alice after acceptance: {s}"));
     assert_eq!(ev["type"], "m.presence");
-    assert_eq!(ev["content"]["presence"], "busy");
+    assert_eq!(ev["content"]["presence"], "org.matrix.msc3026.busy");
     assert_eq!(ev["content"]["status_msg"], "writing");
     // A later incremental sync from before the acceptance carries it too.
     let again = app.sync(&bob, &format!("since={since}&timeout=0")).await;
     assert!(presence_of(&again, &alice).is_some(), "{again}");
     let (c, v) = status(&app, &bob, &alice).await;
     assert_eq!(c, 200, "{v}");
-    assert_eq!(v["presence"], "busy");
+    assert_eq!(v["presence"], "org.matrix.msc3026.busy");
     assert!(requests(&app, &alice).await.is_empty());
 
     // Later changes wake the owner's long-poll like a room peer's would.
@@ -228,7 +228,7 @@ async fn list_get_returns_presence_events_of_accepted_targets() {
     let ev = &events[0];
     assert_eq!(ev["type"], "m.presence");
     assert_eq!(ev["sender"], alice.user_id.as_str());
-    assert_eq!(ev["content"]["presence"], "busy");
+    assert_eq!(ev["content"]["presence"], "org.matrix.msc3026.busy");
     assert_eq!(ev["content"]["status_msg"], "on a call");
     assert!(ev["content"]["last_active_ago"].is_i64(), "{ev}");
     // Hidden targets look offline to their followers, as to everyone else.

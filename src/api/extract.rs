@@ -60,21 +60,45 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
         while args.len() < expected {
             args.push("");
         }
-        let mut bytes = read_body(body, state).await?;
-        let has_body = matches!(parts.method, http::Method::POST | http::Method::PUT);
-        if has_body && bytes.iter().all(u8::is_ascii_whitespace) {
-            bytes = Bytes::from_static(b"{}");
-        }
-        if has_body {
-            // Tell "not JSON" from "wrong JSON" before ruma does, for the right errcode.
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
-            if !v.is_object() {
-                return Err(MatrixError::NotJson("Content must be a JSON object".into()));
-            }
-        }
-        let http_req = http::Request::from_parts(parts, &bytes[..]);
-        T::try_from_http_request(http_req, &args).map(Ruma).map_err(map_ruma_error)
+        let bytes = read_body(body, state).await?;
+        parse_ruma(parts, bytes, &args).map(Ruma)
     }
+}
+
+/// The pure part of [`Ruma`]: a request's head, body and path arguments into `T`, every
+/// failure a Matrix error (also the entry point of the `fuzz/` extractor target).
+pub fn parse_ruma<T: IncomingRequest>(parts: Parts, mut bytes: Bytes, args: &[&str]) -> Result<T, MatrixError> {
+    let has_body = matches!(parts.method, http::Method::POST | http::Method::PUT);
+    if has_body && bytes.iter().all(u8::is_ascii_whitespace) {
+        bytes = Bytes::from_static(b"{}");
+    }
+    if has_body {
+        // Tell "not JSON" from "wrong JSON" before ruma does, for the right errcode.
+        json_object_body(&bytes)?;
+    }
+    let http_req = http::Request::from_parts(parts, &bytes[..]);
+    T::try_from_http_request(http_req, args).map_err(map_ruma_error)
+}
+
+/// A request body that must be a JSON object within the depth limit (empty means `{}`).
+pub fn json_object_body(bytes: &[u8]) -> Result<serde_json::Value, MatrixError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    if !v.is_object() {
+        return Err(MatrixError::NotJson("Content must be a JSON object".into()));
+    }
+    check_depth(&v)?;
+    Ok(v)
+}
+
+/// Bodies nest at most [`MAX_JSON_DEPTH`](crate::rooms::event::MAX_JSON_DEPTH) levels: what
+/// is accepted must be readable back from storage (issue 10, defect 1).
+fn check_depth(v: &serde_json::Value) -> Result<(), MatrixError> {
+    let max = crate::rooms::event::MAX_JSON_DEPTH;
+    if crate::rooms::event::json_depth(v) > max {
+        return Err(MatrixError::bad_json(format!("JSON nests deeper than {max} levels")));
+    }
+    Ok(())
 }
 
 /// A JSON body of our own type, with `M_NOT_JSON` / `M_BAD_JSON` on failure.
@@ -85,11 +109,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req.into_body(), state).await?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-        if !v.is_object() {
-            return Err(MatrixError::NotJson("Content must be a JSON object".into()));
-        }
+        let v = json_object_body(&bytes)?;
         serde_json::from_value(v).map(MatrixJson).map_err(|e| MatrixError::bad_json(e.to_string()))
     }
 }

@@ -16,6 +16,7 @@ use crate::error::MatrixError;
 pub mod admin;
 pub mod client;
 pub mod extract;
+pub mod guard;
 pub mod metrics;
 pub mod ratelimit;
 
@@ -60,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             MatrixError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }.into_response()
         })
+        .layer(axum::middleware::from_fn(guard::reject_nul))
+        .layer(axum::middleware::map_response(guard::matrix_errors))
         .layer(tower_http::cors::CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

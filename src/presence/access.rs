@@ -24,11 +24,47 @@ pub trait Grants: Send + Sync {
 pub struct PresenceAccess {
     rooms: Arc<Rooms>,
     grants: parking_lot::RwLock<Vec<Arc<dyn Grants>>>,
+    /// A shared room with more joined members than this grants no visibility
+    /// (`presence_max_room_members`; seed 000 "in large public rooms this could be undesirable").
+    max_room_members: Option<usize>,
 }
 
 impl PresenceAccess {
     pub fn new(rooms: Arc<Rooms>) -> Self {
-        Self { rooms, grants: Default::default() }
+        Self { rooms, grants: Default::default(), max_room_members: None }
+    }
+
+    /// With a member limit (`None` or 0: no limit).
+    pub fn with_max_room_members(rooms: Arc<Rooms>, max: Option<usize>) -> Self {
+        Self { max_room_members: max.filter(|&n| n > 0), ..Self::new(rooms) }
+    }
+
+    /// Joined members of `room` if the room grants presence visibility (not over the limit).
+    async fn members_if_small(&self, room: &str, max: usize) -> Result<Option<Vec<String>>> {
+        let state = self.rooms.state(room).await?;
+        let members: Vec<String> = state.members_with(&["join"]).map(str::to_owned).collect();
+        Ok((members.len() <= max).then_some(members))
+    }
+
+    /// Everyone sharing a joined room with `user` (and the user), rooms over the limit left out.
+    async fn room_peers(&self, user: &str) -> Result<HashSet<String>> {
+        let Some(max) = self.max_room_members else { return self.rooms.room_peers(user).await };
+        let mut peers = HashSet::from([user.to_owned()]);
+        for room in self.rooms.joined_rooms(user).await?.iter() {
+            peers.extend(self.members_if_small(room, max).await?.unwrap_or_default());
+        }
+        Ok(peers)
+    }
+
+    async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
+        let Some(max) = self.max_room_members else { return self.rooms.share_a_room(a, b).await };
+        let theirs = self.rooms.joined_rooms(b).await?;
+        for room in self.rooms.joined_rooms(a).await?.iter().filter(|r| theirs.contains(*r)) {
+            if self.members_if_small(room, max).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn add_grants(&self, g: Arc<dyn Grants>) {
@@ -36,7 +72,7 @@ impl PresenceAccess {
     }
 
     pub async fn can_see(&self, viewer: &str, target: &str) -> Result<bool> {
-        if viewer == target || self.rooms.share_a_room(viewer, target).await? {
+        if viewer == target || self.share_a_room(viewer, target).await? {
             return Ok(true);
         }
         Ok(self.grants.read().iter().any(|g| g.granted_targets(viewer).iter().any(|t| t == target)))
@@ -44,7 +80,7 @@ impl PresenceAccess {
 
     /// Everyone who may see `target` (to wake them when it changes).
     pub async fn viewers_of(&self, target: &str) -> Result<HashSet<String>> {
-        let mut set = self.rooms.room_peers(target).await?;
+        let mut set = self.room_peers(target).await?;
         for g in self.grants.read().iter() {
             set.extend(g.granted_viewers(target));
         }
@@ -58,7 +94,7 @@ impl PresenceAccess {
 
     /// Everyone `viewer` may see (for an initial sync).
     pub async fn visible_to(&self, viewer: &str) -> Result<HashSet<String>> {
-        let mut set = self.rooms.room_peers(viewer).await?;
+        let mut set = self.room_peers(viewer).await?;
         for g in self.grants.read().iter() {
             set.extend(g.granted_targets(viewer));
         }

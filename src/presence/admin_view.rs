@@ -19,6 +19,8 @@ pub struct DeviceInspection {
     /// Its contribution to the merge now (rules 1 and 2).
     pub presence: Presence,
     pub live: bool,
+    /// Activity since its last report counts it as online (§2 rule 10).
+    pub lifted: bool,
     pub syncing: bool,
     pub last_sync_ts: i64,
     pub last_active_ts: i64,
@@ -82,11 +84,13 @@ impl PresenceEngine {
                 reported: d.reported,
                 presence: d.presence_at(now, rules),
                 live: d.is_live(now, rules),
+                lifted: d.lifted,
                 syncing: d.syncing,
                 last_sync_ts: d.last_sync_ts,
                 last_active_ts: d.last_active_ts,
                 offline_at: (!d.syncing).then(|| d.last_sync_ts.saturating_add(rules.device_timeout_ms)),
-                idle_at: (d.reported == Presence::Online).then(|| d.last_active_ts.saturating_add(rules.idle_after_ms)),
+                idle_at: (d.effective_report() == Presence::Online)
+                    .then(|| d.last_active_ts.saturating_add(rules.idle_after_ms)),
             })
             .collect();
         // The history placeholder counts for last_active, as in the merge.

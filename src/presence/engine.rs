@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::access::PresenceAccess;
+use super::policy::PresenceMode;
 use super::{
     effective, is_proactive, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, EffectiveView,
     ManualStatus, Presence, PresenceRules,
@@ -93,6 +94,7 @@ pub trait PresenceListener: Send + Sync {
 
 pub struct PresenceEngine {
     rules: PresenceRules,
+    mode: PresenceMode,
     users: DashMap<String, UserEntry>,
     deadlines: Mutex<DeadlineQueue<String>>,
     timer: Notify,
@@ -120,6 +122,7 @@ impl PresenceEngine {
     pub async fn new(
         metrics: Arc<Metrics>,
         rules: PresenceRules,
+        mode: PresenceMode,
         stream: Arc<StreamHub>,
         notifier: Arc<Notifier>,
         access: Arc<PresenceAccess>,
@@ -127,6 +130,7 @@ impl PresenceEngine {
     ) -> anyhow::Result<Arc<Self>> {
         let engine = Self {
             rules,
+            mode,
             users: DashMap::new(),
             deadlines: Mutex::new(DeadlineQueue::new()),
             timer: Notify::new(),
@@ -141,7 +145,8 @@ impl PresenceEngine {
             observers: Default::default(),
         };
         let now = now_ms();
-        for row in engine.store.load_presence().await? {
+        let rows = if mode == PresenceMode::Disabled { vec![] } else { engine.store.load_presence().await? };
+        for row in rows {
             let mut entry =
                 UserEntry { manual: parse_manual(&row.manual), status_msg: row.status_msg, ..Default::default() };
             if let Some(ts) = row.last_active_ts {
@@ -156,6 +161,26 @@ impl PresenceEngine {
 
     pub fn rules(&self) -> &PresenceRules {
         &self.rules
+    }
+
+    pub fn mode(&self) -> PresenceMode {
+        self.mode
+    }
+
+    /// The presence of `user_id` as the legacy paths (`GET …/status`, `/sync`'s `presence`,
+    /// the presence list) may show it to `viewer`: nothing but `offline` when presence is
+    /// disabled, and when it is untracked for anyone but the user themself.
+    pub fn legacy_snapshot(&self, user_id: &str, viewer: &str) -> PresenceSnapshot {
+        match self.mode {
+            PresenceMode::Enabled => self.snapshot(user_id, viewer),
+            PresenceMode::Untracked if user_id == viewer => self.snapshot(user_id, viewer),
+            _ => PresenceSnapshot {
+                user_id: user_id.into(),
+                presence: EffectivePresence::offline(),
+                status_msg: None,
+                pos: 0,
+            },
+        }
     }
 
     pub fn add_listener(&self, l: Arc<dyn PresenceListener>) {
@@ -224,7 +249,12 @@ impl PresenceEngine {
             let dev = e.devices.entry(session.device_id.clone()).or_insert_with(|| new_device(now));
             // Seed 000: raising one's availability is a pro-active event.
             let was_live = !fresh && dev.state.is_live(now, &self.rules);
-            let old = if was_live { dev.state.reported } else { Presence::Offline };
+            let old = if was_live { dev.state.effective_report() } else { Presence::Offline };
+            // A lift by activity (seed 001) lasts until the device reports something new;
+            // repeating the same report is not news (msc/README.md §7).
+            if !was_live || report != dev.state.reported {
+                dev.state.lifted = false;
+            }
             dev.in_flight += 1;
             dev.state.syncing = true;
             dev.state.last_sync_ts = now;
@@ -252,7 +282,10 @@ impl PresenceEngine {
         .await;
     }
 
-    /// A pro-active event (e.g. sending a message) from this device.
+    /// A pro-active event from this device: sending an event, a typing notification, a read
+    /// receipt or read marker. It resets the device's idle timer and lifts an `unavailable` or
+    /// `offline` report to `online` until the device's next different report (seed 001 "any
+    /// activity sets the user back to online").
     pub async fn activity(&self, session: &Session) {
         let now = now_ms();
         self.update(&session.user_id, now, |e| {
@@ -260,9 +293,7 @@ impl PresenceEngine {
             dev.state.last_active_ts = now;
             // Acting through the API is a sign of life, like a sync.
             dev.state.last_sync_ts = now;
-            if dev.state.reported == Presence::Offline {
-                dev.state.reported = Presence::Online;
-            }
+            dev.state.lifted = true;
         })
         .await;
     }
@@ -402,6 +433,10 @@ impl PresenceEngine {
         cause: Option<super::observe::ChangeCause>,
         change: impl FnOnce(&mut UserEntry),
     ) {
+        if self.mode == PresenceMode::Disabled {
+            // Reports and statuses are accepted and ignored (Synapse `presence.enabled: false`).
+            return;
+        }
         let emitted = {
             let mut entry = self.users.entry(user_id.to_owned()).or_default();
             let before_inputs = (entry.manual, admin_view::device_list(&entry));
@@ -514,6 +549,7 @@ fn new_device(now: i64) -> DeviceEntry {
             last_sync_ts: now,
             syncing: false,
             last_active_ts: 0,
+            lifted: false,
         },
         in_flight: 0,
     }
@@ -527,6 +563,7 @@ fn history_device(last_active_ts: i64) -> DeviceEntry {
             last_sync_ts: i64::MIN / 2,
             syncing: false,
             last_active_ts,
+            lifted: false,
         },
         in_flight: 0,
     }

@@ -41,17 +41,23 @@ pub fn explain(
     } else if manual.is_hidden() {
         (5, format!("hidden (manual offline): others see offline, the user's own devices see {truth}"), vec![])
     } else if manual == ManualStatus::Busy {
-        (4, "manual status busy, and a device is live".to_owned(), vec![])
+        (4, "manual status busy, and a device is reachable".to_owned(), vec![])
     } else if manual == ManualStatus::Unavailable && truth == Presence::Online {
         (4, "manual status unavailable caps the devices' online".to_owned(), vec![])
     } else if manual == ManualStatus::Unavailable && truth == Presence::Busy {
         (3, "a device reports busy, which wins over manual unavailable".to_owned(), with(truth))
     } else {
         let deciding = with(truth);
-        let idle = truth == Presence::Unavailable
-            && devices.iter().filter(|(id, _)| deciding.contains(id)).all(|(_, d)| d.reported == Presence::Online);
-        if idle {
+        let deciders = || devices.iter().filter(|(id, _)| deciding.contains(id)).map(|(_, d)| d);
+        let in_grace = truth == Presence::Unavailable && deciders().all(|d| !d.is_live(now_ms, rules));
+        let idle = truth == Presence::Unavailable && deciders().all(|d| d.effective_report() == Presence::Online);
+        let lifted = truth == Presence::Online && deciders().all(|d| d.reported < Presence::Online && d.lifted);
+        if in_grace {
+            (1, "a silent phone counts as unavailable during presence_mobile_grace_ms".to_owned(), deciding)
+        } else if idle {
             (2, "idle: no pro-active event within presence_idle_after_ms".to_owned(), deciding)
+        } else if lifted {
+            (10, "activity since the device's last report lifts it to online".to_owned(), deciding)
         } else {
             (3, format!("devices combine by priority busy > online > unavailable; the highest is {truth}"), deciding)
         }
@@ -81,6 +87,7 @@ mod tests {
             last_sync_ts: NOW - synced_ago,
             syncing: false,
             last_active_ts: NOW - active_ago,
+            lifted: false,
         };
         (id.to_owned(), state)
     }
@@ -114,5 +121,15 @@ mod tests {
         assert_eq!((e.presence, e.rule), (Presence::Offline, 5));
         let e = explain(ManualStatus::Busy, &[dev("A", Presence::Online, r.device_timeout_ms, 0)], NOW, &r);
         assert_eq!((e.presence, e.rule), (Presence::Offline, 1));
+
+        let mut lifted = dev("A", Presence::Unavailable, 0, 0);
+        lifted.1.lifted = true;
+        let e = explain(ManualStatus::Online, &[lifted], NOW, &r);
+        assert_eq!((e.presence, e.rule), (Presence::Online, 10));
+
+        let mut phone = dev("P", Presence::Online, r.device_timeout_ms, 0);
+        phone.1.kind = DeviceKind::Mobile;
+        let e = explain(ManualStatus::Online, &[phone], NOW, &r);
+        assert_eq!((e.presence, e.rule, e.deciding_devices), (Presence::Unavailable, 1, vec!["P".to_owned()]));
     }
 }

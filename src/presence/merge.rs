@@ -12,18 +12,33 @@ impl DeviceState {
         self.syncing || now_ms.saturating_sub(self.last_sync_ts) < rules.device_timeout_ms
     }
 
+    /// A silent `mobile` device that last reported something other than `offline` stays
+    /// reachable for `mobile_grace_ms` after it stopped being live (MSC3032: `unavailable`
+    /// means messages still reach the user, as they do a phone in a pocket; `offline` that
+    /// they won't).
+    pub fn in_mobile_grace(&self, now_ms: i64, rules: &PresenceRules) -> bool {
+        self.kind == DeviceKind::Mobile
+            && !self.syncing
+            && self.effective_report() != Presence::Offline
+            && now_ms.saturating_sub(self.last_sync_ts) < rules.device_timeout_ms.saturating_add(rules.mobile_grace_ms)
+    }
+
     /// This device's own contribution to the merge at `now_ms`.
     ///
-    /// - Not live: offline (seed 000). A live device that reported offline is offline too.
-    /// - Seed 001 "Idle timeout": a live device reporting online whose last pro-active event is
-    ///   `idle_after_ms` (5 min) or more ago is idle, i.e. unavailable.
+    /// - Not live: offline (seed 000), except a phone in its grace, which is `unavailable`.
+    ///   A live device that reported offline is offline too.
+    /// - Seed 001 "any activity sets the user back to online": activity after the device's
+    ///   last report lifts an `unavailable` or `offline` report to `online`
+    ///   ([`DeviceState::effective_report`]) until the device reports something new.
+    /// - Seed 001 "Idle timeout": a live device counting as online whose last pro-active
+    ///   event is `idle_after_ms` (5 min) or more ago is idle, i.e. unavailable.
     /// - Busy is not decayed by idleness: MSC3032 "a client supplies `busy` if the user is on a
     ///   call", and a call is a call however still the mouse is.
     pub fn presence_at(&self, now_ms: i64, rules: &PresenceRules) -> Presence {
         if !self.is_live(now_ms, rules) {
-            return Presence::Offline;
+            return if self.in_mobile_grace(now_ms, rules) { Presence::Unavailable } else { Presence::Offline };
         }
-        match self.reported {
+        match self.effective_report() {
             Presence::Online if now_ms.saturating_sub(self.last_active_ts) >= rules.idle_after_ms => {
                 Presence::Unavailable
             }
@@ -128,7 +143,8 @@ pub fn effective(manual: ManualStatus, devices: &[DeviceState], now_ms: i64, rul
 /// nothing can change until a new report arrives. Always `> now_ms`.
 ///
 /// `effective` is piecewise constant in time and can only step at a device's
-/// `last_sync_ts + device_timeout_ms` (non-syncing devices), at an online device's
+/// `last_sync_ts + device_timeout_ms` (non-syncing devices; for phones also that plus
+/// `mobile_grace_ms`), at an online (or lifted) device's
 /// `last_active_ts + idle_after_ms`, or at `max(last_active_ts) + currently_active_ms`. We
 /// evaluate those candidates in order and return the first one where the view really differs,
 /// so the caller's timer never fires for a change nobody can see (e.g. one of two online
@@ -143,8 +159,13 @@ pub fn next_change_at(
     for device in devices {
         if !device.syncing {
             candidates.push(device.last_sync_ts.saturating_add(rules.device_timeout_ms));
+            if device.kind == DeviceKind::Mobile {
+                candidates.push(
+                    device.last_sync_ts.saturating_add(rules.device_timeout_ms).saturating_add(rules.mobile_grace_ms),
+                );
+            }
         }
-        if device.reported == Presence::Online {
+        if device.effective_report() == Presence::Online {
             candidates.push(device.last_active_ts.saturating_add(rules.idle_after_ms));
         }
     }
@@ -170,9 +191,19 @@ mod tests {
         PresenceRules::default()
     }
 
+    /// Silent for longer than the device timeout plus the default mobile grace.
+    const PHONE_GONE: i64 = 30_000 + 3_600_000;
+
     /// A desktop that is syncing right now and was active right now.
     fn dev(reported: Presence) -> DeviceState {
-        DeviceState { reported, kind: DeviceKind::Desktop, last_sync_ts: NOW, syncing: true, last_active_ts: NOW }
+        DeviceState {
+            reported,
+            kind: DeviceKind::Desktop,
+            last_sync_ts: NOW,
+            syncing: true,
+            last_active_ts: NOW,
+            lifted: false,
+        }
     }
 
     trait DeviceExt {
@@ -270,12 +301,84 @@ mod tests {
             dev(Unavailable),
             dev(Online),
             dev(Offline).mobile(),
-            dev(Busy).mobile().synced_ago(40_000),
+            dev(Busy).mobile().synced_ago(PHONE_GONE),
         ];
         assert_eq!(public(M::Online, &devices).active_kinds, vec![Desktop, Mobile]);
-        let devices = [dev(Online), dev(Offline).mobile(), dev(Busy).mobile().synced_ago(40_000)];
+        let devices = [dev(Online), dev(Offline).mobile(), dev(Busy).mobile().synced_ago(PHONE_GONE)];
         assert_eq!(public(M::Online, &devices).active_kinds, vec![Desktop]);
         assert!(public(M::Online, &[]).active_kinds.is_empty());
+    }
+
+    // --- activity lifts a device (seed 001) ---
+
+    trait Lift {
+        fn lifted(self) -> Self;
+    }
+
+    impl Lift for DeviceState {
+        fn lifted(mut self) -> Self {
+            self.lifted = true;
+            self
+        }
+    }
+
+    #[test]
+    fn activity_lifts_unavailable_and_offline_reports_to_online() {
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable)]), Unavailable);
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted()]), Online);
+        assert_eq!(presence_of(M::Online, &[dev(Offline).lifted()]), Online);
+        assert!(public(M::Online, &[dev(Unavailable).lifted()]).currently_active);
+        // A lifted device still counts only while it is live.
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted().synced_ago(30_000)]), Offline);
+    }
+
+    #[test]
+    fn a_lifted_device_idles_like_an_online_one() {
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted().active_ago(299_999)]), Online);
+        assert_eq!(presence_of(M::Online, &[dev(Unavailable).lifted().active_ago(300_000)]), Unavailable);
+        let d = dev(Unavailable).lifted().active_ago(1_000);
+        assert_eq!(next_change_at(M::Online, &[d], NOW, &rules()), Some(NOW - 1_000 + 60_000), "currently_active ends");
+        let d = dev(Unavailable).lifted().active_ago(100_000);
+        assert_eq!(next_change_at(M::Online, &[d], NOW, &rules()), Some(NOW + 200_000), "idle");
+    }
+
+    #[test]
+    fn lifting_never_lowers_busy_and_manual_rules_still_apply() {
+        assert_eq!(presence_of(M::Online, &[dev(Busy).lifted()]), Busy);
+        assert_eq!(presence_of(M::Unavailable, &[dev(Unavailable).lifted()]), Unavailable, "manual cap");
+        let view = effective(M::Offline, &[dev(Unavailable).lifted()], NOW, &rules());
+        assert_eq!((view.public.presence, view.own.presence), (Offline, Online), "hidden");
+    }
+
+    // --- smartphones (MSC3032: a phone in a pocket is reachable) ---
+
+    #[test]
+    fn a_silent_phone_stays_unavailable_for_its_grace_then_is_offline() {
+        let grace = rules().mobile_grace_ms;
+        for reported in [Online, Busy, Unavailable] {
+            assert_eq!(presence_of(M::Online, &[dev(reported).mobile().synced_ago(29_999)]), reported);
+            assert_eq!(presence_of(M::Online, &[dev(reported).mobile().synced_ago(30_000)]), Unavailable);
+            assert_eq!(presence_of(M::Online, &[dev(reported).mobile().synced_ago(30_000 + grace - 1)]), Unavailable);
+            assert_eq!(presence_of(M::Online, &[dev(reported).mobile().synced_ago(30_000 + grace)]), Offline);
+        }
+        assert_eq!(public(M::Online, &[dev(Online).mobile().synced_ago(40_000)]).active_kinds, vec![Mobile]);
+        // Desktops get no grace; a phone that said offline is offline.
+        assert_eq!(presence_of(M::Online, &[dev(Online).synced_ago(30_000)]), Offline);
+        assert_eq!(presence_of(M::Online, &[dev(Offline).mobile().synced_ago(30_000)]), Offline);
+        // A manual busy needs a reachable device, and a phone in its grace is one.
+        assert_eq!(presence_of(M::Busy, &[dev(Online).mobile().synced_ago(40_000)]), Busy);
+        let no_grace = PresenceRules { mobile_grace_ms: 0, ..rules() };
+        assert_eq!(
+            effective(M::Online, &[dev(Online).mobile().synced_ago(30_000)], NOW, &no_grace).public.presence,
+            Offline
+        );
+    }
+
+    #[test]
+    fn next_change_at_the_end_of_a_phone_grace() {
+        let grace = rules().mobile_grace_ms;
+        let phone = [dev(Unavailable).mobile().synced_ago(40_000).active_ago(120_000)];
+        assert_eq!(next_change_at(M::Online, &phone, NOW, &rules()), Some(NOW - 40_000 + 30_000 + grace));
     }
 
     // --- manual status ---
@@ -490,10 +593,11 @@ mod tests {
     fn arb_rules() -> impl Strategy<Value = PresenceRules> {
         prop_oneof![
             Just(PresenceRules::default()),
-            (1i64..100_000, 1i64..600_000, 1i64..120_000).prop_map(|(t, i, c)| PresenceRules {
+            (1i64..100_000, 1i64..600_000, 1i64..120_000, 0i64..200_000).prop_map(|(t, i, c, g)| PresenceRules {
                 device_timeout_ms: t,
                 idle_after_ms: i,
                 currently_active_ms: c,
+                mobile_grace_ms: g,
             }),
         ]
     }
@@ -505,13 +609,15 @@ mod tests {
             -200_000i64..=1_000,
             any::<bool>(),
             -1_000_000i64..=1_000,
+            any::<bool>(),
         )
-            .prop_map(|(reported, kind, sync, syncing, active)| DeviceState {
+            .prop_map(|(reported, kind, sync, syncing, active, lifted)| DeviceState {
                 reported,
                 kind,
                 last_sync_ts: NOW + sync,
                 syncing,
                 last_active_ts: NOW + active,
+                lifted,
             })
     }
 
@@ -609,9 +715,10 @@ mod tests {
             let mut extra = extra;
             if make_offline {
                 extra.reported = Offline;
+                extra.lifted = false;
             } else {
                 extra.syncing = false;
-                extra.last_sync_ts = NOW - rules.device_timeout_ms - gone_for;
+                extra.last_sync_ts = NOW - rules.device_timeout_ms - rules.mobile_grace_ms - gone_for;
             }
             let mut with = devices.clone();
             with.insert(at.index(devices.len() + 1), extra);

@@ -11,7 +11,9 @@ pub mod explain;
 pub mod legacy;
 pub mod lists;
 pub mod merge;
+pub mod newcomers;
 pub mod observe;
+pub mod policy;
 pub mod timer;
 pub mod types;
 

@@ -146,6 +146,22 @@ pub struct DeviceState {
     pub syncing: bool,
     /// When the server last saw a pro-active event from this device (seed 000/001).
     pub last_active_ts: i64,
+    /// Activity (an event, typing, a receipt or read marker) came from this device after its
+    /// last report: seed 001 "any activity sets the user back to online", so a report of
+    /// `unavailable` or `offline` counts as `online` until the device reports something new.
+    #[serde(default)]
+    pub lifted: bool,
+}
+
+impl DeviceState {
+    /// The report as the merge reads it: lifted to `online` by activity since the report.
+    pub fn effective_report(&self) -> Presence {
+        if self.lifted {
+            self.reported.max(Presence::Online)
+        } else {
+            self.reported
+        }
+    }
 }
 
 /// The timings of the merge. Defaults follow the seeds; tests shrink them.
@@ -159,11 +175,19 @@ pub struct PresenceRules {
     pub idle_after_ms: i64,
     /// How long after the last pro-active event `currently_active` stays true (seed 001).
     pub currently_active_ms: i64,
+    /// A `mobile` device that stops syncing stays reachable (`unavailable`, MSC3032: messages
+    /// still reach a phone in a pocket) this long after it stops being live, then is offline.
+    pub mobile_grace_ms: i64,
 }
 
 impl Default for PresenceRules {
     fn default() -> Self {
-        PresenceRules { device_timeout_ms: 30_000, idle_after_ms: 300_000, currently_active_ms: 60_000 }
+        PresenceRules {
+            device_timeout_ms: 30_000,
+            idle_after_ms: 300_000,
+            currently_active_ms: 60_000,
+            mobile_grace_ms: 3_600_000,
+        }
     }
 }
 

@@ -46,6 +46,13 @@ pub fn profile_fallback_alias(user_id: &str) -> String {
     format!("#_profile_{local}:{server}")
 }
 
+/// The alias namespaces MSC1769 gives profile rooms (`#@alice:server`, `#_profile_alice:server`)
+/// belong to the server: users may not create or delete aliases there (issue 10, defect 4).
+pub fn is_reserved_alias(alias: &str) -> bool {
+    let local = alias.strip_prefix('#').unwrap_or(alias);
+    local.starts_with('@') || local.starts_with("_profile_")
+}
+
 /// `m.presence` state content: absolute `last_active_ts`, since state is not relative.
 pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
     let mut c = json!({
@@ -224,7 +231,14 @@ impl ProfileRooms {
         let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events).await?;
         self.store.insert_profile_room(user_id, &room_id).await?;
         for alias in [profile_alias(user_id), profile_fallback_alias(user_id)] {
-            self.store.insert_alias(&alias, &room_id, user_id).await?;
+            if !self.store.insert_alias(&alias, &room_id, user_id).await? {
+                // Taken before the namespace was reserved (a squatter): the server's claim wins.
+                tracing::warn!(alias, user_id, "profile alias was taken by another room; reclaiming it");
+                self.store.delete_alias(&alias).await?;
+                if !self.store.insert_alias(&alias, &room_id, user_id).await? {
+                    return Err(MatrixError::Internal(anyhow::anyhow!("could not claim profile alias {alias}")));
+                }
+            }
         }
         self.by_room.insert(room_id.clone(), user_id.to_owned());
         self.by_user.insert(user_id.to_owned(), room_id.clone());

@@ -94,30 +94,77 @@ pub fn check(
         }
     }
     if kind == "m.room.power_levels" {
-        check_power_levels_change(&pl, have, content)?;
+        check_power_levels_change(&pl, sender, have, content)?;
     }
     Ok(())
 }
 
-fn check_power_levels_change(old: &PowerLevels, have: i64, new: &Value) -> Result<(), Denied> {
-    // A user may not grant a level above their own, nor change a user at or above it.
-    let new = PowerLevels(new.clone());
-    for key in ["ban", "kick", "invite", "redact", "state_default", "events_default", "users_default"] {
-        let (o, n) = (old.0.get(key).and_then(as_int), new.0.get(key).and_then(as_int));
-        if o != n && (o.unwrap_or(0) > have || n.unwrap_or(0) > have) {
-            return Err(format!("cannot change {key} beyond your own power level"));
+/// The spec's power-level change rules (auth rules, rule "If type is m.room.power_levels",
+/// room versions 1–11; this server creates version 10, where every level is an integer).
+fn check_power_levels_change(old: &PowerLevels, sender: &str, have: i64, new: &Value) -> Result<(), Denied> {
+    let new_obj = new.as_object().ok_or("power levels content must be an object")?;
+    // Rule a: `users` maps valid user ids to integers; v10 also requires integers for every
+    // level the rules read.
+    if let Some(users) = new_obj.get("users") {
+        let users = users.as_object().ok_or("users must be an object")?;
+        for (uid, level) in users {
+            if ruma::UserId::parse(uid).is_err() {
+                return Err(format!("'{uid}' in users is not a valid user id"));
+            }
+            if !level.is_i64() {
+                return Err(format!("the level of {uid} must be an integer"));
+            }
         }
     }
-    let users = |pl: &PowerLevels| pl.0.get("users").and_then(Value::as_object).cloned().unwrap_or_default();
-    let (ou, nu) = (users(old), users(&new));
-    for uid in ou.keys().chain(nu.keys()) {
-        let (o, n) = (ou.get(uid).and_then(as_int), nu.get(uid).and_then(as_int));
-        if o != n && (n.unwrap_or(0) > have || o.unwrap_or(0) >= have && o.is_some() && o != Some(have)) {
-            return Err(format!("cannot change the power level of {uid}"));
+    for key in TOP_LEVEL_KEYS {
+        if new_obj.get(key).is_some_and(|v| !v.is_i64()) {
+            return Err(format!("{key} must be an integer"));
+        }
+    }
+    for key in ["events", "notifications"] {
+        if let Some(map) = new_obj.get(key) {
+            let map = map.as_object().ok_or_else(|| format!("{key} must be an object"))?;
+            if map.values().any(|v| !v.is_i64()) {
+                return Err(format!("every level in {key} must be an integer"));
+            }
+        }
+    }
+    // Rule b: the first power levels event is allowed.
+    if old.0.is_null() {
+        return Ok(());
+    }
+    let new = PowerLevels(new.clone());
+    // Rule c: top-level levels added, changed or removed.
+    for key in TOP_LEVEL_KEYS {
+        let (o, n) = (old.0.get(key).and_then(as_int), new.0.get(key).and_then(as_int));
+        if o != n && (o.is_some_and(|o| o > have) || n.is_some_and(|n| n > have)) {
+            return Err(format!("cannot change {key} beyond your own power level ({have})"));
+        }
+    }
+    // Rule d: entries of `events`, `users` and `notifications` added, changed or removed.
+    let entries = |pl: &PowerLevels, key: &str| pl.0.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+    for key in ["events", "users", "notifications"] {
+        let (om, nm) = (entries(old, key), entries(&new, key));
+        for name in om.keys().chain(nm.keys()) {
+            let (o, n) = (om.get(name).and_then(as_int), nm.get(name).and_then(as_int));
+            if o == n {
+                continue;
+            }
+            if o.is_some_and(|o| o > have) || n.is_some_and(|n| n > have) {
+                return Err(format!("cannot change {key}.{name} beyond your own power level ({have})"));
+            }
+            // Rule e: another user's entry at or above the sender's level is untouchable.
+            if key == "users" && o.is_some_and(|o| o >= have) && name != sender {
+                return Err(format!("cannot change the power level of {name}"));
+            }
         }
     }
     Ok(())
 }
+
+/// The top-level levels rule c covers.
+const TOP_LEVEL_KEYS: [&str; 7] =
+    ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"];
 
 fn check_membership(state: &RoomState, sender: &str, target: &str, membership: &str) -> Result<(), Denied> {
     let sender_m = state.membership(sender);
@@ -186,5 +233,64 @@ fn check_membership(state: &RoomState, sender: &str, target: &str, membership: &
             Ok(())
         }
         other => Err(format!("unsupported membership '{other}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn old() -> PowerLevels {
+        PowerLevels(json!({
+            "users": {"@admin:x": 100, "@mod:x": 50, "@peer:x": 50, "@user:x": 0},
+            "events": {"m.room.name": 50, "m.room.power_levels": 100},
+            "notifications": {"room": 50},
+            "ban": 50, "kick": 50, "redact": 50, "invite": 0,
+            "state_default": 50, "events_default": 0, "users_default": 0
+        }))
+    }
+
+    fn change(sender: &str, have: i64, edit: impl FnOnce(&mut Value)) -> Result<(), Denied> {
+        let mut new = old().0;
+        edit(&mut new);
+        check_power_levels_change(&old(), sender, have, &new)
+    }
+
+    #[test]
+    fn events_and_notifications_cannot_exceed_the_sender() {
+        assert!(change("@mod:x", 50, |c| c["events"]["m.room.topic"] = json!(100)).is_err());
+        assert!(change("@mod:x", 50, |c| c["events"]["m.room.name"] = json!(100)).is_err());
+        assert!(change("@mod:x", 50, |c| c["events"]["m.room.power_levels"] = json!(50)).is_err());
+        assert!(change("@mod:x", 50, |c| c["notifications"]["room"] = json!(100)).is_err());
+        assert!(change("@mod:x", 50, |c| c["events"]["m.room.topic"] = json!(50)).is_ok());
+        assert!(change("@mod:x", 50, |c| c["events"]["m.room.name"] = json!(10)).is_ok());
+        assert!(change("@mod:x", 50, |c| c["notifications"]["room"] = json!(0)).is_ok());
+        assert!(change("@admin:x", 100, |c| c["events"]["m.room.power_levels"] = json!(90)).is_ok());
+    }
+
+    #[test]
+    fn top_level_keys_follow_rule_c() {
+        assert!(change("@mod:x", 50, |c| c["ban"] = json!(51)).is_err());
+        assert!(change("@mod:x", 50, |c| c["invite"] = json!(50)).is_ok());
+        // Removing a key whose current value is above the sender is a change too.
+        let mut high = old();
+        high.0["kick"] = json!(100);
+        let mut new = high.0.clone();
+        new.as_object_mut().unwrap().remove("kick");
+        assert!(check_power_levels_change(&high, "@mod:x", 50, &new).is_err());
+        assert!(change("@mod:x", 50, |c| c["state_default"] = json!("50")).is_err(), "strings are not integers in v10");
+    }
+
+    #[test]
+    fn users_follow_rules_d_and_e() {
+        assert!(change("@mod:x", 50, |c| c["users"]["@user:x"] = json!(50)).is_ok());
+        assert!(change("@mod:x", 50, |c| c["users"]["@user:x"] = json!(51)).is_err());
+        assert!(change("@mod:x", 50, |c| c["users"]["@peer:x"] = json!(0)).is_err(), "a peer at your level");
+        assert!(change("@mod:x", 50, |c| c["users"]["@mod:x"] = json!(0)).is_ok(), "demoting yourself");
+        assert!(change("@mod:x", 50, |c| c["users"]["@admin:x"] = json!(0)).is_err());
+        assert!(change("@mod:x", 50, |c| c["users"]["not-a-user"] = json!(0)).is_err());
+        assert!(change("@mod:x", 50, |c| c["users"] = json!([])).is_err());
+        assert!(change("@admin:x", 100, |c| c["users"]["@peer:x"] = json!(0)).is_ok());
     }
 }

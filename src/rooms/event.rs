@@ -89,6 +89,27 @@ impl Pdu {
     }
 }
 
+/// Deepest JSON nesting accepted in a request body or event content. Events are stored as
+/// JSON and decoded again on every read (serde_json stops at 128 levels, and the stored event
+/// wraps the content in two more), so the limit is checked on write and leaves ample room.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Nesting depth of a JSON value (a scalar is 0, `{}` and `[]` are 1).
+pub fn json_depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, d + 1))),
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            _ => {}
+        }
+        let here = if v.is_object() || v.is_array() { d + 1 } else { d };
+        max = max.max(here);
+    }
+    max
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
@@ -98,4 +119,16 @@ pub fn random_string(len: usize) -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
     rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_containers() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!({})), 1);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}]})), 4);
+    }
 }

@@ -188,6 +188,12 @@ impl Rooms {
         sender: &str,
         ev: NewEvent,
     ) -> Result<Pdu> {
+        if super::event::json_depth(&ev.content) > super::event::MAX_JSON_DEPTH {
+            return Err(MatrixError::bad_json(format!(
+                "event content nests deeper than {} levels",
+                super::event::MAX_JSON_DEPTH
+            )));
+        }
         let (prev_events, depth) = match head {
             Some((id, depth)) => (vec![id], depth + 1),
             None => (vec![], 1),

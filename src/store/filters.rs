@@ -22,6 +22,10 @@ impl Store {
         }
     }
 
+    pub async fn count_filters(&self, user_id: &str) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM filters WHERE user_id = $1").bind(user_id).fetch_one(&self.pool).await
+    }
+
     pub async fn get_filter(&self, user_id: &str, filter_id: i64) -> sqlx::Result<Option<String>> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT filter_json FROM filters WHERE user_id = $1 AND filter_id = $2")

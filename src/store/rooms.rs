@@ -6,6 +6,22 @@ fn decode(json: &str) -> sqlx::Result<Pdu> {
     serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
+/// One event row that cannot be decoded (written before a limit existed, or damaged) must
+/// never fail a whole `/sync`, `/messages` or room-state load: it is logged and skipped.
+fn decode_or_skip(pos: Option<i64>, json: &str) -> Option<Pdu> {
+    match decode(json) {
+        Ok(pdu) => Some(pdu),
+        Err(e) => {
+            tracing::error!(stream_ordering = ?pos, error = %e, "undecodable event row skipped");
+            None
+        }
+    }
+}
+
+fn decode_rows(rows: Vec<(i64, String)>) -> Vec<(i64, Pdu)> {
+    rows.into_iter().filter_map(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))).collect()
+}
+
 impl Store {
     pub async fn insert_room(
         &self,
@@ -60,7 +76,7 @@ impl Store {
         .bind(room_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| decode(&r.0)).collect()
+        Ok(rows.iter().filter_map(|r| decode_or_skip(None, &r.0)).collect())
     }
 
     /// The newest event of a room: (event id, depth).
@@ -97,7 +113,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+        Ok(decode_rows(rows))
     }
 
     /// Events of a room with `from <= position < before`, oldest first, at most `limit`.
@@ -118,7 +134,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+        Ok(decode_rows(rows))
     }
 
     /// State events of a room with `after < position <= upto`, oldest first.
@@ -137,7 +153,7 @@ impl Store {
         .bind(upto)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|(p, j)| Ok((*p, decode(j)?))).collect()
+        Ok(decode_rows(rows))
     }
 
     pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<(i64, Pdu)>> {
@@ -145,7 +161,7 @@ impl Store {
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|(p, j)| Ok((p, decode(&j)?))).transpose()
+        Ok(row.and_then(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))))
     }
 
     pub async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> sqlx::Result<Option<String>> {

@@ -14,6 +14,30 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub running: Option<Running>,
     _dir: Option<tempdir::TempDir>,
+    _pg: Option<pgdrop::PgDatabase>,
+}
+
+mod pgdrop {
+    /// A per-test PostgreSQL database, dropped (connections forced closed) when the test ends,
+    /// so repeated runs do not fill the disk.
+    pub struct PgDatabase {
+        pub admin_url: String,
+        pub name: String,
+    }
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            let (url, name) = (self.admin_url.clone(), self.name.clone());
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.ok()
+                })
+            });
+            let _ = dropped.join();
+        }
+    }
 }
 
 mod tempdir {
@@ -40,6 +64,9 @@ pub fn test_config() -> Config {
         argon2_memory_kib: 8,
         argon2_iterations: 1,
         auth_rate_per_second: 0,
+        // Per-user limits are tested on their own (tests/hardening.rs); other tests run flat out.
+        login_rate_per_user_per_minute: 0,
+        presence_rate_per_second: 0,
         presence_device_timeout_ms: 600,
         presence_idle_after_ms: 800,
         presence_currently_active_ms: 400,
@@ -50,7 +77,7 @@ pub fn test_config() -> Config {
     }
 }
 
-async fn database_url(dir: &tempdir::TempDir) -> String {
+async fn database_url(dir: &tempdir::TempDir) -> (String, Option<pgdrop::PgDatabase>) {
     match std::env::var("SEED_TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             use sqlx::Connection;
@@ -59,9 +86,9 @@ async fn database_url(dir: &tempdir::TempDir) -> String {
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
             let mut u = url::Url::parse(&url).expect("database url");
             u.set_path(&format!("/{name}"));
-            u.to_string()
+            (u.to_string(), Some(pgdrop::PgDatabase { admin_url: url, name }))
         }
-        _ => format!("sqlite://{}/seed.db?mode=rwc", dir.0.display()),
+        _ => (format!("sqlite://{}/seed.db?mode=rwc", dir.0.display()), None),
     }
 }
 
@@ -76,12 +103,13 @@ impl TestApp {
         }
         let dir = tempdir::TempDir::new();
         let mut config = test_config();
-        config.database_url = database_url(&dir).await;
+        let (database_url, pg) = database_url(&dir).await;
+        config.database_url = database_url;
         tweak(&mut config);
         let running = spawn(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Self { base, http, running: Some(running), _dir: Some(dir) }
+        Self { base, http, running: Some(running), _dir: Some(dir), _pg: pg }
     }
 
     /// Restart the server on the same database (new port).

@@ -239,3 +239,91 @@ def test_typing_receipts_read_markers_redaction_context_forget() -> None:
             await _close(*(c for c in (a, b) if c is not None))
 
     run(body)
+
+
+def test_new_room_mate_presence_arrives_without_a_change() -> None:
+    """A nio client gets the presence of someone it just started sharing a room with, in its
+    next incremental sync, although that user's presence did not change (msc/README.md §5)."""
+
+    async def body() -> None:
+        notes: list[str] = []
+        a = b = None
+        try:
+            a = await register_and_login("na", notes)
+            b = await register_and_login("nb", notes)
+            clients = (a, b)
+
+            # A is live and has a status; A and B share no room yet.
+            expect(await within(a.sync(timeout=0), "A sync", a), nio.SyncResponse, "A sync", a)
+            set_resp = await within(a.set_presence("unavailable", "in the garden"), "set_presence", a)
+            expect(set_resp, nio.PresenceSetResponse, "set_presence", a)
+
+            seen_presence: list[nio.PresenceEvent] = []
+
+            async def on_presence(event: nio.PresenceEvent) -> None:
+                if event.user_id == a.user_id:
+                    seen_presence.append(event)
+
+            b.add_presence_callback(on_presence, nio.PresenceEvent)
+            first = await within(b.sync(timeout=0), "B initial sync", b)
+            expect(first, nio.SyncResponse, "B initial sync", b)
+            assert not seen_presence, f"B saw A's presence before sharing a room: {seen_presence}"
+
+            # A invites B, B accepts. A's presence stays as it was.
+            created = await within(a.room_create(name="garden", invite=[b.user_id]), "room_create", a)
+            room_id = expect(created, nio.RoomCreateResponse, "room_create", a).room_id
+            expect(await within(b.join(room_id), "join (invited)", b), nio.JoinResponse, "join (invited)", b)
+
+            def seen(_resp: nio.SyncResponse) -> bool:
+                return any(ev.presence == "unavailable" and ev.status_msg == "in the garden" for ev in seen_presence)
+
+            await sync_until(b, seen, "B's presence callback gets its new room-mate A", deadline_s=10.0, others=clients)
+        finally:
+            if notes:
+                print("interop notes:\n  " + "\n  ".join(notes))
+            await _close(*(c for c in (a, b) if c is not None))
+
+    run(body)
+
+
+def test_busy_reaches_nio_in_the_msc3026_spelling() -> None:
+    """`busy` goes out on the legacy paths as `org.matrix.msc3026.busy` (the default of
+    `legacy_busy_as`); nio passes the value through as a string without rejecting the event."""
+
+    async def body() -> None:
+        notes: list[str] = []
+        a = b = None
+        try:
+            a = await register_and_login("ba", notes)
+            b = await register_and_login("bb", notes)
+            clients = (a, b)
+            created = await within(a.room_create(name="busy", invite=[b.user_id]), "room_create", a)
+            room_id = expect(created, nio.RoomCreateResponse, "room_create", a).room_id
+            expect(await within(b.join(room_id), "join (invited)", b), nio.JoinResponse, "join (invited)", b)
+
+            seen_presence: list[nio.PresenceEvent] = []
+
+            async def on_presence(event: nio.PresenceEvent) -> None:
+                if event.user_id == a.user_id:
+                    seen_presence.append(event)
+
+            b.add_presence_callback(on_presence, nio.PresenceEvent)
+            expect(await within(b.sync(timeout=0), "B initial sync", b), nio.SyncResponse, "B initial sync", b)
+            expect(await within(a.sync(timeout=0), "A sync", a), nio.SyncResponse, "A sync", a)
+            set_resp = await within(a.set_presence("busy", "on a call"), "set_presence busy", a)
+            expect(set_resp, nio.PresenceSetResponse, "set_presence busy", a)
+
+            def seen(_resp: nio.SyncResponse) -> bool:
+                return any(ev.status_msg == "on a call" for ev in seen_presence)
+
+            await sync_until(b, seen, "B's presence callback sees A busy", deadline_s=10.0, others=clients)
+            ev = next(ev for ev in seen_presence if ev.status_msg == "on a call")
+            assert ev.presence == "org.matrix.msc3026.busy", f"busy on the wire: {ev.presence!r}"
+            got = expect(await within(b.get_presence(a.user_id), "get_presence", b), nio.PresenceGetResponse, "get", b)
+            assert got.presence == "org.matrix.msc3026.busy", f"get_presence: {got.presence!r}"
+        finally:
+            if notes:
+                print("interop notes:\n  " + "\n  ".join(notes))
+            await _close(*(c for c in (a, b) if c is not None))
+
+    run(body)

@@ -151,6 +151,7 @@ async fn login(
         return Err(MatrixError::forbidden("Invalid username or password"));
     }
     let user_id = s.accounts.user_id(&localpart.to_lowercase());
+    s.limiter.check_login(&user_id)?;
     s.accounts.check_password(&user_id, &password).await?;
     start_session(&s, &user_id, body.device_id, body.initial_device_display_name.as_deref()).await
 }
@@ -194,6 +195,14 @@ async fn start_session(
     display_name: Option<&str>,
 ) -> Result<Json<Value>> {
     let session = s.accounts.open_session(user_id, device_id).await?;
+    // Bounded devices per user: each is tracked (and merged) by the presence engine.
+    let devices = s.accounts.devices(user_id).await?;
+    if devices.len() >= s.config.max_devices_per_user && !devices.iter().any(|d| d.device_id == session.device_id) {
+        return Err(MatrixError::ResourceLimitExceeded(format!(
+            "a user may have at most {} devices; log some out first",
+            s.config.max_devices_per_user
+        )));
+    }
     let token = s.accounts.issue_token(&session, display_name).await?;
     Ok(Json(json!({
         "user_id": user_id,

@@ -24,9 +24,21 @@ async fn create(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot create filters for other users"));
     }
+    let json = body.to_string();
+    if json.len() > s.config.max_filter_bytes {
+        return Err(MatrixError::TooLarge(format!("filters are limited to {} bytes", s.config.max_filter_bytes)));
+    }
+    if s.store.count_filters(&user_id).await? >= s.config.max_filters_per_user as i64 {
+        return Err(MatrixError::ResourceLimitExceeded(format!(
+            "a user may store at most {} filters",
+            s.config.max_filters_per_user
+        )));
+    }
     serde_json::from_value::<SyncFilter>(body.clone())
-        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
-    let id = s.store.insert_filter(&user_id, &body.to_string()).await?;
+        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
+        .validate()
+        .map_err(MatrixError::bad_json)?;
+    let id = s.store.insert_filter(&user_id, &json).await?;
     Ok(Json(json!({"filter_id": id.to_string()})))
 }
 

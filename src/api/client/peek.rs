@@ -12,6 +12,7 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
 use crate::sync::token;
 
@@ -55,6 +56,18 @@ async fn unpeek(
     Ok(Json(json!({})))
 }
 
+/// For a profile room, the owner's legacy `m.presence` event as `viewer` may see it (old
+/// clients read presence from `initialSync`'s `presence` and from `/events`), with `busy`
+/// spelled for legacy clients (`legacy_busy_as`).
+async fn owner_presence(s: &AppState, room_id: &str, viewer: &str) -> Result<Option<Value>> {
+    let Some(owner) = s.profiles.owner_of(room_id) else { return Ok(None) };
+    if !s.presence.access.can_see(viewer, &owner).await? {
+        return Ok(None);
+    }
+    let snapshot = s.presence.legacy_snapshot(&owner, viewer);
+    Ok(Some(presence_event(&snapshot, now_ms(), s.config.legacy_busy_as)))
+}
+
 #[derive(Deserialize)]
 struct InitialSyncQuery {
     limit: Option<i64>,
@@ -91,7 +104,7 @@ async fn initial_sync(
             "end": token::sync_token(upto),
         },
         "state": state_events,
-        "presence": [],
+        "presence": owner_presence(&s, &room_id, &session.user_id).await?.into_iter().collect::<Vec<_>>(),
         "account_data": [],
         "visibility": if state.join_rule() == "public" { "public" } else { "private" },
     });
@@ -116,7 +129,7 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         return Err(MatrixError::forbidden("You may not peek this room"));
     }
     let from = match q.from.as_deref() {
-        Some(t) => token::parse(t)?,
+        Some(t) => token::parse_at_most(t, s.stream.current())?,
         None => s.stream.current(),
     };
     let timeout = Duration::from_millis(q.timeout.unwrap_or(30_000).min(s.config.max_sync_timeout_ms));
@@ -128,10 +141,22 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
         let upto = s.stream.current();
         let events = s.store.room_events_asc(&room_id, from + 1, upto + 1, 100).await?;
         if !events.is_empty() || timeout.is_zero() {
+            // Permission is checked again at delivery (as `/sync` peeks do): it may have been
+            // lost while this long-poll waited.
+            if !events.is_empty() && !s.peeks.can_peek(&session.user_id, &room_id).await? {
+                return Err(MatrixError::forbidden("You may no longer peek this room"));
+            }
             let end = events.last().map(|(p, _)| *p).unwrap_or(upto);
             let now = now_ms();
             let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
             s.profiles.mask_for(&room_id, &session.user_id).await?.apply_all(&mut chunk);
+            // A profile room's presence changed: old clients also get the legacy event.
+            if events
+                .iter()
+                .any(|(_, e)| e.kind == crate::profile::PRESENCE_EVENT && e.state_key.as_deref() == Some(""))
+            {
+                chunk.extend(owner_presence(&s, &room_id, &session.user_id).await?);
+            }
             break json!({
                 "chunk": chunk,
                 "start": token::sync_token(from),

@@ -36,8 +36,8 @@ async fn get_status(
     if !s.accounts.exists(&user_id).await? {
         return Err(MatrixError::not_found("Unknown user"));
     }
-    let snapshot = s.presence.snapshot(&user_id, &session.user_id);
-    Ok(Json(presence_content(&snapshot, now_ms())))
+    let snapshot = s.presence.legacy_snapshot(&user_id, &session.user_id);
+    Ok(Json(presence_content(&snapshot, now_ms(), s.config.legacy_busy_as)))
 }
 
 async fn put_status(
@@ -50,6 +50,7 @@ async fn put_status(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("You cannot set the presence of another user"));
     }
+    s.limiter.check_presence(&session.user_id)?;
     let presence = match body.get("presence") {
         None | Some(Value::Null) => return Err(MatrixError::MissingParam("presence is required".into())),
         Some(Value::String(p)) => p.parse::<Presence>().map_err(|_| {
@@ -62,7 +63,10 @@ async fn put_status(
         Some(Value::String(m)) if m.len() > MAX_STATUS_MSG_BYTES => {
             return Err(MatrixError::invalid_param(format!("status_msg is longer than {MAX_STATUS_MSG_BYTES} bytes")))
         }
-        Some(Value::String(m)) => Some(m.clone()),
+        Some(Value::String(m)) => {
+            crate::api::guard::no_nul("status_msg", m)?;
+            Some(m.clone())
+        }
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
     s.set_manual_presence(&session, presence, status_msg).await?;

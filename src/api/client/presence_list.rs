@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::account_data::Scope;
 use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
@@ -15,6 +16,31 @@ use crate::rooms::now_ms;
 
 /// The unstable prefix of the endpoints the r0 API never had (the target's side), named once.
 pub const MSC3032_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
+
+/// Global account data through which a target learns of pending requests in `/sync`.
+pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_requests";
+
+/// At most this many requests are listed in the account data (oldest first); `count` says how
+/// many are pending in all, and `…/presence/requests/{userId}` lists every one.
+pub const MAX_LISTED_REQUESTS: usize = 100;
+
+/// Keep the target's `org.matrix.msc3032.presence_requests` account data equal to their pending
+/// requests, so a request (and its end) reaches the target's `/sync` and wakes its long-poll.
+/// Written only when it changes.
+async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
+    let pending = s.lists.pending_requests(target);
+    let listed: Vec<Value> = pending.iter().take(MAX_LISTED_REQUESTS).map(|u| json!({"user_id": u})).collect();
+    let content = json!({"requests": listed, "count": pending.len()});
+    let current = s.account_data.get(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA).await?;
+    let unchanged = match &current {
+        Some(c) => *c == content,
+        None => pending.is_empty(),
+    };
+    if !unchanged {
+        s.account_data.set(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA, &content).await?;
+    }
+    Ok(())
+}
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = client_route(r, "/presence/list/{user_id}", get(get_list).post(change_list));
@@ -45,7 +71,7 @@ async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id):
         .lists
         .accepted_targets(&user_id)
         .iter()
-        .map(|t| presence_event(&s.presence.snapshot(t, &user_id), now))
+        .map(|t| presence_event(&s.presence.legacy_snapshot(t, &user_id), now, s.config.legacy_busy_as))
         .collect();
     Ok(Json(Value::Array(events)))
 }
@@ -82,9 +108,11 @@ async fn change_list(
     }
     for u in &invite {
         s.lists.invite(&user_id, u).await?;
+        announce_requests(&s, u).await?;
     }
     for u in &drop {
         s.lists.drop_entry(&user_id, u).await?;
+        announce_requests(&s, u).await?;
     }
     Ok(Json(json!({})))
 }
@@ -111,6 +139,9 @@ async fn accept(
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.accept(&user_id, &owner).await?;
+    announce_requests(&s, &user_id).await?;
+    // Accepting may also accept the owner's pending reverse request (seed 004).
+    announce_requests(&s, &owner).await?;
     Ok(Json(json!({})))
 }
 
@@ -125,6 +156,7 @@ async fn reject(
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.reject(&user_id, &owner).await?;
+    announce_requests(&s, &user_id).await?;
     Ok(Json(json!({})))
 }
 

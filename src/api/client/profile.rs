@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::guard::no_nul;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::hooks::ProfileField;
@@ -68,6 +69,7 @@ async fn put_displayname(
     if body.displayname.as_ref().is_some_and(|n| n.len() > 256) {
         return Err(MatrixError::invalid_param("displayname is too long"));
     }
+    no_nul("displayname", body.displayname.as_deref().unwrap_or_default())?;
     s.store.set_displayname(&user_id, body.displayname.as_deref()).await?;
     s.on_profile_changed(&user_id, ProfileField::DisplayName).await?;
     Ok(Json(json!({})))
@@ -85,6 +87,7 @@ async fn put_avatar(
     if body.avatar_url.as_ref().is_some_and(|a| a.len() > 1024) {
         return Err(MatrixError::invalid_param("avatar_url is too long"));
     }
+    no_nul("avatar_url", body.avatar_url.as_deref().unwrap_or_default())?;
     s.store.set_avatar_url(&user_id, body.avatar_url.as_deref()).await?;
     s.on_profile_changed(&user_id, ProfileField::AvatarUrl).await?;
     Ok(Json(json!({})))

@@ -68,6 +68,8 @@ async fn receipt(
         let r = Receipt { room_id, user_id: &session.user_id, receipt_type, thread_id, event_id, event_pos };
         s.ephemeral.receipts.set(&r).await?;
     }
+    // Reading is activity of this device (seed 001).
+    s.presence.activity(&session).await;
     Ok(Json(json!({})))
 }
 
@@ -103,5 +105,6 @@ async fn read_markers(
         let r = Receipt { room_id, user_id, receipt_type, thread_id: None, event_id, event_pos };
         s.ephemeral.receipts.set(&r).await?;
     }
+    s.presence.activity(&session).await;
     Ok(Json(json!({})))
 }

@@ -101,6 +101,7 @@ async fn create_room(
         Some(name) => {
             let alias = format!("#{name}:{}", s.config.server_name);
             ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
+            refuse_reserved_alias(&alias)?;
             if s.store.resolve_alias(&alias).await?.is_some() {
                 return Err(MatrixError::RoomInUse("Room alias already taken".into()));
             }
@@ -340,14 +341,16 @@ async fn messages(
     let visible_upto = s.readable_upto(room_id, &session.user_id).await?;
     let filter: EventFilter =
         serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    filter.validate().map_err(MatrixError::bad_json)?;
     let limit = u64::from(req.limit).clamp(1, 1000) as i64;
     let current = s.stream.current();
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let now = now_ms();
-    let to = req.to.as_deref().map(token::parse).transpose()?;
+    let at_most = |t: &str| token::parse_at_most(t, current);
+    let to = req.to.as_deref().map(at_most).transpose()?;
     let (events, start, end) = match req.dir {
         Direction::Backward => {
-            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(current).min(visible_upto);
+            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(current).min(visible_upto);
             let lower = to.unwrap_or(0);
             let events = s.store.room_events_desc(room_id, lower, from, limit).await?;
             let end = events.last().map(|(p, _)| p - 1);
@@ -355,7 +358,7 @@ async fn messages(
             (events, from, end)
         }
         _ => {
-            let from = req.from.as_deref().map(token::parse).transpose()?.unwrap_or(0);
+            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(0);
             let upper = to.unwrap_or(current).min(visible_upto.min(current));
             let events = s.store.room_events_asc(room_id, from + 1, upper + 1, limit).await?;
             let end = events.last().map(|(p, _)| *p);
@@ -384,6 +387,15 @@ async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias:
     Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
 }
 
+fn refuse_reserved_alias(alias: &str) -> Result<()> {
+    if crate::profile::is_reserved_alias(alias) {
+        return Err(MatrixError::invalid_param(
+            "aliases starting with '@' or '_profile_' are reserved for profile rooms",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct PutAliasBody {
     room_id: String,
@@ -396,6 +408,8 @@ async fn put_alias(
     MatrixJson(body): MatrixJson<PutAliasBody>,
 ) -> Result<Json<Value>> {
     let parsed = ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+    crate::api::guard::no_nul("room_id", &body.room_id)?;
+    refuse_reserved_alias(&alias)?;
     if parsed.server_name().as_str() != s.config.server_name {
         return Err(MatrixError::invalid_param("alias must be on this server"));
     }
@@ -415,6 +429,9 @@ async fn delete_alias(
     Path(alias): Path<String>,
 ) -> Result<Json<Value>> {
     let room_id = s.store.resolve_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    if crate::profile::is_reserved_alias(&alias) {
+        return Err(MatrixError::forbidden("profile-room aliases are managed by the server"));
+    }
     let state = s.rooms.state(&room_id).await?;
     let pl = crate::rooms::auth::PowerLevels::of(&state);
     if pl.user(&session.user_id, &state) < pl.for_event("m.room.canonical_alias", true) {

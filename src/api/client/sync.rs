@@ -31,9 +31,18 @@ async fn sync(
     let kind = device_kind(raw_query.as_deref())?;
     let filter = match req.filter {
         None => SyncFilter::default(),
-        Some(sync_v3::Filter::FilterDefinition(def)) => serde_json::to_value(&def)
-            .and_then(serde_json::from_value)
-            .map_err(|e| MatrixError::bad_json(e.to_string()))?,
+        Some(sync_v3::Filter::FilterDefinition(def)) => {
+            let v = serde_json::to_value(&def).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+            if v.to_string().len() > s.config.max_filter_bytes {
+                return Err(MatrixError::TooLarge(format!(
+                    "filters are limited to {} bytes",
+                    s.config.max_filter_bytes
+                )));
+            }
+            serde_json::from_value(v)
+                .map_err(|e| MatrixError::bad_json(e.to_string()))
+                .and_then(|f: SyncFilter| f.validate().map(|()| f).map_err(MatrixError::bad_json))?
+        }
         Some(sync_v3::Filter::FilterId(id)) => s.load_filter(&session.user_id, &id).await?,
         Some(_) => SyncFilter::default(),
     };

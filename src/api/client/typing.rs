@@ -40,5 +40,7 @@ async fn set_typing(
     }
     let timeout = body.typing.then(|| body.timeout.unwrap_or(DEFAULT_TYPING_TIMEOUT_MS));
     s.ephemeral.typing.set(&room_id, &session.user_id, timeout).await?;
+    // Typing (started or stopped) is activity of this device (seed 001).
+    s.presence.activity(&session).await;
     Ok(Json(json!({})))
 }

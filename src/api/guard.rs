@@ -1,0 +1,78 @@
+//! Edge guards that apply to every route: NUL characters in identifiers (the path and query
+//! carry room ids, aliases, user ids, event types, state keys and transaction ids) are refused
+//! before any handler or database sees them, and every error response leaves as Matrix error
+//! JSON, including the plain-text rejections of axum's own extractors (`Path`, `Query`).
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::error::MatrixError;
+
+/// Largest plain-text rejection body we copy into the Matrix error message.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Refuse NUL (`%00`) anywhere in the decoded path or query: the spec's identifiers never
+/// contain it, and PostgreSQL text columns cannot store it.
+pub async fn reject_nul(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let path_has_nul = percent_encoding::percent_decode_str(uri.path()).any(|b| b == 0);
+    let query_has_nul = uri
+        .query()
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0')));
+    if path_has_nul || query_has_nul {
+        return MatrixError::invalid_param("NUL characters are not allowed in identifiers").into_response();
+    }
+    next.run(req).await
+}
+
+/// Refuse NUL in a free-text field that is stored in its own column (display names, status
+/// messages): PostgreSQL text cannot hold it, and no client needs it there.
+pub fn no_nul(field: &str, value: &str) -> Result<(), MatrixError> {
+    if value.contains('\0') {
+        return Err(MatrixError::invalid_param(format!("NUL characters are not allowed in {field}")));
+    }
+    Ok(())
+}
+
+/// Rewrite any non-JSON error response (axum extractor rejections, body-limit errors) into
+/// `{errcode, error}` with the same status.
+pub async fn matrix_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+        return resp;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), MAX_REJECTION_TEXT * 4).await.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.len() > MAX_REJECTION_TEXT {
+        let mut cut = MAX_REJECTION_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    if text.is_empty() {
+        text = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    let err = match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => MatrixError::Unrecognized { status },
+        StatusCode::PAYLOAD_TOO_LARGE => MatrixError::TooLarge(text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => MatrixError::NotJson(text),
+        StatusCode::TOO_MANY_REQUESTS => MatrixError::LimitExceeded { retry_after_ms: 1000 },
+        s if s.is_server_error() => MatrixError::Unknown(text),
+        _ => MatrixError::invalid_param(text),
+    };
+    let mut out = err.into_response();
+    if out.status() != status {
+        *out.status_mut() = status;
+    }
+    out
+}
+
+fn is_json(resp: &Response<Body>) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
