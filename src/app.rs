@@ -48,6 +48,7 @@ pub struct Services {
     pub directory: Arc<Directory>,
     pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
+    pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -137,6 +138,14 @@ impl Services {
         )
         .await?;
         presence.add_listener(profiles.clone());
+        let change_log = crate::experiment::ChangeLog::load(
+            store.clone(),
+            config.experiment_log_retention_ms,
+            config.experiment_log_max_records,
+            metrics.clone(),
+        )
+        .await?;
+        presence.add_observer(change_log.clone());
         profiles.attach_presence(presence.clone());
         // After a crash the rooms may lag the engine: they agree before we serve.
         profiles.reconcile(&presence).await?;
@@ -144,6 +153,8 @@ impl Services {
         profiles.start(shutdown_rx.clone());
         peeks.start(shutdown_rx.clone());
         ephemeral.start(shutdown_rx.clone());
+        change_log
+            .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
         sync.add_source(Arc::new(LegacyPresenceSync {
             engine: presence.clone(),
@@ -194,6 +205,7 @@ impl Services {
             directory,
             relations,
             e2ee,
+            change_log,
             limiter,
             uia_sessions: Default::default(),
             shutdown,
@@ -206,6 +218,7 @@ impl Services {
         let _ = self.shutdown.send(true);
         self.presence.flush().await;
         self.profiles.publish_pending().await;
+        self.change_log.flush().await;
     }
 }
 

@@ -83,6 +83,14 @@ pub struct Config {
     pub media_path: PathBuf,
     /// Largest accepted upload, in bytes (`413 M_TOO_LARGE` above it).
     pub max_upload_bytes: usize,
+    /// Users (full Matrix ids) allowed to use the admin API and the live console.
+    pub admins: Vec<String>,
+    /// Serve Prometheus metrics at `GET /metrics` on the main listener.
+    pub metrics_enabled: bool,
+    /// How long the experiment change log keeps a record, in milliseconds.
+    pub experiment_log_retention_ms: i64,
+    /// Most records the experiment change log holds (older ones are dropped first).
+    pub experiment_log_max_records: usize,
 }
 
 impl Default for Config {
@@ -123,6 +131,10 @@ impl Default for Config {
             log: "info,sqlx=warn".into(),
             media_path: PathBuf::from("data/media"),
             max_upload_bytes: 50 * 1024 * 1024,
+            admins: Vec::new(),
+            metrics_enabled: true,
+            experiment_log_retention_ms: 7 * 24 * 3_600_000,
+            experiment_log_max_records: 1_000_000,
         }
     }
 }
@@ -275,6 +287,22 @@ pub struct Cli {
     #[arg(long, env = "SEED_MAX_UPLOAD_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_upload_bytes: Option<usize>,
+    /// Admin user ids, comma-separated [default: none]
+    #[arg(long, env = "SEED_ADMINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admins: Option<Vec<String>>,
+    /// Serve /metrics on the main listener [default: true]
+    #[arg(long, env = "SEED_METRICS_ENABLED")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_enabled: Option<bool>,
+    /// Change-log retention, ms [default: 604800000]
+    #[arg(long, env = "SEED_EXPERIMENT_LOG_RETENTION_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_log_retention_ms: Option<i64>,
+    /// Most records in the change log [default: 1000000]
+    #[arg(long, env = "SEED_EXPERIMENT_LOG_MAX_RECORDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_log_max_records: Option<usize>,
 }
 
 impl Config {

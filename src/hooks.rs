@@ -133,6 +133,9 @@ impl Services {
         let result = self.sync.sync(session, req).await;
         in_flight.finish().await;
         crate::metrics::Metrics::inc(&self.metrics.sync_requests);
+        if let Ok(v) = &result {
+            self.metrics.count_deliveries(v);
+        }
         result
     }
 

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod e2ee;
 pub mod ephemeral;
 pub mod error;
+pub mod experiment;
 pub mod hooks;
 pub mod media;
 pub mod metrics;

@@ -1,63 +1,179 @@
-//! Counters an operator (and the benchmark) can read at `GET /_seed/metrics`, in the
-//! Prometheus text format. They make the engine's promises checkable from outside: a report
-//! that changes nothing writes nothing and publishes nothing.
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Operator and experiment metrics, scraped at `GET /metrics` in the Prometheus text format
+//! (the `prometheus` crate). Each server owns its own registry, so several servers in one
+//! process (the tests) never mix their counts. They make the engine's promises checkable from
+//! outside: a report that changes nothing writes nothing and publishes nothing.
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use serde_json::Value;
 
-#[derive(Default)]
 pub struct Metrics {
+    registry: Registry,
     /// Inputs the presence engine processed (sync start/end, PUT, activity, deadline).
-    pub presence_inputs: AtomicU64,
+    pub presence_inputs: IntCounter,
     /// Changes others can see (each one a stream position and wake-ups).
-    pub presence_public_changes: AtomicU64,
+    pub presence_public_changes: IntCounter,
     /// Changes only the user's own devices can see.
-    pub presence_own_changes: AtomicU64,
+    pub presence_own_changes: IntCounter,
     /// Users whose deadline passed and were re-merged by the timer.
-    pub presence_deadlines_fired: AtomicU64,
+    pub presence_deadlines_fired: IntCounter,
     /// Presence rows written to the database (write-behind batches).
-    pub presence_rows_written: AtomicU64,
+    pub presence_rows_written: IntCounter,
     /// `m.presence` / `m.status` state events written into profile rooms.
-    pub profile_events_written: AtomicU64,
+    pub profile_events_written: IntCounter,
     /// `/sync` requests answered.
-    pub sync_requests: AtomicU64,
+    pub sync_requests: IntCounter,
+    /// Changes of a public presence state, by cause (the experiment log's rows).
+    pub effective_changes: IntCounterVec,
+    /// Presence delivered in `/sync` responses, by route (`legacy` m.presence, `peek`).
+    pub deliveries: IntCounterVec,
+    /// Request latency by matched route and method.
+    pub http_latency: HistogramVec,
+    /// Users whose waiting long-poll a change woke (copied from the notifier at scrape time).
+    pub wakeups: IntCounter,
+    /// How long one write-behind flush of presence rows took.
+    pub presence_flush_seconds: Histogram,
+    /// Sampled at scrape time.
+    pub gauges: ScrapeGauges,
+}
+
+/// Values read from the services when `/metrics` is scraped.
+pub struct ScrapeGauges {
+    pub tracked_users: IntGauge,
+    pub pending_deadlines: IntGauge,
+    pub open_long_polls: IntGauge,
+    pub stream_position: IntGauge,
+    pub db_pool_size: IntGauge,
+    pub db_pool_idle: IntGauge,
+    pub change_log_records: IntGauge,
+    pub publish_queue: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        let effective_changes = IntCounterVec::new(
+            Opts::new("seed_presence_effective_changes_total", "Changes of a public presence state, by cause"),
+            &["cause"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(effective_changes.clone())).expect("unique metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new("seed_presence_deliveries_total", "Presence events delivered in /sync, by route"),
+            &["route"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(deliveries.clone())).expect("unique metric");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new("seed_http_request_duration_seconds", "Request latency by route"),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_latency.clone())).expect("unique metric");
+        let presence_flush_seconds = Histogram::with_opts(HistogramOpts::new(
+            "seed_presence_flush_seconds",
+            "Duration of one write-behind flush of presence rows",
+        ))
+        .expect("valid metric");
+        r.register(Box::new(presence_flush_seconds.clone())).expect("unique metric");
+        let gauges = ScrapeGauges {
+            tracked_users: gauge(&r, "seed_presence_tracked_users", "Users the presence engine holds"),
+            pending_deadlines: gauge(&r, "seed_presence_pending_deadlines", "Users with a presence deadline scheduled"),
+            open_long_polls: gauge(&r, "seed_sync_waiting_users", "Users with an open long-poll subscription"),
+            stream_position: gauge(&r, "seed_stream_position", "Current stream position"),
+            db_pool_size: gauge(&r, "seed_db_pool_connections", "Database connections open"),
+            db_pool_idle: gauge(&r, "seed_db_pool_idle_connections", "Database connections idle"),
+            change_log_records: gauge(&r, "seed_experiment_log_records", "Records held in the change log"),
+            publish_queue: gauge(&r, "seed_profile_publish_pending", "Users with a profile-room write pending"),
+        };
+        Self {
+            presence_inputs: counter(&r, "seed_presence_inputs_total", "Inputs the presence engine processed"),
+            presence_public_changes: counter(
+                &r,
+                "seed_presence_public_changes_total",
+                "Presence changes others can see",
+            ),
+            presence_own_changes: counter(&r, "seed_presence_own_changes_total", "Presence changes only the user sees"),
+            presence_deadlines_fired: counter(
+                &r,
+                "seed_presence_deadlines_fired_total",
+                "Users re-merged because a deadline passed",
+            ),
+            presence_rows_written: counter(
+                &r,
+                "seed_presence_rows_written_total",
+                "Presence rows written to the database",
+            ),
+            profile_events_written: counter(
+                &r,
+                "seed_profile_events_written_total",
+                "m.presence/m.status events written to profile rooms",
+            ),
+            sync_requests: counter(&r, "seed_sync_requests_total", "/sync requests answered"),
+            wakeups: counter(&r, "seed_sync_wakeups_total", "Waiting long-polls woken by a change"),
+            effective_changes,
+            deliveries,
+            http_latency,
+            presence_flush_seconds,
+            gauges,
+            registry: r,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn inc(counter: &IntCounter) {
+        counter.inc();
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &IntCounter, n: u64) {
+        counter.inc_by(n);
     }
 
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
-        let counters = [
-            ("seed_presence_inputs_total", "Inputs the presence engine processed", &self.presence_inputs),
-            ("seed_presence_public_changes_total", "Presence changes others can see", &self.presence_public_changes),
-            ("seed_presence_own_changes_total", "Presence changes only the user sees", &self.presence_own_changes),
-            (
-                "seed_presence_deadlines_fired_total",
-                "Users re-merged because a deadline passed",
-                &self.presence_deadlines_fired,
-            ),
-            ("seed_presence_rows_written_total", "Presence rows written to the database", &self.presence_rows_written),
-            (
-                "seed_profile_events_written_total",
-                "m.presence/m.status events written to profile rooms",
-                &self.profile_events_written,
-            ),
-            ("seed_sync_requests_total", "/sync requests answered", &self.sync_requests),
-        ];
-        let mut out = String::new();
-        for (name, help, c) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                c.load(Ordering::Relaxed)
-            ));
+    pub fn effective_change(&self, cause: &str) {
+        self.effective_changes.with_label_values(&[cause]).inc();
+    }
+
+    /// Count the presence a `/sync` response delivers: legacy `m.presence` events, and
+    /// `m.presence`/`m.status` state of peeked profile rooms (MSC2753 `rooms.peek`).
+    pub fn count_deliveries(&self, response: &Value) {
+        let legacy = response["presence"]["events"].as_array().map_or(0, Vec::len);
+        let mut peek = 0;
+        if let Some(rooms) = response["rooms"]["peek"].as_object() {
+            for room in rooms.values() {
+                for section in [&room["state"]["events"], &room["timeline"]["events"]] {
+                    peek += section.as_array().map_or(0, |evs| {
+                        evs.iter().filter(|e| matches!(e["type"].as_str(), Some("m.presence" | "m.status"))).count()
+                    });
+                }
+            }
         }
-        for (name, help, v) in gauges {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"));
+        if legacy > 0 {
+            self.deliveries.with_label_values(&["legacy"]).inc_by(legacy as u64);
         }
-        out
+        if peek > 0 {
+            self.deliveries.with_label_values(&["peek"]).inc_by(peek as u64);
+        }
+    }
+
+    /// The text exposition of every metric (gauges must be set by the caller first).
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
     }
 }

@@ -450,7 +450,7 @@ async fn sigterm_answers_long_polls_and_exits_promptly() {
     // Wait until both are parked on their wake-ups.
     let parked = Instant::now();
     loop {
-        let (_, metrics) = app.get("/_seed/metrics", None).await;
+        let (_, metrics) = app.get("/metrics", None).await;
         let waiting = metrics
             .as_str()
             .and_then(|m| m.lines().find_map(|l| l.strip_prefix("seed_sync_waiting_users ")))

@@ -308,9 +308,9 @@ async fn profile_changes_reannounce_presence_with_name_and_avatar() {
     assert_eq!(ev["content"]["avatar_url"], "mxc://x/a");
 }
 
-/// Read one counter from `GET /_seed/metrics`.
+/// Read one counter from `GET /metrics`.
 async fn metric(app: &TestApp, name: &str) -> u64 {
-    let resp = app.http.get(format!("{}/_seed/metrics", app.base)).send().await.unwrap();
+    let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
     let text = resp.text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -187,7 +187,7 @@ async fn abandoned_long_polls_free_their_wake_up_channel() {
     let alice = app.register("alice").await;
     let next = app.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
     let waiting = || async {
-        let text = app.http.get(format!("{}/_seed/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
         text.lines().find_map(|l| l.strip_prefix("seed_sync_waiting_users ")).unwrap().trim().parse::<u64>().unwrap()
     };
     // A client that gives up after 200 ms on a 20 s long-poll.

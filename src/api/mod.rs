@@ -13,9 +13,11 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::error::MatrixError;
 
+pub mod admin;
 pub mod client;
 pub mod extract;
 pub mod guard;
+pub mod metrics;
 pub mod ratelimit;
 
 /// Register `handler` for every path (r0, v3, unstable) ruma knows for `Req`.
@@ -51,6 +53,9 @@ pub(crate) fn client_route(
 
 pub fn router(state: AppState) -> Router {
     let router = client::routes(Router::new());
+    let router = admin::routes(router);
+    let router = metrics::routes(router, state.config.metrics_enabled)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track_latency));
     router
         .fallback(|| async { MatrixError::Unrecognized { status: http::StatusCode::NOT_FOUND }.into_response() })
         .method_not_allowed_fallback(|| async {

@@ -117,12 +117,15 @@ pub struct PresenceEngine {
     status_log: Arc<StatusLog>,
     listeners: parking_lot::RwLock<Vec<Arc<dyn PresenceListener>>>,
     pub metrics: Arc<Metrics>,
+    /// Told about every change of a public presence state (experiment log, console).
+    observers: parking_lot::RwLock<Vec<Arc<dyn super::observe::ChangeObserver>>>,
 }
 
 /// What a change touched, to be announced after the user's entry is unlocked.
 struct Emitted {
     public: Option<PresenceSnapshot>,
     own_pos: Option<i64>,
+    change: Option<super::observe::EffectiveChange>,
 }
 
 impl PresenceEngine {
@@ -150,6 +153,7 @@ impl PresenceEngine {
             store,
             listeners: Default::default(),
             metrics,
+            observers: Default::default(),
         };
         let now = now_ms();
         let rows = if mode == PresenceMode::Disabled { vec![] } else { engine.store.load_presence().await? };
@@ -194,6 +198,11 @@ impl PresenceEngine {
         self.listeners.write().push(l);
     }
 
+    /// Told about every change of a public presence state (experiment log, console).
+    pub fn add_observer(&self, o: Arc<dyn super::observe::ChangeObserver>) {
+        self.observers.write().push(o);
+    }
+
     /// Run the deadline queue, the status committer and the write-behind flush until
     /// `shutdown` fires; flush on exit.
     pub fn start(self: &Arc<Self>, flush_every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -235,6 +244,7 @@ impl PresenceEngine {
             })
             .collect();
         Metrics::add(&self.metrics.presence_rows_written, rows.len() as u64);
+        let _timer = self.metrics.presence_flush_seconds.start_timer();
         if let Err(e) = self.store.save_last_active(&rows).await {
             tracing::error!(error = %e, "presence flush failed; will retry");
             self.dirty.lock().extend(users);
@@ -480,12 +490,24 @@ impl PresenceEngine {
 
     /// Apply `change` to the user's inputs, re-run the merge, and announce what changed.
     async fn update(&self, user_id: &str, now: i64, change: impl FnOnce(&mut UserEntry)) {
+        self.update_caused(user_id, now, None, change).await
+    }
+
+    /// [`Self::update`], with the cause named when it cannot be read off the inputs.
+    async fn update_caused(
+        &self,
+        user_id: &str,
+        now: i64,
+        cause: Option<super::observe::ChangeCause>,
+        change: impl FnOnce(&mut UserEntry),
+    ) {
         if self.mode == PresenceMode::Disabled {
             // Reports and statuses are accepted and ignored (Synapse `presence.enabled: false`).
             return;
         }
         let emitted = {
             let mut entry = self.users.entry(user_id.to_owned()).or_default();
+            let before_inputs = (entry.manual, admin_view::device_list(&entry));
             let before_last_active = entry.devices.values().map(|d| d.state.last_active_ts).max();
             let before_msg = (entry.public_status_msg().map(str::to_owned), entry.status_msg.clone());
             change(&mut entry);
@@ -500,8 +522,23 @@ impl PresenceEngine {
             if public_changed {
                 entry.published = view.public.clone();
             }
+            let change = (view.public.presence != entry.view.public.presence).then(|| {
+                let cause = cause.unwrap_or_else(|| {
+                    let devices_changed = admin_view::device_list(&entry) != before_inputs.1;
+                    super::observe::ChangeCause::infer(before_inputs.0, entry.manual, devices_changed)
+                });
+                super::observe::EffectiveChange {
+                    ts: now,
+                    user_id: user_id.to_owned(),
+                    old: entry.view.public.presence,
+                    new: view.public.presence,
+                    cause,
+                    device_kinds: view.own.active_kinds.clone(),
+                    hidden: view.public.hidden,
+                }
+            });
             entry.view = view;
-            let mut emitted = Emitted { public: None, own_pos: None };
+            let mut emitted = Emitted { public: None, own_pos: None, change };
             Metrics::inc(&self.metrics.presence_inputs);
             if public_changed {
                 Metrics::inc(&self.metrics.presence_public_changes);
@@ -531,6 +568,11 @@ impl PresenceEngine {
             self.schedule(user_id, entry.manual, &entry.device_states(), now);
             emitted
         };
+        if let Some(change) = &emitted.change {
+            for o in self.observers.read().iter() {
+                o.on_effective_change(change);
+            }
+        }
         if let Some(pos) = emitted.own_pos {
             self.notifier.wake([user_id], pos);
         }
@@ -561,6 +603,11 @@ impl PresenceEngine {
         }
     }
 }
+
+// Admin introspection (console): a child module so it may read the engine's private state.
+#[path = "admin_view.rs"]
+mod admin_view;
+pub use admin_view::{DeviceInspection, UserInspection};
 
 fn new_device(now: i64) -> DeviceEntry {
     DeviceEntry {

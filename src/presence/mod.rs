@@ -7,10 +7,12 @@
 pub mod access;
 pub mod deadline;
 pub mod engine;
+pub mod explain;
 pub mod legacy;
 pub mod lists;
 pub mod merge;
 pub mod newcomers;
+pub mod observe;
 pub mod policy;
 pub mod status_log;
 pub mod timer;

@@ -296,6 +296,11 @@ impl ProfileRooms {
         });
     }
 
+    /// Users whose profile-room write waits for the publish window (a queue-lag gauge).
+    pub fn pending_len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
     pub async fn publish_pending(&self) {
         let batch: Vec<PresenceSnapshot> = std::mem::take(&mut *self.pending.lock()).into_values().collect();
         if batch.is_empty() {

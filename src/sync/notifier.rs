@@ -13,6 +13,8 @@ pub struct Notifier {
     users: Arc<DashMap<String, watch::Sender<i64>>>,
     /// Set when the server stops: every long-poll answers at once with what it has.
     closing: watch::Sender<bool>,
+    /// Waiting subscriptions woken so far (the `seed_sync_wakeups_total` metric).
+    woken: std::sync::atomic::AtomicU64,
 }
 
 /// A subscription to one user's changes; `changed()` resolves with the newest position.
@@ -39,7 +41,7 @@ impl Notifier {
                 if tx.receiver_count() == 0 {
                     continue;
                 }
-                tx.send_if_modified(|cur| {
+                let woke = tx.send_if_modified(|cur| {
                     if pos > *cur {
                         *cur = pos;
                         true
@@ -47,6 +49,9 @@ impl Notifier {
                         false
                     }
                 });
+                if woke {
+                    self.woken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
     }
@@ -60,6 +65,8 @@ impl Notifier {
     pub async fn closed(&self) {
         let mut rx = self.closing.subscribe();
         let _ = rx.wait_for(|c| *c).await;
+    pub fn wakeups(&self) -> u64 {
+        self.woken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn waiting_users(&self) -> usize {

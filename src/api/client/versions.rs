@@ -7,9 +7,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route("/_matrix/client/versions", get(versions))
-        .route("/_seed/metrics", get(metrics))
-        .route("/.well-known/matrix/client", get(well_known))
+    r.route("/_matrix/client/versions", get(versions)).route("/.well-known/matrix/client", get(well_known))
 }
 
 async fn versions() -> Json<Value> {
@@ -28,19 +26,4 @@ async fn versions() -> Json<Value> {
 async fn well_known(State(s): State<AppState>) -> Json<Value> {
     let base = format!("http://{}", s.config.bind);
     Json(json!({"m.homeserver": {"base_url": base}}))
-}
-
-/// Operator counters in the Prometheus text format (see `crate::metrics`).
-async fn metrics(State(s): State<AppState>) -> impl axum::response::IntoResponse {
-    let gauges = [
-        ("seed_presence_tracked_users", "Users the presence engine holds", s.presence.tracked_users() as u64),
-        (
-            "seed_presence_pending_deadlines",
-            "Users with a presence deadline scheduled",
-            s.presence.pending_deadlines() as u64,
-        ),
-        ("seed_sync_waiting_users", "Users with a long-poll subscription", s.notifier.waiting_users() as u64),
-        ("seed_stream_position", "Current stream position", s.stream.current().max(0) as u64),
-    ];
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges))
 }

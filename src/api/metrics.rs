@@ -1,0 +1,43 @@
+//! `GET /metrics` (Prometheus text format) and the per-route latency histogram.
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::app::AppState;
+
+pub fn routes(r: Router<AppState>, enabled: bool) -> Router<AppState> {
+    if enabled {
+        r.route("/metrics", get(scrape))
+    } else {
+        r
+    }
+}
+
+async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
+    let g = &s.metrics.gauges;
+    g.tracked_users.set(s.presence.tracked_users() as i64);
+    g.pending_deadlines.set(s.presence.pending_deadlines() as i64);
+    g.open_long_polls.set(s.notifier.waiting_users() as i64);
+    g.stream_position.set(s.stream.current().max(0));
+    g.db_pool_size.set(i64::from(s.store.pool.size()));
+    g.db_pool_idle.set(s.store.pool.num_idle() as i64);
+    g.change_log_records.set(s.change_log.len() as i64);
+    g.publish_queue.set(s.profiles.pending_len() as i64);
+    let woken = s.notifier.wakeups();
+    s.metrics.wakeups.inc_by(woken.saturating_sub(s.metrics.wakeups.get()));
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+/// Observe each matched request's latency under its route template (bounded label set).
+pub async fn track_latency(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    s.metrics.http_latency.with_label_values(&[method.as_str(), route.as_str()]).observe(start.elapsed().as_secs_f64());
+    resp
+}
