@@ -25,8 +25,8 @@ mod rooms;
 
 pub use account_data::*;
 pub use accounts::*;
-pub use media::*;
 pub use experiment::*;
+pub use media::*;
 pub use presence::*;
 pub use presence_lists::*;
 pub use receipts::*;

@@ -65,6 +65,8 @@ impl Notifier {
     pub async fn closed(&self) {
         let mut rx = self.closing.subscribe();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
     pub fn wakeups(&self) -> u64 {
         self.woken.load(std::sync::atomic::Ordering::Relaxed)
     }
