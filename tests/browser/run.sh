@@ -20,6 +20,8 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 bin="${1:-$target_dir/release/seed-homeserver}"
 database="${2:-sqlite}"
 artifacts="${SEED_BROWSER_ARTIFACTS:-$target_dir/ci-artifacts/browser}"
+# Absolute, so a relative path names the same folder after the script changes directory.
+mkdir -p "$artifacts" && artifacts="$(cd "$artifacts" && pwd)"
 
 log() { printf '[browser] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }

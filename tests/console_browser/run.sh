@@ -16,6 +16,8 @@ repo="$(cd "$here/../.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 bin="${1:-$target_dir/release/seed-homeserver}"
 artifacts="${SEED_CONSOLE_ARTIFACTS:-$target_dir/ci-artifacts/console}"
+# Absolute, so a relative path names the same folder after the script changes directory.
+mkdir -p "$artifacts" && artifacts="$(cd "$artifacts" && pwd)"
 
 log() { printf '[console] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
