@@ -7,9 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, RawBody, TestApp, User};
+use common::{assert_err, enc, presence_status as status, wait_presence_status as wait_status, RawBody, TestApp, User};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Keep a device live by syncing every 100 ms with `set_presence` (and extra query).
 fn keep_syncing(app: &Arc<TestApp>, user: &User, query: &str) -> tokio::task::JoinHandle<()> {
@@ -20,26 +20,6 @@ fn keep_syncing(app: &Arc<TestApp>, user: &User, query: &str) -> tokio::task::Jo
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-}
-
-async fn status(app: &TestApp, viewer: &User, of: &User) -> Value {
-    let (code, v) =
-        app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&of.user_id)), Some(&viewer.token)).await;
-    assert_eq!(code, 200, "{v}");
-    v
-}
-
-/// Poll `GET /presence/.../status` until `pred` holds (at most 5 s).
-async fn wait_status(app: &TestApp, viewer: &User, of: &User, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = status(app, viewer, of).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}; last: {v}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn pair() -> (Arc<TestApp>, User, User) {

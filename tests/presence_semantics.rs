@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, TestApp, User};
+use common::{assert_err, enc, presence_status as status, wait_presence_status as wait_status, TestApp, User};
 use serde_json::{json, Value};
 
 const V3: &str = "/_matrix/client/v3";
@@ -27,25 +27,6 @@ fn keep_syncing(app: &Arc<TestApp>, user: &User, query: &str) -> tokio::task::Jo
 
 fn status_path(of: &User) -> String {
     format!("{V3}/presence/{}/status", enc(&of.user_id))
-}
-
-async fn status(app: &TestApp, viewer: &User, of: &User) -> Value {
-    let (code, v) = app.get(&status_path(of), Some(&viewer.token)).await;
-    assert_eq!(code, 200, "{v}");
-    v
-}
-
-/// Poll `GET /presence/.../status` until `pred` holds (at most 5 s).
-async fn wait_status(app: &TestApp, viewer: &User, of: &User, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = status(app, viewer, of).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}; last: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// alice and bob in one room.

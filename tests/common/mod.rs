@@ -261,3 +261,30 @@ impl TestApp {
         Self { base, http, running: None, _dir: None, _pg: None }
     }
 }
+
+/// `GET /presence/{of}/status` as `viewer`, asserting a `200`.
+pub async fn presence_status(app: &TestApp, viewer: &User, of: &User) -> Value {
+    let (code, v) =
+        app.get(&format!("/_matrix/client/v3/presence/{}/status", enc(&of.user_id)), Some(&viewer.token)).await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+/// Poll `GET /presence/{of}/status` until `pred` holds (at most 5 s).
+pub async fn wait_presence_status(
+    app: &TestApp,
+    viewer: &User,
+    of: &User,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v = presence_status(app, viewer, of).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}; last: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
