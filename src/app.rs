@@ -229,6 +229,9 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub state: AppState,
     shutdown: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -241,6 +244,9 @@ impl Running {
     pub async fn stop(self) {
         self.state.notifier.close();
         let _ = self.shutdown.send(());
+        if let Some(t) = &self.metrics_task {
+            t.abort();
+        }
         let mut task = self.task;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
             tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; cutting them off");
@@ -254,7 +260,16 @@ impl Running {
 pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_bind.filter(|_| config.metrics_enabled) {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let state = Services::build(config).await?;
+    let metrics_task = metrics_listener.map(|l| {
+        let app = crate::api::metrics::router(state.clone());
+        tokio::spawn(async move { axum::serve(l, app).await })
+    });
     let app = crate::api::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -264,13 +279,16 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, state, shutdown: tx, task })
+    Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task })
 }
 
 /// Serve until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let running = spawn(config).await?;
     tracing::info!(addr = %running.addr, server_name = %running.state.config.server_name, "listening");
+    if let Some(addr) = running.metrics_addr {
+        tracing::info!(%addr, "serving /metrics");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

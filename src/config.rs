@@ -87,6 +87,10 @@ pub struct Config {
     pub admins: Vec<String>,
     /// Serve Prometheus metrics at `GET /metrics` on the main listener.
     pub metrics_enabled: bool,
+    /// Serve `GET /metrics` on this separate address instead of the main listener (none: the
+    /// main listener). Ignored when `metrics_enabled` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<SocketAddr>,
     /// How long the experiment change log keeps a record, in milliseconds.
     pub experiment_log_retention_ms: i64,
     /// Most records the experiment change log holds (older ones are dropped first).
@@ -133,6 +137,7 @@ impl Default for Config {
             max_upload_bytes: 50 * 1024 * 1024,
             admins: Vec::new(),
             metrics_enabled: true,
+            metrics_bind: None,
             experiment_log_retention_ms: 7 * 24 * 3_600_000,
             experiment_log_max_records: 1_000_000,
         }
@@ -295,6 +300,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_METRICS_ENABLED")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_enabled: Option<bool>,
+    /// Serve /metrics on this address instead of the main listener [default: none]
+    #[arg(long, env = "SEED_METRICS_BIND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Change-log retention, ms [default: 604800000]
     #[arg(long, env = "SEED_EXPERIMENT_LOG_RETENTION_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]

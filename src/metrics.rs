@@ -33,6 +33,12 @@ pub struct Metrics {
     pub wakeups: IntCounter,
     /// How long one write-behind flush of presence rows took.
     pub presence_flush_seconds: Histogram,
+    /// How late the presence deadline timer woke, against the earliest deadline it fired.
+    pub presence_timer_lag_seconds: Histogram,
+    /// From a manual status write being queued to its group committing (queue + flush lag).
+    pub presence_status_commit_seconds: Histogram,
+    /// Writes committed together in one status transaction (group commit).
+    pub presence_status_group_writes: Histogram,
     /// Sampled at scrape time.
     pub gauges: ScrapeGauges,
 }
@@ -54,6 +60,15 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     r.register(Box::new(c.clone())).expect("unique metric");
     c
 }
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+/// Buckets for lags that should be a few milliseconds: 1 ms to 5 s.
+const LAG_BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
@@ -127,6 +142,24 @@ impl Default for Metrics {
             deliveries,
             http_latency,
             presence_flush_seconds,
+            presence_timer_lag_seconds: histogram(
+                &r,
+                "seed_presence_timer_lag_seconds",
+                "How late the presence deadline timer fired after the earliest deadline it fired",
+                LAG_BUCKETS.to_vec(),
+            ),
+            presence_status_commit_seconds: histogram(
+                &r,
+                "seed_presence_status_commit_seconds",
+                "From a manual status write queued to its group committed",
+                LAG_BUCKETS.to_vec(),
+            ),
+            presence_status_group_writes: histogram(
+                &r,
+                "seed_presence_status_group_writes",
+                "Manual status writes committed in one transaction",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+            ),
             gauges,
             registry: r,
         }

@@ -1,5 +1,6 @@
-//! The experiment console: admin API (list, explain, force offline, end a peek), the change
-//! log export, and the Prometheus scrape, all over HTTP on the configured database.
+//! The experiment console: admin API (list, explain, force offline, end a peek) and the change
+//! log export, all over HTTP on the configured database. The Prometheus scrape is tested in
+//! `tests/console_metrics.rs`.
 mod common;
 
 use std::time::{Duration, Instant};
@@ -307,84 +308,6 @@ async fn console_page_and_event_stream_are_served() {
     assert!(seen.contains("event: change"), "{seen}");
     assert!(seen.contains(&format!("\"user_id\":\"{}\"", alice.user_id)), "{seen}");
     assert!(seen.contains("\"new\":\"online\""), "{seen}");
-}
-
-/// Parse a scrape with a Prometheus text-format parser.
-async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
-    let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition")
-}
-
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let sample = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .unwrap_or_else(|| panic!("{name} {labels:?} missing"));
-    match &sample.value {
-        prometheus_parse::Value::Counter(v)
-        | prometheus_parse::Value::Gauge(v)
-        | prometheus_parse::Value::Untyped(v) => *v,
-        prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn metrics_scrape_parses_and_counts_match_a_scripted_scenario() {
-    let (app, _admin) = console_app(|_| {}).await;
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let room = app.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let (status, _) = app.join(&bob, &room).await;
-    assert_eq!(status, 200);
-    let before = scrape(&app).await;
-    let sync_count = |s: &prometheus_parse::Scrape| {
-        value(s, "seed_http_request_duration_seconds_count", &[("route", "/_matrix/client/v3/sync"), ("method", "GET")])
-    };
-    assert!(before.samples.iter().all(|s| s.metric != "seed_presence_effective_changes_total"), "no change yet");
-
-    // bob long-polls; alice's first report wakes him once.
-    let since = app.sync(&bob, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
-    let long_poll = format!("since={since}&timeout=20000");
-    let waiting = app.sync(&bob, &long_poll);
-    let report = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        app.sync(&alice, "set_presence=online&timeout=0").await
-    };
-    let (woken, _) = tokio::join!(waiting, report);
-    assert!(woken["presence"]["events"].as_array().is_some_and(|e| !e.is_empty()), "{woken}");
-    set_presence(&app, &alice, "busy").await;
-    set_presence(&app, &alice, "online").await;
-
-    let after = scrape(&app).await;
-    // alice's one device report and two manual changes; bob's device report.
-    assert_eq!(value(&after, "seed_presence_effective_changes_total", &[("cause", "device_report")]), 2.0);
-    assert_eq!(value(&after, "seed_presence_effective_changes_total", &[("cause", "manual")]), 2.0);
-    assert_eq!(value(&after, "seed_sync_requests_total", &[]), 3.0);
-    assert_eq!(sync_count(&after), 3.0, "one latency observation per /sync");
-    assert!(value(&after, "seed_sync_wakeups_total", &[]) >= 1.0, "bob's long-poll was woken");
-    assert!(value(&after, "seed_presence_deliveries_total", &[("route", "legacy")]) >= 1.0, "bob got alice's presence");
-    assert!(value(&after, "seed_db_pool_connections", &[]) >= 1.0);
-    assert_eq!(value(&after, "seed_presence_tracked_users", &[]), 2.0);
-
-    // bob peeks alice's profile room (MSC2753): her m.presence reaches him by the peek route.
-    let (_, profile) = app.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)), None).await;
-    let profile_room = profile["org.matrix.msc1769.profile_room_id"].as_str().expect("profile room").to_owned();
-    let peek = format!("/_matrix/client/unstable/org.matrix.msc2753/peek/{}", enc(&profile_room));
-    let (status, v) = app.post(&peek, Some(&bob.token), json!({})).await;
-    assert_eq!(status, 200, "{v}");
-    let since = woken["next_batch"].as_str().unwrap();
-    let peeked = app.sync(&bob, &format!("since={since}&timeout=0")).await;
-    assert!(peeked["rooms"]["peek"][&profile_room].is_object(), "{peeked}");
-    let scraped = scrape(&app).await;
-    assert!(value(&scraped, "seed_presence_deliveries_total", &[("route", "peek")]) >= 1.0, "{peeked}");
-
-    let off = TestApp::spawn_with(|c| c.metrics_enabled = false).await;
-    let (status, v) = off.get("/metrics", None).await;
-    assert_err(status, &v, 404, "M_UNRECOGNIZED");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `GET /metrics` (Prometheus text format) and the per-route latency histogram.
+//! `GET /metrics` (Prometheus text format) on the main listener or on a separate metrics
+//! address (`metrics_bind`), and the per-route latency histogram.
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::app::AppState;
+use crate::error::MatrixError;
 
 pub fn routes(r: Router<AppState>, enabled: bool) -> Router<AppState> {
     if enabled {
@@ -15,6 +17,14 @@ pub fn routes(r: Router<AppState>, enabled: bool) -> Router<AppState> {
     } else {
         r
     }
+}
+
+/// The whole app of the separate metrics listener: `/metrics`, and `404` for anything else.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .fallback(|| async { MatrixError::Unrecognized { status: http::StatusCode::NOT_FOUND }.into_response() })
+        .with_state(state)
 }
 
 async fn scrape(State(s): State<AppState>) -> impl IntoResponse {

@@ -149,7 +149,7 @@ impl PresenceEngine {
             stream,
             notifier,
             access,
-            status_log: StatusLog::new(store.clone()),
+            status_log: StatusLog::with_metrics(store.clone(), metrics.clone()),
             store,
             listeners: Default::default(),
             metrics,
@@ -210,7 +210,10 @@ impl PresenceEngine {
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            while let Some((due, now)) = super::timer::next_due(&engine.deadlines, &engine.timer, &mut stop).await {
+            while let Some((due, now, at)) =
+                super::timer::next_due_late(&engine.deadlines, &engine.timer, &mut stop).await
+            {
+                engine.metrics.presence_timer_lag_seconds.observe((now - at).max(0) as f64 / 1000.0);
                 Metrics::add(&engine.metrics.presence_deadlines_fired, due.len() as u64);
                 for user in due {
                     engine.update(&user, now, |_| {}).await;

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{MatrixError, Result};
+use crate::metrics::Metrics;
 use crate::store::{Backend, StatusWrite, Store};
 
 /// Most writes in one transaction; more queued requests wait for the next one.
@@ -40,10 +41,17 @@ pub struct StatusLog {
     receivers: Mutex<Vec<mpsc::UnboundedReceiver<Request>>>,
     seq: AtomicU64,
     store: Store,
+    metrics: Arc<Metrics>,
 }
 
 impl StatusLog {
+    /// A log whose lags are counted in a registry of its own (tests of the log alone).
     pub fn new(store: Store) -> Arc<Self> {
+        Self::with_metrics(store, Arc::new(Metrics::default()))
+    }
+
+    /// A log that reports its queue + commit lag and group sizes to the server's `metrics`.
+    pub fn with_metrics(store: Store, metrics: Arc<Metrics>) -> Arc<Self> {
         let n = if store.backend == Backend::Postgres { POSTGRES_QUEUES } else { 1 };
         let (queues, receivers) = (0..n)
             .map(|_| {
@@ -51,19 +59,20 @@ impl StatusLog {
                 (Mutex::new(tx), rx)
             })
             .unzip();
-        Arc::new(Self { queues, receivers: Mutex::new(receivers), seq: AtomicU64::new(0), store })
+        Arc::new(Self { queues, receivers: Mutex::new(receivers), seq: AtomicU64::new(0), store, metrics })
     }
 
     /// Run the committers until `shutdown` fires; what is queued by then is still written.
     pub fn start(&self, shutdown: watch::Receiver<bool>) {
         for rx in std::mem::take(&mut *self.receivers.lock()) {
-            tokio::spawn(run_committer(self.store.clone(), rx, shutdown.clone()));
+            tokio::spawn(run_committer(self.store.clone(), self.metrics.clone(), rx, shutdown.clone()));
         }
     }
 
     /// Queue `write` and wait until it is committed. Returns the write's sequence number.
     pub async fn write(&self, write: StatusWrite) -> Result<u64> {
         let (done, committed) = oneshot::channel();
+        let queued = std::time::Instant::now();
         let user = match &write {
             StatusWrite::Manual { user_id, .. } | StatusWrite::StatusMsg { user_id, .. } => user_id,
         };
@@ -78,7 +87,10 @@ impl StatusLog {
             seq
         };
         match committed.await {
-            Ok(Ok(())) => Ok(seq),
+            Ok(Ok(())) => {
+                self.metrics.presence_status_commit_seconds.observe(queued.elapsed().as_secs_f64());
+                Ok(seq)
+            }
             Ok(Err(e)) => Err(MatrixError::Internal(anyhow::anyhow!("could not store the presence status: {e}"))),
             Err(_) => Err(MatrixError::Unknown("The server is shutting down; try again".into())),
         }
@@ -87,7 +99,12 @@ impl StatusLog {
 
 /// One queue's committer: everything queued while the previous group committed is the next
 /// group.
-async fn run_committer(store: Store, mut rx: mpsc::UnboundedReceiver<Request>, mut shutdown: watch::Receiver<bool>) {
+async fn run_committer(
+    store: Store,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let first = tokio::select! {
             r = rx.recv() => match r { Some(r) => r, None => break },
@@ -98,6 +115,7 @@ async fn run_committer(store: Store, mut rx: mpsc::UnboundedReceiver<Request>, m
                     rest.push(r);
                 }
                 if !rest.is_empty() {
+                    metrics.presence_status_group_writes.observe(rest.len() as f64);
                     commit_group(&store, rest).await;
                 }
                 break;
@@ -110,6 +128,7 @@ async fn run_committer(store: Store, mut rx: mpsc::UnboundedReceiver<Request>, m
                 Err(_) => break,
             }
         }
+        metrics.presence_status_group_writes.observe(group.len() as f64);
         commit_group(&store, group).await;
     }
 }

@@ -17,6 +17,16 @@ pub async fn next_due<K: Eq + Hash + Clone>(
     rescheduled: &Notify,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<(Vec<K>, i64)> {
+    next_due_late(queue, rescheduled, shutdown).await.map(|(due, now, _)| (due, now))
+}
+
+/// [`next_due`], also returning the earliest deadline among the due keys, so the caller can
+/// measure how late the timer fired (`now - earliest`).
+pub async fn next_due_late<K: Eq + Hash + Clone>(
+    queue: &Mutex<DeadlineQueue<K>>,
+    rescheduled: &Notify,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(Vec<K>, i64, i64)> {
     loop {
         let next = queue.lock().next_deadline();
         let sleep = async {
@@ -31,9 +41,11 @@ pub async fn next_due<K: Eq + Hash + Clone>(
             _ = shutdown.changed() => return None,
         }
         let now = now_ms();
-        let due = queue.lock().pop_due(now);
+        let mut q = queue.lock();
+        let earliest = q.next_deadline().unwrap_or(now);
+        let due = q.pop_due(now);
         if !due.is_empty() {
-            return Some((due, now));
+            return Some((due, now, earliest));
         }
     }
 }
