@@ -1,7 +1,8 @@
 """The experiment console in headless chromium: an admin logs in to /_seed/console and watches
 a scripted user go online -> busy -> unavailable -> offline; each change must show in the
-user's row within a second of the server making it (Server-Sent Events, no polling), and the
-explain panel must name the deciding rule. Screenshots go to $SEED_CONSOLE_ARTIFACTS.
+user's row within a second of the server making it (Server-Sent Events, no polling), the
+timeline must keep a busy segment, and the explain panel must name the deciding rule.
+tests/console_browser/firefox.mjs runs the same scenario in Firefox. Screenshots go to $SEED_CONSOLE_ARTIFACTS.
 Started by run.sh, which starts the server (admin @exp:localhost, device timeout 3 s).
 """
 import json
@@ -76,6 +77,9 @@ def test_admin_watches_a_user_change_live():
         step("online", lambda: api("GET", "/_matrix/client/v3/sync?set_presence=online&timeout=0", alice["access_token"]))
         step("busy", lambda: set_presence(alice, "busy", "on a call"))
         page.select_option("#window", "60000")
+        busy_segment = row.locator('svg rect[data-presence="busy"]')
+        expect(busy_segment).to_have_count(1, timeout=1_000)
+        assert float(busy_segment.get_attribute("width")) >= 3, "the busy segment is visible"
         row.locator("button", has_text="explain").click()
         expect(page.locator("#explain-rule")).to_have_text("4 · manual status", timeout=1_000)
         expect(row.locator(".status")).to_have_text("on a call", timeout=1_000)
@@ -86,5 +90,9 @@ def test_admin_watches_a_user_change_live():
         expect(row).to_have_attribute("data-presence", "offline", timeout=(DEVICE_TIMEOUT_S + 1) * 1000)
         assert time.monotonic() <= deadline + 1.0, "offline shown more than a second after the timeout"
         expect(page.locator("#explain-rule")).to_have_text("1 · liveness", timeout=1_000)
+        # The timeline still shows that she was busy, between online and unavailable.
+        states = row.locator("svg rect").evaluate_all("rs => rs.map(r => r.dataset.presence)")
+        assert states[-4:] == ["online", "busy", "unavailable", "offline"], states
+        assert float(busy_segment.get_attribute("width")) >= 3, "the busy segment is visible"
         page.screenshot(path=str(ART / "console.png"), full_page=True)
         browser.close()
