@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Browser test of the experiment console (/_seed/console): Playwright for Python drives headless
-# Debian chromium against a built seed-homeserver on a free loopback port. Builds no Rust.
+# Browser test of the experiment console (/_seed/console) against a built seed-homeserver on a
+# free loopback port: an admin watches a scripted user go online -> busy -> unavailable ->
+# offline live. Builds no Rust.
+#   chromium: Playwright for Python drives Debian's chromium (test_console.py).
+#   firefox:  Puppeteer drives Debian's Firefox ESR over WebDriver BiDi (firefox.mjs); stock
+#             Firefox needs no patched build, unlike Playwright's.
 #
-# Usage: tests/console_browser/run.sh [SERVER_BINARY]
+# Usage: tests/console_browser/run.sh [SERVER_BINARY] [BROWSER]
 #   SERVER_BINARY  default: target/release/seed-homeserver ($CARGO_TARGET_DIR respected)
-# Needs: chromium at /usr/bin/chromium (apt-get install chromium), python3 with venv.
+#   BROWSER        chromium (default) or firefox
+# Needs: chromium at /usr/bin/chromium and python3 with venv, or firefox-esr at
+# /usr/bin/firefox-esr and node + npm (apt-get install chromium firefox-esr nodejs npm).
 # Environment:
 #   SEED_CONSOLE_ARTIFACTS  screenshots and the server log (default: target/ci-artifacts/console)
 #   SEED_BROWSER_VENV       Python venv (default: ~/.cache/seed-browser/venv-<hash>, shared with
@@ -13,61 +19,34 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=../common/server.sh
+source "$repo/tests/common/server.sh"
+browser="${2:-chromium}"
+seed_init "console-$browser"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 bin="${1:-$target_dir/release/seed-homeserver}"
-artifacts="${SEED_CONSOLE_ARTIFACTS:-$target_dir/ci-artifacts/console}"
+artifacts="${SEED_CONSOLE_ARTIFACTS:-$target_dir/ci-artifacts/console}/$browser"
 # Absolute, so a relative path names the same folder after the script changes directory.
-mkdir -p "$artifacts" && artifacts="$(cd "$artifacts" && pwd)"
+rm -rf "$artifacts" && mkdir -p "$artifacts" && artifacts="$(cd "$artifacts" && pwd)"
+SEED_KEEP_LOG="$artifacts"
 
-log() { printf '[console] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 2; }
+case "$browser" in
+    chromium)
+        [[ -x /usr/bin/chromium ]] || seed_die "/usr/bin/chromium missing (apt-get install chromium)"
+        seed_python_venv "$here/requirements.txt"
+        run=(timeout 150 "$SEED_VENV/bin/python" -m pytest -p no:cacheprovider -v -rfEs test_console.py)
+        ;;
+    firefox)
+        [[ -x /usr/bin/firefox-esr ]] || seed_die "/usr/bin/firefox-esr missing (apt-get install firefox-esr)"
+        command -v node >/dev/null || seed_die "node (>= 20) is required"
+        seed_npm_ci "$here"
+        run=(timeout 150 node firefox.mjs)
+        ;;
+    *) seed_die "BROWSER must be chromium or firefox" ;;
+esac
 
-[[ -x "$bin" ]] || die "server binary not found: $bin"
-[[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium missing (apt-get install chromium)"
-
-rm -rf "$artifacts"
-mkdir -p "$artifacts"
-workdir="$(mktemp -d "${TMPDIR:-/tmp}/seed-console.XXXXXX")"
-server_pid=""
-
-cleanup() {
-    local code=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    [[ -f "$workdir/server.log" ]] && cp "$workdir/server.log" "$artifacts/server.log"
-    rm -rf "$workdir"
-    exit "$code"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-req="$here/requirements.txt"
-req_hash="$( (cat "$req"; python3 --version) | sha256sum | cut -c1-12)"
-venv="${SEED_BROWSER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/seed-browser/venv-$req_hash}"
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-if [[ ! -x "$venv/bin/python" || ! -f "$venv/.installed-$req_hash" ]]; then
-    log "creating venv $venv"
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    python3 -m venv "$venv" || die "python3 -m venv failed"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" || die "pip install failed"
-    touch "$venv/.installed-$req_hash"
-fi
-
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-hs="http://127.0.0.1:$port"
-log "starting $bin on $hs"
-NO_COLOR=1 "$bin" --bind "127.0.0.1:$port" --server-name localhost --database-url "sqlite://$workdir/seed.db?mode=rwc" \
-    --argon2-memory-kib 8 --argon2-iterations 1 --auth-rate-per-second 0 --admins @exp:localhost \
-    --presence-device-timeout-ms 3000 --log "info,sqlx=warn" >"$workdir/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 300); do
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$hs/_matrix/client/versions" 2>/dev/null && break
-    sleep 0.1
-done
+# Admin @exp:localhost; a device silent for 3 s is offline (the last step of the scenario).
+seed_start_server "$bin" --admins @exp:localhost --presence-device-timeout-ms 3000 --log "info,sqlx=warn"
 
 cd "$here"
-SEED_CONSOLE_HS="$hs" SEED_CONSOLE_ARTIFACTS="$artifacts" PYTHONDONTWRITEBYTECODE=1 \
-    timeout 150 "$venv/bin/python" -m pytest -p no:cacheprovider -v -rfEs test_console.py
+SEED_CONSOLE_HS="$SEED_HS" SEED_CONSOLE_ARTIFACTS="$artifacts" PYTHONDONTWRITEBYTECODE=1 "${run[@]}"
