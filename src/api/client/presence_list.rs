@@ -1,5 +1,7 @@
 //! Presence lists (seeds 001/004): the r0 `GET/POST /presence/list/{userId}` and our unstable
-//! MSC3032 endpoints for the target's answer (`accept`, `reject`, pending `requests`).
+//! MSC3032 endpoints for the target's answer (`accept`, `reject`, pending `requests`). ruma
+//! has no types for either (the r0 list left the spec in v1.1), so they are registered with
+//! `seed_route` and answer our own JSON.
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -7,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::account_data::Scope;
-use crate::api::client_route;
+use crate::api::{seed_route, SeedPath};
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -15,7 +17,7 @@ use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
 
 /// The unstable prefix of the endpoints the r0 API never had (the target's side), named once.
-pub const MSC3032_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
+pub const MSC3032_UNSTABLE: &str = "org.matrix.msc3032";
 
 /// Global account data through which a target learns of pending requests in `/sync`.
 pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_requests";
@@ -43,10 +45,10 @@ async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
 }
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/presence/list/{user_id}", get(get_list).post(change_list));
-    r.route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/accept"), post(accept))
-        .route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/reject"), post(reject))
-        .route(&format!("{MSC3032_UNSTABLE}/presence/requests/{{user_id}}"), get(requests))
+    let r = seed_route(r, SeedPath::Client("/presence/list/{user_id}"), get(get_list).post(change_list));
+    let r = seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/list/{user_id}/accept"), post(accept));
+    let r = seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/list/{user_id}/reject"), post(reject));
+    seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/requests/{user_id}"), get(requests))
 }
 
 fn parse_user(user_id: &str) -> Result<()> {
