@@ -83,6 +83,12 @@ impl MatrixError {
         Self::InvalidParam(msg.into())
     }
 
+    /// User-interactive auth: 401 with ruma's [`UiaaInfo`](ruma::api::client::uiaa::UiaaInfo)
+    /// (flows, session, params and, after a failed stage, `errcode`/`error`) as the body.
+    pub fn uia_required(info: &ruma::api::client::uiaa::UiaaInfo) -> Self {
+        Self::UiaRequired(serde_json::to_value(info).unwrap_or_default())
+    }
+
     /// The Matrix error kind (ruma's [`ErrorKind`]): the `errcode` and the fields that go with
     /// it (`retry_after_ms`, `current_version`, `soft_logout`).
     pub fn kind(&self) -> ErrorKind {
@@ -219,5 +225,63 @@ pub fn unique_violation_as(e: sqlx::Error, conflict: impl FnOnce() -> MatrixErro
         conflict()
     } else {
         e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: MatrixError) -> (StatusCode, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn wire_json_is_errcode_error_and_the_kinds_fields() {
+        use serde_json::json;
+        let cases = [
+            (MatrixError::forbidden("no"), 403, json!({"errcode": "M_FORBIDDEN", "error": "no"})),
+            (MatrixError::UnknownToken, 401, json!({"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown access token"})),
+            (MatrixError::ServerControlled("x".into()), 405, json!({"errcode": "M_BAD_JSON", "error": "x"})),
+            (MatrixError::ResourceLimitExceeded("q".into()), 403, json!({"errcode": "M_RESOURCE_LIMIT_EXCEEDED", "error": "q"})),
+            (
+                MatrixError::LimitExceeded { retry_after_ms: 1500 },
+                429,
+                json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests", "retry_after_ms": 1500}),
+            ),
+            (
+                MatrixError::WrongRoomKeysVersion { current_version: "2".into() },
+                403,
+                json!({"errcode": "M_WRONG_ROOM_KEYS_VERSION", "error": "Wrong backup version, current is 2", "current_version": "2"}),
+            ),
+            (MatrixError::Internal(anyhow::anyhow!("secret")), 500, json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})),
+        ];
+        for (e, status, want) in cases {
+            assert_eq!(body(e).await, (StatusCode::from_u16(status).unwrap(), want));
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_header_rounds_up_to_seconds() {
+        let resp = MatrixError::LimitExceeded { retry_after_ms: 1 }.into_response();
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn uia_body_is_ruma_uiaa_info() {
+        use ruma::api::client::uiaa::{AuthFlow, AuthType, UiaaInfo};
+        let mut info = UiaaInfo::new(vec![AuthFlow::new(vec![AuthType::Password])]);
+        info.session = Some("s".into());
+        info.auth_error = Some(Box::new(StandardErrorBody::new(ErrorKind::Forbidden, "Invalid password".into())));
+        let (status, v) = body(MatrixError::uia_required(&info)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            v,
+            serde_json::json!({"flows": [{"stages": ["m.login.password"]}], "session": "s",
+                "errcode": "M_FORBIDDEN", "error": "Invalid password"})
+        );
     }
 }

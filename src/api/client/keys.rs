@@ -8,6 +8,8 @@
 //! types leave out (clients such as matrix-nio read them).
 use std::collections::{BTreeMap, HashMap};
 
+use ruma::api::client::uiaa::{AuthFlow, AuthType, UiaaInfo};
+use ruma::api::error::{ErrorKind, StandardErrorBody};
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use axum::extract::{RawQuery, State};
@@ -17,7 +19,7 @@ use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::api::extract::{Auth, MatrixJson};
 use crate::api::response::RumaResponse;
@@ -154,12 +156,11 @@ async fn upload_signing(
 /// authentication API"), sessions kept with registration's.
 async fn password_uia(s: &AppState, user_id: &str, auth: Option<&Value>) -> Result<()> {
     let challenge = |session: String, error: Option<&str>| {
-        let mut body = json!({"session": session, "flows": [{"stages": ["m.login.password"]}], "params": {}});
-        if let Some(e) = error {
-            body["errcode"] = json!("M_FORBIDDEN");
-            body["error"] = json!(e);
-        }
-        MatrixError::UiaRequired(body)
+        let mut info = UiaaInfo::new(vec![AuthFlow::new(vec![AuthType::Password])]);
+        info.session = Some(session);
+        info.params = serde_json::value::to_raw_value(&Map::new()).ok();
+        info.auth_error = error.map(|e| Box::new(StandardErrorBody::new(ErrorKind::Forbidden, e.to_owned())));
+        MatrixError::uia_required(&info)
     };
     let new_session = || {
         let id = random_string(24);
