@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::account_data::Scope;
 use crate::api::{seed_route, SeedPath};
@@ -26,13 +26,40 @@ pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_re
 /// many are pending in all, and `…/presence/requests/{userId}` lists every one.
 pub const MAX_LISTED_REQUESTS: usize = 100;
 
+/// One pending request: `{"user_id": owner}`.
+#[derive(Serialize)]
+struct PendingRequest<'a> {
+    user_id: &'a str,
+}
+
+/// Pending requests: the body of `…/presence/requests/{userId}` (all of them) and the
+/// `org.matrix.msc3032.presence_requests` account data (the first [`MAX_LISTED_REQUESTS`], and
+/// `count`).
+#[derive(Serialize)]
+struct PresenceRequests<'a> {
+    requests: Vec<PendingRequest<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+}
+
+impl<'a> PresenceRequests<'a> {
+    fn new(pending: &'a [String], limit: usize, with_count: bool) -> Self {
+        let requests = pending.iter().take(limit).map(|u| PendingRequest { user_id: u }).collect();
+        Self { requests, count: with_count.then_some(pending.len()) }
+    }
+}
+
+/// The empty object the write endpoints answer.
+#[derive(Serialize)]
+struct Empty {}
+
 /// Keep the target's `org.matrix.msc3032.presence_requests` account data equal to their pending
 /// requests, so a request (and its end) reaches the target's `/sync` and wakes its long-poll.
 /// Written only when it changes.
 async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
     let pending = s.lists.pending_requests(target);
-    let listed: Vec<Value> = pending.iter().take(MAX_LISTED_REQUESTS).map(|u| json!({"user_id": u})).collect();
-    let content = json!({"requests": listed, "count": pending.len()});
+    let content = serde_json::to_value(PresenceRequests::new(&pending, MAX_LISTED_REQUESTS, true))
+        .map_err(|e| MatrixError::Internal(e.into()))?;
     let current = s.account_data.get(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA).await?;
     let unchanged = match &current {
         Some(c) => *c == content,
@@ -66,7 +93,11 @@ fn own_path(path_user: &str, caller: &str) -> Result<()> {
 
 /// `GET /presence/list/{userId}`: the `m.presence` events of the accepted targets, as the
 /// owner sees them (seed 001 format).
-async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
+async fn get_list(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+) -> Result<Json<Vec<Value>>> {
     own_path(&user_id, &session.user_id)?;
     let now = now_ms();
     let events: Vec<Value> = s
@@ -75,7 +106,7 @@ async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id):
         .iter()
         .map(|t| presence_event(&s.presence.legacy_snapshot(t, &user_id), now, s.config.legacy_busy_as))
         .collect();
-    Ok(Json(Value::Array(events)))
+    Ok(Json(events))
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,7 +124,7 @@ async fn change_list(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<ListChange>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let invite = body.invite.unwrap_or_default();
     let drop = body.drop.unwrap_or_default();
@@ -116,7 +147,7 @@ async fn change_list(
         s.lists.drop_entry(&user_id, u).await?;
         announce_requests(&s, u).await?;
     }
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// The owner a target answers, from `{"user_id": ...}`.
@@ -137,14 +168,14 @@ async fn accept(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.accept(&user_id, &owner).await?;
     announce_requests(&s, &user_id).await?;
     // Accepting may also accept the owner's pending reverse request (seed 004).
     announce_requests(&s, &owner).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `POST .../presence/list/{targetUserId}/reject` `{"user_id": owner}`: refuse a request or
@@ -154,17 +185,23 @@ async fn reject(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.reject(&user_id, &owner).await?;
     announce_requests(&s, &user_id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `GET .../presence/requests/{userId}`: who is waiting for the user's answer.
-async fn requests(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
+async fn requests(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>> {
     own_path(&user_id, &session.user_id)?;
-    let requests: Vec<Value> = s.lists.pending_requests(&user_id).iter().map(|u| json!({"user_id": u})).collect();
-    Ok(Json(json!({ "requests": requests })))
+    let pending = s.lists.pending_requests(&user_id);
+    let body = serde_json::to_value(PresenceRequests::new(&pending, usize::MAX, false))
+        .map_err(|e| MatrixError::Internal(e.into()))?;
+    Ok(Json(body))
 }

@@ -10,14 +10,26 @@ use ruma::api::client::push::{
     get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions,
     set_pushrule_enabled,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::extract::{Auth, MatrixJson, Ruma};
 use crate::api::response::RumaResponse;
 use crate::api::{ruma_route, seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+
+/// `GET /pushrules/`: the `global` scope (see [`global_rules`]).
+#[derive(Serialize)]
+struct AllRules {
+    global: Value,
+}
+
+/// `GET /pushers`: as the client sent them.
+#[derive(Serialize)]
+struct Pushers {
+    pushers: Vec<Value>,
+}
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<get_pushrules_all::v3::Request, _, _>(r, all_rules);
@@ -41,8 +53,8 @@ async fn all_rules(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<get_pushrules_all::v3::Request>,
-) -> Result<Json<Value>> {
-    Ok(Json(json!({"global": s.push.ruleset_json(&session.user_id).await?})))
+) -> Result<Json<AllRules>> {
+    Ok(Json(AllRules { global: s.push.ruleset_json(&session.user_id).await? }))
 }
 
 async fn global_rules(
@@ -120,8 +132,8 @@ async fn pushers(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<get_pushers::v3::Request>,
-) -> Result<Json<Value>> {
-    Ok(Json(json!({"pushers": s.push.pushers(&session.user_id).await?})))
+) -> Result<Json<Pushers>> {
+    Ok(Json(Pushers { pushers: s.push.pushers(&session.user_id).await? }))
 }
 
 #[derive(Deserialize)]
