@@ -246,7 +246,11 @@ mod tests {
             (MatrixError::forbidden("no"), 403, json!({"errcode": "M_FORBIDDEN", "error": "no"})),
             (MatrixError::UnknownToken, 401, json!({"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown access token"})),
             (MatrixError::ServerControlled("x".into()), 405, json!({"errcode": "M_BAD_JSON", "error": "x"})),
-            (MatrixError::ResourceLimitExceeded("q".into()), 403, json!({"errcode": "M_RESOURCE_LIMIT_EXCEEDED", "error": "q"})),
+            (
+                MatrixError::ResourceLimitExceeded("q".into()),
+                403,
+                json!({"errcode": "M_RESOURCE_LIMIT_EXCEEDED", "error": "q"}),
+            ),
             (
                 MatrixError::LimitExceeded { retry_after_ms: 1500 },
                 429,
@@ -257,7 +261,11 @@ mod tests {
                 403,
                 json!({"errcode": "M_WRONG_ROOM_KEYS_VERSION", "error": "Wrong backup version, current is 2", "current_version": "2"}),
             ),
-            (MatrixError::Internal(anyhow::anyhow!("secret")), 500, json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})),
+            (
+                MatrixError::Internal(anyhow::anyhow!("secret")),
+                500,
+                json!({"errcode": "M_UNKNOWN", "error": "Internal server error"}),
+            ),
         ];
         for (e, status, want) in cases {
             assert_eq!(body(e).await, (StatusCode::from_u16(status).unwrap(), want));

@@ -76,15 +76,18 @@ async fn bad_json_bodies_get_not_json_or_bad_json() {
         assert_err(status, &v, 400, "M_NOT_JSON");
     }
     for path in ["/_matrix/client/v3/keys/upload", "/_matrix/client/v3/room_keys/version"] {
-        let (status, v) =
-            app.raw(Method::POST, path, Some(&alice.token), Some(RawBody::Text("[1, 2".into()))).await;
+        let (status, v) = app.raw(Method::POST, path, Some(&alice.token), Some(RawBody::Text("[1, 2".into()))).await;
         assert_err(status, &v, 400, "M_NOT_JSON");
         let (status, v) = app.raw(Method::POST, path, Some(&alice.token), Some(RawBody::Text("[]".into()))).await;
         assert_err(status, &v, 400, "M_NOT_JSON");
     }
     let wrong_shape: [(Method, String, Value); 4] = [
         (Method::PUT, format!("/_matrix/client/v3/presence/{u}/status"), json!({"presence": 5})),
-        (Method::PUT, "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled".into(), json!({"enabled": "yes"})),
+        (
+            Method::PUT,
+            "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled".into(),
+            json!({"enabled": "yes"}),
+        ),
         (Method::POST, format!("/_matrix/client/r0/presence/list/{u}"), json!({"invite": "not a list"})),
         (Method::PUT, "/_matrix/client/v3/sendToDevice/m.x/t2".into(), json!({"messages": []})),
     ];
@@ -132,11 +135,14 @@ async fn typed_responses_keep_their_wire_shape() {
     let alice = app.register("alice").await;
     let u = enc(&alice.user_id);
     let v3 = "/_matrix/client/v3";
-    let (status, v) = app.put(&format!("{v3}/presence/{u}/status"), Some(&alice.token), json!({"presence": "online"})).await;
+    let (status, v) =
+        app.put(&format!("{v3}/presence/{u}/status"), Some(&alice.token), json!({"presence": "online"})).await;
     assert_eq!((status.as_u16(), v), (200, json!({})));
-    let (status, v) = app.get(&format!("{v3}/pushrules/global/override/.m.rule.master/enabled"), Some(&alice.token)).await;
+    let (status, v) =
+        app.get(&format!("{v3}/pushrules/global/override/.m.rule.master/enabled"), Some(&alice.token)).await;
     assert_eq!((status.as_u16(), v), (200, json!({"enabled": false})));
-    let (status, v) = app.get(&format!("{v3}/pushrules/global/override/.m.rule.master/actions"), Some(&alice.token)).await;
+    let (status, v) =
+        app.get(&format!("{v3}/pushrules/global/override/.m.rule.master/actions"), Some(&alice.token)).await;
     assert_eq!((status.as_u16(), v), (200, json!({"actions": []})));
     let (status, v) = app.get(&format!("{v3}/notifications"), Some(&alice.token)).await;
     assert_eq!((status.as_u16(), v), (200, json!({"notifications": []})));
@@ -150,9 +156,15 @@ async fn typed_responses_keep_their_wire_shape() {
     let (status, v) = app.get("/_matrix/client/v3/capabilities", Some(&alice.token)).await;
     assert_eq!(status, 200);
     assert_eq!(v["capabilities"]["m.3pid_changes"]["enabled"], false, "{v}");
-    let (status, v) = app.post(&format!("{v3}/room_keys/version"), Some(&alice.token), json!({
-        "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}
-    })).await;
+    let (status, v) = app
+        .post(
+            &format!("{v3}/room_keys/version"),
+            Some(&alice.token),
+            json!({
+                "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}
+            }),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert!(v["version"].is_string() && keys(&v) == ["version"], "{v}");
 }

@@ -89,9 +89,7 @@ pub(crate) fn seed_route(
             }
             router
         }
-        SeedPath::Unstable(prefix, p) => {
-            router.route(&format!("/_matrix/client/unstable/{prefix}{p}"), method_router)
-        }
+        SeedPath::Unstable(prefix, p) => router.route(&format!("/_matrix/client/unstable/{prefix}{p}"), method_router),
         SeedPath::Exact(p) => router.route(p, method_router),
     }
 }

@@ -22,10 +22,8 @@ async fn capabilities(Auth(_): Auth, Ruma(_): Ruma<Request>) -> Result<RumaRespo
     let version = RoomVersionId::try_from(ROOM_VERSION).map_err(|e| anyhow::anyhow!("room version: {e}"))?;
     let mut c = Capabilities::new();
     c.change_password = ChangePasswordCapability::new(false);
-    c.room_versions = RoomVersionsCapability::new(
-        version.clone(),
-        [(version, RoomVersionStability::Stable)].into_iter().collect(),
-    );
+    c.room_versions =
+        RoomVersionsCapability::new(version.clone(), [(version, RoomVersionStability::Stable)].into_iter().collect());
     c.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
     Ok(Response::new(c).into())
 }

@@ -43,7 +43,8 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<upload_signing_keys::v3::Request, _, _>(r, upload_signing);
     let r = ruma_route::<upload_signatures::v3::Request, _, _>(r, signatures);
     let r = seed_route(r, SeedPath::Unstable(MSC3814, "/dehydrated_device"), dehydrated_methods());
-    let r = seed_route(r, SeedPath::Unstable(MSC3814, "/dehydrated_device/{device_id}/events"), post(no_dehydrated_device));
+    let r =
+        seed_route(r, SeedPath::Unstable(MSC3814, "/dehydrated_device/{device_id}/events"), post(no_dehydrated_device));
     let r = seed_route(r, SeedPath::Unstable(MSC2697, "/dehydrated_device"), dehydrated_methods());
     seed_route(r, SeedPath::Unstable(MSC2697, "/dehydrated_device/claim"), post(no_dehydrated_device))
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::account_data::Scope;
-use crate::api::{seed_route, SeedPath};
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::presence::legacy::presence_event;
@@ -194,11 +194,7 @@ async fn reject(
 }
 
 /// `GET .../presence/requests/{userId}`: who is waiting for the user's answer.
-async fn requests(
-    State(s): State<AppState>,
-    Auth(session): Auth,
-    Path(user_id): Path<String>,
-) -> Result<Json<Value>> {
+async fn requests(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
     own_path(&user_id, &session.user_id)?;
     let pending = s.lists.pending_requests(&user_id);
     let body = serde_json::to_value(PresenceRequests::new(&pending, usize::MAX, false))

@@ -113,7 +113,8 @@ async fn put_room(
 ) -> Result<RumaResponse<add_backup_keys_for_room::v3::Response>> {
     let version = version_param(q)?;
     let sessions = object(b.get("sessions").unwrap_or(&Value::Null), "sessions")?;
-    let (etag, count) = etag_count(&s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions.clone())]).await?);
+    let (etag, count) =
+        etag_count(&s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions.clone())]).await?);
     Ok(add_backup_keys_for_room::v3::Response::new(etag, count).into())
 }
 
@@ -152,7 +153,11 @@ async fn get_session(
     Ok(Json(s.e2ee.get_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?))
 }
 
-async fn delete_all(State(s): State<AppState>, Auth(u): Auth, RawQuery(q): RawQuery) -> Result<RumaResponse<delete_backup_keys::v3::Response>> {
+async fn delete_all(
+    State(s): State<AppState>,
+    Auth(u): Auth,
+    RawQuery(q): RawQuery,
+) -> Result<RumaResponse<delete_backup_keys::v3::Response>> {
     let (etag, count) = etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, None, None).await?);
     Ok(delete_backup_keys::v3::Response::new(etag, count).into())
 }
@@ -163,7 +168,8 @@ async fn delete_room(
     Path(room): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<RumaResponse<delete_backup_keys_for_room::v3::Response>> {
-    let (etag, count) = etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), None).await?);
+    let (etag, count) =
+        etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), None).await?);
     Ok(delete_backup_keys_for_room::v3::Response::new(etag, count).into())
 }
 
@@ -173,6 +179,7 @@ async fn delete_session(
     Path((room, session)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<RumaResponse<delete_backup_keys_for_session::v3::Response>> {
-    let (etag, count) = etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?);
+    let (etag, count) =
+        etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?);
     Ok(delete_backup_keys_for_session::v3::Response::new(etag, count).into())
 }

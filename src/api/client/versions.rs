@@ -9,8 +9,10 @@ use crate::api::ruma_route;
 use crate::app::AppState;
 
 /// Spec versions served.
-const VERSIONS: &[&str] =
-    &["r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"];
+const VERSIONS: &[&str] = &[
+    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "v1.11",
+];
 
 /// Unstable features advertised (each MSC's own flag name).
 const UNSTABLE_FEATURES: &[&str] = &[
