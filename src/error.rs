@@ -1,8 +1,15 @@
 //! One error type for the whole server, mapped to the Matrix error JSON
-//! (`{"errcode": "...", "error": "..."}`) and an HTTP status in one place.
+//! (`{"errcode": "...", "error": "..."}`) and an HTTP status in one place. Error codes are
+//! ruma's [`ErrorKind`], and the body is ruma's [`StandardErrorBody`], so no `M_…` string is
+//! spelled here.
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use std::time::Duration;
+
+use ruma::api::error::{
+    ErrorBody, ErrorKind, LimitExceededErrorData, ResourceLimitExceededErrorData, RetryAfter, StandardErrorBody,
+    UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
+};
 
 pub type Result<T, E = MatrixError> = std::result::Result<T, E>;
 
@@ -76,30 +83,50 @@ impl MatrixError {
         Self::InvalidParam(msg.into())
     }
 
-    pub fn errcode(&self) -> &'static str {
+    /// User-interactive auth: 401 with ruma's [`UiaaInfo`](ruma::api::client::uiaa::UiaaInfo)
+    /// (flows, session, params and, after a failed stage, `errcode`/`error`) as the body.
+    pub fn uia_required(info: &ruma::api::client::uiaa::UiaaInfo) -> Self {
+        Self::UiaRequired(serde_json::to_value(info).unwrap_or_default())
+    }
+
+    /// The Matrix error kind (ruma's [`ErrorKind`]): the `errcode` and the fields that go with
+    /// it (`retry_after_ms`, `current_version`, `soft_logout`).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Forbidden(_) => "M_FORBIDDEN",
-            Self::MissingToken => "M_MISSING_TOKEN",
-            Self::UnknownToken => "M_UNKNOWN_TOKEN",
-            Self::NotJson(_) => "M_NOT_JSON",
-            Self::BadJson(_) | Self::ServerControlled(_) => "M_BAD_JSON",
-            Self::NotFound(_) => "M_NOT_FOUND",
-            Self::Unrecognized { .. } => "M_UNRECOGNIZED",
-            Self::UserInUse => "M_USER_IN_USE",
-            Self::InvalidUsername(_) => "M_INVALID_USERNAME",
-            Self::InvalidParam(_) => "M_INVALID_PARAM",
-            Self::MissingParam(_) => "M_MISSING_PARAM",
-            Self::TooLarge(_) => "M_TOO_LARGE",
-            Self::LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
-            Self::ResourceLimitExceeded(_) => "M_RESOURCE_LIMIT_EXCEEDED",
-            Self::RoomInUse(_) => "M_ROOM_IN_USE",
-            Self::InvalidRoomState(_) => "M_INVALID_ROOM_STATE",
-            Self::BadState(_) => "M_BAD_STATE",
-            Self::UiaRequired(_) => "M_FORBIDDEN",
-            Self::UserDeactivated(_) => "M_USER_DEACTIVATED",
-            Self::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
-            Self::Unknown(_) | Self::Internal(_) => "M_UNKNOWN",
+            Self::Forbidden(_) | Self::UiaRequired(_) => ErrorKind::Forbidden,
+            Self::MissingToken => ErrorKind::MissingToken,
+            Self::UnknownToken => ErrorKind::UnknownToken(UnknownTokenErrorData::new()),
+            Self::NotJson(_) => ErrorKind::NotJson,
+            Self::BadJson(_) | Self::ServerControlled(_) => ErrorKind::BadJson,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Unrecognized { .. } => ErrorKind::Unrecognized,
+            Self::UserInUse => ErrorKind::UserInUse,
+            Self::InvalidUsername(_) => ErrorKind::InvalidUsername,
+            Self::InvalidParam(_) => ErrorKind::InvalidParam,
+            Self::MissingParam(_) => ErrorKind::MissingParam,
+            Self::TooLarge(_) => ErrorKind::TooLarge,
+            Self::LimitExceeded { retry_after_ms } => {
+                let mut data = LimitExceededErrorData::new();
+                data.retry_after = Some(RetryAfter::Delay(Duration::from_millis(*retry_after_ms)));
+                ErrorKind::LimitExceeded(data)
+            }
+            Self::ResourceLimitExceeded(_) => {
+                ErrorKind::ResourceLimitExceeded(ResourceLimitExceededErrorData::new(String::new()))
+            }
+            Self::RoomInUse(_) => ErrorKind::RoomInUse,
+            Self::InvalidRoomState(_) => ErrorKind::InvalidRoomState,
+            Self::BadState(_) => ErrorKind::BadState,
+            Self::UserDeactivated(_) => ErrorKind::UserDeactivated,
+            Self::WrongRoomKeysVersion { current_version } => {
+                ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(current_version.clone()))
+            }
+            Self::Unknown(_) | Self::Internal(_) => ErrorKind::Unknown,
         }
+    }
+
+    /// The `errcode`, as ruma spells it.
+    pub fn errcode(&self) -> String {
+        self.kind().errcode().to_string()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -116,6 +143,19 @@ impl MatrixError {
             Self::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The JSON body: ruma's [`StandardErrorBody`] (`errcode`, `error` and the kind's fields),
+    /// except for user-interactive auth, whose 401 body is the flows object.
+    fn body(&self) -> ErrorBody {
+        match self {
+            Self::UiaRequired(flows) => ErrorBody::Json(flows.clone()),
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                ErrorBody::Standard(StandardErrorBody::new(ErrorKind::Unknown, "Internal server error".into()))
+            }
+            _ => ErrorBody::Standard(StandardErrorBody::new(self.kind(), self.to_string())),
         }
     }
 }
@@ -147,30 +187,19 @@ impl From<anyhow::Error> for MatrixError {
 impl IntoResponse for MatrixError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            Self::UiaRequired(flows) => flows.clone(),
-            Self::LimitExceeded { retry_after_ms } => json!({
-                "errcode": self.errcode(),
-                "error": self.to_string(),
-                "retry_after_ms": retry_after_ms,
-            }),
-            Self::WrongRoomKeysVersion { current_version } => json!({
-                "errcode": self.errcode(),
-                "error": self.to_string(),
-                "current_version": current_version,
-            }),
-            Self::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})
-            }
-            _ => json!({"errcode": self.errcode(), "error": self.to_string()}),
+        let mut body = match self.body() {
+            ErrorBody::Standard(standard) => serde_json::to_value(standard).unwrap_or_default(),
+            ErrorBody::Json(json) => json,
+            ErrorBody::NotJson { .. } => serde_json::Value::Null,
         };
+        if let (Self::ResourceLimitExceeded(_), Some(fields)) = (&self, body.as_object_mut()) {
+            // Per-user quotas of this server, not a server-wide limit: no admin to contact.
+            fields.remove("admin_contact");
+        }
         let mut resp = (status, axum::Json(body)).into_response();
         if let Self::LimitExceeded { retry_after_ms } = self {
-            let secs = retry_after_ms.div_ceil(1000).to_string();
-            if let Ok(v) = secs.parse() {
-                resp.headers_mut().insert(http::header::RETRY_AFTER, v);
-            }
+            // Whole seconds, rounded up (ruma's own conversion rounds down to 0 for < 1 s).
+            resp.headers_mut().insert(http::header::RETRY_AFTER, retry_after_ms.div_ceil(1000).into());
         }
         resp
     }
@@ -185,5 +214,82 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
                 || db.message().contains("UNIQUE constraint failed")
         }
         _ => false,
+    }
+}
+
+/// Unique-constraint violations are the client's conflict (a name or id already taken): the
+/// one place they become `conflict` (a client error such as `M_USER_IN_USE`); any other
+/// database error stays internal.
+pub fn unique_violation_as(e: sqlx::Error, conflict: impl FnOnce() -> MatrixError) -> MatrixError {
+    if is_unique_violation(&e) {
+        conflict()
+    } else {
+        e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: MatrixError) -> (StatusCode, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn wire_json_is_errcode_error_and_the_kinds_fields() {
+        use serde_json::json;
+        let cases = [
+            (MatrixError::forbidden("no"), 403, json!({"errcode": "M_FORBIDDEN", "error": "no"})),
+            (MatrixError::UnknownToken, 401, json!({"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown access token"})),
+            (MatrixError::ServerControlled("x".into()), 405, json!({"errcode": "M_BAD_JSON", "error": "x"})),
+            (
+                MatrixError::ResourceLimitExceeded("q".into()),
+                403,
+                json!({"errcode": "M_RESOURCE_LIMIT_EXCEEDED", "error": "q"}),
+            ),
+            (
+                MatrixError::LimitExceeded { retry_after_ms: 1500 },
+                429,
+                json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests", "retry_after_ms": 1500}),
+            ),
+            (
+                MatrixError::WrongRoomKeysVersion { current_version: "2".into() },
+                403,
+                json!({"errcode": "M_WRONG_ROOM_KEYS_VERSION", "error": "Wrong backup version, current is 2", "current_version": "2"}),
+            ),
+            (
+                MatrixError::Internal(anyhow::anyhow!("secret")),
+                500,
+                json!({"errcode": "M_UNKNOWN", "error": "Internal server error"}),
+            ),
+        ];
+        for (e, status, want) in cases {
+            assert_eq!(body(e).await, (StatusCode::from_u16(status).unwrap(), want));
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_header_rounds_up_to_seconds() {
+        let resp = MatrixError::LimitExceeded { retry_after_ms: 1 }.into_response();
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn uia_body_is_ruma_uiaa_info() {
+        use ruma::api::client::uiaa::{AuthFlow, AuthType, UiaaInfo};
+        let mut info = UiaaInfo::new(vec![AuthFlow::new(vec![AuthType::Password])]);
+        info.session = Some("s".into());
+        info.auth_error = Some(Box::new(StandardErrorBody::new(ErrorKind::Forbidden, "Invalid password".into())));
+        let (status, v) = body(MatrixError::uia_required(&info)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            v,
+            serde_json::json!({"flows": [{"stages": ["m.login.password"]}], "session": "s",
+                "errcode": "M_FORBIDDEN", "error": "Invalid password"})
+        );
     }
 }

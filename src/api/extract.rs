@@ -1,5 +1,7 @@
 //! Extractors at the HTTP edge: ruma request types, JSON bodies with Matrix errors, and the
-//! access token.
+//! access token. [`Ruma<Req>`](Ruma) is the request half of a route registered with
+//! `ruma_route`; its response half is [`RumaResponse`](super::response::RumaResponse)
+//! (the two route styles are described in `src/api/mod.rs`).
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
@@ -101,7 +103,8 @@ fn check_depth(v: &serde_json::Value) -> Result<(), MatrixError> {
     Ok(())
 }
 
-/// A JSON body of our own type, with `M_NOT_JSON` / `M_BAD_JSON` on failure.
+/// A JSON body of our own type, with `M_NOT_JSON` / `M_BAD_JSON` on failure: for `seed_route`
+/// endpoints, and for ruma-typed routes whose body is checked field by field.
 pub struct MatrixJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {

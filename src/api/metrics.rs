@@ -8,12 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::MatrixError;
 
 pub fn routes(r: Router<AppState>, enabled: bool) -> Router<AppState> {
     if enabled {
-        r.route("/metrics", get(scrape))
+        seed_route(r, SeedPath::Exact("/metrics"), get(scrape))
     } else {
         r
     }

@@ -1,5 +1,27 @@
 //! HTTP layer: axum handlers for the client-server API. Handlers are thin: parse,
 //! authorize, call the domain, answer.
+//!
+//! # Two ways to register a route
+//!
+//! 1. [`ruma_route`]: every endpoint ruma has a request type for. The paths (r0, v3, v1,
+//!    unstable) and the method come from the type itself (`Req::PATH_BUILDER`, `Req::METHOD`);
+//!    the handler takes [`Ruma<Req>`](extract::Ruma) and returns
+//!    `Result<`[`RumaResponse<Resp>`](response::RumaResponse)`>`, serialized by ruma's
+//!    `OutgoingResponse`:
+//!    ```ignore
+//!    let r = ruma_route::<set_pushrule_enabled::v3::Request, _, _>(r, set_enabled);
+//!    async fn set_enabled(State(s): State<AppState>, Auth(u): Auth,
+//!        Ruma(req): Ruma<set_pushrule_enabled::v3::Request>)
+//!        -> Result<RumaResponse<set_pushrule_enabled::v3::Response>> { … }
+//!    ```
+//!    A few handlers read the request themselves where ruma's parsing would change the error
+//!    a client gets today (media uploads, read with their own size limit; bodies whose fields
+//!    we check one by one); they are still registered from the ruma type. Media downloads
+//!    answer raw bytes with our own security headers.
+//! 2. [`seed_route`]: endpoints ruma has no type for, each at a [`SeedPath`] that names where it
+//!    lives: unstable MSC endpoints (`Unstable`: MSC3032 presence lists, dehydrated devices),
+//!    r0-only client endpoints (`Client`, served under both `/v3` and `/r0`), and Seed's own
+//!    paths (`Exact`: admin API, console, metrics). These answer our own serde types.
 use std::collections::BTreeSet;
 
 use axum::handler::Handler;
@@ -19,6 +41,7 @@ pub mod extract;
 pub mod guard;
 pub mod metrics;
 pub mod ratelimit;
+pub mod response;
 
 /// Register `handler` for every path (r0, v3, unstable) ruma knows for `Req`.
 pub(crate) fn ruma_route<Req: Metadata, H, T>(mut router: Router<AppState>, handler: H) -> Router<AppState>
@@ -39,16 +62,46 @@ where
     router
 }
 
-/// Register an axum route under both `/_matrix/client/v3` and `/r0` (`path` is relative).
-pub(crate) fn client_route(
+/// Where an endpoint without a ruma type lives (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SeedPath<'a> {
+    /// A client-server path relative to the version prefix, served under both
+    /// `/_matrix/client/v3` and `/_matrix/client/r0`.
+    Client(&'a str),
+    /// An unstable MSC endpoint: `/_matrix/client/unstable/{prefix}{path}`, e.g.
+    /// `Unstable("org.matrix.msc3032", "/presence/requests/{user_id}")`.
+    Unstable(&'a str, &'a str),
+    /// A path of Seed's own (`/_seed/…`, `/metrics`), as written.
+    Exact(&'a str),
+}
+
+/// Register `method_router` for an endpoint ruma has no request type for: the second and last
+/// way to add a route (module documentation).
+pub(crate) fn seed_route(
     mut router: Router<AppState>,
+    path: SeedPath<'_>,
+    method_router: axum::routing::MethodRouter<AppState>,
+) -> Router<AppState> {
+    match path {
+        SeedPath::Client(p) => {
+            for prefix in ["/_matrix/client/v3", "/_matrix/client/r0"] {
+                router = router.route(&format!("{prefix}{p}"), method_router.clone());
+            }
+            router
+        }
+        SeedPath::Unstable(prefix, p) => router.route(&format!("/_matrix/client/unstable/{prefix}{p}"), method_router),
+        SeedPath::Exact(p) => router.route(p, method_router),
+    }
+}
+
+/// Transitional: the older spelling of `seed_route(r, SeedPath::Client(path), …)`, kept only
+/// while handler files converted in parallel still call it; remove with its last caller.
+pub(crate) fn client_route(
+    router: Router<AppState>,
     path: &str,
     method_router: axum::routing::MethodRouter<AppState>,
 ) -> Router<AppState> {
-    for prefix in ["/_matrix/client/v3", "/_matrix/client/r0"] {
-        router = router.route(&format!("{prefix}{path}"), method_router.clone());
-    }
-    router
+    seed_route(router, SeedPath::Client(path), method_router)
 }
 
 pub fn router(state: AppState) -> Router {

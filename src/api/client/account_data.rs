@@ -1,15 +1,16 @@
 //! Account data (spec "Client Config"): `PUT/GET /user/{userId}/account_data/{type}` and
 //! `PUT/GET /user/{userId}/rooms/{roomId}/account_data/{type}`.
 use axum::extract::State;
-use axum::{Json, Router};
+use axum::Router;
 use ruma::api::client::config::{
     get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::account_data::{Scope, SERVER_CONTROLLED};
 use crate::accounts::Session;
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::{raw, RumaResponse};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -56,46 +57,48 @@ async fn set_global(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<set_global_account_data::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<set_global_account_data::v3::Response>> {
     check_owner(&session, &req.user_id)?;
     let kind = req.event_type.to_string();
     check_client_settable(&kind)?;
     s.account_data.set(&session.user_id, Scope::Global, &kind, &content(req.data.json().get())?).await?;
-    Ok(Json(json!({})))
+    Ok(set_global_account_data::v3::Response::new().into())
 }
 
 async fn get_global(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<get_global_account_data::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_global_account_data::v3::Response>> {
     check_owner(&session, &req.user_id)?;
     let data = s.account_data.get(&session.user_id, Scope::Global, &req.event_type.to_string()).await?;
-    data.map(Json).ok_or_else(|| MatrixError::not_found("Account data not found"))
+    let data = data.ok_or_else(|| MatrixError::not_found("Account data not found"))?;
+    Ok(get_global_account_data::v3::Response::new(raw(&data)?).into())
 }
 
 async fn set_room(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<set_room_account_data::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<set_room_account_data::v3::Response>> {
     check_owner(&session, &req.user_id)?;
     let kind = req.event_type.to_string();
     check_client_settable(&kind)?;
     check_room(&s, &session, req.room_id.as_str()).await?;
     let scope = Scope::Room(req.room_id.as_str());
     s.account_data.set(&session.user_id, scope, &kind, &content(req.data.json().get())?).await?;
-    Ok(Json(json!({})))
+    Ok(set_room_account_data::v3::Response::new().into())
 }
 
 async fn get_room(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<get_room_account_data::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<get_room_account_data::v3::Response>> {
     check_owner(&session, &req.user_id)?;
     check_room(&s, &session, req.room_id.as_str()).await?;
     let scope = Scope::Room(req.room_id.as_str());
     let data = s.account_data.get(&session.user_id, scope, &req.event_type.to_string()).await?;
-    data.map(Json).ok_or_else(|| MatrixError::not_found("Room account data not found"))
+    let data = data.ok_or_else(|| MatrixError::not_found("Room account data not found"))?;
+    Ok(get_room_account_data::v3::Response::new(raw(&data)?).into())
 }

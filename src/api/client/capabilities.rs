@@ -1,27 +1,29 @@
-//! `GET /capabilities` (spec "Capabilities negotiation").
-use axum::{Json, Router};
-use ruma::api::client::discovery::get_capabilities;
-use serde_json::{json, Value};
+//! `GET /capabilities` (spec "Capabilities negotiation"). Capabilities left at the spec's
+//! default (`m.set_displayname`, `m.set_avatar_url`: enabled) are not listed.
+use axum::Router;
+use ruma::api::client::discovery::get_capabilities::v3::{
+    Capabilities, ChangePasswordCapability, Request, Response, RoomVersionStability, RoomVersionsCapability,
+    ThirdPartyIdChangesCapability,
+};
+use ruma::RoomVersionId;
 
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::RumaResponse;
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::Result;
 use crate::rooms::ROOM_VERSION;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    ruma_route::<get_capabilities::v3::Request, _, _>(r, capabilities)
+    ruma_route::<Request, _, _>(r, capabilities)
 }
 
-async fn capabilities(Auth(_): Auth, Ruma(_): Ruma<get_capabilities::v3::Request>) -> Result<Json<Value>> {
-    Ok(Json(json!({
-        "capabilities": {
-            "m.change_password": {"enabled": false},
-            "m.room_versions": {"default": ROOM_VERSION, "available": {ROOM_VERSION: "stable"}},
-            "m.set_displayname": {"enabled": true},
-            "m.set_avatar_url": {"enabled": true},
-            "m.3pid_changes": {"enabled": false},
-            "m.get_login_token": {"enabled": false},
-        }
-    })))
+async fn capabilities(Auth(_): Auth, Ruma(_): Ruma<Request>) -> Result<RumaResponse<Response>> {
+    let version = RoomVersionId::try_from(ROOM_VERSION).map_err(|e| anyhow::anyhow!("room version: {e}"))?;
+    let mut c = Capabilities::new();
+    c.change_password = ChangePasswordCapability::new(false);
+    c.room_versions =
+        RoomVersionsCapability::new(version.clone(), [(version, RoomVersionStability::Stable)].into_iter().collect());
+    c.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    Ok(Response::new(c).into())
 }

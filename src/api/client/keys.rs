@@ -1,19 +1,29 @@
 //! Key management (spec "End-to-End Encryption"): `/keys/upload`, `/keys/query`,
 //! `/keys/claim`, `/keys/changes`, cross-signing (`/keys/device_signing/upload`,
 //! `/keys/signatures/upload`), and MSC3814 dehydrated devices (not supported: 404).
+//!
+//! Request bodies are read as JSON and checked by the e2ee service (bounds, key ids, the
+//! errcodes clients get today). `/keys/query`, `/keys/claim` and `/keys/signatures/upload`
+//! answer the e2ee service's JSON, which keeps `failures` and empty maps that ruma's response
+//! types leave out (clients such as matrix-nio read them).
 use std::collections::{BTreeMap, HashMap};
 
+use ruma::api::client::uiaa::{AuthFlow, AuthType, UiaaInfo};
+use ruma::api::error::{ErrorKind, StandardErrorBody};
+use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
+
 use axum::extract::{RawQuery, State};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::api::extract::{Auth, MatrixJson};
-use crate::api::ruma_route;
+use crate::api::response::RumaResponse;
+use crate::api::{ruma_route, seed_route, SeedPath};
 use crate::app::AppState;
 use crate::e2ee::keys::UploadKeys;
 use crate::error::{MatrixError, Result};
@@ -21,9 +31,9 @@ use crate::rooms::event::{now_ms, random_string};
 use crate::sync::token;
 
 /// MSC3814 (dehydrated devices), unstable prefix.
-const DEHYDRATED_DEVICE: &str = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+const MSC3814: &str = "org.matrix.msc3814.v1";
 /// MSC2697, its predecessor, still asked by Hydrogen at login.
-const DEHYDRATED_DEVICE_V2: &str = "/_matrix/client/unstable/org.matrix.msc2697.v2/dehydrated_device";
+const MSC2697: &str = "org.matrix.msc2697.v2";
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<upload_keys::v3::Request, _, _>(r, upload);
@@ -32,22 +42,31 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<get_key_changes::v3::Request, _, _>(r, changes);
     let r = ruma_route::<upload_signing_keys::v3::Request, _, _>(r, upload_signing);
     let r = ruma_route::<upload_signatures::v3::Request, _, _>(r, signatures);
+    let r = seed_route(r, SeedPath::Unstable(MSC3814, "/dehydrated_device"), dehydrated_methods());
     let r =
-        r.route(DEHYDRATED_DEVICE, get(no_dehydrated_device).put(no_dehydrated_device).delete(no_dehydrated_device));
-    let r = r.route(&format!("{DEHYDRATED_DEVICE}/{{device_id}}/events"), post(no_dehydrated_device));
-    let r = r.route(DEHYDRATED_DEVICE_V2, get(no_dehydrated_device).put(no_dehydrated_device));
-    r.route(&format!("{DEHYDRATED_DEVICE_V2}/claim"), post(no_dehydrated_device))
+        seed_route(r, SeedPath::Unstable(MSC3814, "/dehydrated_device/{device_id}/events"), post(no_dehydrated_device));
+    let r = seed_route(r, SeedPath::Unstable(MSC2697, "/dehydrated_device"), dehydrated_methods());
+    seed_route(r, SeedPath::Unstable(MSC2697, "/dehydrated_device/claim"), post(no_dehydrated_device))
+}
+
+/// `GET`, `PUT` and `DELETE` of a dehydrated device, all answered 404.
+fn dehydrated_methods() -> axum::routing::MethodRouter<AppState> {
+    use axum::routing::{delete, get, put};
+    get(no_dehydrated_device).merge(put(no_dehydrated_device)).merge(delete(no_dehydrated_device))
 }
 
 async fn upload(
     State(s): State<AppState>,
     Auth(session): Auth,
     MatrixJson(body): MatrixJson<UploadKeys>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<upload_keys::v3::Response>> {
     let counts = s.e2ee.upload_keys(&session, body).await?;
-    let mut counts: Map<String, Value> = counts.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    counts.entry(crate::e2ee::SIGNED_CURVE25519).or_insert(json!(0));
-    Ok(Json(json!({ "one_time_key_counts": counts })))
+    let mut counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = counts
+        .into_iter()
+        .map(|(k, v)| (OneTimeKeyAlgorithm::from(k.as_str()), UInt::try_from(v.max(0)).unwrap_or_default()))
+        .collect();
+    counts.entry(OneTimeKeyAlgorithm::from(crate::e2ee::SIGNED_CURVE25519)).or_default();
+    Ok(upload_keys::v3::Response::new(counts).into())
 }
 
 #[derive(Deserialize)]
@@ -82,7 +101,12 @@ async fn claim(
     Ok(Json(s.e2ee.claim_keys(&body.one_time_keys).await?))
 }
 
-async fn changes(State(s): State<AppState>, Auth(session): Auth, RawQuery(q): RawQuery) -> Result<Json<Value>> {
+/// `from` and `to` are read from the query here: missing ones are `M_MISSING_PARAM`.
+async fn changes(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    RawQuery(q): RawQuery,
+) -> Result<RumaResponse<get_key_changes::v3::Response>> {
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
     let from = params.get("from").ok_or_else(|| MatrixError::MissingParam("from is required".into()))?;
@@ -90,7 +114,8 @@ async fn changes(State(s): State<AppState>, Auth(session): Auth, RawQuery(q): Ra
     let (from, to) = (token::parse(from)?, token::parse(to)?.min(s.stream.current()));
     let (changed, left) =
         if to > from { s.e2ee.device_list_delta(&session.user_id, from, to).await? } else { (vec![], vec![]) };
-    Ok(Json(json!({"changed": changed, "left": left})))
+    let users = |ids: Vec<String>| ids.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+    Ok(get_key_changes::v3::Response::new(users(changed), users(left)).into())
 }
 
 fn parse_user(user_id: &str) -> Result<()> {
@@ -111,7 +136,7 @@ async fn upload_signing(
     State(s): State<AppState>,
     Auth(session): Auth,
     MatrixJson(body): MatrixJson<SigningKeysBody>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<upload_signing_keys::v3::Response>> {
     let mut keys = HashMap::new();
     for (t, k) in
         [("master", body.master_key), ("self_signing", body.self_signing_key), ("user_signing", body.user_signing_key)]
@@ -125,19 +150,18 @@ async fn upload_signing(
         password_uia(&s, &session.user_id, body.auth.as_ref()).await?;
     }
     s.e2ee.store_signing_keys(&session.user_id, upload).await?;
-    Ok(Json(json!({})))
+    Ok(upload_signing_keys::v3::Response::new().into())
 }
 
 /// One-stage user-interactive auth with `m.login.password` (spec "User-interactive
 /// authentication API"), sessions kept with registration's.
 async fn password_uia(s: &AppState, user_id: &str, auth: Option<&Value>) -> Result<()> {
     let challenge = |session: String, error: Option<&str>| {
-        let mut body = json!({"session": session, "flows": [{"stages": ["m.login.password"]}], "params": {}});
-        if let Some(e) = error {
-            body["errcode"] = json!("M_FORBIDDEN");
-            body["error"] = json!(e);
-        }
-        MatrixError::UiaRequired(body)
+        let mut info = UiaaInfo::new(vec![AuthFlow::new(vec![AuthType::Password])]);
+        info.session = Some(session);
+        info.params = serde_json::value::to_raw_value(&Map::new()).ok();
+        info.auth_error = error.map(|e| Box::new(StandardErrorBody::new(ErrorKind::Forbidden, e.to_owned())));
+        MatrixError::uia_required(&info)
     };
     let new_session = || {
         let id = random_string(24);

@@ -1,19 +1,22 @@
 //! Content repository (spec "Content repository"): authenticated `/_matrix/client/v1/media/*`
 //! and the legacy, unauthenticated `/_matrix/media/v3/*` (deprecated in v1.11, kept for older
 //! clients). Uploads are read with their own size limit (`max_upload_bytes`), not the JSON
-//! request limit.
+//! request limit, so the upload handler reads the body itself. Downloads and thumbnails answer
+//! the raw bytes with our own security headers (CSP, `Content-Disposition` by type), not
+//! ruma's response type.
 // The legacy endpoints are deprecated (v1.11) and served on purpose for older clients.
 #![allow(deprecated)]
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Router;
 use ruma::api::client::authenticated_media as auth_media;
 use ruma::api::client::media;
-use serde_json::{json, Value};
+use ruma::{OwnedMxcUri, UInt};
 
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::RumaResponse;
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -40,7 +43,7 @@ async fn upload(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<media::create_content::v3::Response>> {
     let limit = s.media.max_upload_bytes;
     let too_large = || MatrixError::TooLarge(format!("Uploads are limited to {limit} bytes"));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -56,23 +59,27 @@ async fn upload(
     };
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
     let media_id = s.media.create(&session.user_id, content_type, filename, bytes.to_vec()).await?;
-    Ok(Json(json!({"content_uri": format!("mxc://{}/{media_id}", s.media.server_name())})))
+    let uri = OwnedMxcUri::from(format!("mxc://{}/{media_id}", s.media.server_name()));
+    Ok(media::create_content::v3::Response::new(uri).into())
 }
 
-fn config_body(s: &AppState) -> Json<Value> {
-    Json(json!({"m.upload.size": s.media.max_upload_bytes}))
+fn upload_size(s: &AppState) -> UInt {
+    UInt::try_from(s.media.max_upload_bytes as u64).unwrap_or(UInt::MAX)
 }
 
-async fn config(State(s): State<AppState>, Ruma(_): Ruma<media::get_media_config::v3::Request>) -> Json<Value> {
-    config_body(&s)
+async fn config(
+    State(s): State<AppState>,
+    Ruma(_): Ruma<media::get_media_config::v3::Request>,
+) -> RumaResponse<media::get_media_config::v3::Response> {
+    media::get_media_config::v3::Response::new(upload_size(&s)).into()
 }
 
 async fn config_authenticated(
     State(s): State<AppState>,
     Auth(_): Auth,
     Ruma(_): Ruma<auth_media::get_media_config::v1::Request>,
-) -> Json<Value> {
-    config_body(&s)
+) -> RumaResponse<auth_media::get_media_config::v1::Response> {
+    auth_media::get_media_config::v1::Response::new(upload_size(&s)).into()
 }
 
 async fn download_legacy(

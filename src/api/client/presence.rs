@@ -1,12 +1,15 @@
 //! `GET/PUT /presence/{userId}/status`: the manual status (MSC3032) and the effective
-//! presence, with the spec's fields.
+//! presence, with the spec's fields. The body of `PUT` is checked field by field (for the
+//! errcodes clients get today), and `GET` adds MSC3032's `org.matrix.msc3032.device_kinds`,
+//! which ruma's response type has no field for.
 use axum::extract::{Path, State};
-use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use ruma::api::client::presence::{get_presence, set_presence};
+use serde_json::Value;
 
-use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::response::RumaResponse;
+use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::presence::legacy::presence_content;
@@ -17,7 +20,8 @@ use crate::rooms::now_ms;
 pub const MAX_STATUS_MSG_BYTES: usize = 2048;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    client_route(r, "/presence/{user_id}/status", get(get_status).put(put_status))
+    let r = ruma_route::<get_presence::v3::Request, _, _>(r, get_status);
+    ruma_route::<set_presence::v3::Request, _, _>(r, put_status)
 }
 
 fn parse_user(user_id: &str) -> Result<()> {
@@ -45,7 +49,7 @@ async fn put_status(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<set_presence::v3::Response>> {
     parse_user(&user_id)?;
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("You cannot set the presence of another user"));
@@ -70,5 +74,5 @@ async fn put_status(
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
     s.set_manual_presence(&session, presence, status_msg).await?;
-    Ok(Json(json!({})))
+    Ok(set_presence::v3::Response::new().into())
 }

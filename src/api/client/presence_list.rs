@@ -1,21 +1,23 @@
 //! Presence lists (seeds 001/004): the r0 `GET/POST /presence/list/{userId}` and our unstable
-//! MSC3032 endpoints for the target's answer (`accept`, `reject`, pending `requests`).
+//! MSC3032 endpoints for the target's answer (`accept`, `reject`, pending `requests`). ruma
+//! has no types for either (the r0 list left the spec in v1.1), so they are registered with
+//! `seed_route` and answer our own JSON.
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::account_data::Scope;
-use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
 
 /// The unstable prefix of the endpoints the r0 API never had (the target's side), named once.
-pub const MSC3032_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
+pub const MSC3032_UNSTABLE: &str = "org.matrix.msc3032";
 
 /// Global account data through which a target learns of pending requests in `/sync`.
 pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_requests";
@@ -24,13 +26,40 @@ pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_re
 /// many are pending in all, and `…/presence/requests/{userId}` lists every one.
 pub const MAX_LISTED_REQUESTS: usize = 100;
 
+/// One pending request: `{"user_id": owner}`.
+#[derive(Serialize)]
+struct PendingRequest<'a> {
+    user_id: &'a str,
+}
+
+/// Pending requests: the body of `…/presence/requests/{userId}` (all of them) and the
+/// `org.matrix.msc3032.presence_requests` account data (the first [`MAX_LISTED_REQUESTS`], and
+/// `count`).
+#[derive(Serialize)]
+struct PresenceRequests<'a> {
+    requests: Vec<PendingRequest<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+}
+
+impl<'a> PresenceRequests<'a> {
+    fn new(pending: &'a [String], limit: usize, with_count: bool) -> Self {
+        let requests = pending.iter().take(limit).map(|u| PendingRequest { user_id: u }).collect();
+        Self { requests, count: with_count.then_some(pending.len()) }
+    }
+}
+
+/// The empty object the write endpoints answer.
+#[derive(Serialize)]
+struct Empty {}
+
 /// Keep the target's `org.matrix.msc3032.presence_requests` account data equal to their pending
 /// requests, so a request (and its end) reaches the target's `/sync` and wakes its long-poll.
 /// Written only when it changes.
 async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
     let pending = s.lists.pending_requests(target);
-    let listed: Vec<Value> = pending.iter().take(MAX_LISTED_REQUESTS).map(|u| json!({"user_id": u})).collect();
-    let content = json!({"requests": listed, "count": pending.len()});
+    let content = serde_json::to_value(PresenceRequests::new(&pending, MAX_LISTED_REQUESTS, true))
+        .map_err(|e| MatrixError::Internal(e.into()))?;
     let current = s.account_data.get(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA).await?;
     let unchanged = match &current {
         Some(c) => *c == content,
@@ -43,10 +72,10 @@ async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
 }
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/presence/list/{user_id}", get(get_list).post(change_list));
-    r.route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/accept"), post(accept))
-        .route(&format!("{MSC3032_UNSTABLE}/presence/list/{{user_id}}/reject"), post(reject))
-        .route(&format!("{MSC3032_UNSTABLE}/presence/requests/{{user_id}}"), get(requests))
+    let r = seed_route(r, SeedPath::Client("/presence/list/{user_id}"), get(get_list).post(change_list));
+    let r = seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/list/{user_id}/accept"), post(accept));
+    let r = seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/list/{user_id}/reject"), post(reject));
+    seed_route(r, SeedPath::Unstable(MSC3032_UNSTABLE, "/presence/requests/{user_id}"), get(requests))
 }
 
 fn parse_user(user_id: &str) -> Result<()> {
@@ -64,7 +93,11 @@ fn own_path(path_user: &str, caller: &str) -> Result<()> {
 
 /// `GET /presence/list/{userId}`: the `m.presence` events of the accepted targets, as the
 /// owner sees them (seed 001 format).
-async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
+async fn get_list(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Path(user_id): Path<String>,
+) -> Result<Json<Vec<Value>>> {
     own_path(&user_id, &session.user_id)?;
     let now = now_ms();
     let events: Vec<Value> = s
@@ -73,7 +106,7 @@ async fn get_list(State(s): State<AppState>, Auth(session): Auth, Path(user_id):
         .iter()
         .map(|t| presence_event(&s.presence.legacy_snapshot(t, &user_id), now, s.config.legacy_busy_as))
         .collect();
-    Ok(Json(Value::Array(events)))
+    Ok(Json(events))
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,7 +124,7 @@ async fn change_list(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<ListChange>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let invite = body.invite.unwrap_or_default();
     let drop = body.drop.unwrap_or_default();
@@ -114,7 +147,7 @@ async fn change_list(
         s.lists.drop_entry(&user_id, u).await?;
         announce_requests(&s, u).await?;
     }
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// The owner a target answers, from `{"user_id": ...}`.
@@ -135,14 +168,14 @@ async fn accept(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.accept(&user_id, &owner).await?;
     announce_requests(&s, &user_id).await?;
     // Accepting may also accept the owner's pending reverse request (seed 004).
     announce_requests(&s, &owner).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `POST .../presence/list/{targetUserId}/reject` `{"user_id": owner}`: refuse a request or
@@ -152,17 +185,19 @@ async fn reject(
     Auth(session): Auth,
     Path(user_id): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
     s.lists.reject(&user_id, &owner).await?;
     announce_requests(&s, &user_id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `GET .../presence/requests/{userId}`: who is waiting for the user's answer.
 async fn requests(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
     own_path(&user_id, &session.user_id)?;
-    let requests: Vec<Value> = s.lists.pending_requests(&user_id).iter().map(|u| json!({"user_id": u})).collect();
-    Ok(Json(json!({ "requests": requests })))
+    let pending = s.lists.pending_requests(&user_id);
+    let body = serde_json::to_value(PresenceRequests::new(&pending, usize::MAX, false))
+        .map_err(|e| MatrixError::Internal(e.into()))?;
+    Ok(Json(body))
 }

@@ -1,13 +1,17 @@
 //! Server-side key backup (spec "Server-side key backups"): `/room_keys/version[/{version}]`
-//! and `/room_keys/keys[/{roomId}[/{sessionId}]]?version=`.
+//! and `/room_keys/keys[/{roomId}[/{sessionId}]]?version=`. Bodies and the `version` query
+//! are read here and checked by the e2ee service (its errcodes: `M_MISSING_PARAM`,
+//! `M_BAD_JSON`); writes answer ruma's typed responses, and reads the stored JSON as kept.
 use std::collections::HashMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::{Json, Router};
 use ruma::api::client::backup::*;
-use serde_json::{json, Map, Value};
+use ruma::UInt;
+use serde_json::{Map, Value};
 
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::response::RumaResponse;
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::e2ee::backup::SessionsByRoom;
@@ -37,12 +41,19 @@ fn version_param(q: Option<String>) -> Result<String> {
     params.get("version").cloned().ok_or_else(|| MatrixError::MissingParam("version is required".into()))
 }
 
+/// The `{etag, count}` the e2ee service answers after a change to the keys.
+fn etag_count(v: &Value) -> (String, UInt) {
+    let etag = v["etag"].as_str().unwrap_or_default().to_owned();
+    let count = v["count"].as_u64().and_then(|c| UInt::try_from(c).ok()).unwrap_or_default();
+    (etag, count)
+}
+
 async fn create_version(
     State(s): State<AppState>,
     Auth(u): Auth,
     MatrixJson(b): MatrixJson<Map<String, Value>>,
-) -> Result<Json<Value>> {
-    Ok(Json(json!({"version": s.e2ee.create_backup(&u.user_id, &b).await?})))
+) -> Result<RumaResponse<create_backup_version::v3::Response>> {
+    Ok(create_backup_version::v3::Response::new(s.e2ee.create_backup(&u.user_id, &b).await?).into())
 }
 
 async fn latest_version(State(s): State<AppState>, Auth(u): Auth) -> Result<Json<Value>> {
@@ -58,14 +69,18 @@ async fn update_version(
     Auth(u): Auth,
     Path(v): Path<String>,
     MatrixJson(b): MatrixJson<Map<String, Value>>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<update_backup_version::v3::Response>> {
     s.e2ee.update_backup(&u.user_id, &v, &b).await?;
-    Ok(Json(json!({})))
+    Ok(update_backup_version::v3::Response::new().into())
 }
 
-async fn delete_version(State(s): State<AppState>, Auth(u): Auth, Path(v): Path<String>) -> Result<Json<Value>> {
+async fn delete_version(
+    State(s): State<AppState>,
+    Auth(u): Auth,
+    Path(v): Path<String>,
+) -> Result<RumaResponse<delete_backup_version::v3::Response>> {
     s.e2ee.delete_backup(&u.user_id, &v).await?;
-    Ok(Json(json!({})))
+    Ok(delete_backup_version::v3::Response::new().into())
 }
 
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
@@ -77,7 +92,7 @@ async fn put_all(
     Auth(u): Auth,
     RawQuery(q): RawQuery,
     MatrixJson(b): MatrixJson<Map<String, Value>>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<add_backup_keys::v3::Response>> {
     let version = version_param(q)?;
     let rooms = object(b.get("rooms").ok_or_else(|| MatrixError::bad_json("rooms is required"))?, "rooms")?;
     let mut by_room: SessionsByRoom = Vec::with_capacity(rooms.len());
@@ -85,7 +100,8 @@ async fn put_all(
         let sessions = object(object(r, "room")?.get("sessions").unwrap_or(&Value::Null), "sessions")?;
         by_room.push((room.clone(), sessions.clone()));
     }
-    Ok(Json(s.e2ee.put_backup_keys(&u.user_id, &version, by_room).await?))
+    let (etag, count) = etag_count(&s.e2ee.put_backup_keys(&u.user_id, &version, by_room).await?);
+    Ok(add_backup_keys::v3::Response::new(etag, count).into())
 }
 
 async fn put_room(
@@ -94,10 +110,12 @@ async fn put_room(
     Path(room): Path<String>,
     RawQuery(q): RawQuery,
     MatrixJson(b): MatrixJson<Map<String, Value>>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<add_backup_keys_for_room::v3::Response>> {
     let version = version_param(q)?;
     let sessions = object(b.get("sessions").unwrap_or(&Value::Null), "sessions")?;
-    Ok(Json(s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions.clone())]).await?))
+    let (etag, count) =
+        etag_count(&s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions.clone())]).await?);
+    Ok(add_backup_keys_for_room::v3::Response::new(etag, count).into())
 }
 
 async fn put_session(
@@ -106,10 +124,11 @@ async fn put_session(
     Path((room, session)): Path<(String, String)>,
     RawQuery(q): RawQuery,
     MatrixJson(b): MatrixJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<add_backup_keys_for_session::v3::Response>> {
     let version = version_param(q)?;
     let sessions: Map<String, Value> = [(session, b)].into_iter().collect();
-    Ok(Json(s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions)]).await?))
+    let (etag, count) = etag_count(&s.e2ee.put_backup_keys(&u.user_id, &version, vec![(room, sessions)]).await?);
+    Ok(add_backup_keys_for_session::v3::Response::new(etag, count).into())
 }
 
 async fn get_all(State(s): State<AppState>, Auth(u): Auth, RawQuery(q): RawQuery) -> Result<Json<Value>> {
@@ -134,8 +153,13 @@ async fn get_session(
     Ok(Json(s.e2ee.get_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?))
 }
 
-async fn delete_all(State(s): State<AppState>, Auth(u): Auth, RawQuery(q): RawQuery) -> Result<Json<Value>> {
-    Ok(Json(s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, None, None).await?))
+async fn delete_all(
+    State(s): State<AppState>,
+    Auth(u): Auth,
+    RawQuery(q): RawQuery,
+) -> Result<RumaResponse<delete_backup_keys::v3::Response>> {
+    let (etag, count) = etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, None, None).await?);
+    Ok(delete_backup_keys::v3::Response::new(etag, count).into())
 }
 
 async fn delete_room(
@@ -143,8 +167,10 @@ async fn delete_room(
     Auth(u): Auth,
     Path(room): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>> {
-    Ok(Json(s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), None).await?))
+) -> Result<RumaResponse<delete_backup_keys_for_room::v3::Response>> {
+    let (etag, count) =
+        etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), None).await?);
+    Ok(delete_backup_keys_for_room::v3::Response::new(etag, count).into())
 }
 
 async fn delete_session(
@@ -152,6 +178,8 @@ async fn delete_session(
     Auth(u): Auth,
     Path((room, session)): Path<(String, String)>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>> {
-    Ok(Json(s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?))
+) -> Result<RumaResponse<delete_backup_keys_for_session::v3::Response>> {
+    let (etag, count) =
+        etag_count(&s.e2ee.delete_backup_keys(&u.user_id, &version_param(q)?, Some(&room), Some(&session)).await?);
+    Ok(delete_backup_keys_for_session::v3::Response::new(etag, count).into())
 }
