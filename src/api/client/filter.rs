@@ -8,7 +8,6 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
-use crate::sync::SyncFilter;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = client_route(r, "/user/{user_id}/filter", post(create));
@@ -24,21 +23,7 @@ async fn create(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot create filters for other users"));
     }
-    let json = body.to_string();
-    if json.len() > s.config.max_filter_bytes {
-        return Err(MatrixError::TooLarge(format!("filters are limited to {} bytes", s.config.max_filter_bytes)));
-    }
-    if s.store.count_filters(&user_id).await? >= s.config.max_filters_per_user as i64 {
-        return Err(MatrixError::ResourceLimitExceeded(format!(
-            "a user may store at most {} filters",
-            s.config.max_filters_per_user
-        )));
-    }
-    serde_json::from_value::<SyncFilter>(body.clone())
-        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
-        .validate()
-        .map_err(MatrixError::bad_json)?;
-    let id = s.store.insert_filter(&user_id, &json).await?;
+    let id = s.sync.filters.create(&user_id, &body).await?;
     Ok(Json(json!({"filter_id": id.to_string()})))
 }
 
@@ -50,7 +35,6 @@ async fn fetch(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot read filters of other users"));
     }
-    let id: i64 = filter_id.parse().map_err(|_| MatrixError::not_found("No such filter"))?;
-    let json = s.store.get_filter(&user_id, id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?;
-    Ok(Json(serde_json::from_str(&json).map_err(|e| MatrixError::Internal(e.into()))?))
+    let filter = s.sync.filters.get(&user_id, &filter_id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?;
+    Ok(Json(filter))
 }

@@ -69,6 +69,6 @@ async fn put_status(
         }
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
-    s.set_manual_presence(&session, presence, status_msg).await?;
+    s.presence.set_manual(&session, presence, status_msg).await?;
     Ok(Json(json!({})))
 }
