@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Map, Value};
 
 use crate::accounts::{Accounts, Session};
 use crate::error::Result;

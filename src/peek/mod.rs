@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Map, Value};
 
 use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
@@ -21,7 +20,7 @@ use crate::profile::ProfileRooms;
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
 use crate::store::Store;
-use crate::ground::{token, Clock, Notifier, StreamHub, Timer};
+use crate::ground::{Clock, Notifier, StreamHub, Timer};
 
 type DeviceKey = (String, String);
 /// (user, device, room): one peek.

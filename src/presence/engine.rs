@@ -149,7 +149,7 @@ impl PresenceEngine {
             metrics,
             observers: Default::default(),
         };
-        let now = engine.clock.self.clock.now_ms();
+        let now = engine.clock.now_ms();
         let rows = if mode == PresenceMode::Disabled { vec![] } else { engine.store.load_presence().await? };
         for row in rows {
             let mut entry =

@@ -122,7 +122,7 @@ impl PresenceEngine {
         spawn_to_completion(async move {
             let write = StatusWrite::StatusMsg { user_id: user_id.clone(), status_msg: status_msg.clone() };
             let seq = this.status_log.write(write).await?;
-            this.update(&user_id, this.clock.self.clock.now_ms(), |e| {
+            this.update(&user_id, this.clock.now_ms(), |e| {
                 if seq > e.status_seq {
                     e.status_seq = seq;
                     e.status_msg = status_msg;

@@ -7,7 +7,7 @@ use super::*;
 struct Emitted {
     public: Option<PresenceSnapshot>,
     own_pos: Option<i64>,
-    change: Option<super::observe::EffectiveChange>,
+    change: Option<crate::presence::observe::EffectiveChange>,
 }
 
 impl PresenceEngine {
@@ -21,7 +21,7 @@ impl PresenceEngine {
         &self,
         user_id: &str,
         now: i64,
-        cause: Option<super::observe::ChangeCause>,
+        cause: Option<crate::presence::observe::ChangeCause>,
         change: impl FnOnce(&mut UserEntry),
     ) {
         if self.mode == PresenceMode::Disabled {
@@ -48,9 +48,9 @@ impl PresenceEngine {
             let change = (view.public.presence != entry.view.public.presence).then(|| {
                 let cause = cause.unwrap_or_else(|| {
                     let devices_changed = admin_view::device_list(&entry) != before_inputs.1;
-                    super::observe::ChangeCause::infer(before_inputs.0, entry.manual, devices_changed)
+                    crate::presence::observe::ChangeCause::infer(before_inputs.0, entry.manual, devices_changed)
                 });
-                super::observe::EffectiveChange {
+                crate::presence::observe::EffectiveChange {
                     ts: now,
                     user_id: user_id.to_owned(),
                     old: entry.view.public.presence,
