@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
+use crate::ground::{Clock, Notifier, StreamHub};
 use crate::media::MediaRepo;
 use crate::metrics::Metrics;
 use crate::peek::{PeekConfig, Peeks};
@@ -22,9 +23,8 @@ use crate::push::PushRules;
 use crate::relations::Relations;
 use crate::rooms::Rooms;
 use crate::store::Store;
-use crate::sync::forgotten::ForgottenRooms;
-use crate::ground::{Clock, Notifier, StreamHub};
 use crate::sync::filters::Filters;
+use crate::sync::forgotten::ForgottenRooms;
 use crate::sync::{LegacyPresenceConfig, SyncService};
 
 /// Everything a request handler may use; passed as axum `State`, never global.

@@ -6,8 +6,8 @@ use dashmap::DashMap;
 use serde_json::{json, Value};
 
 use crate::error::{MatrixError, Result};
-use crate::store::{AccountDataRow, Store};
 use crate::ground::{Notifier, StreamHub};
+use crate::store::{AccountDataRow, Store};
 
 /// The fully-read marker (spec "Fully read markers"): room account data written through
 /// `/read_markers` and `/receipt/m.fully_read`, never through the account-data API.
@@ -41,11 +41,7 @@ pub struct AccountData {
 }
 
 impl AccountData {
-    pub async fn new(
-        store: Store,
-        stream: Arc<StreamHub>,
-        notifier: Arc<Notifier>,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
         let last_pos = DashMap::new();
         for (user, pos) in store.account_data_last_positions().await? {
             last_pos.insert(user, pos);

@@ -14,10 +14,10 @@ use dashmap::DashMap;
 
 use crate::accounts::{Accounts, Session};
 use crate::error::Result;
+use crate::ground::{Notifier, StreamHub};
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{Pdu, RoomState, Rooms};
 use crate::store::Store;
-use crate::ground::{Notifier, StreamHub};
 
 pub mod backup;
 mod backup_data;
@@ -182,4 +182,3 @@ impl RoomObserver for E2ee {
             .or_insert((pos, member));
     }
 }
-

@@ -59,7 +59,11 @@ impl<K: Eq + Hash + Clone + Send + 'static> Timer<K> {
 
     /// Run the timer until `shutdown` fires: `on_due(keys, now)` gets the keys whose deadline
     /// passed, with the clock reading they were popped at. Costs nothing while no deadline is near.
-    pub fn spawn<F, Fut>(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>, mut on_due: F) -> tokio::task::JoinHandle<()>
+    pub fn spawn<F, Fut>(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        mut on_due: F,
+    ) -> tokio::task::JoinHandle<()>
     where
         F: FnMut(Vec<K>, i64) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
@@ -107,11 +111,13 @@ mod tests {
 
     use super::*;
 
-    async fn recv(rx: &mut mpsc::UnboundedReceiver<(Vec<&'static str>, i64)>) -> (Vec<&'static str>, i64) {
+    type Fired = mpsc::UnboundedReceiver<(Vec<&'static str>, i64)>;
+
+    async fn recv(rx: &mut Fired) -> (Vec<&'static str>, i64) {
         tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("fired in time").expect("open")
     }
 
-    fn started(clock: &Clock) -> (Arc<Timer<&'static str>>, mpsc::UnboundedReceiver<(Vec<&'static str>, i64)>, watch::Sender<bool>) {
+    fn started(clock: &Clock) -> (Arc<Timer<&'static str>>, Fired, watch::Sender<bool>) {
         let timer = Timer::new(clock.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);

@@ -15,12 +15,12 @@ use dashmap::DashMap;
 
 use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
+use crate::ground::{Clock, Notifier, StreamHub, Timer};
 use crate::presence::access::PresenceAccess;
 use crate::profile::ProfileRooms;
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
 use crate::store::Store;
-use crate::ground::{Clock, Notifier, StreamHub, Timer};
 
 type DeviceKey = (String, String);
 /// (user, device, room): one peek.

@@ -15,18 +15,18 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::access::PresenceAccess;
-use super::policy::PresenceMode;
 use super::outbox::PublicChanges;
+use super::policy::PresenceMode;
 use super::status_log::StatusLog;
 use super::{
-    effective, is_proactive, next_change_at, DeviceKind, DeviceState, EffectivePresence, EffectiveView,
-    ManualStatus, Presence, PresenceRules,
+    effective, is_proactive, next_change_at, DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus,
+    Presence, PresenceRules,
 };
 use crate::accounts::Session;
 use crate::error::Result;
+use crate::ground::{Clock, Notifier, StreamHub, Timer};
 use crate::metrics::Metrics;
 use crate::store::{StatusWrite, Store};
-use crate::ground::{Clock, Notifier, StreamHub, Timer};
 
 /// Device id of the synthetic, never-live device that keeps a user's last-active time across
 /// restarts and logouts (so the merge stays the single source of truth).
@@ -119,8 +119,9 @@ pub struct PresenceEngine {
     observers: parking_lot::RwLock<Vec<Arc<dyn super::observe::ChangeObserver>>>,
 }
 
-
 impl PresenceEngine {
+    // Each argument is a distinct collaborator named at the one call site (`app.rs`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         metrics: Arc<Metrics>,
         rules: PresenceRules,
@@ -290,7 +291,6 @@ impl PresenceEngine {
     pub fn pending_deadlines(&self) -> usize {
         self.deadlines.len()
     }
-
 }
 
 // Admin introspection (console): a child module so it may read the engine's private state.

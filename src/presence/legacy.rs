@@ -34,4 +34,3 @@ pub fn presence_content(s: &PresenceSnapshot, now: i64, busy_as: LegacyBusy) -> 
 pub fn presence_event(s: &PresenceSnapshot, now: i64, busy_as: LegacyBusy) -> Value {
     json!({"type": "m.presence", "sender": s.user_id, "content": presence_content(s, now, busy_as)})
 }
-

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::error::{MatrixError, Result};
+use crate::ground::{Notifier, StreamHub};
 use crate::rooms::now_ms;
 use crate::store::{PresenceListRow, Store};
-use crate::ground::{Notifier, StreamHub};
 
 const PENDING: &str = "pending";
 const ACCEPTED: &str = "accepted";

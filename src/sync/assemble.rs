@@ -48,7 +48,8 @@ impl SyncService {
             || !presence.is_empty()
             || e2ee.has_news();
 
-        let mut rooms = Rooms { join: membership.join, invite: membership.invite, leave: membership.leave, ..Default::default() };
+        let mut rooms =
+            Rooms { join: membership.join, invite: membership.invite, leave: membership.leave, ..Default::default() };
         // A joined room with only ephemeral events or account data still gets an entry.
         for (room_id, events) in ephemeral {
             rooms.join.entry(room_id).or_insert_with(|| JoinedRoom::empty(ctx.upto)).ephemeral.events.extend(events);

@@ -12,9 +12,9 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::ground::token;
 use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
-use crate::ground::token;
 
 /// MSC2753 unstable prefix.
 pub const PEEK_PREFIX: &str = "/_matrix/client/unstable/org.matrix.msc2753";

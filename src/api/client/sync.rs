@@ -10,8 +10,8 @@ use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
-use crate::presence::{DeviceKind, Presence};
 use crate::ground::token;
+use crate::presence::{DeviceKind, Presence};
 use crate::sync::{SyncRequest, SyncResponse};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {

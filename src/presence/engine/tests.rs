@@ -31,7 +31,8 @@ async fn harness() -> Harness {
     let store = Store::connect(&format!("sqlite://{}/seed.db?mode=rwc", dir.display()), 2).await.unwrap();
     let stream = StreamHub::new(store.clone()).await.unwrap();
     let notifier = Arc::new(Notifier::default());
-    let rooms = Arc::new(Rooms::new(store.clone(), stream.clone(), notifier.clone(), "x".into(), 65_536).await.unwrap());
+    let rooms =
+        Arc::new(Rooms::new(store.clone(), stream.clone(), notifier.clone(), "x".into(), 65_536).await.unwrap());
     let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await.unwrap();
     let access = Arc::new(PresenceAccess::new(rooms, lists, None));
     let clock = Clock::manual(START);

@@ -39,21 +39,26 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
         }
         // Joined since: the room moves to `rooms.join` (built from the same memberships up
         // to `upto`), so the peek ends without a `leave` (MSC2753); never in both.
-        if let Some((_, _, joined_at)) = memberships.iter().find(|(r, m, p)| r == &room_id && m == "join" && *p <= upto) {
+        if let Some((_, _, joined_at)) = memberships.iter().find(|(r, m, p)| r == &room_id && m == "join" && *p <= upto)
+        {
             // A device that was peeking already holds the room's state and history: its
             // `join` entry continues from `since` rather than starting over (MSC2753).
             if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
                 let crate::rooms::service::Timeline { events, limited, first_pos } =
                     rooms.timeline(&room_id, s, upto, limit).await?;
-                let gap =
-                    if limited { rooms.store().room_state_events_between(&room_id, s, first_pos - 1).await? } else { vec![] };
+                let gap = if limited {
+                    rooms.store().room_state_events_between(&room_id, s, first_pos - 1).await?
+                } else {
+                    vec![]
+                };
                 let timeline: Vec<Value> = events
                     .iter()
                     .filter(|(_, e)| filter.room.timeline.allows(&e.kind, &e.sender))
                     .map(|(_, e)| e.to_client(now, Some(viewer)))
                     .collect();
                 let state: Vec<Value> = gap.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect();
-                out.continued_joins.insert(room_id.clone(), (Timeline::new(timeline, limited, first_pos), state.into()));
+                out.continued_joins
+                    .insert(room_id.clone(), (Timeline::new(timeline, limited, first_pos), state.into()));
             }
             peeks.end_at_delivery(session, &room_id, None).await?;
             continue;
@@ -116,11 +121,18 @@ fn peeked_room(
     let in_timeline: HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
     let state_events: Vec<Value> = state
         .map(|s| {
-            s.iter().filter(|e| !in_timeline.contains(e.event_id.as_str())).map(|e| e.to_client(now, Some(viewer))).collect()
+            s.iter()
+                .filter(|e| !in_timeline.contains(e.event_id.as_str()))
+                .map(|e| e.to_client(now, Some(viewer)))
+                .collect()
         })
         .unwrap_or_default();
     PeekedRoom {
-        timeline: Timeline::new(events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect(), limited, first_pos),
+        timeline: Timeline::new(
+            events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect(),
+            limited,
+            first_pos,
+        ),
         state: state_events.into(),
         ..Default::default()
     }

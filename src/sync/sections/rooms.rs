@@ -101,7 +101,11 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
                 out.leave.insert(
                     room_id,
-                    LeftRoom { timeline: Timeline::new(timeline, false, first_pos), state: Events::default(), account_data: Events::default() },
+                    LeftRoom {
+                        timeline: Timeline::new(timeline, false, first_pos),
+                        state: Events::default(),
+                        account_data: Events::default(),
+                    },
                 );
             }
             _ => {}
