@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use seed::ground::{DeadlineQueue, Notifier};
 use seed::presence::{
-    effective, next_change_at, DeadlineQueue, DeviceKind, DeviceState, EffectivePresence, ManualStatus, Presence,
-    PresenceRules,
+    effective, next_change_at, DeviceKind, DeviceState, EffectivePresence, ManualStatus, Presence, PresenceRules,
 };
-use seed::sync::Notifier;
 
 // --- a global allocator that counts live heap bytes, for the memory report ---
 

@@ -10,21 +10,22 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
+use crate::ground::{Clock, Notifier, StreamHub};
 use crate::media::MediaRepo;
 use crate::metrics::Metrics;
 use crate::peek::{PeekConfig, Peeks};
 use crate::presence::access::PresenceAccess;
-use crate::presence::legacy::LegacyPresenceSync;
 use crate::presence::lists::PresenceLists;
+use crate::presence::outbox::PublicChanges;
 use crate::presence::{PresenceEngine, PresenceRules};
-use crate::profile::privacy::ProfilePrivacySync;
 use crate::profile::ProfileRooms;
 use crate::push::PushRules;
 use crate::relations::Relations;
 use crate::rooms::Rooms;
 use crate::store::Store;
+use crate::sync::filters::Filters;
 use crate::sync::forgotten::ForgottenRooms;
-use crate::sync::{Notifier, StreamHub, SyncService};
+use crate::sync::{LegacyPresenceConfig, SyncService};
 
 /// Everything a request handler may use; passed as axum `State`, never global.
 pub struct Services {
@@ -77,28 +78,25 @@ impl Services {
             )
             .await?,
         );
-        let mut sync = SyncService::new(rooms.clone(), stream.clone(), notifier.clone());
-        sync.hidden_room_types.push(crate::profile::PROFILE_ROOM_TYPE.to_owned());
-        let hidden = sync.hidden_room_types.clone();
-        let sync = Arc::new(sync);
-        let account_data =
-            AccountData::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), hidden.clone()).await?;
-        let ephemeral = Ephemeral::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), hidden).await?;
+        let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
+        let ephemeral =
+            Ephemeral::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), Clock::system()).await?;
         let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
-        sync.add_source(account_data.clone());
-        sync.add_source(ephemeral.clone());
-        sync.add_source(forgotten.clone());
         let metrics = Arc::new(Metrics::default());
-        let access = Arc::new(PresenceAccess::with_max_room_members(
+        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
+        let access = Arc::new(PresenceAccess::new(
             rooms.clone(),
+            lists.clone(),
             usize::try_from(config.presence_max_room_members).ok(),
         ));
+        let public_changes = Arc::new(PublicChanges::default());
         let profiles = ProfileRooms::new(
             rooms.clone(),
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
             metrics.clone(),
             access.clone(),
+            public_changes.clone(),
         )
         .await?;
         let peeks = Peeks::new(
@@ -116,11 +114,6 @@ impl Services {
         )
         .await?;
         rooms.add_observer(peeks.clone());
-        sync.add_source(peeks.clone());
-        // After every source that writes rooms.join/leave/peek: masks what viewers may not see.
-        sync.add_source(Arc::new(ProfilePrivacySync { profiles: profiles.clone() }));
-        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
-        access.add_grants(lists.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
@@ -135,9 +128,10 @@ impl Services {
             notifier.clone(),
             access,
             store.clone(),
+            public_changes,
+            Clock::system(),
         )
         .await?;
-        presence.add_listener(profiles.clone());
         let change_log = crate::experiment::ChangeLog::load(
             store.clone(),
             config.experiment_log_retention_ms,
@@ -156,13 +150,6 @@ impl Services {
         change_log
             .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
-        sync.add_source(Arc::new(LegacyPresenceSync {
-            engine: presence.clone(),
-            accounts: accounts.clone(),
-            rooms: rooms.clone(),
-            busy_as: config.legacy_busy_as,
-            initial_sync_offline: config.presence_initial_sync_offline,
-        }));
         let e2ee = E2ee::new(
             store.clone(),
             rooms.clone(),
@@ -172,8 +159,27 @@ impl Services {
             config.max_event_bytes,
         )
         .await?;
-        sync.add_source(e2ee.clone());
         rooms.add_observer(e2ee.clone());
+        let sync = Arc::new(SyncService {
+            rooms: rooms.clone(),
+            stream: stream.clone(),
+            notifier: notifier.clone(),
+            filters: Filters::new(store.clone(), config.max_filter_bytes, config.max_filters_per_user),
+            account_data: account_data.clone(),
+            ephemeral: ephemeral.clone(),
+            forgotten: forgotten.clone(),
+            peeks: peeks.clone(),
+            profiles: profiles.clone(),
+            presence: presence.clone(),
+            accounts: accounts.clone(),
+            e2ee: e2ee.clone(),
+            metrics: metrics.clone(),
+            legacy_presence: LegacyPresenceConfig {
+                busy_as: config.legacy_busy_as,
+                initial_sync_offline: config.presence_initial_sync_offline,
+            },
+            hidden_room_types: vec![crate::profile::PROFILE_ROOM_TYPE.to_owned()],
+        });
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(
             store.clone(),

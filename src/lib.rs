@@ -1,7 +1,8 @@
 //! Seed: a presence-first Matrix homeserver (MSC3032 experiment).
 //!
 //! Layers, imports pointing one way: `api` (HTTP) -> domain (`accounts`, `rooms`, `sync`,
-//! `presence`) -> `store` (sqlx).
+//! `presence`) -> `ground` (stream, wake-ups, tokens, clock, timers) -> `store` (sqlx).
+//! See `docs/architecture.md`.
 pub mod account_data;
 pub mod accounts;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod e2ee;
 pub mod ephemeral;
 pub mod error;
 pub mod experiment;
+pub mod ground;
 pub mod hooks;
 pub mod media;
 pub mod metrics;

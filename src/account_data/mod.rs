@@ -1,18 +1,13 @@
 //! Account data (spec "Client Config"): per-user JSON blobs by type, global or scoped to a
 //! room, delivered in `/sync` (`account_data` and `rooms.join.{roomId}.account_data`).
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
-use crate::rooms::Rooms;
+use crate::ground::{Notifier, StreamHub};
 use crate::store::{AccountDataRow, Store};
-use crate::sync::joined::{joined_entry, push_events, synced_joined_rooms};
-use crate::sync::service::SyncSource;
-use crate::sync::{Notifier, StreamHub, SyncFilter};
 
 /// The fully-read marker (spec "Fully read markers"): room account data written through
 /// `/read_markers` and `/receipt/m.fully_read`, never through the account-data API.
@@ -39,28 +34,19 @@ impl Scope<'_> {
 
 pub struct AccountData {
     store: Store,
-    rooms: Arc<Rooms>,
     stream: Arc<StreamHub>,
     notifier: Arc<Notifier>,
-    /// Room types `/sync` leaves out of `rooms.join` (kept in step with `SyncService`).
-    hidden_room_types: Vec<String>,
     /// Newest account-data position per user, so a sync with nothing new costs no query.
     last_pos: DashMap<String, i64>,
 }
 
 impl AccountData {
-    pub async fn new(
-        store: Store,
-        rooms: Arc<Rooms>,
-        stream: Arc<StreamHub>,
-        notifier: Arc<Notifier>,
-        hidden_room_types: Vec<String>,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
         let last_pos = DashMap::new();
         for (user, pos) in store.account_data_last_positions().await? {
             last_pos.insert(user, pos);
         }
-        Ok(Arc::new(Self { store, rooms, stream, notifier, hidden_room_types, last_pos }))
+        Ok(Arc::new(Self { store, stream, notifier, last_pos }))
     }
 
     /// Store `content` as the user's `kind` account data and wake the user's `/sync`.
@@ -82,67 +68,25 @@ impl AccountData {
         }
     }
 
-    fn event(kind: &str, content: &str) -> Value {
-        json!({"type": kind, "content": serde_json::from_str::<Value>(content).unwrap_or_else(|_| json!({}))})
-    }
-}
-
-#[async_trait::async_trait]
-impl SyncSource for AccountData {
-    async fn contribute(
-        &self,
-        session: &Session,
-        since: Option<i64>,
-        upto: i64,
-        filter: &SyncFilter,
-        out: &mut Map<String, Value>,
-    ) -> Result<bool> {
-        let user = session.user_id.as_str();
-        let joined = synced_joined_rooms(&self.rooms, user, since, upto, filter, &self.hidden_room_types).await?;
-        let changed: Vec<AccountDataRow> = match since {
-            None => self.store.account_data_between(user, -1, upto).await?,
-            Some(s) if self.last_pos.get(user).is_some_and(|p| *p > s) => {
-                self.store.account_data_between(user, s, upto).await?
+    /// What changed for `user_id` in `(since, upto]` (everything up to `upto` without
+    /// `since`), as `(room or "", type, content, position)`; nothing new costs no query.
+    pub async fn changed_between(&self, user_id: &str, since: Option<i64>, upto: i64) -> Result<Vec<AccountDataRow>> {
+        Ok(match since {
+            None => self.store.account_data_between(user_id, -1, upto).await?,
+            Some(s) if self.last_pos.get(user_id).is_some_and(|p| *p > s) => {
+                self.store.account_data_between(user_id, s, upto).await?
             }
             Some(_) => vec![],
-        };
-        let mut has = false;
+        })
+    }
 
-        let global: Vec<Value> = changed
-            .iter()
-            .filter(|(room, kind, _, _)| room.is_empty() && filter.account_data.allows(kind, user))
-            .map(|(_, kind, content, _)| Self::event(kind, content))
-            .collect();
-        if !global.is_empty() {
-            has = true;
-            push_events(out, "account_data", global);
-        }
+    /// All of `user_id`'s account data for `room_id` up to `upto`.
+    pub async fn room_data(&self, user_id: &str, room_id: &str, upto: i64) -> Result<Vec<AccountDataRow>> {
+        Ok(self.store.room_account_data(user_id, room_id, upto).await?)
+    }
 
-        // Rooms new to this sync get their room account data in full; the others what changed.
-        let mut per_room: HashMap<String, Vec<Value>> = HashMap::new();
-        let full: HashSet<&str> = joined.iter().filter(|r| r.since.is_none()).map(|r| r.room_id.as_str()).collect();
-        let covered: HashSet<&str> = joined.iter().map(|r| r.room_id.as_str()).collect();
-        let room_allows = |kind: &str| filter.room.account_data.allows(kind, user);
-        if since.is_some() {
-            for room in &full {
-                for (_, kind, content, _) in self.store.room_account_data(user, room, upto).await? {
-                    if room_allows(&kind) {
-                        per_room.entry((*room).to_owned()).or_default().push(Self::event(&kind, &content));
-                    }
-                }
-            }
-        }
-        for (room, kind, content, _) in &changed {
-            let in_full_pass = since.is_some() && full.contains(room.as_str());
-            if room.is_empty() || in_full_pass || !covered.contains(room.as_str()) || !room_allows(kind) {
-                continue;
-            }
-            per_room.entry(room.clone()).or_default().push(Self::event(kind, content));
-        }
-        for (room, events) in per_room {
-            has = true;
-            push_events(joined_entry(out, &room, upto), "account_data", events);
-        }
-        Ok(has)
+    /// One piece of account data as a client-format event.
+    pub fn event(kind: &str, content: &str) -> Value {
+        json!({"type": kind, "content": serde_json::from_str::<Value>(content).unwrap_or_else(|_| json!({}))})
     }
 }

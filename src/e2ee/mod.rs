@@ -11,15 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Map, Value};
 
 use crate::accounts::{Accounts, Session};
 use crate::error::Result;
+use crate::ground::{Notifier, StreamHub};
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{Pdu, RoomState, Rooms};
 use crate::store::Store;
-use crate::sync::service::SyncSource;
-use crate::sync::{Notifier, StreamHub, SyncFilter};
 
 pub mod backup;
 mod backup_data;
@@ -182,35 +180,5 @@ impl RoomObserver for E2ee {
                 *m = (*m).max(member);
             })
             .or_insert((pos, member));
-    }
-}
-
-#[async_trait::async_trait]
-impl SyncSource for E2ee {
-    async fn contribute(
-        &self,
-        session: &Session,
-        since: Option<i64>,
-        upto: i64,
-        _filter: &SyncFilter,
-        out: &mut Map<String, Value>,
-    ) -> Result<bool> {
-        let counts = self.key_counts(&session.user_id, &session.device_id).await?;
-        let mut one_time: Map<String, Value> = counts.one_time.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        one_time.entry(SIGNED_CURVE25519).or_insert(json!(0));
-        out.insert("device_one_time_keys_count".into(), Value::Object(one_time));
-        out.insert("device_unused_fallback_key_types".into(), json!(counts.unused_fallback));
-        out.insert(UNSTABLE_UNUSED_FALLBACK_TYPES.into(), json!(counts.unused_fallback));
-
-        let events = self.take_to_device(session, since, upto).await?;
-        let mut has = !events.is_empty();
-        out.insert("to_device".into(), json!({ "events": events }));
-
-        if let Some(since) = since {
-            let (changed, left) = self.device_list_delta(&session.user_id, since, upto).await?;
-            has |= !changed.is_empty() || !left.is_empty();
-            out.insert("device_lists".into(), json!({"changed": changed, "left": left}));
-        }
-        Ok(has)
     }
 }

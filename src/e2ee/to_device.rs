@@ -93,7 +93,7 @@ impl E2ee {
     }
 
     /// The device's waiting messages for a `/sync` (see `Store::e2e_take_to_device`).
-    pub(super) async fn take_to_device(&self, session: &Session, since: Option<i64>, upto: i64) -> Result<Vec<Value>> {
+    pub(crate) async fn take_to_device(&self, session: &Session, since: Option<i64>, upto: i64) -> Result<Vec<Value>> {
         let key = (session.user_id.clone(), session.device_id.clone());
         let seen = self.to_device_seen.get(&key).map(|e| *e);
         if let Some((queued, empty_at)) = seen {

@@ -7,9 +7,9 @@ use dashmap::DashMap;
 use serde_json::{json, Map, Value};
 
 use crate::error::Result;
+use crate::ground::{Notifier, StreamHub};
 use crate::rooms::{now_ms, Rooms};
 use crate::store::{NewReceipt, Store};
-use crate::sync::{Notifier, StreamHub};
 
 pub const READ: &str = "m.read";
 pub const READ_PRIVATE: &str = "m.read.private";

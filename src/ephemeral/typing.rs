@@ -6,12 +6,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use crate::error::Result;
-use crate::presence::DeadlineQueue;
-use crate::rooms::{now_ms, Rooms};
-use crate::sync::{Notifier, StreamHub};
+use crate::ground::{Clock, Notifier, StreamHub, Timer};
+use crate::rooms::Rooms;
 
 /// Longest a client may ask to be shown typing for; longer requests are capped.
 pub const MAX_TYPING_TIMEOUT_MS: u64 = 120_000;
@@ -31,20 +29,12 @@ pub struct Typing {
     notifier: Arc<Notifier>,
     by_room: Mutex<HashMap<String, RoomTyping>>,
     /// (room id, user id) -> when the user stops typing.
-    deadlines: Mutex<DeadlineQueue<(String, String)>>,
-    timer: Notify,
+    expiry: Arc<Timer<(String, String)>>,
 }
 
 impl Typing {
-    pub fn new(rooms: Arc<Rooms>, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> Arc<Self> {
-        Arc::new(Self {
-            rooms,
-            stream,
-            notifier,
-            by_room: Default::default(),
-            deadlines: Mutex::new(DeadlineQueue::new()),
-            timer: Notify::new(),
-        })
+    pub fn new(rooms: Arc<Rooms>, stream: Arc<StreamHub>, notifier: Arc<Notifier>, clock: Clock) -> Arc<Self> {
+        Arc::new(Self { rooms, stream, notifier, by_room: Default::default(), expiry: Timer::new(clock) })
     }
 
     /// Start (`Some(timeout)`) or stop (`None`) `user_id` typing in `room_id`. The caller has
@@ -53,19 +43,12 @@ impl Typing {
         let key = (room_id.to_owned(), user_id.to_owned());
         let changed = match timeout_ms {
             Some(t) => {
-                let at = now_ms() + t.min(MAX_TYPING_TIMEOUT_MS) as i64;
-                {
-                    let mut q = self.deadlines.lock();
-                    let earlier = q.next_deadline().is_none_or(|n| at < n);
-                    q.schedule(key, at);
-                    if earlier {
-                        self.timer.notify_one();
-                    }
-                }
+                let at = self.expiry.clock().now_ms() + t.min(MAX_TYPING_TIMEOUT_MS) as i64;
+                self.expiry.schedule(key, at);
                 self.change(room_id, |users| users.insert(user_id.to_owned()))
             }
             None => {
-                self.deadlines.lock().cancel(&key);
+                self.expiry.cancel(&key);
                 self.change(room_id, |users| users.remove(user_id))
             }
         };
@@ -100,12 +83,11 @@ impl Typing {
     }
 
     /// Expire typing users when their deadline passes, until `shutdown` fires.
-    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
-        tokio::spawn(async move {
-            while let Some((due, _)) =
-                crate::presence::timer::next_due(&this.deadlines, &this.timer, &mut shutdown).await
-            {
+        self.expiry.spawn(shutdown, move |due, _| {
+            let this = this.clone();
+            async move {
                 for (room, user) in due {
                     if let Some(pos) = this.change(&room, |users| users.remove(&user)) {
                         if let Err(e) = this.wake_members(&room, pos).await {

@@ -5,26 +5,22 @@
 //! A peek lives until `peek_expiry_ms` after it was last (re)made; peeking again renews it.
 //! Expiry is a deadline in one `DeadlineQueue` (O(peeks due) per tick, no scan), and an
 //! expired peek is reported like an unpeek: once, under `rooms.leave`.
+mod legacy;
 mod limit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
-use tokio::sync::Notify;
 
 use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
+use crate::ground::{Clock, Notifier, StreamHub, Timer};
 use crate::presence::access::PresenceAccess;
-use crate::presence::{timer, DeadlineQueue};
 use crate::profile::ProfileRooms;
 use crate::rooms::service::RoomObserver;
 use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
 use crate::store::Store;
-use crate::sync::service::SyncSource;
-use crate::sync::{token, Notifier, StreamHub, SyncFilter};
 
 type DeviceKey = (String, String);
 /// (user, device, room): one peek.
@@ -59,8 +55,7 @@ pub struct Peeks {
     /// Device -> peeked room -> the peek.
     by_device: DashMap<DeviceKey, HashMap<String, Peek>>,
     /// Expiry deadlines of every peek; one task sleeps until the earliest.
-    expiry: Mutex<DeadlineQueue<PeekKey>>,
-    expiry_rescheduled: Notify,
+    expiry: Arc<Timer<PeekKey>>,
     /// Serializes changes to peeks (start, renew, end), which are rare and rate-limited, so
     /// that checking a peek and acting on it is one step.
     writes: tokio::sync::Mutex<()>,
@@ -93,8 +88,7 @@ impl Peeks {
             limiter: limit::UserLimiter::new(config.rate_per_second, config.rate_burst),
             by_device: DashMap::new(),
             by_room: DashMap::new(),
-            expiry: Mutex::new(DeadlineQueue::new()),
-            expiry_rescheduled: Notify::new(),
+            expiry: Timer::new(Clock::system()),
             writes: tokio::sync::Mutex::new(()),
             ended: DashMap::new(),
         };
@@ -108,10 +102,11 @@ impl Peeks {
     }
 
     /// Run the expiry timer until shutdown.
-    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
-        tokio::spawn(async move {
-            while let Some((due, now)) = timer::next_due(&this.expiry, &this.expiry_rescheduled, &mut shutdown).await {
+        self.expiry.spawn(shutdown, move |due, now| {
+            let this = this.clone();
+            async move {
                 for (user, device, room) in due {
                     if let Err(e) = this.expire(&user, &device, &room, now).await {
                         tracing::warn!(%user, %device, %room, error = %e, "could not expire a peek");
@@ -132,18 +127,12 @@ impl Peeks {
     }
 
     fn schedule_expiry(&self, user: &str, device: &str, room: &str, at: i64) {
-        let mut q = self.expiry.lock();
-        let earlier = q.next_deadline().is_none_or(|n| at < n);
-        q.schedule((user.to_owned(), device.to_owned(), room.to_owned()), at);
-        drop(q);
-        if earlier {
-            self.expiry_rescheduled.notify_one();
-        }
+        self.expiry.schedule((user.to_owned(), device.to_owned(), room.to_owned()), at);
     }
 
     /// May `viewer` keep receiving `room_id` through `/sync` as a peek? `can_peek`, and the room
     /// is not encrypted (MSC2753/MSC2444: peeking into encrypted rooms is not allowed).
-    async fn may_sync_peek(&self, viewer: &str, room_id: &str) -> Result<bool> {
+    pub(crate) async fn may_sync_peek(&self, viewer: &str, room_id: &str) -> Result<bool> {
         let state = self.rooms.state(room_id).await?;
         Ok(state.get("m.room.encryption", "").is_none() && self.can_peek(viewer, room_id).await?)
     }
@@ -172,7 +161,7 @@ impl Peeks {
 
     fn remove_local(&self, user: &str, device: &str, room: &str) -> bool {
         let removed = self.by_device.get_mut(&(user.into(), device.into())).and_then(|mut m| m.remove(room)).is_some();
-        self.expiry.lock().cancel(&(user.to_owned(), device.to_owned(), room.to_owned()));
+        self.expiry.cancel(&(user.to_owned(), device.to_owned(), room.to_owned()));
         if removed {
             if let Some(mut users) = self.by_room.get_mut(room) {
                 if let Some(n) = users.get_mut(user) {
@@ -184,6 +173,18 @@ impl Peeks {
             }
         }
         removed
+    }
+
+    /// The device's peeked rooms and the stream position each peek started at.
+    pub(crate) fn device_peeks(&self, session: &Session) -> Vec<(String, i64)> {
+        let key = (session.user_id.clone(), session.device_id.clone());
+        self.by_device.get(&key).map(|m| m.iter().map(|(r, p)| (r.clone(), p.started)).collect()).unwrap_or_default()
+    }
+
+    /// The device's ended peeks and the position each ended at (MSC2753 `rooms.leave`).
+    pub(crate) fn ended_peeks(&self, session: &Session) -> Vec<(String, i64)> {
+        let key = (session.user_id.clone(), session.device_id.clone());
+        self.ended.get(&key).map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn is_peeking(&self, session: &Session, room_id: &str) -> bool {
@@ -272,7 +273,7 @@ impl Peeks {
 
     /// End a peek found out at delivery (joined, or no longer allowed); `report_at`: the
     /// position to report it under `rooms.leave` at, if at all.
-    async fn end_at_delivery(&self, session: &Session, room_id: &str, report_at: Option<i64>) -> Result<()> {
+    pub(crate) async fn end_at_delivery(&self, session: &Session, room_id: &str, report_at: Option<i64>) -> Result<()> {
         let _writing = self.writes.lock().await;
         self.store.delete_peek(&session.user_id, &session.device_id, room_id).await?;
         if self.remove_local(&session.user_id, &session.device_id, room_id) {
@@ -306,67 +307,6 @@ impl Peeks {
         self.ended.remove(&key);
         Ok(())
     }
-
-    /// Rewrite `rooms.join.{room_id}` of a response as an incremental entry from `since`.
-    async fn continue_join_entry(
-        &self,
-        room_id: &str,
-        since: i64,
-        upto: i64,
-        filter: &SyncFilter,
-        viewer: (&str, &str),
-        out: &mut Map<String, Value>,
-    ) -> Result<()> {
-        let crate::rooms::service::Timeline { events, limited, first_pos } =
-            self.rooms.timeline(room_id, since, upto, filter.timeline_limit()).await?;
-        let gap = if limited {
-            self.rooms.store().room_state_events_between(room_id, since, first_pos - 1).await?
-        } else {
-            vec![]
-        };
-        let now = now_ms();
-        let Some(entry) = out.get_mut("rooms").and_then(|r| r.get_mut("join")).and_then(|j| j.get_mut(room_id)) else {
-            return Ok(());
-        };
-        let timeline: Vec<Value> = events
-            .iter()
-            .filter(|(_, e)| filter.room.timeline.allows(&e.kind, &e.sender))
-            .map(|(_, e)| e.to_client(now, Some(viewer)))
-            .collect();
-        entry["timeline"] =
-            json!({"events": timeline, "limited": limited, "prev_batch": token::pagination_token(first_pos - 1)});
-        entry["state"] = json!({"events": gap.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect::<Vec<_>>()});
-        Ok(())
-    }
-
-    fn room_block(
-        events: &[(i64, Pdu)],
-        state: Option<&RoomState>,
-        limited: bool,
-        first_pos: i64,
-        now: i64,
-        viewer: (&str, &str),
-    ) -> Value {
-        let in_timeline: std::collections::HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
-        let state_events: Vec<Value> = state
-            .map(|s| {
-                s.iter()
-                    .filter(|e| !in_timeline.contains(e.event_id.as_str()))
-                    .map(|e| e.to_client(now, Some(viewer)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        json!({
-            "timeline": {
-                "events": events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect::<Vec<_>>(),
-                "limited": limited,
-                "prev_batch": token::pagination_token(first_pos - 1),
-            },
-            "state": {"events": state_events},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-        })
-    }
 }
 
 impl RoomObserver for Peeks {
@@ -375,97 +315,6 @@ impl RoomObserver for Peeks {
     }
 
     fn on_event(&self, _pdu: &Arc<Pdu>, _state: &Arc<RoomState>, _pos: i64) {}
-}
-
-#[async_trait::async_trait]
-impl SyncSource for Peeks {
-    async fn contribute(
-        &self,
-        session: &Session,
-        since: Option<i64>,
-        upto: i64,
-        filter: &SyncFilter,
-        out: &mut Map<String, Value>,
-    ) -> Result<bool> {
-        let key = (session.user_id.clone(), session.device_id.clone());
-        let peeked: Vec<(String, i64)> = self
-            .by_device
-            .get(&key)
-            .map(|m| m.iter().map(|(r, p)| (r.clone(), p.started)).collect())
-            .unwrap_or_default();
-        let memberships = self.rooms.memberships(&session.user_id).await?;
-        let now = now_ms();
-        let viewer = (session.user_id.as_str(), session.device_id.as_str());
-        let limit = filter.timeline_limit();
-        let mut peek = Map::new();
-        for (room_id, started) in peeked {
-            if started > upto {
-                continue;
-            }
-            // Joined since: the room moves to `rooms.join` (built from the same memberships up
-            // to `upto`), so the peek ends without a `leave` (MSC2753); never in both.
-            if let Some((_, _, joined_at)) =
-                memberships.iter().find(|(r, m, p)| r == &room_id && m == "join" && *p <= upto)
-            {
-                // A device that was peeking already holds the room's state and history: its
-                // `join` entry continues from `since` rather than starting over (MSC2753).
-                if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
-                    self.continue_join_entry(&room_id, s, upto, filter, viewer, out).await?;
-                }
-                self.end_at_delivery(session, &room_id, None).await?;
-                continue;
-            }
-            // Permission is checked at delivery: losing it (e.g. leaving the last shared room,
-            // or the room turning encrypted) ends the peek before anything else is sent.
-            if !self.may_sync_peek(&session.user_id, &room_id).await? {
-                // Reported in this very response, as ending at `upto`.
-                self.end_at_delivery(session, &room_id, Some(upto)).await?;
-                continue;
-            }
-            let full = since.is_none_or(|s| started > s);
-            let after = if full { 0 } else { since.unwrap_or(0) };
-            if !full && self.rooms.last_position(&room_id) <= after {
-                continue;
-            }
-            let crate::rooms::service::Timeline { events, limited, first_pos } =
-                self.rooms.timeline(&room_id, after, upto, limit).await?;
-            if events.is_empty() && !full {
-                continue;
-            }
-            let state = if full { Some(self.rooms.state(&room_id).await?) } else { None };
-            peek.insert(room_id.clone(), Self::room_block(&events, state.as_deref(), limited, first_pos, now, viewer));
-        }
-        let mut has = !peek.is_empty();
-        let ended: Vec<(String, i64)> = self.ended.get(&key).map(|v| v.clone()).unwrap_or_default();
-        let mut left = Map::new();
-        for (room, pos) in ended {
-            let Some(s) = since.filter(|s| pos > *s && pos <= upto) else { continue };
-            if self.is_peeking(session, &room) {
-                continue;
-            }
-            // MSC2753: the entry carries the events between the previous sync and the end of
-            // the peek, unless the peek ended because the viewer may no longer read the room.
-            let (events, limited) = if self.may_sync_peek(&session.user_id, &room).await? {
-                let t = self.rooms.timeline(&room, s, pos, limit).await?;
-                (t.events, t.limited)
-            } else {
-                (vec![], false)
-            };
-            let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect();
-            left.insert(
-                room,
-                json!({"timeline": {"events": timeline, "limited": limited}, "state": {"events": []}, "account_data": {"events": []}}),
-            );
-        }
-        if let Some(rooms) = out.get_mut("rooms").and_then(Value::as_object_mut) {
-            rooms.insert("peek".into(), Value::Object(peek));
-            if let Some(leave) = rooms.get_mut("leave").and_then(Value::as_object_mut) {
-                has |= !left.is_empty();
-                leave.extend(left);
-            }
-        }
-        Ok(has)
-    }
 }
 
 /// A legacy `/events` long-poll on a room: wakes the user like a peek while it lasts.

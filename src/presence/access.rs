@@ -5,38 +5,23 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::lists::PresenceLists;
 use crate::error::Result;
 use crate::rooms::Rooms;
 
-/// Extra grants beyond shared rooms (the presence list; public profiles).
-pub trait Grants: Send + Sync {
-    /// Users allowed to see `target` although they share no room with them.
-    fn granted_viewers(&self, target: &str) -> Vec<String>;
-    /// Users `viewer` may see although they share no room with them.
-    fn granted_targets(&self, viewer: &str) -> Vec<String>;
-    /// Users `viewer` was newly allowed to see at a stream position in `(since, upto]`, so an
-    /// incremental `/sync` sends their current presence once, not only their next change.
-    fn granted_between(&self, _viewer: &str, _since: i64, _upto: i64) -> Vec<String> {
-        Vec::new()
-    }
-}
-
 pub struct PresenceAccess {
     rooms: Arc<Rooms>,
-    grants: parking_lot::RwLock<Vec<Arc<dyn Grants>>>,
+    /// Grants beyond shared rooms: accepted presence-list entries.
+    lists: Arc<PresenceLists>,
     /// A shared room with more joined members than this grants no visibility
     /// (`presence_max_room_members`; seed 000 "in large public rooms this could be undesirable").
     max_room_members: Option<usize>,
 }
 
 impl PresenceAccess {
-    pub fn new(rooms: Arc<Rooms>) -> Self {
-        Self { rooms, grants: Default::default(), max_room_members: None }
-    }
-
-    /// With a member limit (`None` or 0: no limit).
-    pub fn with_max_room_members(rooms: Arc<Rooms>, max: Option<usize>) -> Self {
-        Self { max_room_members: max.filter(|&n| n > 0), ..Self::new(rooms) }
+    /// `max_room_members`: `None` or 0, no limit.
+    pub fn new(rooms: Arc<Rooms>, lists: Arc<PresenceLists>, max_room_members: Option<usize>) -> Self {
+        Self { rooms, lists, max_room_members: max_room_members.filter(|&n| n > 0) }
     }
 
     /// Joined members of `room` if the room grants presence visibility (not over the limit).
@@ -67,37 +52,29 @@ impl PresenceAccess {
         Ok(false)
     }
 
-    pub fn add_grants(&self, g: Arc<dyn Grants>) {
-        self.grants.write().push(g);
-    }
-
     pub async fn can_see(&self, viewer: &str, target: &str) -> Result<bool> {
         if viewer == target || self.share_a_room(viewer, target).await? {
             return Ok(true);
         }
-        Ok(self.grants.read().iter().any(|g| g.granted_targets(viewer).iter().any(|t| t == target)))
+        Ok(self.lists.granted_targets(viewer).iter().any(|t| t == target))
     }
 
     /// Everyone who may see `target` (to wake them when it changes).
     pub async fn viewers_of(&self, target: &str) -> Result<HashSet<String>> {
         let mut set = self.room_peers(target).await?;
-        for g in self.grants.read().iter() {
-            set.extend(g.granted_viewers(target));
-        }
+        set.extend(self.lists.granted_viewers(target));
         Ok(set)
     }
 
     /// Users granted to `viewer` in `(since, upto]` (for an incremental sync).
     pub fn newly_visible(&self, viewer: &str, since: i64, upto: i64) -> HashSet<String> {
-        self.grants.read().iter().flat_map(|g| g.granted_between(viewer, since, upto)).collect()
+        self.lists.granted_between(viewer, since, upto).into_iter().collect()
     }
 
     /// Everyone `viewer` may see (for an initial sync).
     pub async fn visible_to(&self, viewer: &str) -> Result<HashSet<String>> {
         let mut set = self.room_peers(viewer).await?;
-        for g in self.grants.read().iter() {
-            set.extend(g.granted_targets(viewer));
-        }
+        set.extend(self.lists.granted_targets(viewer));
         Ok(set)
     }
 }

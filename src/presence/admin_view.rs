@@ -7,7 +7,6 @@ use super::{manual_str, PresenceEngine, UserEntry, HISTORY_DEVICE};
 use crate::presence::explain::{explain, Explanation};
 use crate::presence::observe::ChangeCause;
 use crate::presence::{DeviceKind, DeviceState, Presence};
-use crate::rooms::now_ms;
 
 /// One device as the merge sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -71,8 +70,8 @@ impl PresenceEngine {
     }
 
     pub fn inspect(&self, user_id: &str) -> Option<UserInspection> {
-        let now = now_ms();
-        let scheduled_deadline = self.deadlines.lock().deadline(&user_id.to_owned());
+        let now = self.clock.now_ms();
+        let scheduled_deadline = self.deadlines.deadline(&user_id.to_owned());
         let entry = self.users.get(user_id)?;
         let rules = &self.rules;
         let list = device_list(&entry);
@@ -120,7 +119,7 @@ impl PresenceEngine {
         if !known {
             return false;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let timeout = self.rules.device_timeout_ms;
         self.update_caused(user_id, now, Some(ChangeCause::Admin), |e| {
             if let Some(dev) = e.devices.get_mut(device_id) {

@@ -3,7 +3,7 @@
 //! An owner invites a target onto their list; the entry is `pending` until the target
 //! accepts (seed 001: "the user being added must be invited by the list owner who must accept
 //! the invitation"). An accepted entry lets the owner see the target's presence everywhere
-//! `PresenceAccess` decides (it is a [`Grants`]). Seed 004 lets the server accept on its own
+//! `PresenceAccess` decides (it reads the grants here). Seed 004 lets the server accept on its own
 //! "when a reverse subscription already exists": a request is accepted automatically whenever
 //! the target already follows the owner, either when it is made or when that reverse entry
 //! is accepted later.
@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::access::Grants;
 use crate::error::{MatrixError, Result};
+use crate::ground::{Notifier, StreamHub};
 use crate::rooms::now_ms;
 use crate::store::{PresenceListRow, Store};
-use crate::sync::{Notifier, StreamHub};
 
 const PENDING: &str = "pending";
 const ACCEPTED: &str = "accepted";
@@ -226,16 +225,21 @@ impl PresenceLists {
     }
 }
 
-impl Grants for PresenceLists {
-    fn granted_viewers(&self, target: &str) -> Vec<String> {
+/// What the presence list grants beyond shared rooms (read by [`super::access::PresenceAccess`]).
+impl PresenceLists {
+    /// Users allowed to see `target` although they share no room with them.
+    pub fn granted_viewers(&self, target: &str) -> Vec<String> {
         self.index.read().followers.get(target).map(|o| o.iter().cloned().collect()).unwrap_or_default()
     }
 
-    fn granted_targets(&self, viewer: &str) -> Vec<String> {
+    /// Users `viewer` may see although they share no room with them.
+    pub fn granted_targets(&self, viewer: &str) -> Vec<String> {
         self.index.read().following.get(viewer).map(|t| t.keys().cloned().collect()).unwrap_or_default()
     }
 
-    fn granted_between(&self, viewer: &str, since: i64, upto: i64) -> Vec<String> {
+    /// Users `viewer` was newly allowed to see at a stream position in `(since, upto]`, so an
+    /// incremental `/sync` sends their current presence once, not only their next change.
+    pub fn granted_between(&self, viewer: &str, since: i64, upto: i64) -> Vec<String> {
         let index = self.index.read();
         let Some(targets) = index.following.get(viewer) else { return vec![] };
         targets.iter().filter(|(_, pos)| **pos > since && **pos <= upto).map(|(t, _)| t.clone()).collect()

@@ -2,10 +2,9 @@
 //!
 //! - `types`: the vocabulary (`Presence`, `ManualStatus`, `DeviceState`, `EffectiveView`, ...).
 //! - `merge`: the pure merge `effective` and `next_change_at` (no I/O, no clock reads).
-//! - `deadline`: `DeadlineQueue`, the one place presence timers live.
+//! - timers: one `ground::Timer` (a `DeadlineQueue` on the injected clock) in the engine.
 
 pub mod access;
-pub mod deadline;
 pub mod engine;
 pub mod explain;
 pub mod legacy;
@@ -13,13 +12,12 @@ pub mod lists;
 pub mod merge;
 pub mod newcomers;
 pub mod observe;
+pub mod outbox;
 pub mod policy;
 pub mod status_log;
-pub mod timer;
 pub mod types;
 
-pub use deadline::DeadlineQueue;
-pub use engine::{PresenceEngine, PresenceListener, PresenceSnapshot};
+pub use engine::{PresenceEngine, PresenceSnapshot};
 pub use merge::{effective, is_proactive, next_change_at};
 pub use types::{
     DeviceKind, DeviceState, EffectivePresence, EffectiveView, ManualStatus, Presence, PresenceRules, UnknownPresence,

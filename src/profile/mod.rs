@@ -7,18 +7,17 @@
 //! `m.presence` as the owner, coalescing changes within a short window.
 pub mod privacy;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 use crate::error::{MatrixError, Result};
 use crate::metrics::Metrics;
 use crate::presence::access::PresenceAccess;
-use crate::presence::{PresenceEngine, PresenceListener, PresenceSnapshot};
+use crate::presence::outbox::PublicChanges;
+use crate::presence::{PresenceEngine, PresenceSnapshot};
 use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
@@ -138,8 +137,8 @@ pub struct ProfileRooms {
     by_user: DashMap<String, String>,
     by_room: DashMap<String, String>,
     creating: tokio::sync::Mutex<()>,
-    pending: parking_lot::Mutex<HashMap<String, PresenceSnapshot>>,
-    wake: Notify,
+    /// Public presence changes from the engine, written into the rooms by [`Self::start`].
+    changes: Arc<PublicChanges>,
     window: Duration,
     metrics: Arc<Metrics>,
     /// Who may see whose presence (`privacy`: restricted presence visibility).
@@ -156,6 +155,7 @@ impl ProfileRooms {
         window: Duration,
         metrics: Arc<Metrics>,
         access: Arc<PresenceAccess>,
+        changes: Arc<PublicChanges>,
     ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
@@ -163,8 +163,7 @@ impl ProfileRooms {
             by_user: DashMap::new(),
             by_room: DashMap::new(),
             creating: tokio::sync::Mutex::new(()),
-            pending: Default::default(),
-            wake: Notify::new(),
+            changes,
             window,
             metrics,
             access,
@@ -287,7 +286,7 @@ impl ProfileRooms {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = this.wake.notified() => {}
+                    _ = this.changes.notified() => {}
                     _ = shutdown.changed() => { this.publish_pending().await; break; }
                 }
                 tokio::time::sleep(this.window).await;
@@ -298,11 +297,11 @@ impl ProfileRooms {
 
     /// Users whose profile-room write waits for the publish window (a queue-lag gauge).
     pub fn pending_len(&self) -> usize {
-        self.pending.lock().len()
+        self.changes.len()
     }
 
     pub async fn publish_pending(&self) {
-        let batch: Vec<PresenceSnapshot> = std::mem::take(&mut *self.pending.lock()).into_values().collect();
+        let batch: Vec<PresenceSnapshot> = self.changes.take();
         if batch.is_empty() {
             return;
         }
@@ -340,12 +339,5 @@ impl ProfileRooms {
             out.push((room, snap.user_id.clone(), NewEvent::state(PRESENCE_EVENT, "", presence)));
         }
         Ok(out)
-    }
-}
-
-impl PresenceListener for ProfileRooms {
-    fn on_public_change(&self, snapshot: &PresenceSnapshot) {
-        self.pending.lock().insert(snapshot.user_id.clone(), snapshot.clone());
-        self.wake.notify_one();
     }
 }

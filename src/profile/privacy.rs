@@ -13,16 +13,11 @@
 //!   model does not admit (no shared room, no accepted presence-list entry), even when the
 //!   profile room is `world_readable`. The default, `"profile"`, shows presence to whoever may
 //!   read the profile.
-use std::sync::Arc;
-
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{ProfileRooms, PRESENCE_EVENT, STATUS_EVENT};
-use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
 use crate::rooms::RoomState;
-use crate::sync::service::SyncSource;
-use crate::sync::SyncFilter;
 
 /// State event (key `""`) of a profile room choosing who sees presence in it.
 pub const PRESENCE_VISIBILITY_EVENT: &str = "org.matrix.msc3032.presence_visibility";
@@ -105,40 +100,5 @@ impl ProfileRooms {
         }
         let hidden = self.presence.get().is_some_and(|p| p.snapshot(&owner, "").presence.hidden);
         Ok(if hidden { ProfileMask::StatusText } else { ProfileMask::Nothing })
-    }
-}
-
-/// Applies the masks to the profile rooms in a `/sync` response (`rooms.join`, `rooms.leave`,
-/// `rooms.peek`). Added after every source that writes those sections.
-pub struct ProfilePrivacySync {
-    pub profiles: Arc<ProfileRooms>,
-}
-
-#[async_trait::async_trait]
-impl SyncSource for ProfilePrivacySync {
-    async fn contribute(
-        &self,
-        session: &Session,
-        _since: Option<i64>,
-        _upto: i64,
-        _filter: &SyncFilter,
-        out: &mut Map<String, Value>,
-    ) -> Result<bool> {
-        let Some(rooms) = out.get_mut("rooms").and_then(Value::as_object_mut) else { return Ok(false) };
-        for section in ["join", "leave", "peek"] {
-            let Some(entries) = rooms.get_mut(section).and_then(Value::as_object_mut) else { continue };
-            for (room_id, entry) in entries.iter_mut() {
-                if self.profiles.owner_of(room_id).is_none() {
-                    continue;
-                }
-                let mask = self.profiles.mask_for(room_id, &session.user_id).await?;
-                for part in ["timeline", "state"] {
-                    if let Some(Value::Array(events)) = entry.get_mut(part).and_then(|p| p.get_mut("events")) {
-                        mask.apply_all(events);
-                    }
-                }
-            }
-        }
-        Ok(false)
     }
 }

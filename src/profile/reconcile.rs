@@ -39,7 +39,7 @@ impl ProfileRooms {
                 && status.as_ref() == Some(&status_state_content(snapshot.status_msg.as_deref()));
             if !agrees {
                 stale += 1;
-                self.pending.lock().insert(user.clone(), snapshot);
+                self.changes.push(&snapshot);
             }
         }
         if stale > 0 {

@@ -11,8 +11,8 @@ use super::auth;
 use super::event::{now_ms, Pdu};
 use super::state::RoomState;
 use crate::error::{MatrixError, Result};
+use crate::ground::{Notifier, StreamHub, StreamPos};
 use crate::store::Store;
-use crate::sync::{Notifier, StreamHub, StreamPos};
 
 /// A room's events for one sync response (see [`Rooms::timeline`]).
 pub struct Timeline {

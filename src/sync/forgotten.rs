@@ -3,11 +3,6 @@
 //! stale, so rejoining brings the room back.
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-use super::service::SyncSource;
-use super::SyncFilter;
-use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
 use crate::rooms::Rooms;
 use crate::store::Store;
@@ -45,28 +40,5 @@ impl ForgottenRooms {
             .filter(|(room, at)| memberships.iter().any(|(r, _, pos)| r == room && pos == at))
             .map(|(room, _)| room)
             .collect())
-    }
-}
-
-#[async_trait::async_trait]
-impl SyncSource for ForgottenRooms {
-    async fn contribute(
-        &self,
-        session: &Session,
-        _since: Option<i64>,
-        _upto: i64,
-        _filter: &SyncFilter,
-        out: &mut Map<String, Value>,
-    ) -> Result<bool> {
-        let Some(leave) = out.get_mut("rooms").and_then(|r| r.get_mut("leave")).and_then(Value::as_object_mut) else {
-            return Ok(false);
-        };
-        if leave.is_empty() {
-            return Ok(false);
-        }
-        for room in self.forgotten(&session.user_id).await? {
-            leave.remove(&room);
-        }
-        Ok(false)
     }
 }

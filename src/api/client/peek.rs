@@ -12,9 +12,9 @@ use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::ground::token;
 use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
-use crate::sync::token;
 
 /// MSC2753 unstable prefix.
 pub const PEEK_PREFIX: &str = "/_matrix/client/unstable/org.matrix.msc2753";
@@ -86,8 +86,7 @@ async fn initial_sync(
     }
     let upto = s.stream.current();
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
-    let mut events = s.store.room_events_desc(&room_id, 0, upto, limit).await?;
-    events.reverse();
+    let events = s.peeks.latest_events(&room_id, upto, limit).await?;
     let now = now_ms();
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let start = events.first().map(|(p, _)| p - 1).unwrap_or(upto);
@@ -139,7 +138,7 @@ async fn events(State(s): State<AppState>, Auth(session): Auth, Query(q): Query<
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let result = loop {
         let upto = s.stream.current();
-        let events = s.store.room_events_asc(&room_id, from + 1, upto + 1, 100).await?;
+        let events = s.peeks.events_after(&room_id, from, upto, 100).await?;
         if !events.is_empty() || timeout.is_zero() {
             // Permission is checked again at delivery (as `/sync` peeks do): it may have been
             // lost while this long-poll waited.

@@ -73,6 +73,6 @@ async fn put_status(
         }
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
-    s.set_manual_presence(&session, presence, status_msg).await?;
+    s.presence.set_manual(&session, presence, status_msg).await?;
     Ok(set_presence::v3::Response::new().into())
 }

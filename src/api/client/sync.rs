@@ -1,17 +1,18 @@
 //! `GET /sync`: long-poll with `since`, `timeout`, `filter`, `full_state`, `set_presence`.
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v3 as sync_v3;
-use serde_json::Value;
 
 use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
+use crate::ground::token;
 use crate::presence::{DeviceKind, Presence};
-use crate::sync::{token, SyncFilter, SyncRequest};
+use crate::sync::{SyncRequest, SyncResponse};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     ruma_route::<sync_v3::Request, _, _>(r, sync)
@@ -22,7 +23,7 @@ async fn sync(
     Auth(session): Auth,
     RawQuery(raw_query): RawQuery,
     Ruma(req): Ruma<sync_v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SyncResponse>> {
     let set_presence: Presence = req
         .set_presence
         .as_str()
@@ -30,28 +31,19 @@ async fn sync(
         .map_err(|_| MatrixError::invalid_param(format!("invalid set_presence '{}'", req.set_presence.as_str())))?;
     let kind = device_kind(raw_query.as_deref())?;
     let filter = match req.filter {
-        None => SyncFilter::default(),
+        None => Arc::default(),
         Some(sync_v3::Filter::FilterDefinition(def)) => {
             let v = serde_json::to_value(&def).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-            if v.to_string().len() > s.config.max_filter_bytes {
-                return Err(MatrixError::TooLarge(format!(
-                    "filters are limited to {} bytes",
-                    s.config.max_filter_bytes
-                )));
-            }
-            serde_json::from_value(v)
-                .map_err(|e| MatrixError::bad_json(e.to_string()))
-                .and_then(|f: SyncFilter| f.validate().map(|()| f).map_err(MatrixError::bad_json))?
+            Arc::new(s.sync.filters.parse_inline(v)?)
         }
-        Some(sync_v3::Filter::FilterId(id)) => s.load_filter(&session.user_id, &id).await?,
-        Some(_) => SyncFilter::default(),
+        Some(sync_v3::Filter::FilterId(id)) => s.sync.filters.load(&session.user_id, &id).await?,
+        Some(_) => Arc::default(),
     };
     let since = req.since.as_deref().map(token::parse).transpose()?;
     let max = Duration::from_millis(s.config.max_sync_timeout_ms);
     let request =
         SyncRequest { since, timeout: req.timeout.unwrap_or_default().min(max), full_state: req.full_state, filter };
-    let body = s.sync_with_presence(&session, set_presence, kind, request).await?;
-    Ok(Json(body))
+    Ok(Json(s.sync.sync_with_presence(&session, set_presence, kind, request).await?))
 }
 
 /// Our unstable device-type field (seed 004 "Device Type"): `/sync?org.matrix.msc3032.device_kind=mobile`.

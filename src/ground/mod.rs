@@ -1,0 +1,19 @@
+//! The ground floor: small shared mechanisms every domain builds on, importing no domain.
+//!
+//! - `stream`: the one ordered stream of changes ([`StreamHub`], [`StreamPos`]).
+//! - `notifier`: per-user wake-ups for long-polls ([`Notifier`]).
+//! - `token`: the stream tokens clients hold (`s<N>`, `t<N>`).
+//! - `clock`: the injected [`Clock`] (system or manual).
+//! - `deadline` + `timer`: [`DeadlineQueue`] and the [`Timer`] that runs one on a clock.
+pub mod clock;
+pub mod deadline;
+pub mod notifier;
+pub mod stream;
+pub mod timer;
+pub mod token;
+
+pub use clock::Clock;
+pub use deadline::DeadlineQueue;
+pub use notifier::{Notifier, Subscription};
+pub use stream::{StreamHub, StreamPos};
+pub use timer::Timer;

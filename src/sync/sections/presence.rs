@@ -1,0 +1,99 @@
+//! Legacy `m.presence` events (spec `presence` section; the compatibility shim's read side),
+//! built from the engine's effective presence.
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::SyncContext;
+use crate::accounts::Accounts;
+use crate::error::Result;
+use crate::presence::legacy::presence_event;
+use crate::presence::newcomers::new_room_mates;
+use crate::presence::policy::{LegacyBusy, PresenceMode};
+use crate::presence::{Presence, PresenceEngine};
+use crate::rooms::{now_ms, Rooms};
+
+/// What the `presence` section reads and how the operator configured it.
+pub struct PresenceSource<'a> {
+    pub engine: &'a PresenceEngine,
+    pub accounts: &'a Accounts,
+    pub rooms: &'a Rooms,
+    pub busy_as: LegacyBusy,
+    /// Whether an initial sync lists users who are offline (Synapse: no).
+    pub initial_sync_offline: bool,
+}
+
+/// The `m.presence` events the viewer gets in `(since, upto]`: every visible user on an
+/// initial sync, else those whose presence changed, who became visible, or who are new
+/// room-mates.
+pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -> Result<Vec<Value>> {
+    let pf = &ctx.filter.presence;
+    if pf.excludes_type("m.presence") {
+        return Ok(vec![]);
+    }
+    let viewer = ctx.user_id();
+    let (since, upto) = (ctx.since, ctx.upto);
+    let mut users: BTreeSet<String> = BTreeSet::new();
+    match src.engine.mode() {
+        PresenceMode::Disabled => return Ok(vec![]),
+        // Untracked: one's own presence only (see `PresenceMode`).
+        PresenceMode::Untracked => {
+            let own = src.engine.own_position(viewer);
+            if src.engine.knows(viewer) && since.is_none_or(|s| own > s && own <= upto) {
+                users.insert(viewer.to_owned());
+            }
+        }
+        PresenceMode::Enabled => match since {
+            None => {
+                for u in src.engine.access.visible_to(viewer).await? {
+                    // Synapse leaves offline users out of an initial sync; so do we unless
+                    // the operator asks otherwise (`presence_initial_sync_offline`).
+                    let offline = src.engine.snapshot(&u, viewer).presence.presence == Presence::Offline;
+                    if src.engine.knows(&u) && (u == viewer || src.initial_sync_offline || !offline) {
+                        users.insert(u);
+                    }
+                }
+            }
+            Some(since) => {
+                let changed = src.engine.changed_between(since, upto);
+                if changed.len() > 32 {
+                    let visible = src.engine.access.visible_to(viewer).await?;
+                    users.extend(changed.into_iter().filter(|u| visible.contains(u)));
+                } else {
+                    for u in changed {
+                        if src.engine.access.can_see(viewer, &u).await? {
+                            users.insert(u);
+                        }
+                    }
+                }
+                users.extend(src.engine.access.newly_visible(viewer, since, upto));
+                // New room-mates: their current presence, once (see `newcomers`).
+                for u in new_room_mates(src.rooms, viewer, since, upto).await? {
+                    if src.engine.knows(&u) && src.engine.access.can_see(viewer, &u).await? {
+                        users.insert(u);
+                    }
+                }
+                let own = src.engine.own_position(viewer);
+                if own > since && own <= upto {
+                    users.insert(viewer.to_owned());
+                }
+            }
+        },
+    }
+    let now = now_ms();
+    let limit = pf.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+    let mut events: Vec<Value> = Vec::new();
+    for u in users.iter().filter(|u| pf.allows("m.presence", u)).take(limit) {
+        let mut ev = presence_event(&src.engine.legacy_snapshot(u, viewer), now, src.busy_as);
+        // Seed 000: presence events carry the display name and avatar.
+        let (displayname, avatar_url) = src.accounts.profile(u).await?;
+        if let Some(n) = displayname {
+            ev["content"]["displayname"] = json!(n);
+        }
+        if let Some(a) = avatar_url {
+            ev["content"]["avatar_url"] = json!(a);
+        }
+        events.push(ev);
+    }
+    Ok(events)
+}
