@@ -48,6 +48,7 @@ pub struct Services {
     pub directory: Arc<Directory>,
     pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
+    pub federation: Arc<crate::federation::Federation>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -184,6 +185,7 @@ impl Services {
         let push = PushRules::new(store.clone(), account_data.clone());
         let directory = Directory::new(store.clone(), rooms.clone());
         let relations = Arc::new(Relations::new(store.clone()));
+        let federation = crate::federation::Federation::new(&config, store.clone())?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -205,6 +207,7 @@ impl Services {
             directory,
             relations,
             e2ee,
+            federation,
             change_log,
             limiter,
             uia_sessions: Default::default(),
@@ -232,6 +235,8 @@ pub struct Running {
     pub state: AppState,
     shutdown: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The federation (TLS) listener, when `federation.enabled`.
+    pub federation: Option<crate::api::federation::FederationListener>,
 }
 
 impl Running {
@@ -240,6 +245,9 @@ impl Running {
     /// flushes what is only in memory.
     pub async fn stop(self) {
         self.state.notifier.close();
+        if let Some(f) = self.federation {
+            f.stop(SHUTDOWN_GRACE).await;
+        }
         let _ = self.shutdown.send(());
         let mut task = self.task;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
@@ -255,7 +263,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let state = Services::build(config).await?;
-    let app = crate::api::router(state.clone());
+    let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
+    let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -264,7 +273,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, state, shutdown: tx, task })
+    Ok(Running { addr, state, shutdown: tx, task, federation })
 }
 
 /// Serve until SIGTERM or Ctrl-C.

@@ -12,6 +12,7 @@ pub mod e2ee;
 pub mod ephemeral;
 pub mod error;
 pub mod experiment;
+pub mod federation;
 pub mod hooks;
 pub mod media;
 pub mod metrics;
