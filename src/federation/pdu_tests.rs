@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ruma::serde::Base64;
-use ruma::signatures::{KeyPair, Verified};
+use ruma::signatures::Verified;
 use serde_json::json;
 
 use super::*;

@@ -14,6 +14,15 @@ use ruma::signatures::Ed25519KeyPair;
 /// the seed from the key file is handed to `Ed25519KeyPair::from_der`.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
+/// Lenient base64 for seeds: padding optional, and non-zero trailing bits accepted (the
+/// spec's own example seed `YJDBA9…XA1` has them).
+const SEED_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 /// The key pair from a 32-byte seed, with its version (the part after `ed25519:`).
 pub fn key_pair_from_seed(seed: &[u8], version: &str) -> anyhow::Result<Ed25519KeyPair> {
     anyhow::ensure!(seed.len() == 32, "an ed25519 seed has 32 bytes, not {}", seed.len());
@@ -33,9 +42,7 @@ pub fn parse_key_line(line: &str) -> anyhow::Result<Ed25519KeyPair> {
         !version.is_empty() && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
         "key version must be [a-zA-Z0-9_]"
     );
-    let seed = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(seed.trim_end_matches('='))
-        .context("key seed is not base64")?;
+    let seed = SEED_BASE64.decode(seed).context("key seed is not base64")?;
     key_pair_from_seed(&seed, version)
 }
 
