@@ -37,13 +37,15 @@ async fn federation_is_off_by_default() {
     assert_err(status, &v, 404, "M_NOT_FOUND");
     // A user of another server has no profile here (no federation to ask).
     let alice = app.register("alice").await;
-    let (status, v) = app.get(&format!("/_matrix/client/v3/profile/{}", enc("@bob:elsewhere.test")), Some(&alice.token)).await;
+    let (status, v) =
+        app.get(&format!("/_matrix/client/v3/profile/{}", enc("@bob:elsewhere.test")), Some(&alice.token)).await;
     assert_err(status, &v, 404, "M_NOT_FOUND");
 }
 
 #[tokio::test]
 async fn key_endpoint_is_self_signed_and_stable_across_restarts() {
-    let mut a = FedApp::spawn(Host::Localhost, |c| c.federation.well_known_server = Some("fed.example.test:443".into())).await;
+    let mut a =
+        FedApp::spawn(Host::Localhost, |c| c.federation.well_known_server = Some("fed.example.test:443".into())).await;
     let (status, v) = fed_get(&a, "/_matrix/key/v2/server", None).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["server_name"], a.server_name);
@@ -73,7 +75,11 @@ async fn signed_requests_pass_and_unsigned_or_forged_ones_get_401() {
     let bob = b.app.register("bob").await;
     let (status, _) = b
         .app
-        .put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&bob.user_id)), Some(&bob.token), json!({"displayname": "Bob B"}))
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&bob.user_id)),
+            Some(&bob.token),
+            json!({"displayname": "Bob B"}),
+        )
         .await;
     assert_eq!(status, 200);
     let path = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(&bob.user_id));
@@ -84,7 +90,8 @@ async fn signed_requests_pass_and_unsigned_or_forged_ones_get_401() {
     assert_eq!(v["displayname"], "Bob B");
     let (status, v) = signed_get(&a.signer(), &b, &format!("{path}&field=avatar_url")).await;
     assert_eq!((status.as_u16(), v), (200, json!({})));
-    let (status, v) = signed_get(&a.signer(), &b, &format!("/_matrix/federation/v1/user/devices/{}", enc(&bob.user_id))).await;
+    let (status, v) =
+        signed_get(&a.signer(), &b, &format!("/_matrix/federation/v1/user/devices/{}", enc(&bob.user_id))).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["user_id"], bob.user_id);
     assert_eq!(v["devices"][0]["device_id"], bob.device_id);
@@ -149,7 +156,11 @@ async fn local_users_read_remote_profiles_and_resolve_remote_aliases() {
     for (field, value) in [("displayname", "Bob on B"), ("avatar_url", "mxc://b/avatar")] {
         let (status, v) = b
             .app
-            .put(&format!("/_matrix/client/v3/profile/{}/{field}", enc(&bob.user_id)), Some(&bob.token), json!({field: value}))
+            .put(
+                &format!("/_matrix/client/v3/profile/{}/{field}", enc(&bob.user_id)),
+                Some(&bob.token),
+                json!({field: value}),
+            )
             .await;
         assert_eq!(status, 200, "{v}");
     }
@@ -171,12 +182,14 @@ async fn local_users_read_remote_profiles_and_resolve_remote_aliases() {
     // A room alias on B, resolved through A.
     let room = b.app.create_room(&bob, json!({"room_alias_name": "lobby"})).await;
     let alias = format!("#lobby:{}", b.server_name);
-    let (status, v) = a.app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)), Some(&alice.token)).await;
+    let (status, v) =
+        a.app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)), Some(&alice.token)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["room_id"], room);
     assert_eq!(v["servers"], json!([b.server_name]));
     let missing = format!("#nope:{}", b.server_name);
-    let (status, v) = a.app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&missing)), Some(&alice.token)).await;
+    let (status, v) =
+        a.app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&missing)), Some(&alice.token)).await;
     assert_err(status, &v, 404, "M_NOT_FOUND");
     // B answers alias queries only for its own aliases.
     let not_b = format!("/_matrix/federation/v1/query/directory?room_alias={}", enc("#x:elsewhere.test"));

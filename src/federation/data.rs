@@ -53,7 +53,13 @@ impl Store {
                  VALUES ($1, $2, $3, $4) ON CONFLICT (server_name) DO UPDATE SET \
                  response = excluded.response, valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts";
         let mut tx = self.pool.begin().await?;
-        sqlx::query(upsert_response).bind(server).bind(response).bind(valid_until_ts).bind(now).execute(&mut *tx).await?;
+        sqlx::query(upsert_response)
+            .bind(server)
+            .bind(response)
+            .bind(valid_until_ts)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         for k in keys {
             sqlx::query(
                 "INSERT INTO federation_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts) \

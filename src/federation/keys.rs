@@ -128,7 +128,8 @@ impl Federation {
         let mut keys = PublicKeySet::new();
         for k in self.store.fed_keys(server).await? {
             if k.expired_ts.is_none() {
-                let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(k.public_key.trim_end_matches('='))?;
+                let bytes =
+                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(k.public_key.trim_end_matches('='))?;
                 keys.insert(k.key_id, Base64::new(bytes));
             }
         }
@@ -200,18 +201,25 @@ impl Federation {
         let mut rows: Vec<StoredKey> = parsed
             .verify_keys
             .iter()
-            .map(|(id, k)| StoredKey { key_id: id.to_string(), public_key: b64(&k.key), valid_until_ts, expired_ts: None })
+            .map(|(id, k)| StoredKey {
+                key_id: id.to_string(),
+                public_key: b64(&k.key),
+                valid_until_ts,
+                expired_ts: None,
+            })
             .collect();
         rows.extend(parsed.old_verify_keys.iter().map(|(id, k)| {
             let expired = i64::try_from(u64::from(k.expired_ts.get())).unwrap_or(0);
-            StoredKey { key_id: id.to_string(), public_key: b64(&k.key), valid_until_ts: expired, expired_ts: Some(expired) }
+            StoredKey {
+                key_id: id.to_string(),
+                public_key: b64(&k.key),
+                valid_until_ts: expired,
+                expired_ts: Some(expired),
+            }
         }));
         self.store.fed_put_keys(server.as_str(), &v.to_string(), valid_until_ts, now, &rows).await?;
-        let keys: PublicKeySet = parsed
-            .verify_keys
-            .iter()
-            .map(|(id, k)| (id.to_string(), Base64::new(k.key.as_bytes().to_vec())))
-            .collect();
+        let keys: PublicKeySet =
+            parsed.verify_keys.iter().map(|(id, k)| (id.to_string(), Base64::new(k.key.as_bytes().to_vec()))).collect();
         let keys = ServerKeys { keys, valid_until_ts };
         self.key_cache.insert(server.as_str().to_owned(), keys.clone());
         Ok(keys)
@@ -239,8 +247,11 @@ mod tests {
 
     #[test]
     fn forged_self_signature_is_refused() {
-        let key = super::super::signing_key::parse_key_line("ed25519 a_1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1").unwrap();
-        let other = super::super::signing_key::parse_key_line("ed25519 a_1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let key = super::super::signing_key::parse_key_line("ed25519 a_1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
+            .unwrap();
+        let other =
+            super::super::signing_key::parse_key_line("ed25519 a_1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+                .unwrap();
         let pk = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key.public_key());
         let body = json!({
             "server_name": "a.test", "verify_keys": {"ed25519:a_1": {"key": pk}},

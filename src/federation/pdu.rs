@@ -113,15 +113,20 @@ pub fn redacted(obj: CanonicalJsonObject, version: &RoomVersionId) -> Result<Can
 pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Result<(Pdu, Vec<String>), PduError> {
     let event_id = event_id(obj, version)?;
     let v = serde_json::to_value(obj).map_err(malformed)?;
-    let str_field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` missing")));
+    let str_field = |k: &str| {
+        v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` missing")))
+    };
     let id_list = |k: &str, max: usize| -> Result<Vec<String>, PduError> {
         let a = v.get(k).and_then(Value::as_array).ok_or_else(|| malformed(format!("`{k}` missing")))?;
         if a.len() > max {
             return Err(malformed(format!("more than {max} {k}")));
         }
-        a.iter().map(|e| e.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` holds a non-string")))).collect()
+        a.iter()
+            .map(|e| e.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` holds a non-string"))))
+            .collect()
     };
-    let mut content = v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
+    let mut content =
+        v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
     let kind = str_field("type")?;
     if kind == "m.room.redaction" && content.get("redacts").is_none() {
         if let Some(r) = v.get("redacts") {
@@ -135,7 +140,10 @@ pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Re
         kind,
         state_key: v.get("state_key").and_then(Value::as_str).map(str::to_owned),
         content,
-        origin_server_ts: v.get("origin_server_ts").and_then(Value::as_i64).ok_or_else(|| malformed("`origin_server_ts` missing"))?,
+        origin_server_ts: v
+            .get("origin_server_ts")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| malformed("`origin_server_ts` missing"))?,
         depth: v.get("depth").and_then(Value::as_i64).ok_or_else(|| malformed("`depth` missing"))?,
         prev_events: id_list("prev_events", MAX_PREV_EVENTS)?,
         unsigned: Map::new(),

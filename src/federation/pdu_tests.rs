@@ -32,7 +32,10 @@ fn spec_signing_json_examples() {
     let key = spec_key();
     let mut empty = obj(json!({}));
     ruma::signatures::sign_json("domain", &key, &mut empty).unwrap();
-    assert_eq!(sig_of(&empty), "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ");
+    assert_eq!(
+        sig_of(&empty),
+        "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
+    );
     let mut two = obj(json!({"one": 1, "two": "Two"}));
     ruma::signatures::sign_json("domain", &key, &mut two).unwrap();
     assert_eq!(sig_of(&two), "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw");

@@ -70,7 +70,8 @@ impl Federation {
         if !resp.status.is_success() {
             return Err(MatrixError::not_found("Room alias not found"));
         }
-        let room_id = resp.body.get("room_id").and_then(Value::as_str).filter(|r| <&ruma::RoomId>::try_from(*r).is_ok());
+        let room_id =
+            resp.body.get("room_id").and_then(Value::as_str).filter(|r| <&ruma::RoomId>::try_from(*r).is_ok());
         let Some(room_id) = room_id else {
             return Err(MatrixError::not_found("Room alias not found (bad answer from its server)"));
         };
@@ -78,7 +79,13 @@ impl Federation {
             .body
             .get("servers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).filter(|s| <&ruma::ServerName>::try_from(*s).is_ok()).take(20).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| <&ruma::ServerName>::try_from(*s).is_ok())
+                    .take(20)
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Some(json!({"room_id": room_id, "servers": servers})))
     }

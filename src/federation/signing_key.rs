@@ -12,7 +12,8 @@ use ruma::signatures::Ed25519KeyPair;
 
 /// PKCS#8 v1 header of an Ed25519 private key (RFC 8410 §7) before the 32-byte seed: how
 /// the seed from the key file is handed to `Ed25519KeyPair::from_der`.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// Lenient base64 for seeds: padding optional, and non-zero trailing bits accepted (the
 /// spec's own example seed `YJDBA9…XA1` has them).

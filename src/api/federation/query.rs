@@ -37,7 +37,11 @@ struct ProfileQuery {
     field: Option<String>,
 }
 
-async fn query_profile(State(s): State<AppState>, q: Result<Query<ProfileQuery>, QueryRejection>, _: Signed) -> Response {
+async fn query_profile(
+    State(s): State<AppState>,
+    q: Result<Query<ProfileQuery>, QueryRejection>,
+    _: Signed,
+) -> Response {
     let Ok(Query(q)) = q else {
         return fed_error(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", "`user_id` is required");
     };
@@ -79,7 +83,11 @@ struct DirectoryQuery {
     room_alias: String,
 }
 
-async fn query_directory(State(s): State<AppState>, q: Result<Query<DirectoryQuery>, QueryRejection>, _: Signed) -> Response {
+async fn query_directory(
+    State(s): State<AppState>,
+    q: Result<Query<DirectoryQuery>, QueryRejection>,
+    _: Signed,
+) -> Response {
     let Ok(Query(q)) = q else {
         return fed_error(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", "`room_alias` is required");
     };
