@@ -34,7 +34,7 @@ async fn federation_is_off_by_default() {
     let app = TestApp::spawn().await;
     assert!(app.running.as_ref().unwrap().federation.is_none(), "no federation listener");
     let (status, v) = app.get("/.well-known/matrix/server", None).await;
-    assert_err(status, &v, 404, "M_NOT_FOUND");
+    assert_err(status, &v, 404, "M_UNRECOGNIZED");
     // A user of another server has no profile here (no federation to ask).
     let alice = app.register("alice").await;
     let (status, v) =

@@ -30,6 +30,10 @@ fn routes() -> Router<AppState> {
 /// `/.well-known/matrix/server` for the client listener (merged into its router): answered
 /// only when federation is on and `federation.well_known_server` is set.
 pub fn well_known_routes(state: AppState) -> Router {
+    if !state.federation.enabled() {
+        // Federation off: the client listener answers exactly as before.
+        return Router::new();
+    }
     Router::new().route("/.well-known/matrix/server", get(well_known_server)).with_state(state)
 }
 
