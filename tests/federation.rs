@@ -232,3 +232,23 @@ async fn key_query_serves_other_servers_keys_signed_as_notary() {
     want.sort();
     assert_eq!(names, want);
 }
+
+#[tokio::test]
+async fn expired_remote_keys_are_fetched_again() {
+    // B's key responses are valid for 1.5 s only.
+    let b = FedApp::spawn(Host::Ip, |c| c.federation.key_validity_ms = 1_500).await;
+    let a = FedApp::spawn(Host::Localhost, |_| {}).await;
+    let path = format!("/_matrix/key/v2/query/{}", enc(&b.server_name));
+    let (status, v) = fed_get(&a, &path, None).await;
+    assert_eq!(status, 200, "{v}");
+    let first = v["server_keys"][0]["valid_until_ts"].as_u64().unwrap();
+    // Within validity: the cached response, unchanged.
+    let (_, v) = fed_get(&a, &path, None).await;
+    assert_eq!(v["server_keys"][0]["valid_until_ts"].as_u64().unwrap(), first);
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    let (status, v) = fed_get(&a, &path, None).await;
+    assert_eq!(status, 200, "{v}");
+    let second = v["server_keys"][0]["valid_until_ts"].as_u64().unwrap();
+    assert!(second > first, "refetched after expiry: {first} then {second}");
+    check_key_response(&b.server_name, &v["server_keys"][0]);
+}

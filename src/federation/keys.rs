@@ -71,7 +71,7 @@ impl Federation {
             "verify_keys": { format!("ed25519:{}", key.version()): { "key": public } },
             // No key rotation yet: one key for the server's lifetime.
             "old_verify_keys": {},
-            "valid_until_ts": now_ms() + self.config.key_validity_ms.max(60_000),
+            "valid_until_ts": now_ms() + self.config.key_validity_ms.max(1_000),
         });
         self.sign_json(&body)
     }

@@ -43,7 +43,9 @@ impl Federation {
         let cfg = config.federation.clone();
         let server_name = match OwnedServerName::try_from(config.server_name.as_str()) {
             Ok(n) => n,
-            Err(e) if cfg.enabled => anyhow::bail!("server_name {:?} is not a valid server name: {e}", config.server_name),
+            Err(e) if cfg.enabled => {
+                anyhow::bail!("server_name {:?} is not a valid server name: {e}", config.server_name)
+            }
             // Federation off: the name is never used here, and a server that starts today must
             // keep starting.
             Err(_) => OwnedServerName::try_from("invalid.localhost").expect("valid placeholder"),
