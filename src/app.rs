@@ -49,6 +49,7 @@ pub struct Services {
     pub directory: Arc<Directory>,
     pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
+    pub federation: Arc<crate::federation::Federation>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -190,6 +191,7 @@ impl Services {
         let push = PushRules::new(store.clone(), account_data.clone());
         let directory = Directory::new(store.clone(), rooms.clone());
         let relations = Arc::new(Relations::new(store.clone()));
+        let federation = crate::federation::Federation::new(&config, store.clone())?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -211,6 +213,7 @@ impl Services {
             directory,
             relations,
             e2ee,
+            federation,
             change_log,
             limiter,
             uia_sessions: Default::default(),
@@ -241,6 +244,8 @@ pub struct Running {
     pub state: AppState,
     shutdown: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The federation (TLS) listener, when `federation.enabled`.
+    pub federation: Option<crate::api::federation::FederationListener>,
 }
 
 impl Running {
@@ -249,6 +254,9 @@ impl Running {
     /// flushes what is only in memory.
     pub async fn stop(self) {
         self.state.notifier.close();
+        if let Some(f) = self.federation {
+            f.stop(SHUTDOWN_GRACE).await;
+        }
         let _ = self.shutdown.send(());
         if let Some(t) = &self.metrics_task {
             t.abort();
@@ -276,7 +284,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
         let app = crate::api::metrics::router(state.clone());
         tokio::spawn(async move { axum::serve(l, app).await })
     });
-    let app = crate::api::router(state.clone());
+    let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
+    let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -285,7 +294,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task })
+    Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 
 /// Serve until SIGTERM or Ctrl-C.

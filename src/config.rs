@@ -95,6 +95,8 @@ pub struct Config {
     pub experiment_log_retention_ms: i64,
     /// Most records the experiment change log holds (older ones are dropped first).
     pub experiment_log_max_records: usize,
+    /// Server-server API (`[federation]` in the TOML file); off by default.
+    pub federation: FederationConfig,
 }
 
 impl Default for Config {
@@ -140,6 +142,66 @@ impl Default for Config {
             metrics_bind: None,
             experiment_log_retention_ms: 7 * 24 * 3_600_000,
             experiment_log_max_records: 1_000_000,
+            federation: FederationConfig::default(),
+        }
+    }
+}
+
+/// `[federation]`: the server-server API on its own TLS listener (see README "Federation").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FederationConfig {
+    /// Serve the federation API and talk to other servers. Off: nothing is listened on.
+    pub enabled: bool,
+    /// Address of the federation (TLS) listener.
+    pub bind: SocketAddr,
+    /// Directory for the generated signing key and self-signed certificate.
+    pub data_dir: PathBuf,
+    /// The server's ed25519 signing key (Synapse's format); generated here on first start.
+    /// Default: `<data_dir>/signing.key`.
+    pub signing_key_path: Option<PathBuf>,
+    /// PEM certificate chain and key of the listener; both unset = a self-signed pair
+    /// generated on first start in `data_dir`.
+    pub tls_cert_path: Option<PathBuf>,
+    pub tls_key_path: Option<PathBuf>,
+    /// Answer of `GET /.well-known/matrix/server` (`m.server`), e.g. `fed.example.org:443`.
+    pub well_known_server: Option<String>,
+    /// Accept peers with self-signed or otherwise invalid certificates (loopback tests only).
+    pub accept_invalid_certs: bool,
+    /// Only these servers may federate with us (empty = any server not denied).
+    pub allow: Vec<String>,
+    /// These servers get `403 M_FORBIDDEN` and are never contacted.
+    pub deny: Vec<String>,
+    /// How long our published key response is valid (`valid_until_ts` = now + this), ms.
+    pub key_validity_ms: i64,
+    /// Notary servers asked (`POST /_matrix/key/v2/query`) when a direct key fetch fails.
+    pub trusted_key_servers: Vec<String>,
+    /// Fetch a server's keys from the server itself first (off = notaries only).
+    pub key_fetch_direct: bool,
+    /// Timeout of one outgoing federation request, ms.
+    pub request_timeout_ms: u64,
+    /// How long a remote profile fetched for a local client is reused, ms.
+    pub profile_cache_ms: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind: "127.0.0.1:8448".parse().expect("valid default address"),
+            data_dir: PathBuf::from("data/federation"),
+            signing_key_path: None,
+            tls_cert_path: None,
+            tls_key_path: None,
+            well_known_server: None,
+            accept_invalid_certs: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            key_validity_ms: 24 * 3_600_000,
+            trusted_key_servers: Vec::new(),
+            key_fetch_direct: true,
+            request_timeout_ms: 10_000,
+            profile_cache_ms: 60_000,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod e2ee;
 pub mod ephemeral;
 pub mod error;
 pub mod experiment;
+pub mod federation;
 pub mod ground;
 pub mod hooks;
 pub mod media;

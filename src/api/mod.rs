@@ -38,6 +38,7 @@ use crate::error::MatrixError;
 pub mod admin;
 pub mod client;
 pub mod extract;
+pub mod federation;
 pub mod guard;
 pub mod metrics;
 pub mod ratelimit;

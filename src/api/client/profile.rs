@@ -19,6 +19,9 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
 }
 
 async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    if let Some(remote) = s.federation.remote_profile(&user_id, None).await? {
+        return Ok(Json(remote));
+    }
     let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     let mut body = json!({});
     if let Some(n) = user.displayname {
@@ -32,6 +35,9 @@ async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Resu
 }
 
 async fn get_displayname(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    if let Some(remote) = s.federation.remote_profile(&user_id, Some("displayname")).await? {
+        return Ok(Json(remote));
+    }
     let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.displayname {
         Some(n) => json!({"displayname": n}),
@@ -40,6 +46,9 @@ async fn get_displayname(State(s): State<AppState>, Path(user_id): Path<String>)
 }
 
 async fn get_avatar(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {
+    if let Some(remote) = s.federation.remote_profile(&user_id, Some("avatar_url")).await? {
+        return Ok(Json(remote));
+    }
     let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.avatar_url {
         Some(a) => json!({"avatar_url": a}),

@@ -382,6 +382,9 @@ async fn messages(
 }
 
 async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias::v3::Request>) -> Result<Json<Value>> {
+    if let Some(remote) = s.federation.remote_alias(req.room_alias.as_str()).await? {
+        return Ok(Json(remote));
+    }
     let room_id = s
         .store
         .resolve_alias(req.room_alias.as_str())

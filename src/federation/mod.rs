@@ -1,0 +1,82 @@
+//! Federation foundation (spec "Server-Server API"): the server's signing key, its TLS
+//! listener, X-Matrix signed requests out and in, other servers' keys, and the first uses of
+//! the transport (remote profiles and room aliases). Rooms shared across servers (PDUs,
+//! joins, `/send`) are not here yet; `pdu` is the event format they will use.
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use ruma::signatures::Ed25519KeyPair;
+use ruma::OwnedServerName;
+
+use crate::config::FederationConfig;
+use crate::store::Store;
+
+pub mod client;
+mod data;
+pub mod keys;
+pub mod pdu;
+pub mod remote;
+pub mod signing_key;
+pub mod tls;
+
+/// The federation service. Built also when federation is off (then it does nothing and
+/// every remote lookup answers "not here"), so call sites need no `Option`.
+pub struct Federation {
+    pub config: FederationConfig,
+    pub server_name: OwnedServerName,
+    /// `None` when federation is disabled.
+    key: Option<Ed25519KeyPair>,
+    http: reqwest::Client,
+    store: Store,
+    /// Server name -> (`https://host:port`, until).
+    discovery: DashMap<String, (String, Instant)>,
+    key_cache: DashMap<String, keys::ServerKeys>,
+    /// When each server was last refetched for an unknown key id.
+    refetched: DashMap<String, Instant>,
+    /// Remote profile answers for local clients: (user, field) -> (body, until).
+    profiles: DashMap<(String, String), (serde_json::Value, Instant)>,
+}
+
+impl Federation {
+    pub fn new(config: &crate::config::Config, store: Store) -> anyhow::Result<Arc<Self>> {
+        let cfg = config.federation.clone();
+        let server_name = match OwnedServerName::try_from(config.server_name.as_str()) {
+            Ok(n) => n,
+            Err(e) if cfg.enabled => {
+                anyhow::bail!("server_name {:?} is not a valid server name: {e}", config.server_name)
+            }
+            // Federation off: the name is never used here, and a server that starts today must
+            // keep starting.
+            Err(_) => OwnedServerName::try_from("invalid.localhost").expect("valid placeholder"),
+        };
+        tls::install_crypto_provider();
+        let key = if cfg.enabled {
+            let path = cfg.signing_key_path.clone().unwrap_or_else(|| cfg.data_dir.join("signing.key"));
+            Some(signing_key::load_or_generate(&path)?)
+        } else {
+            None
+        };
+        let http = client::http_client(&cfg)?;
+        Ok(Arc::new(Self {
+            config: cfg,
+            server_name,
+            key,
+            http,
+            store,
+            discovery: DashMap::new(),
+            key_cache: DashMap::new(),
+            refetched: DashMap::new(),
+            profiles: DashMap::new(),
+        }))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// `ed25519:<version>` of our signing key.
+    pub fn key_id(&self) -> Option<String> {
+        self.key.as_ref().map(|k| format!("ed25519:{}", k.version()))
+    }
+}

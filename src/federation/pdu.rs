@@ -1,0 +1,157 @@
+//! The federation event format (spec "Room Versions" 10 and 11, "PDUs"), as a library for
+//! exchanging room events with other servers: Seed's stored [`Pdu`] to and from the signed
+//! PDU JSON, content hashes, reference-hash event ids, signing, verification and redaction,
+//! all through ruma's `signatures` crate.
+//!
+//! Not wired into local event creation yet: local events still get `Pdu::compute_event_id`
+//! (a hash with a random nonce, no `auth_events`, no hashes or signatures).
+use ruma::canonical_json::redact;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::{Ed25519KeyPair, PublicKeyMap, Verified};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomVersionId};
+use serde_json::{Map, Value};
+
+use crate::rooms::event::Pdu;
+
+/// Most `prev_events` / `auth_events` a PDU may name (spec: 20 and 10).
+pub const MAX_PREV_EVENTS: usize = 20;
+pub const MAX_AUTH_EVENTS: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PduError {
+    #[error("room version {0} is not supported (10 and 11 are)")]
+    UnsupportedVersion(String),
+    #[error("malformed PDU: {0}")]
+    Malformed(String),
+    #[error("bad signature: {0}")]
+    Signature(String),
+}
+
+fn malformed(e: impl std::fmt::Display) -> PduError {
+    PduError::Malformed(e.to_string())
+}
+
+/// The rules of a room version this module handles (10 or 11).
+pub fn rules(version: &RoomVersionId) -> Result<RoomVersionRules, PduError> {
+    match version {
+        RoomVersionId::V10 | RoomVersionId::V11 => {
+            version.rules().ok_or_else(|| PduError::UnsupportedVersion(version.to_string()))
+        }
+        other => Err(PduError::UnsupportedVersion(other.to_string())),
+    }
+}
+
+fn to_canonical(v: Value) -> Result<CanonicalJsonObject, PduError> {
+    match serde_json::from_value::<CanonicalJsonValue>(v).map_err(malformed)? {
+        CanonicalJsonValue::Object(o) => Ok(o),
+        _ => Err(malformed("not a JSON object")),
+    }
+}
+
+/// A stored event as an unsigned federation PDU (no `event_id`: ids are reference hashes).
+/// Version 10 names a redaction's target at the top level too; 11 only in `content`.
+pub fn to_federation(
+    pdu: &Pdu,
+    auth_events: &[String],
+    version: &RoomVersionId,
+) -> Result<CanonicalJsonObject, PduError> {
+    rules(version)?;
+    let mut m = Map::new();
+    m.insert("auth_events".into(), auth_events.into());
+    m.insert("content".into(), pdu.content.clone());
+    m.insert("depth".into(), pdu.depth.into());
+    m.insert("origin_server_ts".into(), pdu.origin_server_ts.into());
+    m.insert("prev_events".into(), pdu.prev_events.clone().into());
+    m.insert("room_id".into(), pdu.room_id.clone().into());
+    m.insert("sender".into(), pdu.sender.clone().into());
+    m.insert("type".into(), pdu.kind.clone().into());
+    if let Some(sk) = &pdu.state_key {
+        m.insert("state_key".into(), sk.clone().into());
+    }
+    if *version == RoomVersionId::V10 && pdu.kind == "m.room.redaction" {
+        if let Some(r) = pdu.content.get("redacts") {
+            m.insert("redacts".into(), r.clone());
+        }
+    }
+    to_canonical(Value::Object(m))
+}
+
+/// Add the content hash and our signature (`hashes.sha256`, `signatures.{origin}`).
+pub fn hash_and_sign(
+    obj: &mut CanonicalJsonObject,
+    origin: &str,
+    key: &Ed25519KeyPair,
+    version: &RoomVersionId,
+) -> Result<(), PduError> {
+    let rules = rules(version)?;
+    ruma::signatures::hash_and_sign_event(origin, key, obj, &rules.redaction).map_err(malformed)
+}
+
+/// The event id: `$` + the reference hash (url-safe unpadded base64 of SHA-256 over the
+/// redacted event without `signatures` and `unsigned`).
+pub fn event_id(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Result<String, PduError> {
+    let rules = rules(version)?;
+    Ok(format!("${}", ruma::signatures::reference_hash(obj, &rules).map_err(malformed)?))
+}
+
+/// Check the signatures the room version requires (sender's server, and for v10/11 invites
+/// and joins the authorising servers) and the content hash. `Verified::Signatures` means the
+/// content does not match its hash: the event must be stored redacted.
+pub fn verify(obj: &CanonicalJsonObject, keys: &PublicKeyMap, version: &RoomVersionId) -> Result<Verified, PduError> {
+    let rules = rules(version)?;
+    ruma::signatures::verify_event(keys, obj, &rules).map_err(|e| PduError::Signature(e.to_string()))
+}
+
+/// The redacted form of a PDU (spec "Redactions", per room version).
+pub fn redacted(obj: CanonicalJsonObject, version: &RoomVersionId) -> Result<CanonicalJsonObject, PduError> {
+    let rules = rules(version)?;
+    redact(obj, &rules.redaction, None).map_err(malformed)
+}
+
+/// A federation PDU as Seed's stored event, with its `auth_events`. The id is computed here,
+/// never taken from the peer.
+pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Result<(Pdu, Vec<String>), PduError> {
+    let event_id = event_id(obj, version)?;
+    let v = serde_json::to_value(obj).map_err(malformed)?;
+    let str_field = |k: &str| {
+        v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` missing")))
+    };
+    let id_list = |k: &str, max: usize| -> Result<Vec<String>, PduError> {
+        let a = v.get(k).and_then(Value::as_array).ok_or_else(|| malformed(format!("`{k}` missing")))?;
+        if a.len() > max {
+            return Err(malformed(format!("more than {max} {k}")));
+        }
+        a.iter()
+            .map(|e| e.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` holds a non-string"))))
+            .collect()
+    };
+    let mut content =
+        v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
+    let kind = str_field("type")?;
+    if kind == "m.room.redaction" && content.get("redacts").is_none() {
+        if let Some(r) = v.get("redacts") {
+            content["redacts"] = r.clone();
+        }
+    }
+    let pdu = Pdu {
+        event_id,
+        room_id: str_field("room_id")?,
+        sender: str_field("sender")?,
+        kind,
+        state_key: v.get("state_key").and_then(Value::as_str).map(str::to_owned),
+        content,
+        origin_server_ts: v
+            .get("origin_server_ts")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| malformed("`origin_server_ts` missing"))?,
+        depth: v.get("depth").and_then(Value::as_i64).ok_or_else(|| malformed("`depth` missing"))?,
+        prev_events: id_list("prev_events", MAX_PREV_EVENTS)?,
+        unsigned: Map::new(),
+        txn: None,
+    };
+    Ok((pdu, id_list("auth_events", MAX_AUTH_EVENTS)?))
+}
+
+#[cfg(test)]
+#[path = "pdu_tests.rs"]
+mod tests;
