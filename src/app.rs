@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::account_data::AccountData;
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, SessionLinks};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::e2ee::E2ee;
@@ -21,7 +21,7 @@ use crate::profile::privacy::ProfilePrivacySync;
 use crate::profile::ProfileRooms;
 use crate::push::PushRules;
 use crate::relations::Relations;
-use crate::rooms::Rooms;
+use crate::rooms::{RoomLinks, Rooms};
 use crate::store::Store;
 use crate::sync::forgotten::ForgottenRooms;
 use crate::sync::{Notifier, StreamHub, SyncService};
@@ -72,6 +72,7 @@ impl Services {
                 store.clone(),
                 stream.clone(),
                 notifier.clone(),
+                accounts.clone(),
                 config.server_name.clone(),
                 config.max_event_bytes,
             )
@@ -95,6 +96,7 @@ impl Services {
         ));
         let profiles = ProfileRooms::new(
             rooms.clone(),
+            accounts.clone(),
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
             metrics.clone(),
@@ -115,7 +117,6 @@ impl Services {
             },
         )
         .await?;
-        rooms.add_observer(peeks.clone());
         sync.add_source(peeks.clone());
         // After every source that writes rooms.join/leave/peek: masks what viewers may not see.
         sync.add_source(Arc::new(ProfilePrivacySync { profiles: profiles.clone() }));
@@ -173,7 +174,6 @@ impl Services {
         )
         .await?;
         sync.add_source(e2ee.clone());
-        rooms.add_observer(e2ee.clone());
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(
             store.clone(),
@@ -182,8 +182,17 @@ impl Services {
             config.max_upload_bytes,
         )?);
         let push = PushRules::new(store.clone(), account_data.clone());
-        let directory = Directory::new(store.clone(), rooms.clone());
+        let directory = Directory::new(store.clone(), rooms.clone(), config.server_name.clone());
         let relations = Arc::new(Relations::new(store.clone()));
+        // The services built on rooms and accounts, wired back by name (no registries).
+        rooms.link(RoomLinks {
+            profiles: profiles.clone(),
+            presence: presence.clone(),
+            relations: relations.clone(),
+            peeks: peeks.clone(),
+            e2ee: e2ee.clone(),
+        });
+        accounts.link(SessionLinks { presence: presence.clone(), peeks: peeks.clone(), e2ee: e2ee.clone() });
         Ok(Arc::new(Self {
             config,
             store,

@@ -1,14 +1,17 @@
 //! Accounts: user ids, passwords, devices and access tokens. Every login is a device, and the
 //! device is what presence is tracked per.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use dashmap::DashMap;
 
+use crate::e2ee::E2ee;
 use crate::error::{MatrixError, Result};
+use crate::peek::Peeks;
+use crate::presence::PresenceEngine;
 use crate::rooms::event::{now_ms, random_string};
-use crate::store::Store;
+use crate::store::{Store, UserRow};
 
 /// Who made an authenticated request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,6 +27,22 @@ pub struct Accounts {
     tokens: DashMap<String, Session>,
     /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
     profiles: DashMap<String, (Option<String>, Option<String>)>,
+    /// What else ends with a session, attached once built (they are built on accounts).
+    session_links: OnceLock<SessionLinks>,
+}
+
+/// The per-device state other services keep, which a logout ends.
+pub struct SessionLinks {
+    pub presence: Arc<PresenceEngine>,
+    pub peeks: Arc<Peeks>,
+    pub e2ee: Arc<E2ee>,
+}
+
+/// Which profile field a request changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    DisplayName,
+    AvatarUrl,
 }
 
 /// Localpart grammar of user ids (spec: "User Identifiers").
@@ -42,6 +61,7 @@ impl Accounts {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
             profiles: DashMap::new(),
+            session_links: OnceLock::new(),
         })
     }
 
@@ -149,8 +169,36 @@ impl Accounts {
         }
     }
 
-    /// Remove a device and all its tokens (logout).
-    pub async fn delete_device(&self, session: &Session) -> Result<()> {
+    /// Attach the services whose per-device state a logout ends (once, at start-up).
+    pub fn link(&self, links: SessionLinks) {
+        if self.session_links.set(links).is_err() {
+            tracing::warn!("session links attached twice; keeping the first");
+        }
+    }
+
+    /// Logout of one device: its tokens go, and so do its presence, peeks and device keys.
+    pub async fn end_session(&self, session: &Session) -> Result<()> {
+        self.delete_device(session).await?;
+        let links = self
+            .session_links
+            .get()
+            .ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("accounts used before start-up finished")))?;
+        links.presence.remove_device(session).await;
+        links.peeks.end_device(session).await?;
+        links.e2ee.device_removed(session).await?;
+        Ok(())
+    }
+
+    /// `/logout/all`: every device of the user, then the calling one.
+    pub async fn end_all_sessions(&self, session: &Session) -> Result<()> {
+        for d in self.devices(&session.user_id).await? {
+            self.end_session(&Session { user_id: session.user_id.clone(), device_id: d.device_id }).await?;
+        }
+        self.end_session(session).await
+    }
+
+    /// Remove a device and all its tokens.
+    async fn delete_device(&self, session: &Session) -> Result<()> {
         for t in self.store.delete_device(&session.user_id, &session.device_id).await? {
             self.tokens.remove(&t);
         }
@@ -173,8 +221,19 @@ impl Accounts {
         Ok(p)
     }
 
-    pub fn forget_profile(&self, user_id: &str) {
+    /// A user's row (uncached), `None` if there is no such user.
+    pub async fn user(&self, user_id: &str) -> Result<Option<UserRow>> {
+        Ok(self.store.get_user(user_id).await?)
+    }
+
+    /// Store one profile field and return the user as it is now (404 if there is no user).
+    pub async fn set_profile_field(&self, user_id: &str, field: ProfileField, value: Option<&str>) -> Result<UserRow> {
+        match field {
+            ProfileField::DisplayName => self.store.set_displayname(user_id, value).await?,
+            ProfileField::AvatarUrl => self.store.set_avatar_url(user_id, value).await?,
+        }
         self.profiles.remove(user_id);
+        self.user(user_id).await?.ok_or_else(|| MatrixError::not_found("no such user"))
     }
 
     pub fn store(&self) -> &Store {

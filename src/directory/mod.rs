@@ -3,6 +3,10 @@
 //! in public rooms).
 use std::sync::Arc;
 
+pub mod aliases;
+
+pub use aliases::Aliases;
+
 use serde_json::{json, Value};
 
 use crate::error::{MatrixError, Result};
@@ -22,6 +26,7 @@ const USER_SEARCH_CANDIDATES: i64 = 500;
 pub struct Directory {
     store: Store,
     rooms: Arc<Rooms>,
+    pub aliases: Aliases,
 }
 
 /// One page of `/publicRooms`.
@@ -33,8 +38,9 @@ pub struct PublicRoomsPage {
 }
 
 impl Directory {
-    pub fn new(store: Store, rooms: Arc<Rooms>) -> Arc<Self> {
-        Arc::new(Self { store, rooms })
+    pub fn new(store: Store, rooms: Arc<Rooms>, server_name: String) -> Arc<Self> {
+        let aliases = Aliases::new(store.clone(), rooms.clone(), server_name);
+        Arc::new(Self { store, rooms, aliases })
     }
 
     pub async fn is_published(&self, room_id: &str) -> Result<bool> {

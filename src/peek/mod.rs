@@ -20,7 +20,6 @@ use crate::error::{MatrixError, Result};
 use crate::presence::access::PresenceAccess;
 use crate::presence::{timer, DeadlineQueue};
 use crate::profile::ProfileRooms;
-use crate::rooms::service::RoomObserver;
 use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
 use crate::store::Store;
 use crate::sync::service::SyncSource;
@@ -369,12 +368,11 @@ impl Peeks {
     }
 }
 
-impl RoomObserver for Peeks {
-    fn watchers(&self, room_id: &str) -> Vec<String> {
+impl Peeks {
+    /// Who peeks `room_id`: `Rooms` wakes them for its events.
+    pub(crate) fn watchers(&self, room_id: &str) -> Vec<String> {
         self.by_room.get(room_id).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
-
-    fn on_event(&self, _pdu: &Arc<Pdu>, _state: &Arc<RoomState>, _pos: i64) {}
 }
 
 #[async_trait::async_trait]

@@ -6,6 +6,9 @@
 //! server-owned `m.presence` (the effective presence as others see it). The server writes
 //! `m.presence` as the owner, coalescing changes within a short window.
 pub mod privacy;
+mod user;
+
+pub use user::{UserProfile, VettedEvent};
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -15,11 +18,12 @@ use dashmap::DashMap;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::accounts::Accounts;
 use crate::error::{MatrixError, Result};
 use crate::metrics::Metrics;
 use crate::presence::access::PresenceAccess;
 use crate::presence::{PresenceEngine, PresenceListener, PresenceSnapshot};
-use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
+use crate::rooms::{member_join_content, NewEvent, RoomClaims, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
 mod reconcile;
@@ -111,19 +115,6 @@ pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>)
     content
 }
 
-/// The content of a user's own `m.room.member` join: display name and avatar when set
-/// (spec: every join carries them; clients show the raw user id otherwise).
-pub fn member_join_content(displayname: &Option<String>, avatar_url: &Option<String>) -> Value {
-    let mut c = json!({"membership": "join"});
-    if let Some(n) = displayname {
-        c["displayname"] = json!(n);
-    }
-    if let Some(a) = avatar_url {
-        c["avatar_url"] = json!(a);
-    }
-    c
-}
-
 /// `m.status` state content.
 pub fn status_state_content(status_msg: Option<&str>) -> Value {
     match status_msg {
@@ -134,6 +125,7 @@ pub fn status_state_content(status_msg: Option<&str>) -> Value {
 
 pub struct ProfileRooms {
     rooms: Arc<Rooms>,
+    accounts: Arc<Accounts>,
     store: Store,
     by_user: DashMap<String, String>,
     by_room: DashMap<String, String>,
@@ -152,6 +144,7 @@ pub struct ProfileRooms {
 impl ProfileRooms {
     pub async fn new(
         rooms: Arc<Rooms>,
+        accounts: Arc<Accounts>,
         store: Store,
         window: Duration,
         metrics: Arc<Metrics>,
@@ -159,6 +152,7 @@ impl ProfileRooms {
     ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
+            accounts,
             store,
             by_user: DashMap::new(),
             by_room: DashMap::new(),
@@ -181,6 +175,10 @@ impl ProfileRooms {
         let _ = self.presence.set(engine);
     }
 
+    fn engine(&self) -> Result<&Arc<PresenceEngine>> {
+        self.presence.get().ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("presence engine not attached yet")))
+    }
+
     /// The owner of `room_id` if it is a profile room.
     pub fn owner_of(&self, room_id: &str) -> Option<String> {
         self.by_room.get(room_id).map(|u| u.clone())
@@ -199,7 +197,7 @@ impl ProfileRooms {
         if let Some(r) = self.room_of(user_id) {
             return Ok(r);
         }
-        let user = self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found("Unknown user"))?;
+        let user = self.accounts.user(user_id).await?.ok_or_else(|| MatrixError::not_found("Unknown user"))?;
         let name = user.displayname.clone().unwrap_or_else(|| user_id.to_owned());
         let mut events = vec![
             NewEvent::state(
@@ -230,18 +228,15 @@ impl ProfileRooms {
         }
         events.push(NewEvent::state(PRESENCE_EVENT, "", presence_state_content(initial)));
         events.push(NewEvent::state(STATUS_EVENT, "", status_state_content(status_msg)));
-        let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events).await?;
-        self.store.insert_profile_room(user_id, &room_id).await?;
-        for alias in [profile_alias(user_id), profile_fallback_alias(user_id)] {
-            if !self.store.insert_alias(&alias, &room_id, user_id).await? {
-                // Taken before the namespace was reserved (a squatter): the server's claim wins.
-                tracing::warn!(alias, user_id, "profile alias was taken by another room; reclaiming it");
-                self.store.delete_alias(&alias).await?;
-                if !self.store.insert_alias(&alias, &room_id, user_id).await? {
-                    return Err(MatrixError::Internal(anyhow::anyhow!("could not claim profile alias {alias}")));
-                }
-            }
-        }
+        // The room, its row and its aliases in one transaction. An alias taken before the
+        // namespace was reserved (a squatter) is reclaimed: the server's claim wins.
+        let claims = RoomClaims {
+            aliases: vec![profile_alias(user_id), profile_fallback_alias(user_id)],
+            reclaim_aliases: true,
+            published: false,
+            profile_owner: Some(user_id.to_owned()),
+        };
+        let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events, claims).await?;
         self.by_room.insert(room_id.clone(), user_id.to_owned());
         self.by_user.insert(user_id.to_owned(), room_id.clone());
         Ok(room_id)

@@ -22,26 +22,77 @@ fn decode_rows(rows: Vec<(i64, String)>) -> Vec<(i64, Pdu)> {
     rows.into_iter().filter_map(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))).collect()
 }
 
+/// The `rooms` row of a new room and what it claims in the same transaction
+/// (see [`Store::create_room`]).
+pub struct NewRoom<'a> {
+    pub room_id: &'a str,
+    pub creator: &'a str,
+    pub version: &'a str,
+    pub room_type: Option<&'a str>,
+    pub now: i64,
+    pub aliases: Vec<String>,
+    /// Profile rooms take their reserved aliases over from a squatter (issue 10, defect 4).
+    pub reclaim_aliases: bool,
+    /// Listed in the public room directory (`createRoom` with `visibility: public`).
+    pub published: bool,
+    /// The owner, for a profile room (MSC1769).
+    pub profile_owner: Option<&'a str>,
+}
+
 impl Store {
-    pub async fn insert_room(
-        &self,
-        room_id: &str,
-        creator: &str,
-        version: &str,
-        room_type: Option<&str>,
-        now: i64,
-    ) -> sqlx::Result<()> {
+    /// Write a new room with its initial events and what it claims beside them (aliases,
+    /// directory entry, profile-room row) in one transaction, so a crash or a race never
+    /// leaves half a room. `Ok(false)`: an alias was taken (nothing is written).
+    pub async fn create_room(&self, room: &NewRoom<'_>, events: &[(&Pdu, i64)]) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(room_id)
-        .bind(creator)
-        .bind(version)
-        .bind(room_type)
-        .bind(now)
-        .execute(&self.pool)
+        .bind(room.room_id)
+        .bind(room.creator)
+        .bind(room.version)
+        .bind(room.room_type)
+        .bind(room.now)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        for (pdu, pos) in events {
+            write_event(&mut tx, pdu, *pos, None).await?;
+        }
+        for alias in &room.aliases {
+            if room.reclaim_aliases {
+                sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&mut *tx).await?;
+            }
+            let res = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+                .bind(alias)
+                .bind(room.room_id)
+                .bind(room.creator)
+                .execute(&mut *tx)
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if crate::error::is_unique_violation(&e) => {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if room.published {
+            sqlx::query("INSERT INTO room_directory (room_id, published_ts) VALUES ($1, $2)")
+                .bind(room.room_id)
+                .bind(room.now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(owner) = room.profile_owner {
+            sqlx::query("INSERT INTO profile_rooms (user_id, room_id) VALUES ($1, $2)")
+                .bind(owner)
+                .bind(room.room_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn room_exists(&self, room_id: &str) -> sqlx::Result<bool> {

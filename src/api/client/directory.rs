@@ -1,6 +1,8 @@
-//! Room directory (`/publicRooms`, `/directory/list/room/{roomId}`) and user directory search.
+//! Room directory (`/publicRooms`, `/directory/list/room/{roomId}`), room aliases
+//! (`/directory/room/{roomAlias}`) and user directory search.
 use axum::extract::State;
 use axum::{Json, Router};
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
@@ -19,6 +21,9 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<get_public_rooms_filtered::v3::Request, _, _>(r, public_rooms_filtered);
     let r = ruma_route::<get_room_visibility::v3::Request, _, _>(r, get_visibility);
     let r = ruma_route::<set_room_visibility::v3::Request, _, _>(r, set_visibility);
+    let r = ruma_route::<get_alias::v3::Request, _, _>(r, get_alias_handler);
+    let r = ruma_route::<create_alias::v3::Request, _, _>(r, put_alias);
+    let r = ruma_route::<delete_alias::v3::Request, _, _>(r, delete_alias_handler);
     ruma_route::<search_users::v3::Request, _, _>(r, user_search)
 }
 
@@ -93,4 +98,27 @@ async fn user_search(
 ) -> Result<Json<Value>> {
     let (results, limited) = s.directory.search_users(&session.user_id, &req.search_term, u64::from(req.limit)).await?;
     Ok(Json(json!({"results": results, "limited": limited})))
+}
+
+async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias::v3::Request>) -> Result<Json<Value>> {
+    let room_id = s.directory.aliases.resolve(req.room_alias.as_str()).await?;
+    Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
+}
+
+async fn put_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<create_alias::v3::Request>,
+) -> Result<Json<Value>> {
+    s.directory.aliases.put(&session.user_id, req.room_alias.as_str(), req.room_id.as_str()).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_alias_handler(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<delete_alias::v3::Request>,
+) -> Result<Json<Value>> {
+    s.directory.aliases.delete(&session.user_id, req.room_alias.as_str()).await?;
+    Ok(Json(json!({})))
 }
