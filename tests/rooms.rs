@@ -394,8 +394,9 @@ async fn create_room_alias_race_leaves_no_orphan() {
         assert_eq!(won.0, 200, "round {round}: {}", won.1);
         assert_err(lost.0, &lost.1, 400, "M_ROOM_IN_USE");
         let room = won.1["room_id"].as_str().unwrap().to_owned();
-        let (status, v) =
-            app.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&format!("#race{round}:localhost"))), None).await;
+        let (status, v) = app
+            .get(&format!("/_matrix/client/v3/directory/room/{}", enc(&format!("#race{round}:localhost"))), None)
+            .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["room_id"], room.as_str());
         created.push(room);
@@ -408,7 +409,8 @@ async fn create_room_alias_race_leaves_no_orphan() {
     created.sort();
     assert_eq!(joined, created, "joined_rooms holds only the winners");
     let sync = app.sync(&alice, "timeout=0").await;
-    let mut synced: Vec<String> = sync["rooms"]["join"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let mut synced: Vec<String> =
+        sync["rooms"]["join"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     synced.sort();
     assert_eq!(synced, created, "/sync shows only the winners");
 }

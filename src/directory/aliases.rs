@@ -16,13 +16,13 @@ pub struct Aliases {
 }
 
 impl Aliases {
-    pub fn new(store: Store, rooms: Arc<Rooms>, server_name: String) -> Self {
+    pub(crate) fn new(store: Store, rooms: Arc<Rooms>, server_name: String) -> Self {
         Self { store, rooms, server_name }
     }
 
     /// The alias `createRoom`'s `room_alias_name` asks for, checked (`M_INVALID_PARAM`).
     /// Whether it is free is decided when the room is written (`M_ROOM_IN_USE`).
-    pub fn for_new_room(&self, name: &str) -> Result<String> {
+    pub(crate) fn for_new_room(&self, name: &str) -> Result<String> {
         let alias = format!("#{name}:{}", self.server_name);
         ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
         refuse_reserved(&alias)?;
@@ -30,12 +30,12 @@ impl Aliases {
     }
 
     /// The room an alias names (404 if none).
-    pub async fn resolve(&self, alias: &str) -> Result<String> {
+    pub(crate) async fn resolve(&self, alias: &str) -> Result<String> {
         self.store.resolve_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))
     }
 
     /// A room id as given, or the room an alias names (`join`, `peek`).
-    pub async fn resolve_room(&self, room_id_or_alias: &str) -> Result<String> {
+    pub(crate) async fn resolve_room(&self, room_id_or_alias: &str) -> Result<String> {
         if room_id_or_alias.starts_with('#') {
             self.resolve(room_id_or_alias).await
         } else if room_id_or_alias.starts_with('!') && room_id_or_alias.contains(':') {
@@ -47,7 +47,7 @@ impl Aliases {
 
     /// `PUT /directory/room/{roomAlias}`: a member of the room may add an alias on this
     /// server outside the reserved namespaces.
-    pub async fn put(&self, user_id: &str, alias: &str, room_id: &str) -> Result<()> {
+    pub(crate) async fn put(&self, user_id: &str, alias: &str, room_id: &str) -> Result<()> {
         let parsed = ruma::RoomAliasId::parse(alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
         crate::api::guard::no_nul("room_id", room_id)?;
         refuse_reserved(alias)?;
@@ -66,7 +66,7 @@ impl Aliases {
 
     /// `DELETE /directory/room/{roomAlias}`: who may set the canonical alias may remove one;
     /// profile-room aliases are the server's.
-    pub async fn delete(&self, user_id: &str, alias: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, user_id: &str, alias: &str) -> Result<()> {
         let room_id = self.resolve(alias).await?;
         if is_reserved_alias(alias) {
             return Err(MatrixError::forbidden("profile-room aliases are managed by the server"));

@@ -29,38 +29,38 @@ use crate::store::Store;
 mod reconcile;
 
 /// MSC1769 room type, unstable prefix.
-pub const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
+pub(crate) const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
 /// Field of `GET /profile/{userId}` naming the profile room (unstable prefix).
-pub const PROFILE_ROOM_ID_FIELD: &str = "org.matrix.msc1769.profile_room_id";
+pub(crate) const PROFILE_ROOM_ID_FIELD: &str = "org.matrix.msc1769.profile_room_id";
 /// MSC3032 state events (state key `""`).
-pub const PRESENCE_EVENT: &str = "m.presence";
-pub const STATUS_EVENT: &str = "m.status";
+pub(crate) const PRESENCE_EVENT: &str = "m.presence";
+pub(crate) const STATUS_EVENT: &str = "m.status";
 /// MSC1769 vCard-style profile event.
-pub const PROFILE_EVENT: &str = "m.profile";
+pub(crate) const PROFILE_EVENT: &str = "m.profile";
 /// Our unstable field carrying which kinds of device are active (seed 004).
-pub const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
+pub(crate) const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
 
 /// MSC1769's default alias for a user's profile room: `#@alice:server`.
-pub fn profile_alias(user_id: &str) -> String {
+pub(crate) fn profile_alias(user_id: &str) -> String {
     let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
     format!("#@{local}:{server}")
 }
 
 /// MSC1769's fallback alias where `@` is not allowed in aliases.
-pub fn profile_fallback_alias(user_id: &str) -> String {
+pub(crate) fn profile_fallback_alias(user_id: &str) -> String {
     let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
     format!("#_profile_{local}:{server}")
 }
 
 /// The alias namespaces MSC1769 gives profile rooms (`#@alice:server`, `#_profile_alice:server`)
 /// belong to the server: users may not create or delete aliases there (issue 10, defect 4).
-pub fn is_reserved_alias(alias: &str) -> bool {
+pub(crate) fn is_reserved_alias(alias: &str) -> bool {
     let local = alias.strip_prefix('#').unwrap_or(alias);
     local.starts_with('@') || local.starts_with("_profile_")
 }
 
 /// `m.presence` state content: absolute `last_active_ts`, since state is not relative.
-pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
+pub(crate) fn presence_state_content(s: &PresenceSnapshot) -> Value {
     let mut c = json!({
         "presence": s.presence.presence.as_str(),
         "currently_active": s.presence.currently_active,
@@ -75,8 +75,8 @@ pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
 }
 
 /// The server-owned fields of `m.profile` (vCard `FN` and `PHOTO`, MSC1769).
-pub const PROFILE_NAME_FIELD: &str = "fn";
-pub const PROFILE_PHOTO_FIELD: &str = "photo";
+pub(crate) const PROFILE_NAME_FIELD: &str = "fn";
+pub(crate) const PROFILE_PHOTO_FIELD: &str = "photo";
 
 /// Which profile field a `PUT /profile/{userId}/…` changed, with its new value.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +86,7 @@ pub enum ProfileChange<'a> {
 }
 
 /// A new profile room's `m.profile` content.
-pub fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
+pub(crate) fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
     let mut inner = json!({ PROFILE_NAME_FIELD: name });
     if let Some(a) = avatar_url {
         inner[PROFILE_PHOTO_FIELD] = json!(a);
@@ -96,7 +96,7 @@ pub fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
 
 /// `content` with only `m.profile.<field>` set to `value` (removed for `None`); every other
 /// key, inside `m.profile` or beside it, is kept as the client wrote it.
-pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>) -> Value {
+pub(crate) fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>) -> Value {
     if !content.is_object() {
         content = json!({});
     }
@@ -116,7 +116,7 @@ pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>)
 }
 
 /// `m.status` state content.
-pub fn status_state_content(status_msg: Option<&str>) -> Value {
+pub(crate) fn status_state_content(status_msg: Option<&str>) -> Value {
     match status_msg {
         Some(m) => json!({ "status": m }),
         None => json!({}),
@@ -142,7 +142,7 @@ pub struct ProfileRooms {
 }
 
 impl ProfileRooms {
-    pub async fn new(
+    pub(crate) async fn new(
         rooms: Arc<Rooms>,
         accounts: Arc<Accounts>,
         store: Store,
@@ -171,7 +171,7 @@ impl ProfileRooms {
         Ok(Arc::new(this))
     }
 
-    pub fn attach_presence(&self, engine: Arc<PresenceEngine>) {
+    pub(crate) fn attach_presence(&self, engine: Arc<PresenceEngine>) {
         let _ = self.presence.set(engine);
     }
 
@@ -180,16 +180,21 @@ impl ProfileRooms {
     }
 
     /// The owner of `room_id` if it is a profile room.
-    pub fn owner_of(&self, room_id: &str) -> Option<String> {
+    pub(crate) fn owner_of(&self, room_id: &str) -> Option<String> {
         self.by_room.get(room_id).map(|u| u.clone())
     }
 
-    pub fn room_of(&self, user_id: &str) -> Option<String> {
+    pub(crate) fn room_of(&self, user_id: &str) -> Option<String> {
         self.by_user.get(user_id).map(|r| r.clone())
     }
 
     /// The user's profile room, created on first use for users who existed before.
-    pub async fn ensure(&self, user_id: &str, initial: &PresenceSnapshot, status_msg: Option<&str>) -> Result<String> {
+    pub(crate) async fn ensure(
+        &self,
+        user_id: &str,
+        initial: &PresenceSnapshot,
+        status_msg: Option<&str>,
+    ) -> Result<String> {
         if let Some(r) = self.room_of(user_id) {
             return Ok(r);
         }
@@ -245,7 +250,7 @@ impl ProfileRooms {
     /// Display name or avatar changed: mirror the one field that changed into the profile
     /// room (`m.room.name` + `m.profile.fn`, or `m.room.avatar` + `m.profile.photo`). Every
     /// other field of `m.profile` (anything a client wrote there) is kept (MSC1769).
-    pub async fn update_profile(&self, user_id: &str, change: ProfileChange<'_>) -> Result<()> {
+    pub(crate) async fn update_profile(&self, user_id: &str, change: ProfileChange<'_>) -> Result<()> {
         let Some(room) = self.room_of(user_id) else { return Ok(()) };
         let state = self.rooms.state(&room).await?;
         let current_profile = state.get(PROFILE_EVENT, "").map(|e| e.content.clone());
@@ -277,7 +282,7 @@ impl ProfileRooms {
     /// Run the publisher: changes are coalesced within `window`, and only what differs from
     /// the room's current state is written, so a flapping device cannot write hundreds of
     /// events and the last change is always published.
-    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -292,11 +297,11 @@ impl ProfileRooms {
     }
 
     /// Users whose profile-room write waits for the publish window (a queue-lag gauge).
-    pub fn pending_len(&self) -> usize {
+    pub(crate) fn pending_len(&self) -> usize {
         self.pending.lock().len()
     }
 
-    pub async fn publish_pending(&self) {
+    pub(crate) async fn publish_pending(&self) {
         let batch: Vec<PresenceSnapshot> = std::mem::take(&mut *self.pending.lock()).into_values().collect();
         if batch.is_empty() {
             return;

@@ -10,9 +10,9 @@ use crate::error::{MatrixError, Result};
 use crate::rooms::NewEvent;
 
 /// Longest display name (bytes).
-pub const MAX_DISPLAYNAME_BYTES: usize = 256;
+pub(crate) const MAX_DISPLAYNAME_BYTES: usize = 256;
 /// Longest avatar URL (bytes).
-pub const MAX_AVATAR_URL_BYTES: usize = 1024;
+pub(crate) const MAX_AVATAR_URL_BYTES: usize = 1024;
 
 /// A user's global profile (`GET /profile/{userId}`).
 pub struct UserProfile {
@@ -32,7 +32,7 @@ pub struct VettedEvent {
 impl ProfileRooms {
     /// The user's profile room, created on first use for accounts older than profile rooms
     /// (and at once for new accounts, MSC1769).
-    pub async fn ensure_for(&self, user_id: &str) -> Result<String> {
+    pub(crate) async fn ensure_for(&self, user_id: &str) -> Result<String> {
         if let Some(room) = self.room_of(user_id) {
             return Ok(room);
         }
@@ -41,7 +41,7 @@ impl ProfileRooms {
     }
 
     /// `GET /profile/{userId}`: display name, avatar and the profile room (404 if no user).
-    pub async fn profile(&self, user_id: &str) -> Result<UserProfile> {
+    pub(crate) async fn profile(&self, user_id: &str) -> Result<UserProfile> {
         let user = self.accounts.user(user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
         let profile_room = self.ensure_for(user_id).await?;
         Ok(UserProfile { displayname: user.displayname, avatar_url: user.avatar_url, profile_room })
@@ -50,7 +50,7 @@ impl ProfileRooms {
     /// `PUT /profile/{userId}/{field}`: store it, then update the member events in every
     /// joined room, the one field that changed in the profile room, and legacy `m.presence`
     /// (which carries the display name and avatar, seed 000).
-    pub async fn set_profile(&self, user_id: &str, field: ProfileField, value: Option<&str>) -> Result<()> {
+    pub(crate) async fn set_profile(&self, user_id: &str, field: ProfileField, value: Option<&str>) -> Result<()> {
         let (limit, name) = match field {
             ProfileField::DisplayName => (MAX_DISPLAYNAME_BYTES, "displayname"),
             ProfileField::AvatarUrl => (MAX_AVATAR_URL_BYTES, "avatar_url"),
@@ -89,7 +89,7 @@ impl ProfileRooms {
     /// In a profile room `m.presence` is server-owned: a user may not send it (MSC3032's open
     /// question, answered "no"). The owner may set `m.status` directly; the status message
     /// of the presence engine follows it.
-    pub fn vet_user_event(&self, user_id: &str, room_id: &str, mut ev: NewEvent) -> Result<VettedEvent> {
+    pub(crate) fn vet_user_event(&self, user_id: &str, room_id: &str, mut ev: NewEvent) -> Result<VettedEvent> {
         let Some(owner) = self.owner_of(room_id) else { return Ok(VettedEvent { event: ev, status: None }) };
         if ev.kind == PRESENCE_EVENT {
             return Err(MatrixError::forbidden("m.presence in a profile room is published by the server"));

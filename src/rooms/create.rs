@@ -22,13 +22,13 @@ pub struct CreateRoomSpec {
 }
 
 impl CreateRoomSpec {
-    pub fn room_type(&self) -> Option<&str> {
+    pub(crate) fn room_type(&self) -> Option<&str> {
         self.creation_content.get("type").and_then(Value::as_str)
     }
 }
 
 /// The ordered events of a new room, as the spec lists them for `createRoom`.
-pub fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) -> Result<Vec<NewEvent>> {
+pub(crate) fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) -> Result<Vec<NewEvent>> {
     let preset = spec
         .preset
         .clone()
@@ -95,14 +95,17 @@ impl Rooms {
     /// `POST /createRoom`: the room with its initial events, alias and directory entry in
     /// one transaction (`M_ROOM_IN_USE`, and no room, if the alias is taken), then the
     /// invites. The creator's join carries their display name and avatar like every join.
-    pub async fn create_room(&self, creator: &str, spec: &CreateRoomSpec) -> Result<String> {
+    pub(crate) async fn create_room(&self, creator: &str, spec: &CreateRoomSpec) -> Result<String> {
         let mut events = initial_events(creator, spec, super::ROOM_VERSION)?;
         let (displayname, avatar_url) = self.accounts.profile(creator).await?;
         for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(creator)) {
             ev.content = member_join_content(&displayname, &avatar_url);
         }
-        let claims =
-            RoomClaims { aliases: spec.alias.iter().cloned().collect(), published: spec.visibility_public, ..Default::default() };
+        let claims = RoomClaims {
+            aliases: spec.alias.iter().cloned().collect(),
+            published: spec.visibility_public,
+            ..Default::default()
+        };
         let room_id = self.create_with_events(creator, spec.room_type(), events, claims).await?;
         for target in &spec.invite {
             let mut content = json!({"membership": "invite"});

@@ -31,7 +31,7 @@ impl Rooms {
     }
 
     /// The rooms `user_id` is joined to.
-    pub async fn joined_rooms(&self, user_id: &str) -> Result<Arc<HashSet<String>>> {
+    pub(crate) async fn joined_rooms(&self, user_id: &str) -> Result<Arc<HashSet<String>>> {
         if let Some(r) = self.joined.get(user_id) {
             return Ok(r.clone());
         }
@@ -53,7 +53,7 @@ impl Rooms {
     }
 
     /// Every room the user has a membership in: (room id, membership, stream position).
-    pub async fn memberships(&self, user_id: &str) -> Result<Arc<Vec<Membership>>> {
+    pub(crate) async fn memberships(&self, user_id: &str) -> Result<Arc<Vec<Membership>>> {
         if let Some(m) = self.memberships.get(user_id) {
             return Ok(m.clone());
         }
@@ -67,7 +67,7 @@ impl Rooms {
     }
 
     /// Everyone who shares a joined room with `user_id` (including the user).
-    pub async fn room_peers(&self, user_id: &str) -> Result<HashSet<String>> {
+    pub(crate) async fn room_peers(&self, user_id: &str) -> Result<HashSet<String>> {
         let mut peers = HashSet::new();
         peers.insert(user_id.to_owned());
         for room in self.joined_rooms(user_id).await?.iter() {
@@ -78,7 +78,7 @@ impl Rooms {
     }
 
     /// Do `a` and `b` share a joined room?
-    pub async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
+    pub(crate) async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
         if a == b {
             return Ok(true);
         }
@@ -89,7 +89,7 @@ impl Rooms {
 
     /// Change `target`'s membership as `sender` (join, invite, leave/kick, ban). A join
     /// carries the user's display name and avatar (spec "m.room.member").
-    pub async fn set_membership(
+    pub(crate) async fn set_membership(
         &self,
         room_id: &str,
         sender: &str,
@@ -109,7 +109,7 @@ impl Rooms {
     }
 
     /// `POST /rooms/{roomId}/unban`: only a banned user can be unbanned.
-    pub async fn unban(&self, room_id: &str, sender: &str, target: &str, reason: Option<String>) -> Result<()> {
+    pub(crate) async fn unban(&self, room_id: &str, sender: &str, target: &str, reason: Option<String>) -> Result<()> {
         let state = self.state(room_id).await?;
         if state.membership(target) != Some("ban") {
             return Err(MatrixError::forbidden("user is not banned"));
@@ -145,7 +145,7 @@ impl Rooms {
 
     /// Up to which stream position `user_id` may read a room's history: members (and former
     /// members up to their leave), and anyone allowed to peek the room.
-    pub async fn readable_upto(&self, room_id: &str, user_id: &str) -> Result<i64> {
+    pub(crate) async fn readable_upto(&self, room_id: &str, user_id: &str) -> Result<i64> {
         match self.visible_upto(room_id, user_id).await {
             Err(MatrixError::Forbidden(_)) if self.links()?.peeks.can_peek(user_id, room_id).await? => Ok(i64::MAX),
             other => other,
@@ -154,7 +154,7 @@ impl Rooms {
 
     /// Members, peekers allowed by the room's rules, and anyone for world-readable rooms may
     /// read a room's current state.
-    pub async fn check_can_read_state(&self, room_id: &str, user_id: &str) -> Result<()> {
+    pub(crate) async fn check_can_read_state(&self, room_id: &str, user_id: &str) -> Result<()> {
         if self.links()?.peeks.can_peek(user_id, room_id).await? {
             return Ok(());
         }
@@ -164,7 +164,7 @@ impl Rooms {
 
 /// The content of a user's own `m.room.member` join: display name and avatar when set
 /// (spec: every join carries them; clients show the raw user id otherwise).
-pub fn member_join_content(displayname: &Option<String>, avatar_url: &Option<String>) -> Value {
+pub(crate) fn member_join_content(displayname: &Option<String>, avatar_url: &Option<String>) -> Value {
     let mut c = json!({"membership": "join"});
     if let Some(n) = displayname {
         c["displayname"] = json!(n);

@@ -1,17 +1,17 @@
 //! Rooms: events, state, membership and the rules that guard them.
-pub mod auth;
-pub mod create;
+pub(crate) mod auth;
+pub(crate) mod create;
 pub mod event;
 mod membership;
-pub mod redaction;
+pub(crate) mod redaction;
 mod send;
-pub mod service;
-pub mod state;
+pub(crate) mod service;
+pub(crate) mod state;
 mod timeline;
 mod user_send;
 
 pub use event::{now_ms, Pdu};
-pub use membership::member_join_content;
+pub(crate) use membership::member_join_content;
 pub use send::RoomClaims;
 pub use service::{NewEvent, RoomLinks, Rooms};
 pub use state::RoomState;

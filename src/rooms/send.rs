@@ -25,7 +25,7 @@ pub struct RoomClaims {
 
 impl Rooms {
     /// Authorize and append an event as `sender`. Idempotent per (sender, device, txn id).
-    pub async fn send(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+    pub(crate) async fn send(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
         let _guard = self.write_lock.lock().await;
         if let Some((device, txn)) = &ev.txn {
             if let Some(existing) = self.store.txn_event(sender, device, txn).await? {
@@ -40,7 +40,7 @@ impl Rooms {
     }
 
     /// Append without the auth rules (server-owned state). Caller holds no lock.
-    pub async fn send_as_server(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+    pub(crate) async fn send_as_server(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
         let _guard = self.write_lock.lock().await;
         let state = self.state(room_id).await?;
         self.append_locked(room_id, state, sender, ev).await
@@ -155,7 +155,7 @@ impl Rooms {
 
     /// Write several server-authored events (possibly in several rooms) in one database
     /// transaction: the profile-room publisher's batch. No auth rules, like `send_as_server`.
-    pub async fn send_batch_as_server(&self, items: Vec<(String, String, NewEvent)>) -> Result<()> {
+    pub(crate) async fn send_batch_as_server(&self, items: Vec<(String, String, NewEvent)>) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }

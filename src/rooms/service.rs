@@ -34,10 +34,10 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn state(kind: &str, state_key: &str, content: Value) -> Self {
+    pub(crate) fn state(kind: &str, state_key: &str, content: Value) -> Self {
         Self { kind: kind.into(), state_key: Some(state_key.into()), content, txn: None }
     }
-    pub fn message(kind: &str, content: Value) -> Self {
+    pub(crate) fn message(kind: &str, content: Value) -> Self {
         Self { kind: kind.into(), state_key: None, content, txn: None }
     }
 }
@@ -81,7 +81,7 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub async fn new(
+    pub(crate) async fn new(
         store: Store,
         stream: Arc<StreamHub>,
         notifier: Arc<Notifier>,
@@ -112,7 +112,7 @@ impl Rooms {
     }
 
     /// Attach the services built on top of rooms (once, at start-up).
-    pub fn link(&self, links: RoomLinks) {
+    pub(crate) fn link(&self, links: RoomLinks) {
         if self.links.set(links).is_err() {
             tracing::warn!("room links attached twice; keeping the first");
         }
@@ -122,17 +122,17 @@ impl Rooms {
         self.links.get().ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("rooms used before start-up finished")))
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
     /// Newest stream position of a room's events (0 if none).
-    pub fn last_position(&self, room_id: &str) -> i64 {
+    pub(crate) fn last_position(&self, room_id: &str) -> i64 {
         self.last_pos.get(room_id).map(|p| *p).unwrap_or(0)
     }
 
     /// The current state of a room, or 404 if there is no such room.
-    pub async fn state(&self, room_id: &str) -> Result<Arc<RoomState>> {
+    pub(crate) async fn state(&self, room_id: &str) -> Result<Arc<RoomState>> {
         if let Some(s) = self.states.get(room_id) {
             return Ok(s.clone());
         }
@@ -149,5 +149,4 @@ impl Rooms {
         }
         Ok(self.store.latest_event(room_id).await?)
     }
-
 }

@@ -36,7 +36,7 @@ pub struct EventContext {
 impl Rooms {
     /// The timeline slice of a room for a sync: the newest `limit` events in `(after, upto]`,
     /// oldest first, whether more were left out (`limited`), and the position of the first.
-    pub async fn timeline(&self, room_id: &str, after: i64, upto: i64, limit: i64) -> Result<Timeline> {
+    pub(crate) async fn timeline(&self, room_id: &str, after: i64, upto: i64, limit: i64) -> Result<Timeline> {
         let mut events = self.store.room_events_desc(room_id, after, upto, limit + 1).await?;
         let limited = events.len() as i64 > limit;
         events.truncate(limit as usize);
@@ -48,7 +48,7 @@ impl Rooms {
     /// An event of `room_id` that `user_id` may read: 404 if unknown, in another room, or
     /// after the point up to which the user may read. Returns its stream position and that
     /// point.
-    pub async fn readable_event(&self, user_id: &str, room_id: &str, event_id: &str) -> Result<(i64, Pdu, i64)> {
+    pub(crate) async fn readable_event(&self, user_id: &str, room_id: &str, event_id: &str) -> Result<(i64, Pdu, i64)> {
         let upto = self.readable_upto(room_id, user_id).await?.min(self.stream.current());
         match self.store.get_event(event_id).await? {
             Some((pos, pdu)) if pdu.room_id == room_id && pos <= upto => Ok((pos, pdu, upto)),
@@ -58,7 +58,7 @@ impl Rooms {
 
     /// An event of a room the user is joined to (403 otherwise; 404 for an unknown room or
     /// an event of another room). Returns its stream position.
-    pub async fn joined_event(&self, user_id: &str, room_id: &str, event_id: &str) -> Result<i64> {
+    pub(crate) async fn joined_event(&self, user_id: &str, room_id: &str, event_id: &str) -> Result<i64> {
         let state = self.state(room_id).await?;
         if state.membership(user_id) != Some("join") {
             return Err(MatrixError::forbidden("You are not in this room"));
@@ -71,7 +71,7 @@ impl Rooms {
 
     /// `/messages`: up to `limit` events from position `from` (exclusive going forward,
     /// inclusive going back) towards `to`, never past what `user_id` may read.
-    pub async fn messages(
+    pub(crate) async fn messages(
         &self,
         room_id: &str,
         user_id: &str,
@@ -98,7 +98,13 @@ impl Rooms {
     }
 
     /// `/context/{eventId}` for `user_id` (see [`EventContext`]).
-    pub async fn context(&self, room_id: &str, user_id: &str, event_id: &str, limit: i64) -> Result<EventContext> {
+    pub(crate) async fn context(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        event_id: &str,
+        limit: i64,
+    ) -> Result<EventContext> {
         let (pos, event, upto) = self.readable_event(user_id, room_id, event_id).await?;
         let (n_before, n_after) = (limit / 2, limit - limit / 2);
         let before = self.store.room_events_desc(room_id, 0, pos - 1, n_before).await?;

@@ -17,7 +17,7 @@ impl Rooms {
     /// `m.status` is durable in the presence engine before the answer: if we crash between
     /// the room event and that write, the engine wins at startup and the room is set back
     /// (msc/README.md §2).
-    pub async fn send_user_event(&self, session: &Session, room_id: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+    pub(crate) async fn send_user_event(&self, session: &Session, room_id: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
         let links = self.links()?;
         let vetted = links.profiles.vet_user_event(&session.user_id, room_id, ev)?;
         let pdu = self.send(room_id, &session.user_id, vetted.event).await?;
@@ -31,7 +31,7 @@ impl Rooms {
 
     /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`: anyone may redact their own events;
     /// other users' events need the `redact` power level (spec "Redactions").
-    pub async fn redact(
+    pub(crate) async fn redact(
         &self,
         session: &Session,
         room_id: &str,

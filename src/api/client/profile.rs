@@ -5,11 +5,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::accounts::ProfileField;
 use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
-use crate::accounts::ProfileField;
 use crate::profile::PROFILE_ROOM_ID_FIELD;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {

@@ -75,7 +75,11 @@ async fn read_markers(
     let mut receipts = Vec::new();
     for (receipt_type, event) in [(READ, &req.read_receipt), (READ_PRIVATE, &req.private_read_receipt)] {
         if let Some(e) = event {
-            receipts.push((receipt_type, e.as_str(), s.rooms.joined_event(&session.user_id, room_id, e.as_str()).await?));
+            receipts.push((
+                receipt_type,
+                e.as_str(),
+                s.rooms.joined_event(&session.user_id, room_id, e.as_str()).await?,
+            ));
         }
     }
     if fully_read.is_none() && receipts.is_empty() {

@@ -31,10 +31,8 @@ async fn redact(
     Auth(session): Auth,
     Ruma(req): Ruma<redact_event::v3::Request>,
 ) -> Result<Json<Value>> {
-    let pdu = s
-        .rooms
-        .redact(&session, req.room_id.as_str(), req.event_id.as_str(), req.reason, req.txn_id.as_str())
-        .await?;
+    let pdu =
+        s.rooms.redact(&session, req.room_id.as_str(), req.event_id.as_str(), req.reason, req.txn_id.as_str()).await?;
     Ok(Json(json!({"event_id": pdu.event_id})))
 }
 
