@@ -10,6 +10,7 @@ use ruma::api::client::room::Visibility;
 use ruma::api::client::user_directory::search_users;
 use serde_json::{json, Value};
 
+use super::typed::{owned_room_id, Typed};
 use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
@@ -72,23 +73,23 @@ async fn public_rooms_filtered(
 async fn get_visibility(
     State(s): State<AppState>,
     Ruma(req): Ruma<get_room_visibility::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<get_room_visibility::v3::Response>> {
     let published = s.directory.is_published(req.room_id.as_str()).await?;
-    Ok(Json(json!({"visibility": if published { "public" } else { "private" }})))
+    Ok(Typed(get_room_visibility::v3::Response::new(if published { Visibility::Public } else { Visibility::Private })))
 }
 
 async fn set_visibility(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<set_room_visibility::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<set_room_visibility::v3::Response>> {
     let published = match req.visibility {
         Visibility::Public => true,
         Visibility::Private => false,
         _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
     };
     s.directory.set_published(&session.user_id, req.room_id.as_str(), published).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(set_room_visibility::v3::Response::new()))
 }
 
 async fn user_search(
@@ -100,25 +101,29 @@ async fn user_search(
     Ok(Json(json!({"results": results, "limited": limited})))
 }
 
-async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias::v3::Request>) -> Result<Json<Value>> {
+async fn get_alias_handler(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_alias::v3::Request>,
+) -> Result<Typed<get_alias::v3::Response>> {
     let room_id = s.directory.aliases.resolve(req.room_alias.as_str()).await?;
-    Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
+    let server = ruma::ServerName::parse(&s.config.server_name).map_err(|e| MatrixError::Internal(e.into()))?;
+    Ok(Typed(get_alias::v3::Response::new(owned_room_id(&room_id)?, vec![server])))
 }
 
 async fn put_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<create_alias::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<create_alias::v3::Response>> {
     s.directory.aliases.put(&session.user_id, req.room_alias.as_str(), req.room_id.as_str()).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(create_alias::v3::Response::new()))
 }
 
 async fn delete_alias_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<delete_alias::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<delete_alias::v3::Response>> {
     s.directory.aliases.delete(&session.user_id, req.room_alias.as_str()).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(delete_alias::v3::Response::new()))
 }

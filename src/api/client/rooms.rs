@@ -9,9 +9,11 @@ use ruma::api::client::membership::{
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::Direction;
+use ruma::OwnedRoomId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::typed::{owned_event_id, owned_room_id, Typed};
 use crate::api::extract::{Auth, MatrixJson, Ruma};
 use crate::api::{client_route, ruma_route};
 use crate::app::AppState;
@@ -119,68 +121,68 @@ async fn join_by_id_or_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<join_room_by_id_or_alias::v3::Response>> {
     let room_id = s.directory.aliases.resolve_room(req.room_id_or_alias.as_str()).await?;
     s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    Ok(Typed(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?)))
 }
 
 async fn join_by_id(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<join_room_by_id::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Json(json!({"room_id": req.room_id})))
+    Ok(Typed(join_room_by_id::v3::Response::new(req.room_id)))
 }
 
 async fn invite(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<invite_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<invite_user::v3::Response>> {
     let target = match req.recipient {
         invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
         _ => return Err(MatrixError::invalid_param("third-party invites are not supported")),
     };
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, target.as_str(), "invite", None).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(invite_user::v3::Response::new()))
 }
 
 async fn leave(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<leave_room::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<leave_room::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "leave", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(leave_room::v3::Response::new()))
 }
 
 async fn kick(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<kick_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<kick_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(kick_user::v3::Response::new()))
 }
 
 async fn ban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<ban_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<ban_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "ban", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(ban_user::v3::Response::new()))
 }
 
 async fn unban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<unban_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<unban_user::v3::Response>> {
     s.rooms.unban(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(unban_user::v3::Response::new()))
 }
 
 fn content_object(raw: &str) -> Result<Value> {
@@ -195,23 +197,23 @@ async fn send_message(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_message_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<send_message_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let mut ev = NewEvent::message(&req.event_type.to_string(), content);
     ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Json(json!({"event_id": pdu.event_id})))
+    Ok(Typed(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
 }
 
 async fn put_state(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_state_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<send_state_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Json(json!({"event_id": pdu.event_id})))
+    Ok(Typed(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
 }
 
 async fn get_state_key(
@@ -288,18 +290,18 @@ async fn joined_rooms_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<joined_rooms::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<joined_rooms::v3::Response>> {
     // The user's own profile room is left out, as in `/sync` (legacy clients would show it).
     let own_profile = s.profiles.room_of(&session.user_id);
-    let rooms: Vec<String> = s
+    let rooms: Vec<OwnedRoomId> = s
         .rooms
         .joined_rooms(&session.user_id)
         .await?
         .iter()
         .filter(|r| Some(*r) != own_profile.as_ref())
-        .cloned()
-        .collect();
-    Ok(Json(json!({"joined_rooms": rooms})))
+        .map(|r| owned_room_id(r))
+        .collect::<Result<_>>()?;
+    Ok(Typed(joined_rooms::v3::Response::new(rooms)))
 }
 
 async fn messages(
