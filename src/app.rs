@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::account_data::AccountData;
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, SessionLinks};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::e2ee::E2ee;
@@ -21,7 +21,7 @@ use crate::presence::{PresenceEngine, PresenceRules};
 use crate::profile::ProfileRooms;
 use crate::push::PushRules;
 use crate::relations::Relations;
-use crate::rooms::Rooms;
+use crate::rooms::{RoomLinks, Rooms};
 use crate::store::Store;
 use crate::sync::filters::Filters;
 use crate::sync::forgotten::ForgottenRooms;
@@ -74,6 +74,7 @@ impl Services {
                 store.clone(),
                 stream.clone(),
                 notifier.clone(),
+                accounts.clone(),
                 config.server_name.clone(),
                 config.max_event_bytes,
             )
@@ -93,6 +94,7 @@ impl Services {
         let public_changes = Arc::new(PublicChanges::default());
         let profiles = ProfileRooms::new(
             rooms.clone(),
+            accounts.clone(),
             store.clone(),
             std::time::Duration::from_millis(config.presence_publish_window_ms),
             metrics.clone(),
@@ -114,7 +116,6 @@ impl Services {
             },
         )
         .await?;
-        rooms.add_observer(peeks.clone());
         let rules = PresenceRules {
             device_timeout_ms: config.presence_device_timeout_ms,
             idle_after_ms: config.presence_idle_after_ms,
@@ -160,7 +161,6 @@ impl Services {
             config.max_event_bytes,
         )
         .await?;
-        rooms.add_observer(e2ee.clone());
         let sync = Arc::new(SyncService {
             rooms: rooms.clone(),
             stream: stream.clone(),
@@ -189,9 +189,18 @@ impl Services {
             config.max_upload_bytes,
         )?);
         let push = PushRules::new(store.clone(), account_data.clone());
-        let directory = Directory::new(store.clone(), rooms.clone());
+        let directory = Directory::new(store.clone(), rooms.clone(), config.server_name.clone());
         let relations = Arc::new(Relations::new(store.clone()));
         let federation = crate::federation::Federation::new(&config, store.clone())?;
+        // The services built on rooms and accounts, wired back by name (no registries).
+        rooms.link(RoomLinks {
+            profiles: profiles.clone(),
+            presence: presence.clone(),
+            relations: relations.clone(),
+            peeks: peeks.clone(),
+            e2ee: e2ee.clone(),
+        });
+        accounts.link(SessionLinks { presence: presence.clone(), peeks: peeks.clone(), e2ee: e2ee.clone() });
         Ok(Arc::new(Self {
             config,
             store,

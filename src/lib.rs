@@ -15,7 +15,6 @@ pub mod error;
 pub mod experiment;
 pub mod federation;
 pub mod ground;
-pub mod hooks;
 pub mod media;
 pub mod metrics;
 pub mod peek;

@@ -375,3 +375,42 @@ async fn profile_changes_update_member_events() {
     let (status, v) = app.get("/_matrix/client/v3/profile/@ghost:localhost", None).await;
     assert_err(status, &v, 404, "M_NOT_FOUND");
 }
+
+/// Two `createRoom` calls racing for one `room_alias_name`: exactly one room is created and
+/// the other call gets `M_ROOM_IN_USE` without leaving a room behind (the room and its alias
+/// are written in one transaction).
+#[tokio::test]
+async fn create_room_alias_race_leaves_no_orphan() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mut created = Vec::new();
+    for round in 0..5 {
+        let body = json!({"room_alias_name": format!("race{round}"), "name": "race"});
+        let (a, b) = tokio::join!(
+            app.post("/_matrix/client/v3/createRoom", Some(&alice.token), body.clone()),
+            app.post("/_matrix/client/v3/createRoom", Some(&alice.token), body),
+        );
+        let (won, lost) = if a.0 == 200 { (a, b) } else { (b, a) };
+        assert_eq!(won.0, 200, "round {round}: {}", won.1);
+        assert_err(lost.0, &lost.1, 400, "M_ROOM_IN_USE");
+        let room = won.1["room_id"].as_str().unwrap().to_owned();
+        let (status, v) = app
+            .get(&format!("/_matrix/client/v3/directory/room/{}", enc(&format!("#race{round}:localhost"))), None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["room_id"], room.as_str());
+        created.push(room);
+    }
+    let (status, v) = app.get("/_matrix/client/v3/joined_rooms", Some(&alice.token)).await;
+    assert_eq!(status, 200, "{v}");
+    let mut joined: Vec<String> =
+        v["joined_rooms"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    joined.sort();
+    created.sort();
+    assert_eq!(joined, created, "joined_rooms holds only the winners");
+    let sync = app.sync(&alice, "timeout=0").await;
+    let mut synced: Vec<String> =
+        sync["rooms"]["join"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    synced.sort();
+    assert_eq!(synced, created, "/sync shows only the winners");
+}

@@ -11,10 +11,10 @@ use crate::store::{AccountDataRow, Store};
 
 /// The fully-read marker (spec "Fully read markers"): room account data written through
 /// `/read_markers` and `/receipt/m.fully_read`, never through the account-data API.
-pub const FULLY_READ: &str = "m.fully_read";
+pub(crate) const FULLY_READ: &str = "m.fully_read";
 
 /// Types the server controls: the account-data API refuses them (405 `M_BAD_JSON`).
-pub const SERVER_CONTROLLED: &[&str] = &[FULLY_READ, "m.push_rules"];
+pub(crate) const SERVER_CONTROLLED: &[&str] = &[FULLY_READ, "m.push_rules"];
 
 /// Where a piece of account data lives: the `room_id` column is `''` for global data.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +41,7 @@ pub struct AccountData {
 }
 
 impl AccountData {
-    pub async fn new(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn new(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
         let last_pos = DashMap::new();
         for (user, pos) in store.account_data_last_positions().await? {
             last_pos.insert(user, pos);
@@ -50,7 +50,7 @@ impl AccountData {
     }
 
     /// Store `content` as the user's `kind` account data and wake the user's `/sync`.
-    pub async fn set(&self, user_id: &str, scope: Scope<'_>, kind: &str, content: &Value) -> Result<()> {
+    pub(crate) async fn set(&self, user_id: &str, scope: Scope<'_>, kind: &str, content: &Value) -> Result<()> {
         let json = serde_json::to_string(content).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let pos = self.stream.allocate();
         self.store.put_account_data(user_id, scope.key(), kind, &json, pos.pos).await?;
@@ -61,7 +61,7 @@ impl AccountData {
         Ok(())
     }
 
-    pub async fn get(&self, user_id: &str, scope: Scope<'_>, kind: &str) -> Result<Option<Value>> {
+    pub(crate) async fn get(&self, user_id: &str, scope: Scope<'_>, kind: &str) -> Result<Option<Value>> {
         match self.store.get_account_data(user_id, scope.key(), kind).await? {
             Some(json) => Ok(Some(serde_json::from_str(&json).map_err(|e| MatrixError::Internal(e.into()))?)),
             None => Ok(None),

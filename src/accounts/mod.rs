@@ -1,14 +1,17 @@
 //! Accounts: user ids, passwords, devices and access tokens. Every login is a device, and the
 //! device is what presence is tracked per.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use dashmap::DashMap;
 
+use crate::e2ee::E2ee;
 use crate::error::{MatrixError, Result};
+use crate::peek::Peeks;
+use crate::presence::PresenceEngine;
 use crate::rooms::event::{now_ms, random_string};
-use crate::store::Store;
+use crate::store::{Store, UserRow};
 
 /// Who made an authenticated request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,16 +27,32 @@ pub struct Accounts {
     tokens: DashMap<String, Session>,
     /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
     profiles: DashMap<String, (Option<String>, Option<String>)>,
+    /// What else ends with a session, attached once built (they are built on accounts).
+    session_links: OnceLock<SessionLinks>,
+}
+
+/// The per-device state other services keep, which a logout ends.
+pub struct SessionLinks {
+    pub presence: Arc<PresenceEngine>,
+    pub peeks: Arc<Peeks>,
+    pub e2ee: Arc<E2ee>,
+}
+
+/// Which profile field a request changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    DisplayName,
+    AvatarUrl,
 }
 
 /// Localpart grammar of user ids (spec: "User Identifiers").
-pub fn valid_localpart(localpart: &str) -> bool {
+pub(crate) fn valid_localpart(localpart: &str) -> bool {
     !localpart.is_empty()
         && localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
 }
 
 impl Accounts {
-    pub fn new(store: Store, server_name: String, memory_kib: u32, iterations: u32) -> anyhow::Result<Self> {
+    pub(crate) fn new(store: Store, server_name: String, memory_kib: u32, iterations: u32) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib.max(8), iterations.max(1), 1, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         Ok(Self {
@@ -42,15 +61,16 @@ impl Accounts {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
             profiles: DashMap::new(),
+            session_links: OnceLock::new(),
         })
     }
 
-    pub fn user_id(&self, localpart: &str) -> String {
+    pub(crate) fn user_id(&self, localpart: &str) -> String {
         format!("@{localpart}:{}", self.server_name)
     }
 
     /// Check a requested username and build the user id (`M_INVALID_USERNAME` otherwise).
-    pub fn user_id_for_registration(&self, username: &str) -> Result<String> {
+    pub(crate) fn user_id_for_registration(&self, username: &str) -> Result<String> {
         let localpart = username.strip_prefix('@').map(|u| u.split(':').next().unwrap_or_default()).unwrap_or(username);
         if !valid_localpart(localpart) {
             return Err(MatrixError::InvalidUsername("User ID may only contain a-z, 0-9, and . _ = - / +".into()));
@@ -62,7 +82,7 @@ impl Accounts {
         Ok(uid)
     }
 
-    pub fn is_local(&self, user_id: &str) -> bool {
+    pub(crate) fn is_local(&self, user_id: &str) -> bool {
         user_id.rsplit_once(':').map(|(_, s)| s == self.server_name).unwrap_or(false)
     }
 
@@ -89,7 +109,7 @@ impl Accounts {
     }
 
     /// Create the account. Returns `M_USER_IN_USE` if it exists.
-    pub async fn register(&self, user_id: &str, password: &str) -> Result<()> {
+    pub(crate) async fn register(&self, user_id: &str, password: &str) -> Result<()> {
         let hash = self.hash(password).await?;
         if !self.store.insert_user(user_id, &hash, now_ms()).await? {
             return Err(MatrixError::UserInUse);
@@ -97,12 +117,12 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn exists(&self, user_id: &str) -> Result<bool> {
+    pub(crate) async fn exists(&self, user_id: &str) -> Result<bool> {
         Ok(self.store.get_user(user_id).await?.is_some())
     }
 
     /// Start a session (a device) for a user: returns (device id, access token).
-    pub async fn open_session(&self, user_id: &str, device_id: Option<String>) -> Result<Session> {
+    pub(crate) async fn open_session(&self, user_id: &str, device_id: Option<String>) -> Result<Session> {
         let device_id = device_id.filter(|d| !d.is_empty()).unwrap_or_else(|| random_string(10).to_uppercase());
         if device_id.len() > 255 {
             return Err(MatrixError::invalid_param("device_id is too long"));
@@ -110,7 +130,7 @@ impl Accounts {
         Ok(Session { user_id: user_id.to_owned(), device_id })
     }
 
-    pub async fn issue_token(&self, session: &Session, display_name: Option<&str>) -> Result<String> {
+    pub(crate) async fn issue_token(&self, session: &Session, display_name: Option<&str>) -> Result<String> {
         let token = format!("syt_{}", random_string(40));
         // Re-using a device id ends that device's previous sessions.
         for (t, s) in self.tokens.iter().map(|e| (e.key().clone(), e.value().clone())).collect::<Vec<_>>() {
@@ -126,7 +146,7 @@ impl Accounts {
     }
 
     /// Check a password login; `M_FORBIDDEN` for unknown users and wrong passwords alike.
-    pub async fn check_password(&self, user_id: &str, password: &str) -> Result<()> {
+    pub(crate) async fn check_password(&self, user_id: &str, password: &str) -> Result<()> {
         let user = self.store.get_user(user_id).await?;
         match user {
             Some(u) if self.verify(password, &u.password_hash).await => Ok(()),
@@ -135,7 +155,7 @@ impl Accounts {
     }
 
     /// Resolve an access token (memory first, then the database).
-    pub async fn authenticate(&self, token: &str) -> Result<Session> {
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Session> {
         if let Some(s) = self.tokens.get(token) {
             return Ok(s.clone());
         }
@@ -149,8 +169,36 @@ impl Accounts {
         }
     }
 
-    /// Remove a device and all its tokens (logout).
-    pub async fn delete_device(&self, session: &Session) -> Result<()> {
+    /// Attach the services whose per-device state a logout ends (once, at start-up).
+    pub(crate) fn link(&self, links: SessionLinks) {
+        if self.session_links.set(links).is_err() {
+            tracing::warn!("session links attached twice; keeping the first");
+        }
+    }
+
+    /// Logout of one device: its tokens go, and so do its presence, peeks and device keys.
+    pub(crate) async fn end_session(&self, session: &Session) -> Result<()> {
+        self.delete_device(session).await?;
+        let links = self
+            .session_links
+            .get()
+            .ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("accounts used before start-up finished")))?;
+        links.presence.remove_device(session).await;
+        links.peeks.end_device(session).await?;
+        links.e2ee.device_removed(session).await?;
+        Ok(())
+    }
+
+    /// `/logout/all`: every device of the user, then the calling one.
+    pub(crate) async fn end_all_sessions(&self, session: &Session) -> Result<()> {
+        for d in self.devices(&session.user_id).await? {
+            self.end_session(&Session { user_id: session.user_id.clone(), device_id: d.device_id }).await?;
+        }
+        self.end_session(session).await
+    }
+
+    /// Remove a device and all its tokens.
+    async fn delete_device(&self, session: &Session) -> Result<()> {
         for t in self.store.delete_device(&session.user_id, &session.device_id).await? {
             self.tokens.remove(&t);
         }
@@ -159,12 +207,12 @@ impl Accounts {
     }
 
     /// Every device of the user (for `/logout/all` and `/devices`).
-    pub async fn devices(&self, user_id: &str) -> Result<Vec<crate::store::DeviceRow>> {
+    pub(crate) async fn devices(&self, user_id: &str) -> Result<Vec<crate::store::DeviceRow>> {
         Ok(self.store.list_devices(user_id).await?)
     }
 
     /// (display name, avatar URL) of a user, cached.
-    pub async fn profile(&self, user_id: &str) -> Result<(Option<String>, Option<String>)> {
+    pub(crate) async fn profile(&self, user_id: &str) -> Result<(Option<String>, Option<String>)> {
         if let Some(p) = self.profiles.get(user_id) {
             return Ok(p.clone());
         }
@@ -173,15 +221,23 @@ impl Accounts {
         Ok(p)
     }
 
-    pub fn forget_profile(&self, user_id: &str) {
+    /// A user's row (uncached), `None` if there is no such user.
+    pub(crate) async fn user(&self, user_id: &str) -> Result<Option<UserRow>> {
+        Ok(self.store.get_user(user_id).await?)
+    }
+
+    /// Store one profile field and return the user as it is now (404 if there is no user).
+    pub(crate) async fn set_profile_field(
+        &self,
+        user_id: &str,
+        field: ProfileField,
+        value: Option<&str>,
+    ) -> Result<UserRow> {
+        match field {
+            ProfileField::DisplayName => self.store.set_displayname(user_id, value).await?,
+            ProfileField::AvatarUrl => self.store.set_avatar_url(user_id, value).await?,
+        }
         self.profiles.remove(user_id);
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn shared(self) -> Arc<Self> {
-        Arc::new(self)
+        self.user(user_id).await?.ok_or_else(|| MatrixError::not_found("no such user"))
     }
 }

@@ -3,6 +3,10 @@
 //! in public rooms).
 use std::sync::Arc;
 
+pub mod aliases;
+
+pub use aliases::Aliases;
+
 use serde_json::{json, Value};
 
 use crate::error::{MatrixError, Result};
@@ -11,17 +15,18 @@ use crate::rooms::{now_ms, RoomState, Rooms};
 use crate::store::Store;
 
 /// Most rooms one `/publicRooms` page holds.
-pub const MAX_PUBLIC_ROOMS_LIMIT: u64 = 100;
+pub(crate) const MAX_PUBLIC_ROOMS_LIMIT: u64 = 100;
 /// Longest search term (room or user directory), in bytes.
-pub const MAX_SEARCH_TERM_BYTES: usize = 256;
+pub(crate) const MAX_SEARCH_TERM_BYTES: usize = 256;
 /// Most results one user-directory search returns.
-pub const MAX_USER_SEARCH_LIMIT: u64 = 50;
+pub(crate) const MAX_USER_SEARCH_LIMIT: u64 = 50;
 /// Users matched by name before the visibility check (bounds one search's work).
 const USER_SEARCH_CANDIDATES: i64 = 500;
 
 pub struct Directory {
     store: Store,
     rooms: Arc<Rooms>,
+    pub aliases: Aliases,
 }
 
 /// One page of `/publicRooms`.
@@ -33,17 +38,18 @@ pub struct PublicRoomsPage {
 }
 
 impl Directory {
-    pub fn new(store: Store, rooms: Arc<Rooms>) -> Arc<Self> {
-        Arc::new(Self { store, rooms })
+    pub(crate) fn new(store: Store, rooms: Arc<Rooms>, server_name: String) -> Arc<Self> {
+        let aliases = Aliases::new(store.clone(), rooms.clone(), server_name);
+        Arc::new(Self { store, rooms, aliases })
     }
 
-    pub async fn is_published(&self, room_id: &str) -> Result<bool> {
+    pub(crate) async fn is_published(&self, room_id: &str) -> Result<bool> {
         self.rooms.state(room_id).await?;
         Ok(self.store.is_room_published(room_id).await?)
     }
 
     /// Publish or unpublish a room: members who may set the canonical alias may (as Synapse).
-    pub async fn set_published(&self, user_id: &str, room_id: &str, published: bool) -> Result<()> {
+    pub(crate) async fn set_published(&self, user_id: &str, room_id: &str, published: bool) -> Result<()> {
         let state = self.rooms.state(room_id).await?;
         if state.membership(user_id) != Some("join") {
             return Err(MatrixError::forbidden("You are not in this room"));
@@ -60,7 +66,7 @@ impl Directory {
 
     /// Published rooms whose join rule is `public`, biggest first, filtered by `term` (name,
     /// topic, alias, id), paged by offset tokens `p<N>`.
-    pub async fn public_rooms(
+    pub(crate) async fn public_rooms(
         &self,
         term: Option<&str>,
         limit: Option<u64>,
@@ -111,7 +117,7 @@ impl Directory {
 
     /// Users whose id or display name contains `term` and whom `searcher` may find: they share
     /// a joined room, or the user is in a public room. Returns (results, limited).
-    pub async fn search_users(&self, searcher: &str, term: &str, limit: u64) -> Result<(Vec<Value>, bool)> {
+    pub(crate) async fn search_users(&self, searcher: &str, term: &str, limit: u64) -> Result<(Vec<Value>, bool)> {
         if term.len() > MAX_SEARCH_TERM_BYTES {
             return Err(MatrixError::invalid_param("search term is too long"));
         }

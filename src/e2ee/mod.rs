@@ -15,8 +15,7 @@ use dashmap::DashMap;
 use crate::accounts::{Accounts, Session};
 use crate::error::Result;
 use crate::ground::{Notifier, StreamHub};
-use crate::rooms::service::RoomObserver;
-use crate::rooms::{Pdu, RoomState, Rooms};
+use crate::rooms::{Pdu, Rooms};
 use crate::store::Store;
 
 pub mod backup;
@@ -166,12 +165,9 @@ impl E2ee {
     }
 }
 
-impl RoomObserver for E2ee {
-    fn watchers(&self, _room_id: &str) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn on_event(&self, pdu: &Arc<Pdu>, _state: &Arc<RoomState>, pos: i64) {
+impl E2ee {
+    /// `Rooms` stored `pdu` at `pos`: note it for `membership_changed_since`.
+    pub(crate) fn room_event_persisted(&self, pdu: &Pdu, pos: i64) {
         let member = if pdu.kind == "m.room.member" { pos } else { 0 };
         self.member_pos
             .entry(pdu.room_id.clone())

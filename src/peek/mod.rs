@@ -18,8 +18,7 @@ use crate::error::{MatrixError, Result};
 use crate::ground::{Clock, Notifier, StreamHub, Timer};
 use crate::presence::access::PresenceAccess;
 use crate::profile::ProfileRooms;
-use crate::rooms::service::RoomObserver;
-use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
+use crate::rooms::{now_ms, Rooms};
 use crate::store::Store;
 
 type DeviceKey = (String, String);
@@ -309,12 +308,11 @@ impl Peeks {
     }
 }
 
-impl RoomObserver for Peeks {
-    fn watchers(&self, room_id: &str) -> Vec<String> {
+impl Peeks {
+    /// Who peeks `room_id`: `Rooms` wakes them for its events.
+    pub(crate) fn watchers(&self, room_id: &str) -> Vec<String> {
         self.by_room.get(room_id).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
-
-    fn on_event(&self, _pdu: &Arc<Pdu>, _state: &Arc<RoomState>, _pos: i64) {}
 }
 
 /// A legacy `/events` long-poll on a room: wakes the user like a peek while it lasts.

@@ -6,6 +6,9 @@
 //! server-owned `m.presence` (the effective presence as others see it). The server writes
 //! `m.presence` as the owner, coalescing changes within a short window.
 pub mod privacy;
+mod user;
+
+pub use user::{UserProfile, VettedEvent};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,49 +16,50 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde_json::{json, Value};
 
+use crate::accounts::Accounts;
 use crate::error::{MatrixError, Result};
 use crate::metrics::Metrics;
 use crate::presence::access::PresenceAccess;
 use crate::presence::outbox::PublicChanges;
 use crate::presence::{PresenceEngine, PresenceSnapshot};
-use crate::rooms::{NewEvent, Rooms, ROOM_VERSION};
+use crate::rooms::{member_join_content, NewEvent, RoomClaims, Rooms, ROOM_VERSION};
 use crate::store::Store;
 
 mod reconcile;
 
 /// MSC1769 room type, unstable prefix.
-pub const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
+pub(crate) const PROFILE_ROOM_TYPE: &str = "org.matrix.msc1769.profile";
 /// Field of `GET /profile/{userId}` naming the profile room (unstable prefix).
-pub const PROFILE_ROOM_ID_FIELD: &str = "org.matrix.msc1769.profile_room_id";
+pub(crate) const PROFILE_ROOM_ID_FIELD: &str = "org.matrix.msc1769.profile_room_id";
 /// MSC3032 state events (state key `""`).
-pub const PRESENCE_EVENT: &str = "m.presence";
-pub const STATUS_EVENT: &str = "m.status";
+pub(crate) const PRESENCE_EVENT: &str = "m.presence";
+pub(crate) const STATUS_EVENT: &str = "m.status";
 /// MSC1769 vCard-style profile event.
-pub const PROFILE_EVENT: &str = "m.profile";
+pub(crate) const PROFILE_EVENT: &str = "m.profile";
 /// Our unstable field carrying which kinds of device are active (seed 004).
-pub const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
+pub(crate) const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
 
 /// MSC1769's default alias for a user's profile room: `#@alice:server`.
-pub fn profile_alias(user_id: &str) -> String {
+pub(crate) fn profile_alias(user_id: &str) -> String {
     let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
     format!("#@{local}:{server}")
 }
 
 /// MSC1769's fallback alias where `@` is not allowed in aliases.
-pub fn profile_fallback_alias(user_id: &str) -> String {
+pub(crate) fn profile_fallback_alias(user_id: &str) -> String {
     let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
     format!("#_profile_{local}:{server}")
 }
 
 /// The alias namespaces MSC1769 gives profile rooms (`#@alice:server`, `#_profile_alice:server`)
 /// belong to the server: users may not create or delete aliases there (issue 10, defect 4).
-pub fn is_reserved_alias(alias: &str) -> bool {
+pub(crate) fn is_reserved_alias(alias: &str) -> bool {
     let local = alias.strip_prefix('#').unwrap_or(alias);
     local.starts_with('@') || local.starts_with("_profile_")
 }
 
 /// `m.presence` state content: absolute `last_active_ts`, since state is not relative.
-pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
+pub(crate) fn presence_state_content(s: &PresenceSnapshot) -> Value {
     let mut c = json!({
         "presence": s.presence.presence.as_str(),
         "currently_active": s.presence.currently_active,
@@ -70,8 +74,8 @@ pub fn presence_state_content(s: &PresenceSnapshot) -> Value {
 }
 
 /// The server-owned fields of `m.profile` (vCard `FN` and `PHOTO`, MSC1769).
-pub const PROFILE_NAME_FIELD: &str = "fn";
-pub const PROFILE_PHOTO_FIELD: &str = "photo";
+pub(crate) const PROFILE_NAME_FIELD: &str = "fn";
+pub(crate) const PROFILE_PHOTO_FIELD: &str = "photo";
 
 /// Which profile field a `PUT /profile/{userId}/…` changed, with its new value.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +85,7 @@ pub enum ProfileChange<'a> {
 }
 
 /// A new profile room's `m.profile` content.
-pub fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
+pub(crate) fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
     let mut inner = json!({ PROFILE_NAME_FIELD: name });
     if let Some(a) = avatar_url {
         inner[PROFILE_PHOTO_FIELD] = json!(a);
@@ -91,7 +95,7 @@ pub fn profile_content(name: &str, avatar_url: Option<&str>) -> Value {
 
 /// `content` with only `m.profile.<field>` set to `value` (removed for `None`); every other
 /// key, inside `m.profile` or beside it, is kept as the client wrote it.
-pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>) -> Value {
+pub(crate) fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>) -> Value {
     if !content.is_object() {
         content = json!({});
     }
@@ -110,21 +114,8 @@ pub fn merge_profile_field(mut content: Value, field: &str, value: Option<&str>)
     content
 }
 
-/// The content of a user's own `m.room.member` join: display name and avatar when set
-/// (spec: every join carries them; clients show the raw user id otherwise).
-pub fn member_join_content(displayname: &Option<String>, avatar_url: &Option<String>) -> Value {
-    let mut c = json!({"membership": "join"});
-    if let Some(n) = displayname {
-        c["displayname"] = json!(n);
-    }
-    if let Some(a) = avatar_url {
-        c["avatar_url"] = json!(a);
-    }
-    c
-}
-
 /// `m.status` state content.
-pub fn status_state_content(status_msg: Option<&str>) -> Value {
+pub(crate) fn status_state_content(status_msg: Option<&str>) -> Value {
     match status_msg {
         Some(m) => json!({ "status": m }),
         None => json!({}),
@@ -133,6 +124,7 @@ pub fn status_state_content(status_msg: Option<&str>) -> Value {
 
 pub struct ProfileRooms {
     rooms: Arc<Rooms>,
+    accounts: Arc<Accounts>,
     store: Store,
     by_user: DashMap<String, String>,
     by_room: DashMap<String, String>,
@@ -149,8 +141,9 @@ pub struct ProfileRooms {
 }
 
 impl ProfileRooms {
-    pub async fn new(
+    pub(crate) async fn new(
         rooms: Arc<Rooms>,
+        accounts: Arc<Accounts>,
         store: Store,
         window: Duration,
         metrics: Arc<Metrics>,
@@ -159,6 +152,7 @@ impl ProfileRooms {
     ) -> anyhow::Result<Arc<Self>> {
         let this = Self {
             rooms,
+            accounts,
             store,
             by_user: DashMap::new(),
             by_room: DashMap::new(),
@@ -176,21 +170,30 @@ impl ProfileRooms {
         Ok(Arc::new(this))
     }
 
-    pub fn attach_presence(&self, engine: Arc<PresenceEngine>) {
+    pub(crate) fn attach_presence(&self, engine: Arc<PresenceEngine>) {
         let _ = self.presence.set(engine);
     }
 
+    fn engine(&self) -> Result<&Arc<PresenceEngine>> {
+        self.presence.get().ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("presence engine not attached yet")))
+    }
+
     /// The owner of `room_id` if it is a profile room.
-    pub fn owner_of(&self, room_id: &str) -> Option<String> {
+    pub(crate) fn owner_of(&self, room_id: &str) -> Option<String> {
         self.by_room.get(room_id).map(|u| u.clone())
     }
 
-    pub fn room_of(&self, user_id: &str) -> Option<String> {
+    pub(crate) fn room_of(&self, user_id: &str) -> Option<String> {
         self.by_user.get(user_id).map(|r| r.clone())
     }
 
     /// The user's profile room, created on first use for users who existed before.
-    pub async fn ensure(&self, user_id: &str, initial: &PresenceSnapshot, status_msg: Option<&str>) -> Result<String> {
+    pub(crate) async fn ensure(
+        &self,
+        user_id: &str,
+        initial: &PresenceSnapshot,
+        status_msg: Option<&str>,
+    ) -> Result<String> {
         if let Some(r) = self.room_of(user_id) {
             return Ok(r);
         }
@@ -198,7 +201,7 @@ impl ProfileRooms {
         if let Some(r) = self.room_of(user_id) {
             return Ok(r);
         }
-        let user = self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found("Unknown user"))?;
+        let user = self.accounts.user(user_id).await?.ok_or_else(|| MatrixError::not_found("Unknown user"))?;
         let name = user.displayname.clone().unwrap_or_else(|| user_id.to_owned());
         let mut events = vec![
             NewEvent::state(
@@ -229,18 +232,15 @@ impl ProfileRooms {
         }
         events.push(NewEvent::state(PRESENCE_EVENT, "", presence_state_content(initial)));
         events.push(NewEvent::state(STATUS_EVENT, "", status_state_content(status_msg)));
-        let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events).await?;
-        self.store.insert_profile_room(user_id, &room_id).await?;
-        for alias in [profile_alias(user_id), profile_fallback_alias(user_id)] {
-            if !self.store.insert_alias(&alias, &room_id, user_id).await? {
-                // Taken before the namespace was reserved (a squatter): the server's claim wins.
-                tracing::warn!(alias, user_id, "profile alias was taken by another room; reclaiming it");
-                self.store.delete_alias(&alias).await?;
-                if !self.store.insert_alias(&alias, &room_id, user_id).await? {
-                    return Err(MatrixError::Internal(anyhow::anyhow!("could not claim profile alias {alias}")));
-                }
-            }
-        }
+        // The room, its row and its aliases in one transaction. An alias taken before the
+        // namespace was reserved (a squatter) is reclaimed: the server's claim wins.
+        let claims = RoomClaims {
+            aliases: vec![profile_alias(user_id), profile_fallback_alias(user_id)],
+            reclaim_aliases: true,
+            published: false,
+            profile_owner: Some(user_id.to_owned()),
+        };
+        let room_id = self.rooms.create_with_events(user_id, Some(PROFILE_ROOM_TYPE), events, claims).await?;
         self.by_room.insert(room_id.clone(), user_id.to_owned());
         self.by_user.insert(user_id.to_owned(), room_id.clone());
         Ok(room_id)
@@ -249,7 +249,7 @@ impl ProfileRooms {
     /// Display name or avatar changed: mirror the one field that changed into the profile
     /// room (`m.room.name` + `m.profile.fn`, or `m.room.avatar` + `m.profile.photo`). Every
     /// other field of `m.profile` (anything a client wrote there) is kept (MSC1769).
-    pub async fn update_profile(&self, user_id: &str, change: ProfileChange<'_>) -> Result<()> {
+    pub(crate) async fn update_profile(&self, user_id: &str, change: ProfileChange<'_>) -> Result<()> {
         let Some(room) = self.room_of(user_id) else { return Ok(()) };
         let state = self.rooms.state(&room).await?;
         let current_profile = state.get(PROFILE_EVENT, "").map(|e| e.content.clone());
@@ -281,7 +281,7 @@ impl ProfileRooms {
     /// Run the publisher: changes are coalesced within `window`, and only what differs from
     /// the room's current state is written, so a flapping device cannot write hundreds of
     /// events and the last change is always published.
-    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -296,11 +296,11 @@ impl ProfileRooms {
     }
 
     /// Users whose profile-room write waits for the publish window (a queue-lag gauge).
-    pub fn pending_len(&self) -> usize {
+    pub(crate) fn pending_len(&self) -> usize {
         self.changes.len()
     }
 
-    pub async fn publish_pending(&self) {
+    pub(crate) async fn publish_pending(&self) {
         let batch: Vec<PresenceSnapshot> = self.changes.take();
         if batch.is_empty() {
             return;

@@ -15,7 +15,7 @@ use crate::rooms::Pdu;
 
 impl ProfileRooms {
     /// Make every profile room agree with `engine`. Returns how many rooms were rewritten.
-    pub async fn reconcile(&self, engine: &PresenceEngine) -> anyhow::Result<usize> {
+    pub(crate) async fn reconcile(&self, engine: &PresenceEngine) -> anyhow::Result<usize> {
         let mut rooms: std::collections::HashMap<String, (Option<Value>, Option<Value>)> = Default::default();
         for (user, kind, json) in self.store.profile_presence_state().await? {
             // A row that does not decode is left to the publisher, which rewrites it.

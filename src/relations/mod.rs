@@ -9,7 +9,7 @@ use crate::rooms::Pdu;
 use crate::store::{NewRelation, Store};
 
 /// Most events one `/relations` page holds.
-pub const MAX_RELATIONS_LIMIT: u64 = 100;
+pub(crate) const MAX_RELATIONS_LIMIT: u64 = 100;
 /// Relation types and event ids longer than this are not indexed.
 const MAX_FIELD_BYTES: usize = 255;
 
@@ -18,7 +18,7 @@ pub struct Relations {
 }
 
 /// (parent event id, relation type) of an event, if it has a relation.
-pub fn relation_of(content: &Value) -> Option<(&str, &str)> {
+pub(crate) fn relation_of(content: &Value) -> Option<(&str, &str)> {
     let rel = content.get("m.relates_to")?;
     let parent = rel.get("event_id")?.as_str()?;
     let rel_type = rel.get("rel_type")?.as_str()?;
@@ -27,12 +27,12 @@ pub fn relation_of(content: &Value) -> Option<(&str, &str)> {
 }
 
 impl Relations {
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self { store }
     }
 
     /// Index `pdu` if it relates to another event (idempotent: resent transactions are fine).
-    pub async fn record(&self, pdu: &Pdu) -> Result<()> {
+    pub(crate) async fn record(&self, pdu: &Pdu) -> Result<()> {
         let Some((parent, rel_type)) = relation_of(&pdu.content) else { return Ok(()) };
         let Some((pos, _)) = self.store.get_event(&pdu.event_id).await? else { return Ok(()) };
         self.store
@@ -51,7 +51,7 @@ impl Relations {
     /// One page of `parent`'s children readable up to `upto`, between the positions `from`
     /// and `to` (exclusive), newest first unless `forward`: (events, next position to page from).
     #[allow(clippy::too_many_arguments)]
-    pub async fn page(
+    pub(crate) async fn page(
         &self,
         room_id: &str,
         parent: &str,

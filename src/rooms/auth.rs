@@ -11,7 +11,7 @@ pub type Denied = String;
 pub struct PowerLevels(Value);
 
 impl PowerLevels {
-    pub fn of(state: &RoomState) -> Self {
+    pub(crate) fn of(state: &RoomState) -> Self {
         Self(state.get("m.room.power_levels", "").map(|e| e.content.clone()).unwrap_or(Value::Null))
     }
 
@@ -19,7 +19,7 @@ impl PowerLevels {
         self.0.get(key).and_then(as_int).unwrap_or(default)
     }
 
-    pub fn user(&self, user_id: &str, state: &RoomState) -> i64 {
+    pub(crate) fn user(&self, user_id: &str, state: &RoomState) -> i64 {
         if self.0.is_null() {
             // Before power levels exist the creator has full power (spec auth rules).
             let creator = state.get("m.room.create", "").map(|e| e.sender.as_str());
@@ -32,7 +32,7 @@ impl PowerLevels {
             .unwrap_or_else(|| self.level("users_default", 0))
     }
 
-    pub fn for_event(&self, kind: &str, is_state: bool) -> i64 {
+    pub(crate) fn for_event(&self, kind: &str, is_state: bool) -> i64 {
         if let Some(l) = self.0.get("events").and_then(|e| e.get(kind)).and_then(as_int) {
             return l;
         }
@@ -43,16 +43,16 @@ impl PowerLevels {
         }
     }
 
-    pub fn invite(&self) -> i64 {
+    pub(crate) fn invite(&self) -> i64 {
         self.level("invite", 0)
     }
-    pub fn kick(&self) -> i64 {
+    pub(crate) fn kick(&self) -> i64 {
         self.level("kick", 50)
     }
-    pub fn ban(&self) -> i64 {
+    pub(crate) fn ban(&self) -> i64 {
         self.level("ban", 50)
     }
-    pub fn redact(&self) -> i64 {
+    pub(crate) fn redact(&self) -> i64 {
         self.level("redact", 50)
     }
 }
@@ -63,7 +63,7 @@ fn as_int(v: &Value) -> Option<i64> {
 
 /// May `sender` send an event of `kind` (with `state_key`) and `content` into a room whose
 /// current state is `state`?
-pub fn check(
+pub(crate) fn check(
     state: &RoomState,
     sender: &str,
     kind: &str,

@@ -1,7 +1,9 @@
 //! `POST /createRoom`: the events a new room starts with (spec "Creation" and presets).
 use serde_json::{json, Map, Value};
 
-use super::service::NewEvent;
+use super::membership::member_join_content;
+use super::send::RoomClaims;
+use super::service::{NewEvent, Rooms};
 use crate::error::{MatrixError, Result};
 
 #[derive(Debug, Default, Clone)]
@@ -13,19 +15,20 @@ pub struct CreateRoomSpec {
     pub invite: Vec<String>,
     pub initial_state: Vec<NewEvent>,
     pub creation_content: Map<String, Value>,
+    /// The full alias (`#name:server`), already checked by the aliases service.
     pub alias: Option<String>,
     pub power_level_content_override: Option<Map<String, Value>>,
     pub is_direct: bool,
 }
 
 impl CreateRoomSpec {
-    pub fn room_type(&self) -> Option<&str> {
+    pub(crate) fn room_type(&self) -> Option<&str> {
         self.creation_content.get("type").and_then(Value::as_str)
     }
 }
 
 /// The ordered events of a new room, as the spec lists them for `createRoom`.
-pub fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) -> Result<Vec<NewEvent>> {
+pub(crate) fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) -> Result<Vec<NewEvent>> {
     let preset = spec
         .preset
         .clone()
@@ -86,4 +89,31 @@ pub fn initial_events(creator: &str, spec: &CreateRoomSpec, room_version: &str) 
         events.push(NewEvent::state("m.room.topic", "", json!({"topic": topic})));
     }
     Ok(events)
+}
+
+impl Rooms {
+    /// `POST /createRoom`: the room with its initial events, alias and directory entry in
+    /// one transaction (`M_ROOM_IN_USE`, and no room, if the alias is taken), then the
+    /// invites. The creator's join carries their display name and avatar like every join.
+    pub(crate) async fn create_room(&self, creator: &str, spec: &CreateRoomSpec) -> Result<String> {
+        let mut events = initial_events(creator, spec, super::ROOM_VERSION)?;
+        let (displayname, avatar_url) = self.accounts.profile(creator).await?;
+        for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(creator)) {
+            ev.content = member_join_content(&displayname, &avatar_url);
+        }
+        let claims = RoomClaims {
+            aliases: spec.alias.iter().cloned().collect(),
+            published: spec.visibility_public,
+            ..Default::default()
+        };
+        let room_id = self.create_with_events(creator, spec.room_type(), events, claims).await?;
+        for target in &spec.invite {
+            let mut content = json!({"membership": "invite"});
+            if spec.is_direct {
+                content["is_direct"] = json!(true);
+            }
+            self.send(&room_id, creator, NewEvent::state("m.room.member", target, content)).await?;
+        }
+        Ok(room_id)
+    }
 }

@@ -19,7 +19,7 @@ fn kept_keys(kind: &str) -> &'static [&'static str] {
 }
 
 /// The content of a `kind` event after redaction.
-pub fn redact_content(kind: &str, content: &Value) -> Value {
+pub(crate) fn redact_content(kind: &str, content: &Value) -> Value {
     let keep = kept_keys(kind);
     let kept: Map<String, Value> = content
         .as_object()
@@ -30,7 +30,7 @@ pub fn redact_content(kind: &str, content: &Value) -> Value {
 
 /// `pdu` redacted by the redaction event `because` (client format, shown to clients in
 /// `unsigned.redacted_because`).
-pub fn redacted(pdu: &Pdu, because: Value) -> Pdu {
+pub(crate) fn redacted(pdu: &Pdu, because: Value) -> Pdu {
     let mut out = pdu.clone();
     out.content = redact_content(&pdu.kind, &pdu.content);
     out.unsigned.insert("redacted_because".into(), because);

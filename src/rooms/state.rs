@@ -11,7 +11,7 @@ pub struct RoomState {
 }
 
 impl RoomState {
-    pub fn from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
+    pub(crate) fn from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
         let mut s = Self::default();
         for e in events {
             s.apply(Arc::new(e));
@@ -19,26 +19,26 @@ impl RoomState {
         s
     }
 
-    pub fn apply(&mut self, pdu: Arc<Pdu>) {
+    pub(crate) fn apply(&mut self, pdu: Arc<Pdu>) {
         if let Some(sk) = &pdu.state_key {
             self.events.insert((pdu.kind.clone(), sk.clone()), pdu);
         }
     }
 
-    pub fn get(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
+    pub(crate) fn get(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
         self.events.get(&(kind.to_owned(), state_key.to_owned()))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
         self.events.values()
     }
 
-    pub fn membership(&self, user_id: &str) -> Option<&str> {
+    pub(crate) fn membership(&self, user_id: &str) -> Option<&str> {
         self.get("m.room.member", user_id).and_then(|e| e.membership())
     }
 
     /// Users whose membership is one of `which`.
-    pub fn members_with<'a>(&'a self, which: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn members_with<'a>(&'a self, which: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
         self.events
             .range(("m.room.member".to_owned(), String::new())..)
             .take_while(|((k, _), _)| k == "m.room.member")
@@ -46,26 +46,22 @@ impl RoomState {
             .map(|((_, sk), _)| sk.as_str())
     }
 
-    pub fn join_rule(&self) -> &str {
+    pub(crate) fn join_rule(&self) -> &str {
         self.get("m.room.join_rules", "").and_then(|e| e.content.get("join_rule")?.as_str()).unwrap_or("invite")
     }
 
-    pub fn history_visibility(&self) -> &str {
+    pub(crate) fn history_visibility(&self) -> &str {
         self.get("m.room.history_visibility", "")
             .and_then(|e| e.content.get("history_visibility")?.as_str())
             .unwrap_or("shared")
     }
 
-    pub fn room_type(&self) -> Option<&str> {
+    pub(crate) fn room_type(&self) -> Option<&str> {
         self.get("m.room.create", "").and_then(|e| e.content.get("type")?.as_str())
     }
 
-    pub fn creator(&self) -> Option<&str> {
-        self.get("m.room.create", "").map(|e| e.sender.as_str())
-    }
-
     /// Stripped state shown with an invite (spec: `invite_state`).
-    pub fn stripped(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn stripped(&self) -> Vec<serde_json::Value> {
         const KEEP: &[&str] = &[
             "m.room.create",
             "m.room.name",

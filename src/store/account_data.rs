@@ -5,7 +5,7 @@ use super::Store;
 pub type AccountDataRow = (String, String, String, i64);
 
 impl Store {
-    pub async fn put_account_data(
+    pub(crate) async fn put_account_data(
         &self,
         user_id: &str,
         room_id: &str,
@@ -27,7 +27,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_account_data(&self, user_id: &str, room_id: &str, kind: &str) -> sqlx::Result<Option<String>> {
+    pub(crate) async fn get_account_data(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        kind: &str,
+    ) -> sqlx::Result<Option<String>> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
                 .bind(user_id)
@@ -39,7 +44,7 @@ impl Store {
     }
 
     /// A user's account data changed in `(after, upto]` (all of it for `after` = -1).
-    pub async fn account_data_between(
+    pub(crate) async fn account_data_between(
         &self,
         user_id: &str,
         after: i64,
@@ -57,7 +62,7 @@ impl Store {
     }
 
     /// A user's account data for one room up to `upto`.
-    pub async fn room_account_data(
+    pub(crate) async fn room_account_data(
         &self,
         user_id: &str,
         room_id: &str,
@@ -75,11 +80,11 @@ impl Store {
     }
 
     /// Newest account-data position of every user (loaded once at start-up).
-    pub async fn account_data_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
+    pub(crate) async fn account_data_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
         sqlx::query_as("SELECT user_id, MAX(stream_pos) FROM account_data GROUP BY user_id").fetch_all(&self.pool).await
     }
 
-    pub async fn forget_room(&self, user_id: &str, room_id: &str, membership_pos: i64) -> sqlx::Result<()> {
+    pub(crate) async fn forget_room(&self, user_id: &str, room_id: &str, membership_pos: i64) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO forgotten_rooms (user_id, room_id, membership_pos) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, room_id) DO UPDATE SET membership_pos = excluded.membership_pos",
@@ -93,7 +98,7 @@ impl Store {
     }
 
     /// (room id, membership position when forgotten) for every room the user forgot.
-    pub async fn forgotten_rooms(&self, user_id: &str) -> sqlx::Result<Vec<(String, i64)>> {
+    pub(crate) async fn forgotten_rooms(&self, user_id: &str) -> sqlx::Result<Vec<(String, i64)>> {
         sqlx::query_as("SELECT room_id, membership_pos FROM forgotten_rooms WHERE user_id = $1")
             .bind(user_id)
             .fetch_all(&self.pool)

@@ -18,7 +18,7 @@ pub struct DeviceRow {
 
 impl Store {
     /// Insert a user; returns `Ok(false)` when the id is taken.
-    pub async fn insert_user(&self, user_id: &str, password_hash: &str, now: i64) -> sqlx::Result<bool> {
+    pub(crate) async fn insert_user(&self, user_id: &str, password_hash: &str, now: i64) -> sqlx::Result<bool> {
         let res =
             sqlx::query("INSERT INTO users (user_id, password_hash, displayname, created_ts) VALUES ($1, $2, $3, $4)")
                 .bind(user_id)
@@ -34,7 +34,7 @@ impl Store {
         }
     }
 
-    pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
+    pub(crate) async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
         let row: Option<(String, String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT user_id, password_hash, displayname, avatar_url FROM users WHERE user_id = $1")
                 .bind(user_id)
@@ -48,12 +48,7 @@ impl Store {
         }))
     }
 
-    pub async fn all_user_ids(&self) -> sqlx::Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM users").fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
-
-    pub async fn set_displayname(&self, user_id: &str, name: Option<&str>) -> sqlx::Result<()> {
+    pub(crate) async fn set_displayname(&self, user_id: &str, name: Option<&str>) -> sqlx::Result<()> {
         sqlx::query("UPDATE users SET displayname = $1 WHERE user_id = $2")
             .bind(name)
             .bind(user_id)
@@ -62,7 +57,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> sqlx::Result<()> {
+    pub(crate) async fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> sqlx::Result<()> {
         sqlx::query("UPDATE users SET avatar_url = $1 WHERE user_id = $2")
             .bind(url)
             .bind(user_id)
@@ -72,7 +67,7 @@ impl Store {
     }
 
     /// Create (or refresh) a device and give it a new access token, in one transaction.
-    pub async fn create_device_with_token(
+    pub(crate) async fn create_device_with_token(
         &self,
         user_id: &str,
         device_id: &str,
@@ -109,7 +104,7 @@ impl Store {
         tx.commit().await
     }
 
-    pub async fn token_owner(&self, token: &str) -> sqlx::Result<Option<(String, String)>> {
+    pub(crate) async fn token_owner(&self, token: &str) -> sqlx::Result<Option<(String, String)>> {
         sqlx::query_as("SELECT user_id, device_id FROM access_tokens WHERE token = $1")
             .bind(token)
             .fetch_optional(&self.pool)
@@ -119,7 +114,7 @@ impl Store {
     /// Remove a device and every token of it; returns the tokens removed. The transaction
     /// writes first (`DELETE … RETURNING`), so on SQLite it takes the write lock up front
     /// instead of failing to upgrade a read.
-    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
+    pub(crate) async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let tokens: Vec<(String,)> =
             sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
@@ -136,7 +131,7 @@ impl Store {
         Ok(tokens.into_iter().map(|t| t.0).collect())
     }
 
-    pub async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
+    pub(crate) async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
         let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
             "SELECT device_id, display_name, last_seen_ts FROM devices WHERE user_id = $1 ORDER BY created_ts",
         )

@@ -2,7 +2,7 @@
 use super::Store;
 
 impl Store {
-    pub async fn set_room_published(&self, room_id: &str, published: bool, now: i64) -> sqlx::Result<()> {
+    pub(crate) async fn set_room_published(&self, room_id: &str, published: bool, now: i64) -> sqlx::Result<()> {
         if published {
             sqlx::query(
                 "INSERT INTO room_directory (room_id, published_ts) VALUES ($1, $2) ON CONFLICT (room_id) DO NOTHING",
@@ -17,7 +17,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn is_room_published(&self, room_id: &str) -> sqlx::Result<bool> {
+    pub(crate) async fn is_room_published(&self, room_id: &str) -> sqlx::Result<bool> {
         let row: Option<(String,)> = sqlx::query_as("SELECT room_id FROM room_directory WHERE room_id = $1")
             .bind(room_id)
             .fetch_optional(&self.pool)
@@ -26,7 +26,7 @@ impl Store {
     }
 
     /// Every published room, oldest first.
-    pub async fn published_rooms(&self) -> sqlx::Result<Vec<String>> {
+    pub(crate) async fn published_rooms(&self) -> sqlx::Result<Vec<String>> {
         let rows: Vec<(String,)> = sqlx::query_as("SELECT room_id FROM room_directory ORDER BY published_ts, room_id")
             .fetch_all(&self.pool)
             .await?;
@@ -35,7 +35,7 @@ impl Store {
 
     /// Users whose id or display name contains `term` (lower case), at most `limit`:
     /// (user id, display name, avatar url).
-    pub async fn search_users(
+    pub(crate) async fn search_users(
         &self,
         term: &str,
         limit: i64,

@@ -3,7 +3,7 @@ use super::Store;
 
 impl Store {
     /// Replace the stored JSON of an event with its redacted form.
-    pub async fn replace_event_json(&self, event_id: &str, json: &str) -> sqlx::Result<()> {
+    pub(crate) async fn replace_event_json(&self, event_id: &str, json: &str) -> sqlx::Result<()> {
         sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
             .bind(json)
             .bind(event_id)

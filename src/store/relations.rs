@@ -11,7 +11,7 @@ pub struct NewRelation<'a> {
 }
 
 impl Store {
-    pub async fn insert_relation(&self, r: &NewRelation<'_>) -> sqlx::Result<()> {
+    pub(crate) async fn insert_relation(&self, r: &NewRelation<'_>) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO event_relations (event_id, room_id, parent_id, rel_type, event_type, stream_ordering) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
@@ -31,7 +31,7 @@ impl Store {
     /// optionally of one relation type and event type, newest first unless `forward`:
     /// (event id, stream position).
     #[allow(clippy::too_many_arguments)]
-    pub async fn relations(
+    pub(crate) async fn relations(
         &self,
         room_id: &str,
         parent_id: &str,

@@ -22,29 +22,80 @@ fn decode_rows(rows: Vec<(i64, String)>) -> Vec<(i64, Pdu)> {
     rows.into_iter().filter_map(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))).collect()
 }
 
+/// The `rooms` row of a new room and what it claims in the same transaction
+/// (see [`Store::create_room`]).
+pub struct NewRoom<'a> {
+    pub room_id: &'a str,
+    pub creator: &'a str,
+    pub version: &'a str,
+    pub room_type: Option<&'a str>,
+    pub now: i64,
+    pub aliases: Vec<String>,
+    /// Profile rooms take their reserved aliases over from a squatter (issue 10, defect 4).
+    pub reclaim_aliases: bool,
+    /// Listed in the public room directory (`createRoom` with `visibility: public`).
+    pub published: bool,
+    /// The owner, for a profile room (MSC1769).
+    pub profile_owner: Option<&'a str>,
+}
+
 impl Store {
-    pub async fn insert_room(
-        &self,
-        room_id: &str,
-        creator: &str,
-        version: &str,
-        room_type: Option<&str>,
-        now: i64,
-    ) -> sqlx::Result<()> {
+    /// Write a new room with its initial events and what it claims beside them (aliases,
+    /// directory entry, profile-room row) in one transaction, so a crash or a race never
+    /// leaves half a room. `Ok(false)`: an alias was taken (nothing is written).
+    pub(crate) async fn create_room(&self, room: &NewRoom<'_>, events: &[(&Pdu, i64)]) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(room_id)
-        .bind(creator)
-        .bind(version)
-        .bind(room_type)
-        .bind(now)
-        .execute(&self.pool)
+        .bind(room.room_id)
+        .bind(room.creator)
+        .bind(room.version)
+        .bind(room.room_type)
+        .bind(room.now)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        for (pdu, pos) in events {
+            write_event(&mut tx, pdu, *pos, None).await?;
+        }
+        for alias in &room.aliases {
+            if room.reclaim_aliases {
+                sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&mut *tx).await?;
+            }
+            let res = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+                .bind(alias)
+                .bind(room.room_id)
+                .bind(room.creator)
+                .execute(&mut *tx)
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if crate::error::is_unique_violation(&e) => {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if room.published {
+            sqlx::query("INSERT INTO room_directory (room_id, published_ts) VALUES ($1, $2)")
+                .bind(room.room_id)
+                .bind(room.now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(owner) = room.profile_owner {
+            sqlx::query("INSERT INTO profile_rooms (user_id, room_id) VALUES ($1, $2)")
+                .bind(owner)
+                .bind(room.room_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
-    pub async fn room_exists(&self, room_id: &str) -> sqlx::Result<bool> {
+    pub(crate) async fn room_exists(&self, room_id: &str) -> sqlx::Result<bool> {
         let row: Option<(String,)> = sqlx::query_as("SELECT room_id FROM rooms WHERE room_id = $1")
             .bind(room_id)
             .fetch_optional(&self.pool)
@@ -54,14 +105,14 @@ impl Store {
 
     /// Write one event and everything derived from it (current state, membership, txn id)
     /// in one transaction: either all of it is stored or none.
-    pub async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
+    pub(crate) async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         write_event(&mut tx, pdu, pos, txn_owner).await?;
         tx.commit().await
     }
 
     /// Write several events in one transaction (server-authored: no transaction ids).
-    pub async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
+    pub(crate) async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         for (pdu, pos) in events {
             write_event(&mut tx, pdu, *pos, None).await?;
@@ -69,7 +120,7 @@ impl Store {
         tx.commit().await
     }
 
-    pub async fn load_room_state(&self, room_id: &str) -> sqlx::Result<Vec<Pdu>> {
+    pub(crate) async fn load_room_state(&self, room_id: &str) -> sqlx::Result<Vec<Pdu>> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1",
         )
@@ -80,7 +131,7 @@ impl Store {
     }
 
     /// The newest event of a room: (event id, depth).
-    pub async fn latest_event(&self, room_id: &str) -> sqlx::Result<Option<(String, i64)>> {
+    pub(crate) async fn latest_event(&self, room_id: &str) -> sqlx::Result<Option<(String, i64)>> {
         sqlx::query_as("SELECT event_id, depth FROM events WHERE room_id = $1 ORDER BY stream_ordering DESC LIMIT 1")
             .bind(room_id)
             .fetch_optional(&self.pool)
@@ -88,7 +139,7 @@ impl Store {
     }
 
     /// Every room the user has a membership in: (room id, membership, stream position).
-    pub async fn rooms_for_user(&self, user_id: &str) -> sqlx::Result<Vec<(String, String, i64)>> {
+    pub(crate) async fn rooms_for_user(&self, user_id: &str) -> sqlx::Result<Vec<(String, String, i64)>> {
         sqlx::query_as("SELECT room_id, membership, stream_ordering FROM memberships WHERE user_id = $1")
             .bind(user_id)
             .fetch_all(&self.pool)
@@ -96,7 +147,7 @@ impl Store {
     }
 
     /// Events of a room with `after < position <= upto`, newest first, at most `limit`.
-    pub async fn room_events_desc(
+    pub(crate) async fn room_events_desc(
         &self,
         room_id: &str,
         after: i64,
@@ -117,7 +168,7 @@ impl Store {
     }
 
     /// Events of a room with `from <= position < before`, oldest first, at most `limit`.
-    pub async fn room_events_asc(
+    pub(crate) async fn room_events_asc(
         &self,
         room_id: &str,
         from: i64,
@@ -138,7 +189,7 @@ impl Store {
     }
 
     /// State events of a room with `after < position <= upto`, oldest first.
-    pub async fn room_state_events_between(
+    pub(crate) async fn room_state_events_between(
         &self,
         room_id: &str,
         after: i64,
@@ -156,7 +207,7 @@ impl Store {
         Ok(decode_rows(rows))
     }
 
-    pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<(i64, Pdu)>> {
+    pub(crate) async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<(i64, Pdu)>> {
         let row: Option<(i64, String)> = sqlx::query_as("SELECT stream_ordering, json FROM events WHERE event_id = $1")
             .bind(event_id)
             .fetch_optional(&self.pool)
@@ -164,7 +215,7 @@ impl Store {
         Ok(row.and_then(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))))
     }
 
-    pub async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> sqlx::Result<Option<String>> {
+    pub(crate) async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> sqlx::Result<Option<String>> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
                 .bind(user_id)
@@ -176,12 +227,12 @@ impl Store {
     }
 
     /// Newest stream position of every room (loaded once at start-up).
-    pub async fn room_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
+    pub(crate) async fn room_last_positions(&self) -> sqlx::Result<Vec<(String, i64)>> {
         sqlx::query_as("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id").fetch_all(&self.pool).await
     }
 
     /// Returns `Ok(false)` when the alias is taken.
-    pub async fn insert_alias(&self, alias: &str, room_id: &str, creator: &str) -> sqlx::Result<bool> {
+    pub(crate) async fn insert_alias(&self, alias: &str, room_id: &str, creator: &str) -> sqlx::Result<bool> {
         let res = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
             .bind(alias)
             .bind(room_id)
@@ -195,7 +246,7 @@ impl Store {
         }
     }
 
-    pub async fn resolve_alias(&self, alias: &str) -> sqlx::Result<Option<String>> {
+    pub(crate) async fn resolve_alias(&self, alias: &str) -> sqlx::Result<Option<String>> {
         let row: Option<(String,)> = sqlx::query_as("SELECT room_id FROM room_aliases WHERE alias = $1")
             .bind(alias)
             .fetch_optional(&self.pool)
@@ -203,7 +254,7 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
-    pub async fn delete_alias(&self, alias: &str) -> sqlx::Result<()> {
+    pub(crate) async fn delete_alias(&self, alias: &str) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&self.pool).await?;
         Ok(())
     }

@@ -85,7 +85,8 @@ async fn register(
         return Err(MatrixError::invalid_param("password is too long"));
     }
     s.accounts.register(&user_id, &password).await?;
-    s.on_user_created(&user_id).await?;
+    // A new account gets its profile room at once (MSC1769).
+    s.profiles.ensure_for(&user_id).await?;
     if body.inhibit_login {
         return Ok(Json(json!({"user_id": user_id})));
     }
@@ -157,16 +158,12 @@ async fn login(
 }
 
 async fn logout(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
-    s.end_session(&session).await?;
+    s.accounts.end_session(&session).await?;
     Ok(Json(json!({})))
 }
 
 async fn logout_all(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
-    for d in s.accounts.devices(&session.user_id).await? {
-        let other = crate::accounts::Session { user_id: session.user_id.clone(), device_id: d.device_id };
-        s.end_session(&other).await?;
-    }
-    s.end_session(&session).await?;
+    s.accounts.end_all_sessions(&session).await?;
     Ok(Json(json!({})))
 }
 

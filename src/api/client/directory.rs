@@ -1,6 +1,8 @@
-//! Room directory (`/publicRooms`, `/directory/list/room/{roomId}`) and user directory search.
+//! Room directory (`/publicRooms`, `/directory/list/room/{roomId}`), room aliases
+//! (`/directory/room/{roomAlias}`) and user directory search.
 use axum::extract::State;
 use axum::{Json, Router};
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
@@ -8,6 +10,7 @@ use ruma::api::client::room::Visibility;
 use ruma::api::client::user_directory::search_users;
 use serde_json::{json, Value};
 
+use super::typed::{owned_room_id, Typed};
 use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
@@ -19,6 +22,9 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<get_public_rooms_filtered::v3::Request, _, _>(r, public_rooms_filtered);
     let r = ruma_route::<get_room_visibility::v3::Request, _, _>(r, get_visibility);
     let r = ruma_route::<set_room_visibility::v3::Request, _, _>(r, set_visibility);
+    let r = ruma_route::<get_alias::v3::Request, _, _>(r, get_alias_handler);
+    let r = ruma_route::<create_alias::v3::Request, _, _>(r, put_alias);
+    let r = ruma_route::<delete_alias::v3::Request, _, _>(r, delete_alias_handler);
     ruma_route::<search_users::v3::Request, _, _>(r, user_search)
 }
 
@@ -67,23 +73,23 @@ async fn public_rooms_filtered(
 async fn get_visibility(
     State(s): State<AppState>,
     Ruma(req): Ruma<get_room_visibility::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<get_room_visibility::v3::Response>> {
     let published = s.directory.is_published(req.room_id.as_str()).await?;
-    Ok(Json(json!({"visibility": if published { "public" } else { "private" }})))
+    Ok(Typed(get_room_visibility::v3::Response::new(if published { Visibility::Public } else { Visibility::Private })))
 }
 
 async fn set_visibility(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<set_room_visibility::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<set_room_visibility::v3::Response>> {
     let published = match req.visibility {
         Visibility::Public => true,
         Visibility::Private => false,
         _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
     };
     s.directory.set_published(&session.user_id, req.room_id.as_str(), published).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(set_room_visibility::v3::Response::new()))
 }
 
 async fn user_search(
@@ -93,4 +99,38 @@ async fn user_search(
 ) -> Result<Json<Value>> {
     let (results, limited) = s.directory.search_users(&session.user_id, &req.search_term, u64::from(req.limit)).await?;
     Ok(Json(json!({"results": results, "limited": limited})))
+}
+
+async fn get_alias_handler(
+    State(s): State<AppState>,
+    Ruma(req): Ruma<get_alias::v3::Request>,
+) -> Result<Typed<get_alias::v3::Response>> {
+    // Another server's alias is asked over federation (`src/federation/remote.rs`).
+    if let Some(remote) = s.federation.remote_alias(req.room_alias.as_str()).await? {
+        let room_id = remote.get("room_id").and_then(Value::as_str).unwrap_or_default();
+        let servers = remote.get("servers").and_then(Value::as_array).into_iter().flatten();
+        let servers = servers.filter_map(|v| ruma::ServerName::parse(v.as_str()?).ok()).collect();
+        return Ok(Typed(get_alias::v3::Response::new(owned_room_id(room_id)?, servers)));
+    }
+    let room_id = s.directory.aliases.resolve(req.room_alias.as_str()).await?;
+    let server = ruma::ServerName::parse(&s.config.server_name).map_err(|e| MatrixError::Internal(e.into()))?;
+    Ok(Typed(get_alias::v3::Response::new(owned_room_id(&room_id)?, vec![server])))
+}
+
+async fn put_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<create_alias::v3::Request>,
+) -> Result<Typed<create_alias::v3::Response>> {
+    s.directory.aliases.put(&session.user_id, req.room_alias.as_str(), req.room_id.as_str()).await?;
+    Ok(Typed(create_alias::v3::Response::new()))
+}
+
+async fn delete_alias_handler(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<delete_alias::v3::Request>,
+) -> Result<Typed<delete_alias::v3::Response>> {
+    s.directory.aliases.delete(&session.user_id, req.room_alias.as_str()).await?;
+    Ok(Typed(delete_alias::v3::Response::new()))
 }

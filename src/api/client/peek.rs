@@ -41,7 +41,7 @@ async fn peek(
             return Err(MatrixError::bad_json("servers must be a list of server names"));
         }
     }
-    let room_id = s.rooms.resolve(&target).await?;
+    let room_id = s.directory.aliases.resolve_room(&target).await?;
     let expires = s.peeks.peek(&session, &room_id).await?;
     Ok(Json(json!({"room_id": room_id, "peek_expiry_ts": expires})))
 }

@@ -5,12 +5,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::accounts::ProfileField;
 use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
-use crate::api::guard::no_nul;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
-use crate::hooks::ProfileField;
+use crate::profile::PROFILE_ROOM_ID_FIELD;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = client_route(r, "/profile/{user_id}", get(profile));
@@ -22,15 +22,16 @@ async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Resu
     if let Some(remote) = s.federation.remote_profile(&user_id, None).await? {
         return Ok(Json(remote));
     }
-    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+    let profile = s.profiles.profile(&user_id).await?;
     let mut body = json!({});
-    if let Some(n) = user.displayname {
+    if let Some(n) = profile.displayname {
         body["displayname"] = json!(n);
     }
-    if let Some(a) = user.avatar_url {
+    if let Some(a) = profile.avatar_url {
         body["avatar_url"] = json!(a);
     }
-    s.decorate_profile(&user_id, &mut body).await?;
+    // MSC1769 names the profile room in an unstable field.
+    body[PROFILE_ROOM_ID_FIELD] = json!(profile.profile_room);
     Ok(Json(body))
 }
 
@@ -38,7 +39,7 @@ async fn get_displayname(State(s): State<AppState>, Path(user_id): Path<String>)
     if let Some(remote) = s.federation.remote_profile(&user_id, Some("displayname")).await? {
         return Ok(Json(remote));
     }
-    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+    let user = s.accounts.user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.displayname {
         Some(n) => json!({"displayname": n}),
         None => json!({}),
@@ -49,7 +50,7 @@ async fn get_avatar(State(s): State<AppState>, Path(user_id): Path<String>) -> R
     if let Some(remote) = s.federation.remote_profile(&user_id, Some("avatar_url")).await? {
         return Ok(Json(remote));
     }
-    let user = s.store.get_user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+    let user = s.accounts.user(&user_id).await?.ok_or_else(|| MatrixError::not_found("Profile not found"))?;
     Ok(Json(match user.avatar_url {
         Some(a) => json!({"avatar_url": a}),
         None => json!({}),
@@ -75,12 +76,7 @@ async fn put_displayname(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot set another user's display name"));
     }
-    if body.displayname.as_ref().is_some_and(|n| n.len() > 256) {
-        return Err(MatrixError::invalid_param("displayname is too long"));
-    }
-    no_nul("displayname", body.displayname.as_deref().unwrap_or_default())?;
-    s.store.set_displayname(&user_id, body.displayname.as_deref()).await?;
-    s.on_profile_changed(&user_id, ProfileField::DisplayName).await?;
+    s.profiles.set_profile(&user_id, ProfileField::DisplayName, body.displayname.as_deref()).await?;
     Ok(Json(json!({})))
 }
 
@@ -93,11 +89,6 @@ async fn put_avatar(
     if user_id != session.user_id {
         return Err(MatrixError::forbidden("Cannot set another user's avatar"));
     }
-    if body.avatar_url.as_ref().is_some_and(|a| a.len() > 1024) {
-        return Err(MatrixError::invalid_param("avatar_url is too long"));
-    }
-    no_nul("avatar_url", body.avatar_url.as_deref().unwrap_or_default())?;
-    s.store.set_avatar_url(&user_id, body.avatar_url.as_deref()).await?;
-    s.on_profile_changed(&user_id, ProfileField::AvatarUrl).await?;
+    s.profiles.set_profile(&user_id, ProfileField::AvatarUrl, body.avatar_url.as_deref()).await?;
     Ok(Json(json!({})))
 }

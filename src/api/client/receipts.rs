@@ -21,19 +21,6 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     ruma_route::<set_read_marker::v3::Request, _, _>(r, read_markers)
 }
 
-/// The caller must be joined (403; 404 for an unknown room), and the event must be one of
-/// the room's (404). Returns the event's stream position.
-async fn joined_event(s: &AppState, session: &Session, room_id: &str, event_id: &str) -> Result<i64> {
-    let state = s.rooms.state(room_id).await?;
-    if state.membership(&session.user_id) != Some("join") {
-        return Err(MatrixError::forbidden("You are not in this room"));
-    }
-    match s.store.get_event(event_id).await? {
-        Some((pos, pdu)) if pdu.room_id == room_id => Ok(pos),
-        _ => Err(MatrixError::not_found("Event not found")),
-    }
-}
-
 async fn set_fully_read(s: &AppState, session: &Session, room_id: &str, event_id: &str) -> Result<()> {
     s.account_data.set(&session.user_id, Scope::Room(room_id), FULLY_READ, &json!({"event_id": event_id})).await
 }
@@ -61,7 +48,7 @@ async fn receipt(
         ReceiptType::FullyRead => FULLY_READ,
         other => return Err(MatrixError::invalid_param(format!("unknown receipt type {}", other.as_str()))),
     };
-    let event_pos = joined_event(&s, &session, room_id, event_id).await?;
+    let event_pos = s.rooms.joined_event(&session.user_id, room_id, event_id).await?;
     if receipt_type == FULLY_READ {
         set_fully_read(&s, &session, room_id, event_id).await?;
     } else {
@@ -82,13 +69,17 @@ async fn read_markers(
     let user_id = session.user_id.as_str();
     // Check every event before changing anything.
     let fully_read = match &req.fully_read {
-        Some(e) => Some((e.as_str(), joined_event(&s, &session, room_id, e.as_str()).await?)),
+        Some(e) => Some((e.as_str(), s.rooms.joined_event(&session.user_id, room_id, e.as_str()).await?)),
         None => None,
     };
     let mut receipts = Vec::new();
     for (receipt_type, event) in [(READ, &req.read_receipt), (READ_PRIVATE, &req.private_read_receipt)] {
         if let Some(e) = event {
-            receipts.push((receipt_type, e.as_str(), joined_event(&s, &session, room_id, e.as_str()).await?));
+            receipts.push((
+                receipt_type,
+                e.as_str(),
+                s.rooms.joined_event(&session.user_id, room_id, e.as_str()).await?,
+            ));
         }
     }
     if fully_read.is_none() && receipts.is_empty() {

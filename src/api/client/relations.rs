@@ -12,7 +12,7 @@ use crate::accounts::Session;
 use crate::api::extract::{Auth, Ruma};
 use crate::api::ruma_route;
 use crate::app::AppState;
-use crate::error::{MatrixError, Result};
+use crate::error::Result;
 use crate::rooms::now_ms;
 use crate::sync::token;
 
@@ -39,11 +39,7 @@ struct Query<'a> {
 const DEFAULT_LIMIT: u64 = 50;
 
 async fn answer(s: &AppState, session: &Session, q: Query<'_>) -> Result<Json<Value>> {
-    let upto = s.readable_upto(q.room_id, &session.user_id).await?.min(s.stream.current());
-    match s.store.get_event(q.event_id).await? {
-        Some((pos, parent)) if parent.room_id == q.room_id && pos <= upto => {}
-        _ => return Err(MatrixError::not_found("Event not found")),
-    }
+    let (_, _, upto) = s.rooms.readable_event(&session.user_id, q.room_id, q.event_id).await?;
     let from = q.from.map(token::parse).transpose()?;
     let to = q.to.map(token::parse).transpose()?;
     let forward = matches!(q.dir, Direction::Forward);

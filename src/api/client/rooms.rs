@@ -1,8 +1,7 @@
-//! Rooms: create, membership, send, state, members, messages, aliases.
-use axum::extract::{Path, State};
+//! Rooms: create, membership, send, state, members, messages.
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ruma::api::client::alias::get_alias;
 use ruma::api::client::membership::{
     ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms,
     kick_user, leave_room, unban_user,
@@ -10,15 +9,17 @@ use ruma::api::client::membership::{
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::Direction;
+use ruma::OwnedRoomId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::typed::{owned_event_id, owned_room_id, Typed};
 use crate::api::extract::{Auth, MatrixJson, Ruma};
 use crate::api::{client_route, ruma_route};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::rooms::create::CreateRoomSpec;
-use crate::rooms::{now_ms, NewEvent, ROOM_VERSION};
+use crate::rooms::{now_ms, MessagesPage, NewEvent, ROOM_VERSION};
 use crate::sync::filter::EventFilter;
 use crate::sync::token;
 
@@ -41,9 +42,7 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<get_member_events::v3::Request, _, _>(r, members);
     let r = ruma_route::<joined_members::v3::Request, _, _>(r, joined_members_handler);
     let r = ruma_route::<joined_rooms::v3::Request, _, _>(r, joined_rooms_handler);
-    let r = ruma_route::<get_message_events::v3::Request, _, _>(r, messages);
-    let r = ruma_route::<get_alias::v3::Request, _, _>(r, get_alias_handler);
-    client_route(r, "/directory/room/{room_alias}", axum::routing::put(put_alias).delete(delete_alias))
+    ruma_route::<get_message_events::v3::Request, _, _>(r, messages)
 }
 
 #[derive(Deserialize)]
@@ -97,50 +96,24 @@ async fn create_room(
         }
     }
     let invite = body.invite.iter().map(|u| parse_user_id(u)).collect::<Result<Vec<_>>>()?;
-    let alias = match &body.room_alias_name {
-        Some(name) => {
-            let alias = format!("#{name}:{}", s.config.server_name);
-            ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(format!("invalid alias: {e}")))?;
-            refuse_reserved_alias(&alias)?;
-            if s.store.resolve_alias(&alias).await?.is_some() {
-                return Err(MatrixError::RoomInUse("Room alias already taken".into()));
-            }
-            Some(alias)
-        }
-        None => None,
-    };
+    let alias = body.room_alias_name.as_deref().map(|name| s.directory.aliases.for_new_room(name)).transpose()?;
     let spec = CreateRoomSpec {
         preset: body.preset,
         visibility_public: body.visibility.as_deref() == Some("public"),
         name: body.name,
         topic: body.topic,
-        invite: invite.clone(),
+        invite,
         initial_state: body
             .initial_state
             .into_iter()
             .map(|e| NewEvent::state(&e.kind, &e.state_key, Value::Object(e.content)))
             .collect(),
         creation_content: body.creation_content.unwrap_or_default(),
-        alias: alias.clone(),
+        alias,
         power_level_content_override: body.power_level_content_override,
         is_direct: body.is_direct,
     };
-    let room_id = s.create_room(&session.user_id, &spec).await?;
-    if spec.visibility_public {
-        s.directory.set_published(&session.user_id, &room_id, true).await?;
-    }
-    if let Some(alias) = alias {
-        if !s.store.insert_alias(&alias, &room_id, &session.user_id).await? {
-            return Err(MatrixError::RoomInUse("Room alias already taken".into()));
-        }
-    }
-    for target in invite {
-        let mut content = json!({"membership": "invite"});
-        if spec.is_direct {
-            content["is_direct"] = json!(true);
-        }
-        s.rooms.send(&room_id, &session.user_id, NewEvent::state("m.room.member", &target, content)).await?;
-    }
+    let room_id = s.rooms.create_room(&session.user_id, &spec).await?;
     Ok(Json(json!({"room_id": room_id})))
 }
 
@@ -148,72 +121,68 @@ async fn join_by_id_or_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> Result<Json<Value>> {
-    let room_id = s.rooms.resolve(req.room_id_or_alias.as_str()).await?;
+) -> Result<Typed<join_room_by_id_or_alias::v3::Response>> {
+    let room_id = s.directory.aliases.resolve_room(req.room_id_or_alias.as_str()).await?;
     s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    Ok(Typed(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?)))
 }
 
 async fn join_by_id(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<join_room_by_id::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Json(json!({"room_id": req.room_id})))
+    Ok(Typed(join_room_by_id::v3::Response::new(req.room_id)))
 }
 
 async fn invite(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<invite_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<invite_user::v3::Response>> {
     let target = match req.recipient {
         invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
         _ => return Err(MatrixError::invalid_param("third-party invites are not supported")),
     };
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, target.as_str(), "invite", None).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(invite_user::v3::Response::new()))
 }
 
 async fn leave(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<leave_room::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<leave_room::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "leave", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(leave_room::v3::Response::new()))
 }
 
 async fn kick(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<kick_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<kick_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(kick_user::v3::Response::new()))
 }
 
 async fn ban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<ban_user::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<ban_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "ban", req.reason).await?;
-    Ok(Json(json!({})))
+    Ok(Typed(ban_user::v3::Response::new()))
 }
 
 async fn unban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<unban_user::v3::Request>,
-) -> Result<Json<Value>> {
-    let state = s.rooms.state(req.room_id.as_str()).await?;
-    if state.membership(req.user_id.as_str()) != Some("ban") {
-        return Err(MatrixError::forbidden("user is not banned"));
-    }
-    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
-    Ok(Json(json!({})))
+) -> Result<Typed<unban_user::v3::Response>> {
+    s.rooms.unban(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), req.reason).await?;
+    Ok(Typed(unban_user::v3::Response::new()))
 }
 
 fn content_object(raw: &str) -> Result<Value> {
@@ -228,23 +197,23 @@ async fn send_message(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_message_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<send_message_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let mut ev = NewEvent::message(&req.event_type.to_string(), content);
     ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
-    let pdu = s.send_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Json(json!({"event_id": pdu.event_id})))
+    let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
+    Ok(Typed(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
 }
 
 async fn put_state(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_state_event::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<send_state_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
-    let pdu = s.send_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Json(json!({"event_id": pdu.event_id})))
+    let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
+    Ok(Typed(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
 }
 
 async fn get_state_key(
@@ -253,7 +222,7 @@ async fn get_state_key(
     Ruma(req): Ruma<get_state_event_for_key::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    s.check_can_read_state(room_id, &session.user_id).await?;
+    s.rooms.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let mask = s.profiles.mask_for(room_id, &session.user_id).await?;
     let ev = state
@@ -272,7 +241,7 @@ async fn get_state_all(
     Ruma(req): Ruma<get_state_events::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    s.check_can_read_state(room_id, &session.user_id).await?;
+    s.rooms.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let now = now_ms();
     let mut events: Vec<Value> = state.iter().map(|e| e.to_client(now, None)).collect();
@@ -286,7 +255,7 @@ async fn members(
     Ruma(req): Ruma<get_member_events::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    s.check_can_read_state(room_id, &session.user_id).await?;
+    s.rooms.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let now = now_ms();
     let want = req.membership.as_ref().map(|m| m.as_str().to_owned());
@@ -307,7 +276,7 @@ async fn joined_members_handler(
     Ruma(req): Ruma<joined_members::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    s.check_can_read_state(room_id, &session.user_id).await?;
+    s.rooms.check_can_read_state(room_id, &session.user_id).await?;
     let state = s.rooms.state(room_id).await?;
     let mut joined = Map::new();
     for uid in state.members_with(&["join"]) {
@@ -321,18 +290,18 @@ async fn joined_rooms_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<joined_rooms::v3::Request>,
-) -> Result<Json<Value>> {
+) -> Result<Typed<joined_rooms::v3::Response>> {
     // The user's own profile room is left out, as in `/sync` (legacy clients would show it).
     let own_profile = s.profiles.room_of(&session.user_id);
-    let rooms: Vec<String> = s
+    let rooms: Vec<OwnedRoomId> = s
         .rooms
         .joined_rooms(&session.user_id)
         .await?
         .iter()
         .filter(|r| Some(*r) != own_profile.as_ref())
-        .cloned()
-        .collect();
-    Ok(Json(json!({"joined_rooms": rooms})))
+        .map(|r| owned_room_id(r))
+        .collect::<Result<_>>()?;
+    Ok(Typed(joined_rooms::v3::Response::new(rooms)))
 }
 
 async fn messages(
@@ -341,33 +310,19 @@ async fn messages(
     Ruma(req): Ruma<get_message_events::v3::Request>,
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
-    let visible_upto = s.readable_upto(room_id, &session.user_id).await?;
     let filter: EventFilter =
         serde_json::to_value(&req.filter).ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     filter.validate().map_err(MatrixError::bad_json)?;
     let limit = u64::from(req.limit).clamp(1, 1000) as i64;
     let current = s.stream.current();
+    let at_most = |t: &str| token::parse_at_most(t, current);
+    let from = req.from.as_deref().map(at_most).transpose()?;
+    let to = req.to.as_deref().map(at_most).transpose()?;
+    let backward = matches!(req.dir, Direction::Backward);
+    let MessagesPage { events, start, end } =
+        s.rooms.messages(room_id, &session.user_id, from, to, backward, limit).await?;
     let viewer = Some((session.user_id.as_str(), session.device_id.as_str()));
     let now = now_ms();
-    let at_most = |t: &str| token::parse_at_most(t, current);
-    let to = req.to.as_deref().map(at_most).transpose()?;
-    let (events, start, end) = match req.dir {
-        Direction::Backward => {
-            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(current).min(visible_upto);
-            let lower = to.unwrap_or(0);
-            let events = s.store.room_events_desc(room_id, lower, from, limit).await?;
-            let end = events.last().map(|(p, _)| p - 1);
-            let end = if (events.len() as i64) < limit { None } else { end };
-            (events, from, end)
-        }
-        _ => {
-            let from = req.from.as_deref().map(at_most).transpose()?.unwrap_or(0);
-            let upper = to.unwrap_or(current).min(visible_upto.min(current));
-            let events = s.store.room_events_asc(room_id, from + 1, upper + 1, limit).await?;
-            let end = events.last().map(|(p, _)| *p);
-            (events, from, end)
-        }
-    };
     let mut chunk: Vec<Value> = events
         .iter()
         .filter(|(_, e)| filter.allows(&e.kind, &e.sender))
@@ -379,70 +334,4 @@ async fn messages(
         body["end"] = json!(token::pagination_token(end));
     }
     Ok(Json(body))
-}
-
-async fn get_alias_handler(State(s): State<AppState>, Ruma(req): Ruma<get_alias::v3::Request>) -> Result<Json<Value>> {
-    if let Some(remote) = s.federation.remote_alias(req.room_alias.as_str()).await? {
-        return Ok(Json(remote));
-    }
-    let room_id = s
-        .store
-        .resolve_alias(req.room_alias.as_str())
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    Ok(Json(json!({"room_id": room_id, "servers": [s.config.server_name]})))
-}
-
-fn refuse_reserved_alias(alias: &str) -> Result<()> {
-    if crate::profile::is_reserved_alias(alias) {
-        return Err(MatrixError::invalid_param(
-            "aliases starting with '@' or '_profile_' are reserved for profile rooms",
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct PutAliasBody {
-    room_id: String,
-}
-
-async fn put_alias(
-    State(s): State<AppState>,
-    Auth(session): Auth,
-    Path(alias): Path<String>,
-    MatrixJson(body): MatrixJson<PutAliasBody>,
-) -> Result<Json<Value>> {
-    let parsed = ruma::RoomAliasId::parse(&alias).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
-    crate::api::guard::no_nul("room_id", &body.room_id)?;
-    refuse_reserved_alias(&alias)?;
-    if parsed.server_name().as_str() != s.config.server_name {
-        return Err(MatrixError::invalid_param("alias must be on this server"));
-    }
-    let state = s.rooms.state(&body.room_id).await?;
-    if state.membership(&session.user_id) != Some("join") {
-        return Err(MatrixError::forbidden("You are not in this room"));
-    }
-    if !s.store.insert_alias(&alias, &body.room_id, &session.user_id).await? {
-        return Err(MatrixError::RoomInUse("Room alias already exists".into()));
-    }
-    Ok(Json(json!({})))
-}
-
-async fn delete_alias(
-    State(s): State<AppState>,
-    Auth(session): Auth,
-    Path(alias): Path<String>,
-) -> Result<Json<Value>> {
-    let room_id = s.store.resolve_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    if crate::profile::is_reserved_alias(&alias) {
-        return Err(MatrixError::forbidden("profile-room aliases are managed by the server"));
-    }
-    let state = s.rooms.state(&room_id).await?;
-    let pl = crate::rooms::auth::PowerLevels::of(&state);
-    if pl.user(&session.user_id, &state) < pl.for_event("m.room.canonical_alias", true) {
-        return Err(MatrixError::forbidden("insufficient power level to remove the alias"));
-    }
-    s.store.delete_alias(&alias).await?;
-    Ok(Json(json!({})))
 }

@@ -96,7 +96,7 @@ async fn query_directory(
     if !ours {
         return fed_error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "Not an alias of this server");
     }
-    match s.rooms.resolve(&q.room_alias).await {
+    match s.directory.aliases.resolve(&q.room_alias).await {
         Ok(room_id) => Json(json!({"room_id": room_id, "servers": [s.federation.server_name]})).into_response(),
         Err(e) => error(e),
     }

@@ -31,8 +31,10 @@ async fn harness() -> Harness {
     let store = Store::connect(&format!("sqlite://{}/seed.db?mode=rwc", dir.display()), 2).await.unwrap();
     let stream = StreamHub::new(store.clone()).await.unwrap();
     let notifier = Arc::new(Notifier::default());
-    let rooms =
-        Arc::new(Rooms::new(store.clone(), stream.clone(), notifier.clone(), "x".into(), 65_536).await.unwrap());
+    let accounts = Arc::new(crate::accounts::Accounts::new(store.clone(), "x".into(), 8, 1).unwrap());
+    let rooms = Arc::new(
+        Rooms::new(store.clone(), stream.clone(), notifier.clone(), accounts, "x".into(), 65_536).await.unwrap(),
+    );
     let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await.unwrap();
     let access = Arc::new(PresenceAccess::new(rooms, lists, None));
     let clock = Clock::manual(START);

@@ -1,0 +1,244 @@
+//! Writing events: authorize, build, persist (with derived state, in one transaction), then
+//! caches, stream position and wake-ups.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::auth;
+use super::event::{now_ms, Pdu};
+use super::service::{NewEvent, Rooms};
+use super::state::RoomState;
+use crate::error::{MatrixError, Result};
+use crate::store::NewRoom;
+use crate::ground::StreamPos;
+
+/// What a new room claims beside its events, written in the same transaction.
+#[derive(Debug, Default)]
+pub struct RoomClaims {
+    pub aliases: Vec<String>,
+    /// Take the aliases over from whoever holds them (profile rooms' reserved names).
+    pub reclaim_aliases: bool,
+    pub published: bool,
+    pub profile_owner: Option<String>,
+}
+
+impl Rooms {
+    /// Authorize and append an event as `sender`. Idempotent per (sender, device, txn id).
+    pub(crate) async fn send(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+        let _guard = self.write_lock.lock().await;
+        if let Some((device, txn)) = &ev.txn {
+            if let Some(existing) = self.store.txn_event(sender, device, txn).await? {
+                if let Some((_, pdu)) = self.store.get_event(&existing).await? {
+                    return Ok(Arc::new(pdu));
+                }
+            }
+        }
+        let state = self.state(room_id).await?;
+        auth::check(&state, sender, &ev.kind, ev.state_key.as_deref(), &ev.content).map_err(MatrixError::Forbidden)?;
+        self.append_locked(room_id, state, sender, ev).await
+    }
+
+    /// Append without the auth rules (server-owned state). Caller holds no lock.
+    pub(crate) async fn send_as_server(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+        let _guard = self.write_lock.lock().await;
+        let state = self.state(room_id).await?;
+        self.append_locked(room_id, state, sender, ev).await
+    }
+
+    /// Create a room from a list of events appended in order, without auth (the creator
+    /// builds the initial state), together with what it `claims`, all in one transaction.
+    /// `M_ROOM_IN_USE` if an alias is taken; then nothing is written.
+    pub(crate) async fn create_with_events(
+        &self,
+        creator: &str,
+        room_type: Option<&str>,
+        events: Vec<NewEvent>,
+        claims: RoomClaims,
+    ) -> Result<String> {
+        let room_id = format!("!{}:{}", super::event::random_string(18), self.server_name);
+        let _guard = self.write_lock.lock().await;
+        let mut state = Arc::new(RoomState::default());
+        let mut head = None;
+        let mut built = Vec::with_capacity(events.len());
+        for ev in events {
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, head, creator, ev)?);
+            state = with_event(state, &pdu);
+            head = Some((pdu.event_id.clone(), pdu.depth));
+            built.push((pdu, state.clone(), self.stream.allocate()));
+        }
+        let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
+        let room = NewRoom {
+            room_id: &room_id,
+            creator,
+            version: super::ROOM_VERSION,
+            room_type,
+            now: now_ms(),
+            aliases: claims.aliases,
+            reclaim_aliases: claims.reclaim_aliases,
+            published: claims.published,
+            profile_owner: claims.profile_owner.as_deref(),
+        };
+        if !self.store.create_room(&room, &rows).await? {
+            return Err(MatrixError::RoomInUse("Room alias already taken".into()));
+        }
+        for (pdu, state, pos) in built {
+            self.after_persist(&pdu, state, pos);
+        }
+        Ok(room_id)
+    }
+
+    /// Build the next event of a room on top of `state` and `head` (prev event id, depth).
+    fn build_pdu(
+        &self,
+        room_id: &str,
+        state: &RoomState,
+        head: Option<(String, i64)>,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<Pdu> {
+        if super::event::json_depth(&ev.content) > super::event::MAX_JSON_DEPTH {
+            return Err(MatrixError::bad_json(format!(
+                "event content nests deeper than {} levels",
+                super::event::MAX_JSON_DEPTH
+            )));
+        }
+        let (prev_events, depth) = match head {
+            Some((id, depth)) => (vec![id], depth + 1),
+            None => (vec![], 1),
+        };
+        let mut unsigned = serde_json::Map::new();
+        if let Some(sk) = &ev.state_key {
+            if let Some(prev) = state.get(&ev.kind, sk) {
+                unsigned.insert("replaces_state".into(), json!(prev.event_id));
+                unsigned.insert("prev_content".into(), prev.content.clone());
+                unsigned.insert("prev_sender".into(), json!(prev.sender));
+            }
+        }
+        let mut pdu = Pdu {
+            event_id: String::new(),
+            room_id: room_id.to_owned(),
+            sender: sender.to_owned(),
+            kind: ev.kind,
+            state_key: ev.state_key,
+            content: ev.content,
+            origin_server_ts: now_ms(),
+            depth,
+            prev_events,
+            unsigned,
+            txn: ev.txn,
+        };
+        pdu.compute_event_id();
+        let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None)).map(|v| v.len()).unwrap_or(0);
+        if size > self.max_event_bytes {
+            return Err(MatrixError::TooLarge(format!("event is {size} bytes, the limit is {}", self.max_event_bytes)));
+        }
+        Ok(pdu)
+    }
+
+    async fn append_locked(
+        &self,
+        room_id: &str,
+        state: Arc<RoomState>,
+        sender: &str,
+        ev: NewEvent,
+    ) -> Result<Arc<Pdu>> {
+        let head = self.head(room_id).await?;
+        let pdu = self.build_pdu(room_id, &state, head, sender, ev)?;
+        let pos = self.stream.allocate();
+        self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
+        let pdu = Arc::new(pdu);
+        let new_state = with_event(state, &pdu);
+        self.after_persist(&pdu, new_state, pos);
+        Ok(pdu)
+    }
+
+    /// Write several server-authored events (possibly in several rooms) in one database
+    /// transaction: the profile-room publisher's batch. No auth rules, like `send_as_server`.
+    pub(crate) async fn send_batch_as_server(&self, items: Vec<(String, String, NewEvent)>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut states: HashMap<String, Arc<RoomState>> = HashMap::new();
+        let mut heads: HashMap<String, Option<(String, i64)>> = HashMap::new();
+        let mut built = Vec::with_capacity(items.len());
+        for (room_id, sender, ev) in items {
+            let state = match states.get(&room_id) {
+                Some(s) => s.clone(),
+                None => self.state(&room_id).await?,
+            };
+            let head = match heads.get(&room_id) {
+                Some(h) => h.clone(),
+                None => self.head(&room_id).await?,
+            };
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, head, &sender, ev)?);
+            let new_state = with_event(state, &pdu);
+            heads.insert(room_id.clone(), Some((pdu.event_id.clone(), pdu.depth)));
+            states.insert(room_id, new_state.clone());
+            built.push((pdu, new_state, self.stream.allocate()));
+        }
+        let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
+        self.store.persist_events(&rows).await?;
+        for (pdu, state, pos) in built {
+            self.after_persist(&pdu, state, pos);
+        }
+        Ok(())
+    }
+
+    /// Caches, stream position and wake-ups once an event is stored: the room's members,
+    /// the membership's target and the room's peekers are woken; e2ee notes membership
+    /// changes for device-list deltas.
+    fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
+        let room_id = pdu.room_id.as_str();
+        let depth = pdu.depth;
+        self.states.insert(room_id.to_owned(), new_state.clone());
+        self.heads.insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
+        self.last_pos.insert(room_id.to_owned(), pos.pos);
+        if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
+            self.note_membership(room_id, target, membership, pos.pos);
+        }
+        let position = pos.pos;
+        pos.complete();
+
+        let mut wake: HashSet<String> = new_state.members_with(&["join", "invite"]).map(str::to_owned).collect();
+        if let (Some(target), Some(_)) = (&pdu.state_key, pdu.membership()) {
+            wake.insert(target.clone());
+        }
+        let links = self.links.get();
+        if let Some(l) = links {
+            wake.extend(l.peeks.watchers(room_id));
+        }
+        self.notifier.wake(wake.iter().map(String::as_str), position);
+        if let Some(l) = links {
+            l.e2ee.room_event_persisted(pdu, position);
+        }
+    }
+
+    /// Store a rewritten copy of an event (a redaction); the copy replaces the event in the
+    /// current state if it is there.
+    pub(super) async fn rewrite_event(&self, pdu: Pdu) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let json = serde_json::to_string(&pdu).map_err(|e| MatrixError::Internal(e.into()))?;
+        self.store.replace_event_json(&pdu.event_id, &json).await?;
+        let Some(sk) = pdu.state_key.clone() else { return Ok(()) };
+        let Some(state) = self.states.get(&pdu.room_id).map(|s| s.clone()) else { return Ok(()) };
+        if state.get(&pdu.kind, &sk).is_some_and(|cur| cur.event_id == pdu.event_id) {
+            let mut s = (*state).clone();
+            let room_id = pdu.room_id.clone();
+            s.apply(Arc::new(pdu));
+            self.states.insert(room_id, Arc::new(s));
+        }
+        Ok(())
+    }
+}
+
+/// The state after `pdu` (unchanged for a message event).
+fn with_event(state: Arc<RoomState>, pdu: &Arc<Pdu>) -> Arc<RoomState> {
+    if !pdu.is_state() {
+        return state;
+    }
+    let mut s = (*state).clone();
+    s.apply(pdu.clone());
+    Arc::new(s)
+}
