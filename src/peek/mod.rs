@@ -433,7 +433,15 @@ impl SyncSource for Peeks {
                 continue;
             }
             let state = if full { Some(self.rooms.state(&room_id).await?) } else { None };
-            peek.insert(room_id.clone(), Self::room_block(&events, state.as_deref(), limited, first_pos, now, viewer));
+            // A limited catch-up carries the state that changed in the gap, as `rooms.join` does.
+            let gap = if !full && limited {
+                let changed = self.rooms.store().room_state_events_between(&room_id, after, first_pos - 1).await?;
+                Some(RoomState::from_events(changed.into_iter().map(|(_, e)| e)))
+            } else {
+                None
+            };
+            let state = state.as_deref().or(gap.as_ref());
+            peek.insert(room_id.clone(), Self::room_block(&events, state, limited, first_pos, now, viewer));
         }
         let mut has = !peek.is_empty();
         let ended: Vec<(String, i64)> = self.ended.get(&key).map(|v| v.clone()).unwrap_or_default();
