@@ -100,7 +100,8 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
             loop {
                 opened.fetch_add(1, Ordering::Relaxed);
                 let q = [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", IDLE_FILTER)];
-                let call = hs.call(Method::GET, &format!("{CS}/sync"), Some(&token), &q, None, Some(client_timeout));
+                let path = format!("{CS}/sync");
+                let call = hs.call(Method::GET, &path, Some(&token), &q, None, Some(client_timeout));
                 let r = tokio::select! { r = call => r, _ = stop.wait_for(|s| *s) => break };
                 returned.fetch_add(1, Ordering::Relaxed);
                 match r {
