@@ -169,9 +169,11 @@ async fn context_redaction_and_relations_on_pruned_events_are_not_found() {
     churn(&app, &alice, &room, CHURN, "b").await;
     assert!(prune(&app).await.pruned > 0);
 
-    let (code, v) = app.get(&format!("{V3}/rooms/{}/context/{}", enc(&room), enc(&oldest_status)), Some(&alice.token)).await;
+    let (code, v) =
+        app.get(&format!("{V3}/rooms/{}/context/{}", enc(&room), enc(&oldest_status)), Some(&alice.token)).await;
     assert_err(code, &v, 404, "M_NOT_FOUND");
-    let (code, v) = app.get(&format!("{V3}/rooms/{}/event/{}", enc(&room), enc(&oldest_status)), Some(&alice.token)).await;
+    let (code, v) =
+        app.get(&format!("{V3}/rooms/{}/event/{}", enc(&room), enc(&oldest_status)), Some(&alice.token)).await;
     assert_err(code, &v, 404, "M_NOT_FOUND");
     let (code, v) = app
         .put(&format!("{V3}/rooms/{}/redact/{}/x2", enc(&room), enc(&oldest_status)), Some(&alice.token), json!({}))

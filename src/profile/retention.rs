@@ -103,7 +103,9 @@ impl PresenceHistoryRetention {
                     _ = shutdown.changed() => break,
                 }
                 match this.run_once(now_ms()).await {
-                    Ok(r) if r.pruned > 0 => tracing::debug!(pruned = r.pruned, kept = r.kept, "presence history pruned"),
+                    Ok(r) if r.pruned > 0 => {
+                        tracing::debug!(pruned = r.pruned, kept = r.kept, "presence history pruned")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "presence history pruning failed; retrying next run"),
                 }
@@ -140,8 +142,7 @@ impl PresenceHistoryRetention {
         for ((room, kind), mut positions) in rooms {
             positions.sort_unstable_by(|a, b| b.cmp(a));
             let newest = positions[0];
-            let newer =
-                self.store.presence_history_newer(&room, &kind, newest, keep_superseded as i64).await? as usize;
+            let newer = self.store.presence_history_newer(&room, &kind, newest, keep_superseded as i64).await? as usize;
             // Versions kept by an earlier run fall out of the window as newer ones fall due.
             let limit = (keep_superseded + self.policy.batch) as i64;
             positions.extend(self.store.presence_history_kept_before(&room, &kind, newest, limit).await?);

@@ -94,8 +94,10 @@ impl Store {
             }
         }
         if !keep.is_empty() {
-            let sql =
-                format!("UPDATE presence_history SET kept = 1 WHERE stream_ordering IN ({})", placeholders(1, keep.len()));
+            let sql = format!(
+                "UPDATE presence_history SET kept = 1 WHERE stream_ordering IN ({})",
+                placeholders(1, keep.len())
+            );
             let mut q = sqlx::query(&sql);
             for p in keep {
                 q = q.bind(*p);

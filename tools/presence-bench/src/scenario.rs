@@ -89,7 +89,8 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = sampler.take();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (opened, returned, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (opened, returned, errors) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let timeout = a.sync_timeout_ms.to_string();
     let client_timeout = Duration::from_millis(a.sync_timeout_ms) + hs.req_timeout;
     let mut tasks = Vec::with_capacity(a.users);
@@ -320,7 +321,13 @@ pub async fn burst(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
         "rss_kb_before": before.rss_kb,
         "rss_kb_after": after.rss_kb,
     });
-    let q = |x: f64| if lat.is_empty() { "na".into() } else { format!("{:.0}ms", lat.value_at_quantile(x) as f64 / 1000.0) };
+    let q = |x: f64| {
+        if lat.is_empty() {
+            "na".into()
+        } else {
+            format!("{:.0}ms", lat.value_at_quantile(x) as f64 / 1000.0)
+        }
+    };
     let summary = format!(
         "scenario=burst label={} clients={} ok={} failed={} timeouts={} p50={} p99={} max={} wall={:.1}s srv_cpu={} rss_after={}KB",
         a.label,
