@@ -89,8 +89,8 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = sampler.take();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (opened, returned, errors) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (opened, returned) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();
     let timeout = a.sync_timeout_ms.to_string();
     let client_timeout = Duration::from_millis(a.sync_timeout_ms) + hs.req_timeout;
     let mut tasks = Vec::with_capacity(a.users);
@@ -105,16 +105,19 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
                 let call = hs.call(Method::GET, &path, Some(&token), &q, None, Some(client_timeout));
                 let r = tokio::select! { r = call => r, _ = stop.wait_for(|s| *s) => break };
                 returned.fetch_add(1, Ordering::Relaxed);
-                match r {
+                let failed = match r {
                     Ok(r) if r.ok() => {
                         if let Some(nb) = r.body.get("next_batch").and_then(Value::as_str) {
                             since = nb.to_string();
                         }
+                        None
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    Ok(r) => Some(r.err_key()),
+                    Err(k) => Some(k),
+                };
+                if let Some(k) = failed {
+                    *errors.lock().unwrap_or_else(|e| e.into_inner()).entry(k).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }));
@@ -130,6 +133,8 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     for t in tasks {
         let _ = t.await;
     }
+    let errors = errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let error_count: u64 = errors.values().sum();
     let polls = a.users as f64;
     let kb_per_poll = start.rss_kb.zip(before.rss_kb).map(|(w, b)| (w as f64 - b as f64) / polls);
     let cores = end.cpu_secs.zip(start.cpu_secs).map(|(e, b)| (e - b) / a.duration);
@@ -143,10 +148,11 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
         "idle_secs": a.duration,
         "server_cores_while_idle": cores,
         "polls_returned_while_idle": wakeups,
-        "errors": errors.load(Ordering::Relaxed),
+        "polls_opened": opened.load(Ordering::Relaxed),
+        "errors": errors,
     });
     let summary = format!(
-        "scenario=idle label={} polls={} rss_before={}KB rss_with_polls={}KB kb_per_poll={} idle_cpu={} returned_while_idle={} errors={}",
+        "scenario=idle label={} polls={} rss_before={}KB rss_with_polls={}KB kb_per_poll={} idle_cpu={} returned_while_idle={} errors={} {:?}",
         a.label,
         a.users,
         before.rss_kb.map_or("na".into(), |v| v.to_string()),
@@ -154,7 +160,8 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
         kb_per_poll.map_or("na".into(), |v| format!("{v:.1}")),
         cores.map_or("na".into(), |v| format!("{:.2}%", v * 100.0)),
         wakeups,
-        errors.load(Ordering::Relaxed),
+        error_count,
+        errors,
     );
     Ok(Outcome { json, summary })
 }
