@@ -149,6 +149,11 @@ impl Services {
         profiles.start(shutdown_rx.clone());
         peeks.start(shutdown_rx.clone());
         ephemeral.start(shutdown_rx.clone());
+        let retention = crate::profile::retention::PresenceHistoryRetention::new(
+            store.clone(),
+            crate::profile::retention::RetentionPolicy::from_config(&config),
+        );
+        retention.start(shutdown_rx.clone());
         change_log
             .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);

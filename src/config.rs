@@ -77,6 +77,15 @@ pub struct Config {
     pub presence_initial_sync_offline: bool,
     /// A shared room with more joined members than this grants no presence visibility (0 = no limit).
     pub presence_max_room_members: u64,
+    /// Presence history retention (README "Presence history retention"): newest versions of
+    /// `m.presence` and of `m.status` kept per profile room, the current state included.
+    pub presence_history_keep_last: u32,
+    /// Superseded presence/status versions younger than this (ms) are kept whatever their number.
+    pub presence_history_keep_ms: i64,
+    /// Time between pruning runs, ms; 0 keeps every version forever.
+    pub presence_history_prune_interval_ms: u64,
+    /// Events deleted per pruning transaction (1..=1000).
+    pub presence_history_prune_batch: usize,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
     /// Directory uploaded media and thumbnails are stored in.
@@ -134,6 +143,10 @@ impl Default for Config {
             legacy_busy_as: LegacyBusy::Msc3026,
             presence_initial_sync_offline: false,
             presence_max_room_members: 0,
+            presence_history_keep_last: 10,
+            presence_history_keep_ms: 3_600_000,
+            presence_history_prune_interval_ms: 10_000,
+            presence_history_prune_batch: 500,
             log: "info,sqlx=warn".into(),
             media_path: PathBuf::from("data/media"),
             max_upload_bytes: 50 * 1024 * 1024,
@@ -342,6 +355,22 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_MAX_ROOM_MEMBERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_max_room_members: Option<u64>,
+    /// Newest presence/status versions kept per profile room [default: 10]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_KEEP_LAST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_keep_last: Option<u32>,
+    /// Presence/status versions younger than this are kept, ms [default: 3600000]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_KEEP_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_keep_ms: Option<i64>,
+    /// Time between presence-history pruning runs, ms, 0 = never prune [default: 10000]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_INTERVAL_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_prune_interval_ms: Option<u64>,
+    /// Events deleted per pruning transaction [default: 500]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_BATCH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_prune_batch: Option<usize>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@
 //! server-owned `m.presence` (the effective presence as others see it). The server writes
 //! `m.presence` as the owner, coalescing changes within a short window.
 pub mod privacy;
+pub mod retention;
 mod user;
 
 pub use user::{UserProfile, VettedEvent};

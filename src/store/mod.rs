@@ -21,6 +21,7 @@ mod pushers;
 mod receipts;
 mod redaction;
 mod relations;
+mod retention;
 mod rooms;
 
 pub use account_data::*;
@@ -32,6 +33,7 @@ pub use presence_lists::*;
 pub use receipts::*;
 pub use relations::*;
 pub use rooms::NewRoom;
+pub use retention::HistoryRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

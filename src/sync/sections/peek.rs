@@ -81,7 +81,15 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
             continue;
         }
         let state = if full { Some(rooms.state(&room_id).await?) } else { None };
-        out.peek.insert(room_id.clone(), peeked_room(&events, state.as_deref(), limited, first_pos, now, viewer));
+        // A limited catch-up carries the state that changed in the gap, as `rooms.join` does.
+        let gap = if !full && limited {
+            let changed = rooms.store().room_state_events_between(&room_id, after, first_pos - 1).await?;
+            Some(crate::rooms::RoomState::from_events(changed.into_iter().map(|(_, e)| e)))
+        } else {
+            None
+        };
+        let state = state.as_deref().or(gap.as_ref());
+        out.peek.insert(room_id.clone(), peeked_room(&events, state, limited, first_pos, now, viewer));
     }
     // After the loop above, which may have ended peeks at `upto`.
     for (room, pos) in peeks.ended_peeks(session) {

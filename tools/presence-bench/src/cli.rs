@@ -136,6 +136,48 @@ pub struct Args {
     /// Tokio worker threads of the generator (keep low: it shares the cores with the server).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+
+    /// What to measure: delivery (watchers long-poll while drivers change presence; the
+    /// default), idle (every user holds one long-poll open for --duration; with --server-pid:
+    /// server RSS before/with the polls = KB per poll, and CPU while idle), churn (PUT presence
+    /// at --rate for --duration with no watchers; database size, RSS and CPU sampled every
+    /// --sample-secs), burst (every user's first /sync, all at once: errors, timeouts, latency).
+    #[arg(long, value_enum, default_value_t = Scenario::Delivery)]
+    pub scenario: Scenario,
+
+    /// Seconds between samples of database size, RSS and CPU (--scenario churn).
+    #[arg(long, default_value_t = 10.0)]
+    pub sample_secs: f64,
+
+    /// SQLite database file of the target (its -wal and -shm files are added) for database-size
+    /// samples.
+    #[arg(long)]
+    pub sqlite_path: Option<PathBuf>,
+
+    /// PostgreSQL URL of the target's database for database-size samples
+    /// (`pg_database_size(current_database())`, read with the `psql` client).
+    #[arg(long)]
+    pub pg_url: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Delivery,
+    Idle,
+    Churn,
+    Burst,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Delivery => "delivery",
+            Scenario::Idle => "idle",
+            Scenario::Churn => "churn",
+            Scenario::Burst => "burst",
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,6 +243,11 @@ impl Args {
         anyhow::ensure!(self.request_timeout > 0.0, "--request-timeout must be > 0");
         anyhow::ensure!(self.sync_timeout_ms <= 300_000, "--sync-timeout-ms must be <= 300000");
         anyhow::ensure!(self.max_total > 0.0, "--max-total must be > 0");
+        anyhow::ensure!(self.sample_secs >= 0.1, "--sample-secs must be at least 0.1");
+        anyhow::ensure!(
+            self.scenario != Scenario::Churn || self.rate > 0.0,
+            "--scenario churn needs --rate (changes per second)"
+        );
         anyhow::ensure!(self.shape != Shape::SmallRooms || self.room_size >= 2, "--room-size must be at least 2");
         anyhow::ensure!(self.shape != Shape::Watchers || self.watchers >= 1, "--watchers must be at least 1");
         anyhow::ensure!(

@@ -5,6 +5,8 @@ mod cli;
 mod hs;
 mod report;
 mod run;
+mod sample;
+mod scenario;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::cli::{Args, PathKind};
+use crate::cli::{Args, PathKind, Scenario};
 use crate::setup::Unsupported;
 
 async fn real_main(a: Args) -> anyhow::Result<()> {
@@ -26,8 +28,9 @@ async fn real_main(a: Args) -> anyhow::Result<()> {
         a.users + a.concurrency + a.register_concurrency + 8,
     )?;
     eprintln!(
-        "presence-bench: target {} label={} users={} shape={} path={} mode={}",
+        "presence-bench: target {} scenario={} label={} users={} shape={} path={} mode={}",
         a.base_url,
+        a.scenario.name(),
         a.label,
         a.users,
         a.shape.name(),
@@ -40,6 +43,21 @@ async fn real_main(a: Args) -> anyhow::Result<()> {
     if a.setup_only {
         return Ok(());
     }
+    let outcome = match a.scenario {
+        Scenario::Delivery => None,
+        Scenario::Idle => Some(scenario::idle(&hs, &a, &s).await?),
+        Scenario::Churn => Some(scenario::churn(&hs, &a, &s).await?),
+        Scenario::Burst => Some(scenario::burst(&hs, &a, &s).await?),
+    };
+    if let Some(o) = outcome {
+        if let Some(p) = &a.out {
+            std::fs::write(p, serde_json::to_vec_pretty(&o.json)?)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+            eprintln!("results written to {}", p.display());
+        }
+        println!("{}", o.summary);
+        return Ok(());
+    }
     let d = run::run(&hs, &a, &s, setup_secs).await?;
     if a.path == PathKind::Peek {
         let failed = tokio::time::timeout(Duration::from_secs(30), setup::unpeek_all(&hs, &a, &s)).await;
@@ -49,7 +67,11 @@ async fn real_main(a: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let r = report::analyze(&a, &s, &d);
+    let mut r = report::analyze(&a, &s, &d);
+    if let Some(rss) = a.server_pid.and_then(sample::proc_rss_kb) {
+        r.json["host"]["server_rss_kb_end"] = serde_json::json!(rss);
+        r.summary.push_str(&format!(" srv_rss={rss}KB"));
+    }
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }

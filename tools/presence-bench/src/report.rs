@@ -251,6 +251,7 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
             "server_cpu_run_s": d.server_cpu_run_s,
             "server_cores_used_measured": d.server_cpu_measured_s.map(|c| c / a.duration),
             "server_cpu_ms_per_change": d.server_cpu_measured_s.filter(|_| ok_w > 0).map(|c| c * 1000.0 / ok_w as f64),
+            "server_cpu_ms_per_delivery": d.server_cpu_measured_s.filter(|_| delivered > 0).map(|c| c * 1000.0 / delivered as f64),
         },
         "setup": {
             "users": n,
@@ -313,7 +314,12 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
     });
     let cpu = match d.server_cpu_measured_s {
         Some(c) if ok_w > 0 => {
-            format!(" srv_cpu={:.2}cores srv_cpu/change={:.2}ms", c / a.duration, c * 1000.0 / ok_w as f64)
+            let per_delivery = if delivered > 0 { c * 1e6 / delivered as f64 } else { 0.0 };
+            format!(
+                " srv_cpu={:.2}cores srv_cpu/change={:.2}ms srv_cpu/delivery={per_delivery:.1}us",
+                c / a.duration,
+                c * 1000.0 / ok_w as f64
+            )
         }
         _ => String::new(),
     };

@@ -196,3 +196,29 @@ fn proc_cpu_of_self() {
     let c = crate::run::proc_cpu_secs(std::process::id()).expect("/proc/self/stat");
     assert!(c >= 0.0);
 }
+
+#[test]
+fn samples_of_rss_and_database_size() {
+    use crate::sample::{growth_per_s, proc_rss_kb, rss_from_status, sqlite_bytes, Sample};
+    assert_eq!(rss_from_status("Name:\tx\nVmRSS:\t  12345 kB\nVmSwap: 0 kB\n"), Some(12345));
+    assert_eq!(rss_from_status("Name:\tx\n"), None);
+    assert!(proc_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
+    let dir = std::env::temp_dir().join(format!("pb-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("x.db");
+    std::fs::write(&db, [0u8; 100]).unwrap();
+    std::fs::write(dir.join("x.db-wal"), [0u8; 20]).unwrap();
+    assert_eq!(sqlite_bytes(&db), Some(120));
+    assert_eq!(sqlite_bytes(&dir.join("missing.db")), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let s = |t: f64, b: u64| Sample { t_secs: t, db_bytes: Some(b), rss_kb: None, cpu_secs: None };
+    assert_eq!(growth_per_s(&s(0.0, 1000), &s(10.0, 3000)), Some(200.0));
+    assert_eq!(growth_per_s(&s(5.0, 1000), &s(5.0, 3000)), None);
+}
+
+#[test]
+fn churn_needs_a_rate() {
+    assert!(args(&["--scenario", "churn"]).validate().is_err());
+    assert!(args(&["--scenario", "churn", "--rate", "100"]).validate().is_ok());
+    assert!(args(&["--scenario", "idle"]).validate().is_ok());
+}

@@ -1,0 +1,42 @@
+-- Bounded presence history (README "Presence history retention", msc/README.md "Retention of
+-- presence history"). Every superseded `m.presence`/`m.status` state event of a profile room
+-- is noted here, in the same transaction that supersedes it, so the pruner finds what it may
+-- delete without scanning `events`: it reads this table from its oldest due row.
+CREATE TABLE presence_history (
+    -- the superseded event (events.stream_ordering)
+    stream_ordering BIGINT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    origin_server_ts BIGINT NOT NULL,
+    -- 1 once the pruner has seen the row and kept it for `presence_history_keep_last`; it is
+    -- looked at again only when a newer version of the same room and type is due.
+    kept BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX presence_history_due ON presence_history (kept, origin_server_ts);
+CREATE INDEX presence_history_room ON presence_history (room_id, event_type, stream_ordering);
+
+-- `current_state` is upserted by the room writer; ON CONFLICT DO UPDATE fires UPDATE triggers.
+CREATE FUNCTION presence_history_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state_key = '' AND EXISTS (SELECT 1 FROM profile_rooms WHERE room_id = OLD.room_id) THEN
+        INSERT INTO presence_history (stream_ordering, room_id, event_type, origin_server_ts)
+        SELECT e.stream_ordering, e.room_id, e.event_type, e.origin_server_ts
+        FROM events e WHERE e.stream_ordering = OLD.stream_ordering
+        ON CONFLICT (stream_ordering) DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER presence_history_superseded AFTER UPDATE ON current_state FOR EACH ROW
+WHEN (OLD.event_type IN ('m.presence', 'm.status') AND OLD.event_id IS DISTINCT FROM NEW.event_id)
+EXECUTE FUNCTION presence_history_note();
+
+-- History written before this migration: one scan, once.
+INSERT INTO presence_history (stream_ordering, room_id, event_type, origin_server_ts)
+SELECT e.stream_ordering, e.room_id, e.event_type, e.origin_server_ts
+FROM events e JOIN profile_rooms p ON p.room_id = e.room_id
+WHERE e.event_type IN ('m.presence', 'm.status') AND e.state_key = ''
+    AND NOT EXISTS (SELECT 1 FROM current_state c
+        WHERE c.room_id = e.room_id AND c.event_type = e.event_type AND c.state_key = '' AND c.event_id = e.event_id)
+ON CONFLICT (stream_ordering) DO NOTHING;
