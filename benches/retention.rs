@@ -44,8 +44,19 @@ async fn history(dir: &std::path::Path, rooms: usize, versions: usize, ts: i64) 
     let mut pos = 1;
     for r in 0..rooms {
         let room = format!("!r{r}:localhost");
-        store.insert_room(&room, "@bench:localhost", "10", Some("org.matrix.msc1769.profile"), 0).await.unwrap();
-        store.insert_profile_room(&format!("@u{r}:localhost"), &room).await.unwrap();
+        let owner = format!("@u{r}:localhost");
+        let new_room = seed::store::NewRoom {
+            room_id: &room,
+            creator: &owner,
+            version: "10",
+            room_type: Some("org.matrix.msc1769.profile"),
+            now: 0,
+            aliases: vec![],
+            reclaim_aliases: false,
+            published: false,
+            profile_owner: Some(&owner),
+        };
+        store.create_room(&new_room, &[]).await.unwrap();
         let events: Vec<Pdu> = (0..versions).map(|v| pdu(&room, "m.status", &format!("$e{r}_{v}"), ts, v)).collect();
         let rows: Vec<(&Pdu, i64)> = events
             .iter()

@@ -32,8 +32,8 @@ pub use presence::*;
 pub use presence_lists::*;
 pub use receipts::*;
 pub use relations::*;
-pub use rooms::NewRoom;
 pub use retention::HistoryRow;
+pub use rooms::NewRoom;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

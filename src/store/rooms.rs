@@ -43,7 +43,8 @@ impl Store {
     /// Write a new room with its initial events and what it claims beside them (aliases,
     /// directory entry, profile-room row) in one transaction, so a crash or a race never
     /// leaves half a room. `Ok(false)`: an alias was taken (nothing is written).
-    pub(crate) async fn create_room(&self, room: &NewRoom<'_>, events: &[(&Pdu, i64)]) -> sqlx::Result<bool> {
+    /// `pub` for `benches/retention.rs`, which builds profile-room history directly.
+    pub async fn create_room(&self, room: &NewRoom<'_>, events: &[(&Pdu, i64)]) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
@@ -112,7 +113,7 @@ impl Store {
     }
 
     /// Write several events in one transaction (server-authored: no transaction ids).
-    pub(crate) async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
+    pub async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         for (pdu, pos) in events {
             write_event(&mut tx, pdu, *pos, None).await?;
