@@ -53,7 +53,8 @@ pub struct Services {
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    /// Every background task, stopped (and waited for) once by [`Services::stop`].
+    workers: crate::ground::Workers,
 }
 
 pub type AppState = Arc<Services>;
@@ -145,18 +146,17 @@ impl Services {
         profiles.attach_presence(presence.clone());
         // After a crash the rooms may lag the engine: they agree before we serve.
         profiles.reconcile(&presence).await?;
-        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        profiles.start(shutdown_rx.clone());
-        peeks.start(shutdown_rx.clone());
-        ephemeral.start(shutdown_rx.clone());
+        let workers = crate::ground::Workers::default();
+        profiles.start(&workers);
+        peeks.start(&workers);
+        ephemeral.start(&workers);
         let retention = crate::profile::retention::PresenceHistoryRetention::new(
             store.clone(),
             crate::profile::retention::RetentionPolicy::from_config(&config),
         );
-        retention.start(shutdown_rx.clone());
-        change_log
-            .start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx.clone());
-        presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), shutdown_rx);
+        retention.start(&workers);
+        change_log.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
+        presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
         let e2ee = E2ee::new(
             store.clone(),
             rooms.clone(),
@@ -231,17 +231,16 @@ impl Services {
             change_log,
             limiter,
             uia_sessions: Default::default(),
-            shutdown,
+            workers,
         }))
     }
 }
 
 impl Services {
+    /// Signal every background worker once and wait for each to finish its last flush
+    /// (presence last-active times, profile-room publication, change log, status committers).
     pub async fn stop(&self) {
-        let _ = self.shutdown.send(true);
-        self.presence.flush().await;
-        self.profiles.publish_pending().await;
-        self.change_log.flush().await;
+        self.workers.stop(SHUTDOWN_GRACE).await;
     }
 }
 

@@ -31,7 +31,7 @@ impl Ephemeral {
     }
 
     /// Run the typing expiry timer until `shutdown` fires.
-    pub fn start(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
-        self.typing.start(shutdown);
+    pub fn start(&self, workers: &crate::ground::Workers) {
+        self.typing.start(workers);
     }
 }

@@ -83,9 +83,9 @@ impl Typing {
     }
 
     /// Expire typing users when their deadline passes, until `shutdown` fires.
-    pub fn start(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, workers: &crate::ground::Workers) {
         let this = self.clone();
-        self.expiry.spawn(shutdown, move |due, _| {
+        let handle = self.expiry.spawn(workers.signal(), move |due, _| {
             let this = this.clone();
             async move {
                 for (room, user) in due {
@@ -97,6 +97,7 @@ impl Typing {
                 }
             }
         });
+        workers.track("typing expiry", handle);
     }
 
     /// The `m.typing` event of a room if it changed in `(since, upto]` (or, with no `since`,

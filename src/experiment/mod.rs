@@ -97,9 +97,10 @@ impl ChangeLog {
     }
 
     /// Write the unsaved records every `every` until `shutdown` fires; write on exit.
-    pub fn start(self: &Arc<Self>, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, every: std::time::Duration, workers: &crate::ground::Workers) {
         let log = self.clone();
-        tokio::spawn(async move {
+        let mut shutdown = workers.signal();
+        workers.spawn("experiment change log", async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {

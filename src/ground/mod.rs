@@ -5,15 +5,18 @@
 //! - `token`: the stream tokens clients hold (`s<N>`, `t<N>`).
 //! - `clock`: the injected [`Clock`] (system or manual).
 //! - `deadline` + `timer`: [`DeadlineQueue`] and the [`Timer`] that runs one on a clock.
+//! - `workers`: the one lifecycle of background tasks ([`Workers`]).
 pub mod clock;
 pub mod deadline;
 pub mod notifier;
 pub mod stream;
 pub mod timer;
 pub mod token;
+pub mod workers;
 
 pub use clock::Clock;
 pub use deadline::DeadlineQueue;
 pub use notifier::{Notifier, Subscription};
 pub use stream::{StreamHub, StreamPos};
 pub use timer::Timer;
+pub use workers::Workers;

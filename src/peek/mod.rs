@@ -101,9 +101,9 @@ impl Peeks {
     }
 
     /// Run the expiry timer until shutdown.
-    pub fn start(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, workers: &crate::ground::Workers) {
         let this = self.clone();
-        self.expiry.spawn(shutdown, move |due, now| {
+        let handle = self.expiry.spawn(workers.signal(), move |due, now| {
             let this = this.clone();
             async move {
                 for (user, device, room) in due {
@@ -113,6 +113,7 @@ impl Peeks {
                 }
             }
         });
+        workers.track("peek expiry", handle);
     }
 
     /// A peek's deadline passed: end it unless it was renewed meanwhile.

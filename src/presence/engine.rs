@@ -196,10 +196,12 @@ impl PresenceEngine {
 
     /// Run the deadline queue, the status committer and the write-behind flush until
     /// `shutdown` fires; flush on exit.
-    pub fn start(self: &Arc<Self>, flush_every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        self.status_log.start(shutdown.clone());
+    pub fn start(self: &Arc<Self>, flush_every: std::time::Duration, workers: &crate::ground::Workers) {
+        for committer in self.status_log.start(workers.signal()) {
+            workers.track("status committer", committer);
+        }
         let engine = self.clone();
-        self.deadlines.spawn_measured(shutdown.clone(), move |due, now, late_ms| {
+        let timer = self.deadlines.spawn_measured(workers.signal(), move |due, now, late_ms| {
             let engine = engine.clone();
             async move {
                 engine.metrics.presence_timer_lag_seconds.observe(late_ms as f64 / 1000.0);
@@ -209,8 +211,10 @@ impl PresenceEngine {
                 }
             }
         });
+        workers.track("presence timer", timer);
         let engine = self.clone();
-        tokio::spawn(async move {
+        let mut shutdown = workers.signal();
+        workers.spawn("presence last-active flush", async move {
             let mut tick = tokio::time::interval(flush_every);
             loop {
                 tokio::select! {

@@ -63,10 +63,12 @@ impl StatusLog {
     }
 
     /// Run the committers until `shutdown` fires; what is queued by then is still written.
-    pub fn start(&self, shutdown: watch::Receiver<bool>) {
-        for rx in std::mem::take(&mut *self.receivers.lock()) {
-            tokio::spawn(run_committer(self.store.clone(), self.metrics.clone(), rx, shutdown.clone()));
-        }
+    /// The committer tasks are returned so the caller can wait for them at shutdown.
+    pub fn start(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *self.receivers.lock())
+            .into_iter()
+            .map(|rx| tokio::spawn(run_committer(self.store.clone(), self.metrics.clone(), rx, shutdown.clone())))
+            .collect()
     }
 
     /// Queue `write` and wait until it is committed. Returns the write's sequence number.

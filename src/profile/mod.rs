@@ -282,9 +282,10 @@ impl ProfileRooms {
     /// Run the publisher: changes are coalesced within `window`, and only what differs from
     /// the room's current state is written, so a flapping device cannot write hundreds of
     /// events and the last change is always published.
-    pub(crate) fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) fn start(self: &Arc<Self>, workers: &crate::ground::Workers) {
         let this = self.clone();
-        tokio::spawn(async move {
+        let mut shutdown = workers.signal();
+        workers.spawn("profile-room publisher", async move {
             loop {
                 tokio::select! {
                     _ = this.changes.notified() => {}

@@ -91,12 +91,13 @@ impl PresenceHistoryRetention {
     }
 
     /// Run every `interval` until shutdown (not at all when the interval is zero).
-    pub fn start(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, workers: &crate::ground::Workers) {
         if self.policy.interval.is_zero() {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        let mut shutdown = workers.signal();
+        workers.spawn("presence history retention", async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(this.policy.interval) => {}

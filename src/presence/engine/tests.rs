@@ -2,8 +2,6 @@
 //! before, and no test sleeps through a presence window.
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::*;
 use crate::ground::Clock;
 use crate::presence::lists::PresenceLists;
@@ -15,7 +13,7 @@ struct Harness {
     engine: Arc<PresenceEngine>,
     notifier: Arc<Notifier>,
     clock: Clock,
-    _stop: watch::Sender<bool>,
+    _workers: crate::ground::Workers,
     dir: std::path::PathBuf,
 }
 
@@ -51,9 +49,9 @@ async fn harness() -> Harness {
     )
     .await
     .unwrap();
-    let (stop, stop_rx) = watch::channel(false);
-    engine.start(Duration::from_secs(3600), stop_rx);
-    Harness { engine, notifier, clock, _stop: stop, dir }
+    let workers = crate::ground::Workers::default();
+    engine.start(Duration::from_secs(3600), &workers);
+    Harness { engine, notifier, clock, _workers: workers, dir }
 }
 
 fn alice() -> Session {
