@@ -13,8 +13,8 @@ use ruma::OwnedRoomId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::typed::{owned_event_id, owned_room_id, Typed};
 use crate::api::extract::{Auth, MatrixJson, Ruma};
+use crate::api::response::{owned_event_id, owned_room_id, RumaResponse};
 use crate::api::{client_route, ruma_route};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -121,68 +121,68 @@ async fn join_by_id_or_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> Result<Typed<join_room_by_id_or_alias::v3::Response>> {
+) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let room_id = s.directory.aliases.resolve_room(req.room_id_or_alias.as_str()).await?;
     s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Typed(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?)))
+    Ok(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
 async fn join_by_id(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
-) -> Result<Typed<join_room_by_id::v3::Response>> {
+) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Typed(join_room_by_id::v3::Response::new(req.room_id)))
+    Ok(join_room_by_id::v3::Response::new(req.room_id).into())
 }
 
 async fn invite(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<invite_user::v3::Request>,
-) -> Result<Typed<invite_user::v3::Response>> {
+) -> Result<RumaResponse<invite_user::v3::Response>> {
     let target = match req.recipient {
         invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
         _ => return Err(MatrixError::invalid_param("third-party invites are not supported")),
     };
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, target.as_str(), "invite", None).await?;
-    Ok(Typed(invite_user::v3::Response::new()))
+    Ok(invite_user::v3::Response::new().into())
 }
 
 async fn leave(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<leave_room::v3::Request>,
-) -> Result<Typed<leave_room::v3::Response>> {
+) -> Result<RumaResponse<leave_room::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "leave", req.reason).await?;
-    Ok(Typed(leave_room::v3::Response::new()))
+    Ok(leave_room::v3::Response::new().into())
 }
 
 async fn kick(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<kick_user::v3::Request>,
-) -> Result<Typed<kick_user::v3::Response>> {
+) -> Result<RumaResponse<kick_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
-    Ok(Typed(kick_user::v3::Response::new()))
+    Ok(kick_user::v3::Response::new().into())
 }
 
 async fn ban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<ban_user::v3::Request>,
-) -> Result<Typed<ban_user::v3::Response>> {
+) -> Result<RumaResponse<ban_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "ban", req.reason).await?;
-    Ok(Typed(ban_user::v3::Response::new()))
+    Ok(ban_user::v3::Response::new().into())
 }
 
 async fn unban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<unban_user::v3::Request>,
-) -> Result<Typed<unban_user::v3::Response>> {
+) -> Result<RumaResponse<unban_user::v3::Response>> {
     s.rooms.unban(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), req.reason).await?;
-    Ok(Typed(unban_user::v3::Response::new()))
+    Ok(unban_user::v3::Response::new().into())
 }
 
 fn content_object(raw: &str) -> Result<Value> {
@@ -197,23 +197,23 @@ async fn send_message(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_message_event::v3::Request>,
-) -> Result<Typed<send_message_event::v3::Response>> {
+) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let mut ev = NewEvent::message(&req.event_type.to_string(), content);
     ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Typed(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
+    Ok(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?).into())
 }
 
 async fn put_state(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_state_event::v3::Request>,
-) -> Result<Typed<send_state_event::v3::Response>> {
+) -> Result<RumaResponse<send_state_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Typed(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
+    Ok(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?).into())
 }
 
 async fn get_state_key(
@@ -290,7 +290,7 @@ async fn joined_rooms_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<joined_rooms::v3::Request>,
-) -> Result<Typed<joined_rooms::v3::Response>> {
+) -> Result<RumaResponse<joined_rooms::v3::Response>> {
     // The user's own profile room is left out, as in `/sync` (legacy clients would show it).
     let own_profile = s.profiles.room_of(&session.user_id);
     let rooms: Vec<OwnedRoomId> = s
@@ -301,7 +301,7 @@ async fn joined_rooms_handler(
         .filter(|r| Some(*r) != own_profile.as_ref())
         .map(|r| owned_room_id(r))
         .collect::<Result<_>>()?;
-    Ok(Typed(joined_rooms::v3::Response::new(rooms)))
+    Ok(joined_rooms::v3::Response::new(rooms).into())
 }
 
 async fn messages(
