@@ -95,16 +95,6 @@ pub(crate) fn seed_route(
     }
 }
 
-/// Transitional: the older spelling of `seed_route(r, SeedPath::Client(path), …)`, kept only
-/// while handler files converted in parallel still call it; remove with its last caller.
-pub(crate) fn client_route(
-    router: Router<AppState>,
-    path: &str,
-    method_router: axum::routing::MethodRouter<AppState>,
-) -> Router<AppState> {
-    seed_route(router, SeedPath::Client(path), method_router)
-}
-
 pub fn router(state: AppState) -> Router {
     let router = client::routes(Router::new());
     let router = admin::routes(router);

@@ -1,12 +1,13 @@
 //! Rooms: create, membership, send, state, members, messages.
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use ruma::api::client::membership::{
     ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms,
     kick_user, leave_room, unban_user,
 };
 use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::room::create_room;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::Direction;
 use ruma::OwnedRoomId;
@@ -15,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::extract::{Auth, MatrixJson, Ruma};
 use crate::api::response::{owned_event_id, owned_room_id, RumaResponse};
-use crate::api::{client_route, ruma_route};
+use crate::api::{ruma_route, seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::rooms::create::CreateRoomSpec;
@@ -24,7 +25,9 @@ use crate::sync::filter::EventFilter;
 use crate::sync::token;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/createRoom", post(create_room));
+    // createRoom reads its body field by field: ruma would answer `M_BAD_JSON` where clients
+    // get `M_INVALID_PARAM` today (a bad user id in `invite`, an unknown visibility).
+    let r = ruma_route::<create_room::v3::Request, _, _>(r, create_room_handler);
     let r = ruma_route::<join_room_by_id_or_alias::v3::Request, _, _>(r, join_by_id_or_alias);
     let r = ruma_route::<join_room_by_id::v3::Request, _, _>(r, join_by_id);
     let r = ruma_route::<invite_user::v3::Request, _, _>(r, invite);
@@ -35,9 +38,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<send_message_event::v3::Request, _, _>(r, send_message);
     let r = ruma_route::<send_state_event::v3::Request, _, _>(r, put_state);
     let r = ruma_route::<get_state_event_for_key::v3::Request, _, _>(r, get_state_key);
-    // Empty state keys: `/state/{type}` and `/state/{type}/`.
-    let r = client_route(r, "/rooms/{room_id}/state/{event_type}", get(get_state_key).put(put_state));
-    let r = client_route(r, "/rooms/{room_id}/state/{event_type}/", get(get_state_key).put(put_state));
+    // Empty state keys, `/state/{type}` and `/state/{type}/`: axum cannot match ruma's
+    // `{state_key}` segment when it is empty, so these two paths are named here.
+    let r = seed_route(r, SeedPath::Client("/rooms/{room_id}/state/{event_type}"), get(get_state_key).put(put_state));
+    let r = seed_route(r, SeedPath::Client("/rooms/{room_id}/state/{event_type}/"), get(get_state_key).put(put_state));
     let r = ruma_route::<get_state_events::v3::Request, _, _>(r, get_state_all);
     let r = ruma_route::<get_member_events::v3::Request, _, _>(r, members);
     let r = ruma_route::<joined_members::v3::Request, _, _>(r, joined_members_handler);
@@ -78,11 +82,11 @@ fn parse_user_id(s: &str) -> Result<String> {
         .map_err(|e| MatrixError::invalid_param(format!("invalid user id '{s}': {e}")))
 }
 
-async fn create_room(
+async fn create_room_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     MatrixJson(body): MatrixJson<CreateRoomBody>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<create_room::v3::Response>> {
     if let Some(v) = &body.room_version {
         if v != ROOM_VERSION {
             return Err(MatrixError::invalid_param(format!(
@@ -114,7 +118,7 @@ async fn create_room(
         is_direct: body.is_direct,
     };
     let room_id = s.rooms.create_room(&session.user_id, &spec).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    Ok(create_room::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
 async fn join_by_id_or_alias(
