@@ -20,8 +20,11 @@
 //!    answer raw bytes with our own security headers.
 //! 2. [`seed_route`]: endpoints ruma has no type for, each at a [`SeedPath`] that names where it
 //!    lives: unstable MSC endpoints (`Unstable`: MSC3032 presence lists, dehydrated devices),
-//!    r0-only client endpoints (`Client`, served under both `/v3` and `/r0`), and Seed's own
-//!    paths (`Exact`: admin API, console, metrics). These answer our own serde types.
+//!    client endpoints ruma has no type for or cannot match (`Client`, served under both `/v3`
+//!    and `/r0`: legacy peeking, empty state keys), and paths outside the client API, as
+//!    written (`Exact`: admin API, console, metrics, and the federation listener's
+//!    `/_matrix/key`, `/_matrix/federation` and `.well-known` paths). These answer our own
+//!    serde types.
 use std::collections::BTreeSet;
 
 use axum::handler::Handler;
