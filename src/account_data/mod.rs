@@ -41,11 +41,7 @@ pub struct AccountData {
 }
 
 impl AccountData {
-    pub(crate) async fn new(
-        store: Store,
-        stream: Arc<StreamHub>,
-        notifier: Arc<Notifier>,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn new(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
         let last_pos = DashMap::new();
         for (user, pos) in store.account_data_last_positions().await? {
             last_pos.insert(user, pos);

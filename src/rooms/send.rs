@@ -10,8 +10,8 @@ use super::event::{now_ms, Pdu};
 use super::service::{NewEvent, Rooms};
 use super::state::RoomState;
 use crate::error::{MatrixError, Result};
-use crate::ground::StreamPos;
 use crate::store::NewRoom;
+use crate::ground::StreamPos;
 
 /// What a new room claims beside its events, written in the same transaction.
 #[derive(Debug, Default)]
