@@ -237,6 +237,23 @@ impl Services {
 }
 
 impl Services {
+    /// The text of a `/metrics` scrape: the gauges sampled from the services (and the
+    /// database pool, which only this composition root sees), then every metric rendered.
+    pub fn scrape_metrics(&self) -> String {
+        let g = &self.metrics.gauges;
+        g.tracked_users.set(self.presence.tracked_users() as i64);
+        g.pending_deadlines.set(self.presence.pending_deadlines() as i64);
+        g.open_long_polls.set(self.notifier.waiting_users() as i64);
+        g.stream_position.set(self.stream.current().max(0));
+        g.db_pool_size.set(i64::from(self.store.pool.size()));
+        g.db_pool_idle.set(self.store.pool.num_idle() as i64);
+        g.change_log_records.set(self.change_log.len() as i64);
+        g.publish_queue.set(self.profiles.pending_len() as i64);
+        let woken = self.notifier.wakeups();
+        self.metrics.wakeups.inc_by(woken.saturating_sub(self.metrics.wakeups.get()));
+        self.metrics.render()
+    }
+
     /// Signal every background worker once and wait for each to finish its last flush
     /// (presence last-active times, profile-room publication, change log, status committers).
     pub async fn stop(&self) {

@@ -22,25 +22,13 @@ pub fn routes(r: Router<AppState>, enabled: bool) -> Router<AppState> {
 
 /// The whole app of the separate metrics listener: `/metrics`, and `404` for anything else.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
+    seed_route(Router::new(), SeedPath::Exact("/metrics"), get(scrape))
         .fallback(|| async { MatrixError::Unrecognized { status: http::StatusCode::NOT_FOUND }.into_response() })
         .with_state(state)
 }
 
 async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
-    let g = &s.metrics.gauges;
-    g.tracked_users.set(s.presence.tracked_users() as i64);
-    g.pending_deadlines.set(s.presence.pending_deadlines() as i64);
-    g.open_long_polls.set(s.notifier.waiting_users() as i64);
-    g.stream_position.set(s.stream.current().max(0));
-    g.db_pool_size.set(i64::from(s.store.pool.size()));
-    g.db_pool_idle.set(s.store.pool.num_idle() as i64);
-    g.change_log_records.set(s.change_log.len() as i64);
-    g.publish_queue.set(s.profiles.pending_len() as i64);
-    let woken = s.notifier.wakeups();
-    s.metrics.wakeups.inc_by(woken.saturating_sub(s.metrics.wakeups.get()));
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.scrape_metrics())
 }
 
 /// Observe each matched request's latency under its route template (bounded label set).

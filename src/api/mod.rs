@@ -20,8 +20,11 @@
 //!    answer raw bytes with our own security headers.
 //! 2. [`seed_route`]: endpoints ruma has no type for, each at a [`SeedPath`] that names where it
 //!    lives: unstable MSC endpoints (`Unstable`: MSC3032 presence lists, dehydrated devices),
-//!    r0-only client endpoints (`Client`, served under both `/v3` and `/r0`), and Seed's own
-//!    paths (`Exact`: admin API, console, metrics). These answer our own serde types.
+//!    client endpoints ruma has no type for or cannot match (`Client`, served under both `/v3`
+//!    and `/r0`: legacy peeking, empty state keys), and paths outside the client API, as
+//!    written (`Exact`: admin API, console, metrics, and the federation listener's
+//!    `/_matrix/key`, `/_matrix/federation` and `.well-known` paths). These answer our own
+//!    serde types.
 use std::collections::BTreeSet;
 
 use axum::handler::Handler;
@@ -93,16 +96,6 @@ pub(crate) fn seed_route(
         SeedPath::Unstable(prefix, p) => router.route(&format!("/_matrix/client/unstable/{prefix}{p}"), method_router),
         SeedPath::Exact(p) => router.route(p, method_router),
     }
-}
-
-/// Transitional: the older spelling of `seed_route(r, SeedPath::Client(path), …)`, kept only
-/// while handler files converted in parallel still call it; remove with its last caller.
-pub(crate) fn client_route(
-    router: Router<AppState>,
-    path: &str,
-    method_router: axum::routing::MethodRouter<AppState>,
-) -> Router<AppState> {
-    seed_route(router, SeedPath::Client(path), method_router)
 }
 
 pub fn router(state: AppState) -> Router {

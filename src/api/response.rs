@@ -31,3 +31,12 @@ pub fn raw<T>(v: &serde_json::Value) -> Result<ruma::serde::Raw<T>, MatrixError>
     let json = serde_json::value::to_raw_value(v).map_err(|e| MatrixError::Internal(e.into()))?;
     Ok(ruma::serde::Raw::from_json(json))
 }
+
+/// Ids this server made (events, rooms) as ruma's types; a failure is our bug, not the client's.
+pub fn owned_event_id(id: &str) -> Result<ruma::OwnedEventId, MatrixError> {
+    ruma::EventId::parse(id).map_err(|e| MatrixError::Internal(anyhow::anyhow!("event id {id}: {e}")))
+}
+
+pub fn owned_room_id(id: &str) -> Result<ruma::OwnedRoomId, MatrixError> {
+    ruma::RoomId::parse(id).map_err(|e| MatrixError::Internal(anyhow::anyhow!("room id {id}: {e}")))
+}

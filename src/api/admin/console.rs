@@ -3,12 +3,13 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 
 const PAGE: &str = include_str!("console.html");
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route("/_seed/console", get(page))
+    seed_route(r, SeedPath::Exact("/_seed/console"), get(page))
 }
 
 async fn page() -> impl IntoResponse {

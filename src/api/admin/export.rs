@@ -13,6 +13,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::{query, Admin, PREFIX};
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::experiment::CSV_HEADER;
@@ -21,7 +22,8 @@ use crate::experiment::CSV_HEADER;
 pub const MAX_EXPORT_RECORDS: i64 = 100_000;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route(&format!("{PREFIX}/changes"), get(export)).route(&format!("{PREFIX}/stream"), get(stream))
+    let r = seed_route(r, SeedPath::Exact(&format!("{PREFIX}/changes")), get(export));
+    seed_route(r, SeedPath::Exact(&format!("{PREFIX}/stream")), get(stream))
 }
 
 /// `GET /changes?from=&to=&user=&format=jsonl|csv&limit=`: `from <= ts < to`, ms since the epoch.

@@ -6,17 +6,19 @@ use serde_json::{json, Value};
 
 use super::{query, Admin, PREFIX};
 use crate::accounts::Session;
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::presence::engine::UserInspection;
 use crate::presence::explain::Explanation;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route(&format!("{PREFIX}/users"), get(list))
-        .route(&format!("{PREFIX}/users/{{user_id}}"), get(one))
-        .route(&format!("{PREFIX}/users/{{user_id}}/explain"), get(explain))
-        .route(&format!("{PREFIX}/users/{{user_id}}/devices/{{device_id}}/offline"), post(force_offline))
-        .route(&format!("{PREFIX}/users/{{user_id}}/devices/{{device_id}}/peeks/{{room_id}}/end"), post(end_peek))
+    let admin = |r, path: &str, m| seed_route(r, SeedPath::Exact(&format!("{PREFIX}{path}")), m);
+    let r = admin(r, "/users", get(list));
+    let r = admin(r, "/users/{user_id}", get(one));
+    let r = admin(r, "/users/{user_id}/explain", get(explain));
+    let r = admin(r, "/users/{user_id}/devices/{device_id}/offline", post(force_offline));
+    admin(r, "/users/{user_id}/devices/{device_id}/peeks/{room_id}/end", post(end_peek))
 }
 
 /// `GET /users?limit=&from=`: users sorted by id, after `from`, at most `limit` (1..=1000).

@@ -1,24 +1,31 @@
 //! Registration (UIA `m.login.dummy`), login, logout, whoami and devices.
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use ruma::api::client::account::whoami;
+use ruma::api::client::account::{get_username_availability, register, whoami};
+use ruma::api::client::device::{get_devices, Device};
+use ruma::api::client::session::{get_login_types, login, logout, logout_all};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, UInt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::extract::{Auth, ClientIp, MatrixJson, Ruma};
-use crate::api::{client_route, ruma_route};
+use crate::api::response::RumaResponse;
+use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::rooms::event::{now_ms, random_string};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/register", post(register));
-    let r = client_route(r, "/register/available", get(available));
-    let r = client_route(r, "/login", get(login_flows).post(login));
-    let r = client_route(r, "/logout", post(logout));
-    let r = client_route(r, "/logout/all", post(logout_all));
-    let r = client_route(r, "/devices", get(devices));
+    // Register, availability and login read their request themselves: ruma's parsing would
+    // change the errors clients get (UIA's 401 body, `M_MISSING_PARAM`, unknown login types).
+    let r = ruma_route::<register::v3::Request, _, _>(r, register);
+    let r = ruma_route::<get_username_availability::v3::Request, _, _>(r, available);
+    let r = ruma_route::<get_login_types::v3::Request, _, _>(r, login_flows);
+    let r = ruma_route::<login::v3::Request, _, _>(r, login);
+    // Logout takes no body; any body is ignored, as before.
+    let r = ruma_route::<logout::v3::Request, _, _>(r, logout);
+    let r = ruma_route::<logout_all::v3::Request, _, _>(r, logout_all);
+    let r = ruma_route::<get_devices::v3::Request, _, _>(r, devices);
     ruma_route::<whoami::v3::Request, _, _>(r, whoami)
 }
 
@@ -112,8 +119,9 @@ async fn available(
     Ok(Json(json!({"available": true})))
 }
 
-async fn login_flows() -> Json<Value> {
-    Json(json!({"flows": [{"type": "m.login.password"}]}))
+async fn login_flows() -> RumaResponse<get_login_types::v3::Response> {
+    use get_login_types::v3::{LoginType, PasswordLoginType};
+    get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]).into()
 }
 
 #[derive(Deserialize)]
@@ -157,31 +165,41 @@ async fn login(
     start_session(&s, &user_id, body.device_id, body.initial_device_display_name.as_deref()).await
 }
 
-async fn logout(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
+async fn logout(State(s): State<AppState>, Auth(session): Auth) -> Result<RumaResponse<logout::v3::Response>> {
     s.accounts.end_session(&session).await?;
-    Ok(Json(json!({})))
+    Ok(logout::v3::Response::new().into())
 }
 
-async fn logout_all(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
+async fn logout_all(State(s): State<AppState>, Auth(session): Auth) -> Result<RumaResponse<logout_all::v3::Response>> {
     s.accounts.end_all_sessions(&session).await?;
-    Ok(Json(json!({})))
+    Ok(logout_all::v3::Response::new().into())
 }
 
-async fn devices(State(s): State<AppState>, Auth(session): Auth) -> Result<Json<Value>> {
-    let devices: Vec<Value> = s
+async fn devices(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(_): Ruma<get_devices::v3::Request>,
+) -> Result<RumaResponse<get_devices::v3::Response>> {
+    let devices = s
         .accounts
         .devices(&session.user_id)
         .await?
         .into_iter()
         .map(|d| {
-            json!({"device_id": d.device_id, "display_name": d.display_name, "last_seen_ip": null, "last_seen_ts": d.last_seen_ts})
+            let mut device = Device::new(OwnedDeviceId::from(d.device_id));
+            device.display_name = d.display_name;
+            device.last_seen_ts = UInt::try_from(d.last_seen_ts).ok().map(MilliSecondsSinceUnixEpoch);
+            device
         })
         .collect();
-    Ok(Json(json!({"devices": devices})))
+    Ok(get_devices::v3::Response::new(devices).into())
 }
 
-async fn whoami(Auth(session): Auth, Ruma(_): Ruma<whoami::v3::Request>) -> Result<Json<Value>> {
-    Ok(Json(json!({"user_id": session.user_id, "device_id": session.device_id, "is_guest": false})))
+async fn whoami(Auth(session): Auth, Ruma(_): Ruma<whoami::v3::Request>) -> Result<RumaResponse<whoami::v3::Response>> {
+    let user_id = ruma::UserId::parse(&session.user_id).map_err(|e| MatrixError::Internal(e.into()))?;
+    let mut resp = whoami::v3::Response::new(user_id, false);
+    resp.device_id = Some(OwnedDeviceId::from(session.device_id));
+    Ok(resp.into())
 }
 
 /// A new device for `user_id` with its access token: the body of a successful register/login.

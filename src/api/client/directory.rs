@@ -10,8 +10,8 @@ use ruma::api::client::room::Visibility;
 use ruma::api::client::user_directory::search_users;
 use serde_json::{json, Value};
 
-use super::typed::{owned_room_id, Typed};
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::{owned_room_id, RumaResponse};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::directory::PublicRoomsPage;
@@ -73,23 +73,23 @@ async fn public_rooms_filtered(
 async fn get_visibility(
     State(s): State<AppState>,
     Ruma(req): Ruma<get_room_visibility::v3::Request>,
-) -> Result<Typed<get_room_visibility::v3::Response>> {
+) -> Result<RumaResponse<get_room_visibility::v3::Response>> {
     let published = s.directory.is_published(req.room_id.as_str()).await?;
-    Ok(Typed(get_room_visibility::v3::Response::new(if published { Visibility::Public } else { Visibility::Private })))
+    Ok(get_room_visibility::v3::Response::new(if published { Visibility::Public } else { Visibility::Private }).into())
 }
 
 async fn set_visibility(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<set_room_visibility::v3::Request>,
-) -> Result<Typed<set_room_visibility::v3::Response>> {
+) -> Result<RumaResponse<set_room_visibility::v3::Response>> {
     let published = match req.visibility {
         Visibility::Public => true,
         Visibility::Private => false,
         _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
     };
     s.directory.set_published(&session.user_id, req.room_id.as_str(), published).await?;
-    Ok(Typed(set_room_visibility::v3::Response::new()))
+    Ok(set_room_visibility::v3::Response::new().into())
 }
 
 async fn user_search(
@@ -104,33 +104,33 @@ async fn user_search(
 async fn get_alias_handler(
     State(s): State<AppState>,
     Ruma(req): Ruma<get_alias::v3::Request>,
-) -> Result<Typed<get_alias::v3::Response>> {
+) -> Result<RumaResponse<get_alias::v3::Response>> {
     // Another server's alias is asked over federation (`src/federation/remote.rs`).
     if let Some(remote) = s.federation.remote_alias(req.room_alias.as_str()).await? {
         let room_id = remote.get("room_id").and_then(Value::as_str).unwrap_or_default();
         let servers = remote.get("servers").and_then(Value::as_array).into_iter().flatten();
         let servers = servers.filter_map(|v| ruma::ServerName::parse(v.as_str()?).ok()).collect();
-        return Ok(Typed(get_alias::v3::Response::new(owned_room_id(room_id)?, servers)));
+        return Ok(get_alias::v3::Response::new(owned_room_id(room_id)?, servers).into());
     }
     let room_id = s.directory.aliases.resolve(req.room_alias.as_str()).await?;
     let server = ruma::ServerName::parse(&s.config.server_name).map_err(|e| MatrixError::Internal(e.into()))?;
-    Ok(Typed(get_alias::v3::Response::new(owned_room_id(&room_id)?, vec![server])))
+    Ok(get_alias::v3::Response::new(owned_room_id(&room_id)?, vec![server]).into())
 }
 
 async fn put_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<create_alias::v3::Request>,
-) -> Result<Typed<create_alias::v3::Response>> {
+) -> Result<RumaResponse<create_alias::v3::Response>> {
     s.directory.aliases.put(&session.user_id, req.room_alias.as_str(), req.room_id.as_str()).await?;
-    Ok(Typed(create_alias::v3::Response::new()))
+    Ok(create_alias::v3::Response::new().into())
 }
 
 async fn delete_alias_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<delete_alias::v3::Request>,
-) -> Result<Typed<delete_alias::v3::Response>> {
+) -> Result<RumaResponse<delete_alias::v3::Response>> {
     s.directory.aliases.delete(&session.user_id, req.room_alias.as_str()).await?;
-    Ok(Typed(delete_alias::v3::Response::new()))
+    Ok(delete_alias::v3::Response::new().into())
 }

@@ -1,11 +1,10 @@
 //! `POST /user/{userId}/filter` and `GET /user/{userId}/filter/{filterId}`.
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ruma::api::client::filter::{create_filter, get_filter, FilterDefinition};
-use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::RumaResponse;
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -19,20 +18,20 @@ async fn create(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<create_filter::v3::Request>,
-) -> Result<Response> {
+) -> Result<RumaResponse<create_filter::v3::Response>> {
     if req.user_id.as_str() != session.user_id {
         return Err(MatrixError::forbidden("Cannot create filters for other users"));
     }
     let body = serde_json::to_value(&req.filter).map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let id = s.sync.filters.create(&session.user_id, &body).await?;
-    respond(create_filter::v3::Response::new(id.to_string()))
+    Ok(create_filter::v3::Response::new(id.to_string()).into())
 }
 
 async fn fetch(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<get_filter::v3::Request>,
-) -> Result<Response> {
+) -> Result<RumaResponse<get_filter::v3::Response>> {
     if req.user_id.as_str() != session.user_id {
         return Err(MatrixError::forbidden("Cannot read filters of other users"));
     }
@@ -43,11 +42,5 @@ async fn fetch(
         .await?
         .ok_or_else(|| MatrixError::not_found("No such filter"))?;
     let filter: FilterDefinition = serde_json::from_value(stored).map_err(|e| MatrixError::Internal(e.into()))?;
-    respond(get_filter::v3::Response::new(filter))
-}
-
-/// A ruma response as the HTTP answer.
-fn respond(r: impl OutgoingResponse) -> Result<Response> {
-    let http = r.try_into_http_response::<Vec<u8>>().map_err(|e| MatrixError::Internal(e.into()))?;
-    Ok(http.map(axum::body::Body::from).into_response())
+    Ok(get_filter::v3::Response::new(filter).into())
 }

@@ -23,7 +23,6 @@ pub mod rooms;
 pub mod sync;
 pub mod thirdparty;
 pub mod to_device;
-mod typed;
 pub mod typing;
 pub mod versions;
 

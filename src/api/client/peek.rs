@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::ground::token;
@@ -17,14 +17,15 @@ use crate::presence::legacy::presence_event;
 use crate::rooms::now_ms;
 
 /// MSC2753 unstable prefix.
-pub const PEEK_PREFIX: &str = "/_matrix/client/unstable/org.matrix.msc2753";
+const MSC2753: &str = "org.matrix.msc2753";
 
+/// ruma has no types for MSC2753 nor for the legacy `initialSync` / `/events` (removed from
+/// the spec), so these are `seed_route`s.
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = r
-        .route(&format!("{PEEK_PREFIX}/peek/{{room_id_or_alias}}"), post(peek))
-        .route(&format!("{PEEK_PREFIX}/rooms/{{room_id}}/unpeek"), post(unpeek));
-    let r = client_route(r, "/rooms/{room_id}/initialSync", get(initial_sync));
-    client_route(r, "/events", get(events))
+    let r = seed_route(r, SeedPath::Unstable(MSC2753, "/peek/{room_id_or_alias}"), post(peek));
+    let r = seed_route(r, SeedPath::Unstable(MSC2753, "/rooms/{room_id}/unpeek"), post(unpeek));
+    let r = seed_route(r, SeedPath::Client("/rooms/{room_id}/initialSync"), get(initial_sync));
+    seed_route(r, SeedPath::Client("/events"), get(events))
 }
 
 async fn peek(

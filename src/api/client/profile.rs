@@ -1,21 +1,25 @@
 //! Profiles: `GET /profile/{userId}`, display name and avatar URL.
 use axum::extract::{Path, State};
-use axum::routing::get;
 use axum::{Json, Router};
+use ruma::api::client::profile::{get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::ProfileField;
-use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::profile::PROFILE_ROOM_ID_FIELD;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/profile/{user_id}", get(profile));
-    let r = client_route(r, "/profile/{user_id}/displayname", get(get_displayname).put(put_displayname));
-    client_route(r, "/profile/{user_id}/avatar_url", get(get_avatar).put(put_avatar))
+    // Registered from ruma's types, read by hand: a remote profile is passed on as the other
+    // server sent it, and the MSC1769 profile-room field is not in ruma's response.
+    let r = ruma_route::<get_profile::v3::Request, _, _>(r, profile);
+    let r = ruma_route::<get_display_name::v3::Request, _, _>(r, get_displayname);
+    let r = ruma_route::<set_display_name::v3::Request, _, _>(r, put_displayname);
+    let r = ruma_route::<get_avatar_url::v3::Request, _, _>(r, get_avatar);
+    ruma_route::<set_avatar_url::v3::Request, _, _>(r, put_avatar)
 }
 
 async fn profile(State(s): State<AppState>, Path(user_id): Path<String>) -> Result<Json<Value>> {

@@ -7,8 +7,8 @@ use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::get_room_event;
 use serde_json::{json, Value};
 
-use super::typed::{owned_event_id, Typed};
 use crate::api::extract::{Auth, Ruma};
+use crate::api::response::{owned_event_id, RumaResponse};
 use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
@@ -31,19 +31,19 @@ async fn redact(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<redact_event::v3::Request>,
-) -> Result<Typed<redact_event::v3::Response>> {
+) -> Result<RumaResponse<redact_event::v3::Response>> {
     let pdu =
         s.rooms.redact(&session, req.room_id.as_str(), req.event_id.as_str(), req.reason, req.txn_id.as_str()).await?;
-    Ok(Typed(redact_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
+    Ok(redact_event::v3::Response::new(owned_event_id(&pdu.event_id)?).into())
 }
 
 async fn forget(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<forget_room::v3::Request>,
-) -> Result<Typed<forget_room::v3::Response>> {
+) -> Result<RumaResponse<forget_room::v3::Response>> {
     s.forgotten.forget(&session.user_id, req.room_id.as_str()).await?;
-    Ok(Typed(forget_room::v3::Response::new()))
+    Ok(forget_room::v3::Response::new().into())
 }
 
 /// `GET /rooms/{roomId}/event/{eventId}`.

@@ -1,21 +1,22 @@
 //! Rooms: create, membership, send, state, members, messages.
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use ruma::api::client::membership::{
     ban_user, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms,
     kick_user, leave_room, unban_user,
 };
 use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::room::create_room;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::api::Direction;
 use ruma::OwnedRoomId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::typed::{owned_event_id, owned_room_id, Typed};
 use crate::api::extract::{Auth, MatrixJson, Ruma};
-use crate::api::{client_route, ruma_route};
+use crate::api::response::{owned_event_id, owned_room_id, RumaResponse};
+use crate::api::{ruma_route, seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::rooms::create::CreateRoomSpec;
@@ -24,7 +25,9 @@ use crate::sync::filter::EventFilter;
 use crate::sync::token;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    let r = client_route(r, "/createRoom", post(create_room));
+    // createRoom reads its body field by field: ruma would answer `M_BAD_JSON` where clients
+    // get `M_INVALID_PARAM` today (a bad user id in `invite`, an unknown visibility).
+    let r = ruma_route::<create_room::v3::Request, _, _>(r, create_room_handler);
     let r = ruma_route::<join_room_by_id_or_alias::v3::Request, _, _>(r, join_by_id_or_alias);
     let r = ruma_route::<join_room_by_id::v3::Request, _, _>(r, join_by_id);
     let r = ruma_route::<invite_user::v3::Request, _, _>(r, invite);
@@ -35,9 +38,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = ruma_route::<send_message_event::v3::Request, _, _>(r, send_message);
     let r = ruma_route::<send_state_event::v3::Request, _, _>(r, put_state);
     let r = ruma_route::<get_state_event_for_key::v3::Request, _, _>(r, get_state_key);
-    // Empty state keys: `/state/{type}` and `/state/{type}/`.
-    let r = client_route(r, "/rooms/{room_id}/state/{event_type}", get(get_state_key).put(put_state));
-    let r = client_route(r, "/rooms/{room_id}/state/{event_type}/", get(get_state_key).put(put_state));
+    // Empty state keys, `/state/{type}` and `/state/{type}/`: axum cannot match ruma's
+    // `{state_key}` segment when it is empty, so these two paths are named here.
+    let r = seed_route(r, SeedPath::Client("/rooms/{room_id}/state/{event_type}"), get(get_state_key).put(put_state));
+    let r = seed_route(r, SeedPath::Client("/rooms/{room_id}/state/{event_type}/"), get(get_state_key).put(put_state));
     let r = ruma_route::<get_state_events::v3::Request, _, _>(r, get_state_all);
     let r = ruma_route::<get_member_events::v3::Request, _, _>(r, members);
     let r = ruma_route::<joined_members::v3::Request, _, _>(r, joined_members_handler);
@@ -78,11 +82,11 @@ fn parse_user_id(s: &str) -> Result<String> {
         .map_err(|e| MatrixError::invalid_param(format!("invalid user id '{s}': {e}")))
 }
 
-async fn create_room(
+async fn create_room_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     MatrixJson(body): MatrixJson<CreateRoomBody>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<create_room::v3::Response>> {
     if let Some(v) = &body.room_version {
         if v != ROOM_VERSION {
             return Err(MatrixError::invalid_param(format!(
@@ -114,75 +118,75 @@ async fn create_room(
         is_direct: body.is_direct,
     };
     let room_id = s.rooms.create_room(&session.user_id, &spec).await?;
-    Ok(Json(json!({"room_id": room_id})))
+    Ok(create_room::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
 async fn join_by_id_or_alias(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> Result<Typed<join_room_by_id_or_alias::v3::Response>> {
+) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let room_id = s.directory.aliases.resolve_room(req.room_id_or_alias.as_str()).await?;
     s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Typed(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?)))
+    Ok(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
 async fn join_by_id(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
-) -> Result<Typed<join_room_by_id::v3::Response>> {
+) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
-    Ok(Typed(join_room_by_id::v3::Response::new(req.room_id)))
+    Ok(join_room_by_id::v3::Response::new(req.room_id).into())
 }
 
 async fn invite(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<invite_user::v3::Request>,
-) -> Result<Typed<invite_user::v3::Response>> {
+) -> Result<RumaResponse<invite_user::v3::Response>> {
     let target = match req.recipient {
         invite_user::v3::InvitationRecipient::UserId(i) => i.user_id,
         _ => return Err(MatrixError::invalid_param("third-party invites are not supported")),
     };
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, target.as_str(), "invite", None).await?;
-    Ok(Typed(invite_user::v3::Response::new()))
+    Ok(invite_user::v3::Response::new().into())
 }
 
 async fn leave(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<leave_room::v3::Request>,
-) -> Result<Typed<leave_room::v3::Response>> {
+) -> Result<RumaResponse<leave_room::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "leave", req.reason).await?;
-    Ok(Typed(leave_room::v3::Response::new()))
+    Ok(leave_room::v3::Response::new().into())
 }
 
 async fn kick(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<kick_user::v3::Request>,
-) -> Result<Typed<kick_user::v3::Response>> {
+) -> Result<RumaResponse<kick_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "leave", req.reason).await?;
-    Ok(Typed(kick_user::v3::Response::new()))
+    Ok(kick_user::v3::Response::new().into())
 }
 
 async fn ban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<ban_user::v3::Request>,
-) -> Result<Typed<ban_user::v3::Response>> {
+) -> Result<RumaResponse<ban_user::v3::Response>> {
     s.rooms.set_membership(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), "ban", req.reason).await?;
-    Ok(Typed(ban_user::v3::Response::new()))
+    Ok(ban_user::v3::Response::new().into())
 }
 
 async fn unban(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<unban_user::v3::Request>,
-) -> Result<Typed<unban_user::v3::Response>> {
+) -> Result<RumaResponse<unban_user::v3::Response>> {
     s.rooms.unban(req.room_id.as_str(), &session.user_id, req.user_id.as_str(), req.reason).await?;
-    Ok(Typed(unban_user::v3::Response::new()))
+    Ok(unban_user::v3::Response::new().into())
 }
 
 fn content_object(raw: &str) -> Result<Value> {
@@ -197,23 +201,23 @@ async fn send_message(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_message_event::v3::Request>,
-) -> Result<Typed<send_message_event::v3::Response>> {
+) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let mut ev = NewEvent::message(&req.event_type.to_string(), content);
     ev.txn = Some((session.device_id.clone(), req.txn_id.to_string()));
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Typed(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
+    Ok(send_message_event::v3::Response::new(owned_event_id(&pdu.event_id)?).into())
 }
 
 async fn put_state(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(req): Ruma<send_state_event::v3::Request>,
-) -> Result<Typed<send_state_event::v3::Response>> {
+) -> Result<RumaResponse<send_state_event::v3::Response>> {
     let content = content_object(req.body.json().get())?;
     let ev = NewEvent::state(&req.event_type.to_string(), &req.state_key, content);
     let pdu = s.rooms.send_user_event(&session, req.room_id.as_str(), ev).await?;
-    Ok(Typed(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?)))
+    Ok(send_state_event::v3::Response::new(owned_event_id(&pdu.event_id)?).into())
 }
 
 async fn get_state_key(
@@ -290,7 +294,7 @@ async fn joined_rooms_handler(
     State(s): State<AppState>,
     Auth(session): Auth,
     Ruma(_): Ruma<joined_rooms::v3::Request>,
-) -> Result<Typed<joined_rooms::v3::Response>> {
+) -> Result<RumaResponse<joined_rooms::v3::Response>> {
     // The user's own profile room is left out, as in `/sync` (legacy clients would show it).
     let own_profile = s.profiles.room_of(&session.user_id);
     let rooms: Vec<OwnedRoomId> = s
@@ -301,7 +305,7 @@ async fn joined_rooms_handler(
         .filter(|r| Some(*r) != own_profile.as_ref())
         .map(|r| owned_room_id(r))
         .collect::<Result<_>>()?;
-    Ok(Typed(joined_rooms::v3::Response::new(rooms)))
+    Ok(joined_rooms::v3::Response::new(rooms).into())
 }
 
 async fn messages(

@@ -1,18 +1,18 @@
 //! `PUT /rooms/{roomId}/typing/{userId}` (spec "Typing Notifications").
 use axum::extract::{Path, State};
-use axum::routing::put;
-use axum::{Json, Router};
+use axum::Router;
+use ruma::api::client::typing::create_typing_event;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use crate::api::client_route;
 use crate::api::extract::{Auth, MatrixJson};
+use crate::api::response::RumaResponse;
+use crate::api::ruma_route;
 use crate::app::AppState;
 use crate::ephemeral::typing::DEFAULT_TYPING_TIMEOUT_MS;
 use crate::error::{MatrixError, Result};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    client_route(r, "/rooms/{room_id}/typing/{user_id}", put(set_typing))
+    ruma_route::<create_typing_event::v3::Request, _, _>(r, set_typing)
 }
 
 /// The request body. Our own type: ruma requires `timeout` with `typing: true`, the spec
@@ -28,7 +28,7 @@ async fn set_typing(
     Auth(session): Auth,
     Path((room_id, user_id)): Path<(String, String)>,
     MatrixJson(body): MatrixJson<TypingBody>,
-) -> Result<Json<Value>> {
+) -> Result<RumaResponse<create_typing_event::v3::Response>> {
     ruma::RoomId::parse(&room_id).map_err(|e| MatrixError::invalid_param(format!("invalid room id: {e}")))?;
     ruma::UserId::parse(&user_id).map_err(|e| MatrixError::invalid_param(format!("invalid user id: {e}")))?;
     if user_id != session.user_id {
@@ -42,5 +42,5 @@ async fn set_typing(
     s.ephemeral.typing.set(&room_id, &session.user_id, timeout).await?;
     // Typing (started or stopped) is activity of this device (seed 001).
     s.presence.activity(&session).await;
-    Ok(Json(json!({})))
+    Ok(create_typing_event::v3::Response::new().into())
 }

@@ -10,14 +10,15 @@ use serde_json::{json, Value};
 
 use super::auth::fed_error;
 use crate::api::extract::MatrixJson;
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::federation::keys::MAX_QUERY_SERVERS;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route("/_matrix/key/v2/server", get(own_keys))
-        .route("/_matrix/key/v2/server/{key_id}", get(own_keys))
-        .route("/_matrix/key/v2/query", post(query_keys))
-        .route("/_matrix/key/v2/query/{server_name}", get(query_server_keys))
+    let r = seed_route(r, SeedPath::Exact("/_matrix/key/v2/server"), get(own_keys));
+    let r = seed_route(r, SeedPath::Exact("/_matrix/key/v2/server/{key_id}"), get(own_keys));
+    let r = seed_route(r, SeedPath::Exact("/_matrix/key/v2/query"), post(query_keys));
+    seed_route(r, SeedPath::Exact("/_matrix/key/v2/query/{server_name}"), get(query_server_keys))
 }
 
 async fn own_keys(State(s): State<AppState>) -> Response {

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use serde_json::json;
 
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 
 pub mod auth;
@@ -17,10 +18,12 @@ mod query;
 
 use auth::fed_error;
 
+const WELL_KNOWN: SeedPath<'static> = SeedPath::Exact("/.well-known/matrix/server");
+
 fn routes() -> Router<AppState> {
     let r = keys::routes(Router::new());
     let r = query::routes(r);
-    r.route("/.well-known/matrix/server", get(well_known_server))
+    seed_route(r, WELL_KNOWN, get(well_known_server))
         .fallback(|| async { fed_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request") })
         .method_not_allowed_fallback(|| async {
             fed_error(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", "Unrecognized request")
@@ -34,7 +37,7 @@ pub fn well_known_routes(state: AppState) -> Router {
         // Federation off: the client listener answers exactly as before.
         return Router::new();
     }
-    Router::new().route("/.well-known/matrix/server", get(well_known_server)).with_state(state)
+    seed_route(Router::new(), WELL_KNOWN, get(well_known_server)).with_state(state)
 }
 
 async fn well_known_server(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {

@@ -13,14 +13,15 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::{fed_error, Signed};
+use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 use crate::error::MatrixError;
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route("/_matrix/federation/v1/version", get(version))
-        .route("/_matrix/federation/v1/query/profile", get(query_profile))
-        .route("/_matrix/federation/v1/query/directory", get(query_directory))
-        .route("/_matrix/federation/v1/user/devices/{user_id}", get(user_devices))
+    let r = seed_route(r, SeedPath::Exact("/_matrix/federation/v1/version"), get(version));
+    let r = seed_route(r, SeedPath::Exact("/_matrix/federation/v1/query/profile"), get(query_profile));
+    let r = seed_route(r, SeedPath::Exact("/_matrix/federation/v1/query/directory"), get(query_directory));
+    seed_route(r, SeedPath::Exact("/_matrix/federation/v1/user/devices/{user_id}"), get(user_devices))
 }
 
 fn error(e: MatrixError) -> Response {
