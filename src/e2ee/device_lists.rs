@@ -58,7 +58,7 @@ impl E2ee {
                 let state = self.rooms.state(room_id).await?;
                 candidates.extend(state.members_with(&["join"]).map(str::to_owned));
             } else if *mpos <= since && self.membership_changed_since(room_id, since) {
-                for (_, ev) in self.rooms.store().room_state_events_between(room_id, since, upto).await? {
+                for (_, ev) in self.rooms.state_changes_between(room_id, since, upto).await? {
                     if ev.kind == "m.room.member" && matches!(ev.membership(), Some("join" | "leave" | "ban")) {
                         if let Some(target) = ev.state_key {
                             candidates.insert(target);

@@ -26,7 +26,7 @@ pub async fn new_room_mates(rooms: &Rooms, viewer: &str, since: i64, upto: i64) 
             let state = rooms.state(room_id).await?;
             mates.extend(state.members_with(&["join"]).map(str::to_owned));
         } else if rooms.last_position(room_id) > since {
-            for (_, ev) in rooms.store().room_state_events_between(room_id, since, upto).await? {
+            for (_, ev) in rooms.state_changes_between(room_id, since, upto).await? {
                 // A join that follows a join is a profile change, not a newcomer.
                 let was_joined =
                     ev.unsigned.get("prev_content").and_then(|c| c.get("membership")).and_then(|m| m.as_str())

@@ -122,10 +122,6 @@ impl Rooms {
         self.links.get().ok_or_else(|| MatrixError::Internal(anyhow::anyhow!("rooms used before start-up finished")))
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Newest stream position of a room's events (0 if none).
     pub(crate) fn last_position(&self, room_id: &str) -> i64 {
         self.last_pos.get(room_id).map(|p| *p).unwrap_or(0)

@@ -45,6 +45,23 @@ impl Rooms {
         Ok(Timeline { events, limited, first_pos })
     }
 
+    /// The state events of `room_id` written in `(after, upto]`, oldest first: the state a
+    /// sync gap carries, and the memberships newcomers and device lists are derived from.
+    pub(crate) async fn state_changes_between(&self, room_id: &str, after: i64, upto: i64) -> Result<Vec<(i64, Pdu)>> {
+        Ok(self.store.room_state_events_between(room_id, after, upto).await?)
+    }
+
+    /// The newest `limit` events of `room_id` in `(after, upto]`, newest first.
+    pub(crate) async fn events_desc(
+        &self,
+        room_id: &str,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Pdu)>> {
+        Ok(self.store.room_events_desc(room_id, after, upto, limit).await?)
+    }
+
     /// An event of `room_id` that `user_id` may read: 404 if unknown, in another room, or
     /// after the point up to which the user may read. Returns its stream position and that
     /// point.

@@ -69,3 +69,25 @@ pub async fn synced_joined_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result
     }
     Ok(out)
 }
+
+/// The slice of a room's timeline a section sends: after `since` (from the start when `full`)
+/// up to `upto`, with the position it starts after; `None` when an incremental sync has
+/// nothing new for the room. Shared by `rooms.join` and `rooms.peek`.
+pub(super) async fn timeline_window(
+    rooms: &Rooms,
+    room_id: &str,
+    full: bool,
+    since: Option<i64>,
+    upto: i64,
+    limit: i64,
+) -> Result<Option<(i64, crate::rooms::service::Timeline)>> {
+    let after = if full { 0 } else { since.unwrap_or(0) };
+    if !full && rooms.last_position(room_id) <= after {
+        return Ok(None);
+    }
+    let window = rooms.timeline(room_id, after, upto, limit).await?;
+    if window.events.is_empty() && !full {
+        return Ok(None);
+    }
+    Ok(Some((after, window)))
+}

@@ -46,11 +46,7 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
             if let Some(s) = since.filter(|s| started <= *s && *joined_at > *s) {
                 let crate::rooms::service::Timeline { events, limited, first_pos } =
                     rooms.timeline(&room_id, s, upto, limit).await?;
-                let gap = if limited {
-                    rooms.store().room_state_events_between(&room_id, s, first_pos - 1).await?
-                } else {
-                    vec![]
-                };
+                let gap = if limited { rooms.state_changes_between(&room_id, s, first_pos - 1).await? } else { vec![] };
                 let timeline: Vec<Value> = events
                     .iter()
                     .filter(|(_, e)| filter.room.timeline.allows(&e.kind, &e.sender))
@@ -71,19 +67,15 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
             continue;
         }
         let full = since.is_none_or(|s| started > s);
-        let after = if full { 0 } else { since.unwrap_or(0) };
-        if !full && rooms.last_position(&room_id) <= after {
+        let Some((after, crate::rooms::service::Timeline { events, limited, first_pos })) =
+            super::timeline_window(rooms, &room_id, full, since, upto, limit).await?
+        else {
             continue;
-        }
-        let crate::rooms::service::Timeline { events, limited, first_pos } =
-            rooms.timeline(&room_id, after, upto, limit).await?;
-        if events.is_empty() && !full {
-            continue;
-        }
+        };
         let state = if full { Some(rooms.state(&room_id).await?) } else { None };
         // A limited catch-up carries the state that changed in the gap, as `rooms.join` does.
         let gap = if !full && limited {
-            let changed = rooms.store().room_state_events_between(&room_id, after, first_pos - 1).await?;
+            let changed = rooms.state_changes_between(&room_id, after, first_pos - 1).await?;
             Some(crate::rooms::RoomState::from_events(changed.into_iter().map(|(_, e)| e)))
         } else {
             None

@@ -42,15 +42,11 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                     continue;
                 }
                 let full = ctx.full_state || since.is_none_or(changed_since);
-                let after = if full { 0 } else { since.unwrap_or(0) };
-                if !full && rooms.last_position(&room_id) <= after {
+                let Some((after, crate::rooms::service::Timeline { events, limited, first_pos })) =
+                    super::timeline_window(rooms, &room_id, full, since, upto, limit).await?
+                else {
                     continue;
-                }
-                let crate::rooms::service::Timeline { events, limited, first_pos } =
-                    rooms.timeline(&room_id, after, upto, limit).await?;
-                if events.is_empty() && !full {
-                    continue;
-                }
+                };
                 let in_timeline: HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
                 let state_events: Vec<Value> = if full {
                     let state = rooms.state(&room_id).await?;
@@ -62,8 +58,7 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 } else if limited {
                     // A gap: send the state that changed in it.
                     rooms
-                        .store()
-                        .room_state_events_between(&room_id, after, first_pos - 1)
+                        .state_changes_between(&room_id, after, first_pos - 1)
                         .await?
                         .iter()
                         .map(|(_, e)| e.to_client(now, viewer))
@@ -95,7 +90,7 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
             }
             "leave" | "ban" if since.is_some_and(changed_since) || (since.is_none() && filter.room.include_leave) => {
                 let after = since.unwrap_or(0);
-                let mut events = rooms.store().room_events_desc(&room_id, after, mpos, limit).await?;
+                let mut events = rooms.events_desc(&room_id, after, mpos, limit).await?;
                 events.reverse();
                 let first_pos = events.first().map(|(p, _)| *p).unwrap_or(mpos);
                 let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
