@@ -27,6 +27,9 @@ pub struct Accounts {
     tokens: DashMap<String, Session>,
     /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
     profiles: DashMap<String, (Option<String>, Option<String>)>,
+    /// Users known to exist. Accounts are never removed (there is no deactivation), so a
+    /// positive answer stays true; at most one entry per registered user.
+    known: dashmap::DashSet<String>,
     /// What else ends with a session, attached once built (they are built on accounts).
     session_links: OnceLock<SessionLinks>,
 }
@@ -61,6 +64,7 @@ impl Accounts {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
             profiles: DashMap::new(),
+            known: dashmap::DashSet::new(),
             session_links: OnceLock::new(),
         })
     }
@@ -117,8 +121,17 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether `user_id` is a local account. Answered from memory after the first positive
+    /// lookup, so `GET /presence/{userId}/status` reads no database per request (issue #13).
     pub(crate) async fn exists(&self, user_id: &str) -> Result<bool> {
-        Ok(self.store.get_user(user_id).await?.is_some())
+        if self.known.contains(user_id) || self.profiles.contains_key(user_id) {
+            return Ok(true);
+        }
+        let found = self.store.get_user(user_id).await?.is_some();
+        if found {
+            self.known.insert(user_id.to_owned());
+        }
+        Ok(found)
     }
 
     /// Start a session (a device) for a user: returns (device id, access token).
