@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, TestApp, User};
+use common::{assert_err, enc, set_status, TestApp, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -27,9 +27,7 @@ async fn console_app(tweak: impl FnOnce(&mut seed::config::Config)) -> (TestApp,
 }
 
 async fn set_presence(app: &TestApp, user: &User, presence: &str) {
-    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id));
-    let (status, v) = app.put(&path, Some(&user.token), json!({"presence": presence})).await;
-    assert_eq!(status, 200, "{v}");
+    set_status(app, user, json!({"presence": presence})).await;
 }
 
 /// The export body as text.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, TestApp, User};
+use common::{assert_err, enc, set_status, TestApp, User};
 use serde_json::json;
 
 /// A server whose presence timers are long enough that only the scripted inputs (and the
@@ -20,9 +20,7 @@ async fn quiet_app(tweak: impl FnOnce(&mut seed::config::Config)) -> TestApp {
 }
 
 async fn set_presence(app: &TestApp, user: &User, presence: &str) {
-    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id));
-    let (status, v) = app.put(&path, Some(&user.token), json!({"presence": presence})).await;
-    assert_eq!(status, 200, "{v}");
+    set_status(app, user, json!({"presence": presence})).await;
 }
 
 /// Parse the main listener's scrape with a Prometheus text-format parser.

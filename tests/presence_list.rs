@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, RawBody, TestApp, User};
+use common::{assert_err, enc, set_status, RawBody, TestApp, User};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -65,11 +65,6 @@ async fn status(app: &TestApp, viewer: &User, of: &User) -> (StatusCode, Value) 
     app.get(&status_path(of), Some(&viewer.token)).await
 }
 
-async fn set_presence(app: &TestApp, user: &User, body: Value) {
-    let (c, v) = app.put(&status_path(user), Some(&user.token), body).await;
-    assert_eq!(c, 200, "set presence: {v}");
-}
-
 /// The `m.presence` event about `of` in a sync response, if any.
 fn presence_of<'a>(sync: &'a Value, of: &User) -> Option<&'a Value> {
     sync["presence"]["events"].as_array()?.iter().find(|e| e["sender"] == of.user_id.as_str())
@@ -84,7 +79,7 @@ async fn presence_is_shared_only_after_the_target_accepts() {
     let app = app().await;
     let bob = app.register("bob").await;
     let alice = app.register("alice").await;
-    set_presence(&app, &alice, json!({"presence": "busy", "status_msg": "writing"})).await;
+    set_status(&app, &alice, json!({"presence": "busy", "status_msg": "writing"})).await;
 
     // No shared room, no list: nothing.
     let (c, v) = status(&app, &bob, &alice).await;
@@ -127,7 +122,7 @@ async fn presence_is_shared_only_after_the_target_accepts() {
     let started = Instant::now();
     let (s, _) = tokio::join!(app.sync(&bob, &query), async {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        set_presence(&app, &alice, json!({"presence": "unavailable"})).await
+        set_status(&app, &alice, json!({"presence": "unavailable"})).await
     });
     assert!(started.elapsed() < Duration::from_secs(10), "the change must wake the owner");
     let ev = presence_of(&s, &alice).unwrap_or_else(|| panic!("no presence change for alice: {s}"));
@@ -219,7 +214,7 @@ async fn list_get_returns_presence_events_of_accepted_targets() {
     let bob = app.register("bob").await;
     let alice = app.register("alice").await;
     let carol = app.register("carol").await;
-    set_presence(&app, &alice, json!({"presence": "busy", "status_msg": "on a call"})).await;
+    set_status(&app, &alice, json!({"presence": "busy", "status_msg": "on a call"})).await;
     let (c, v) = change_list(&app, &bob, json!({"invite": [alice.user_id, carol.user_id]})).await;
     assert_eq!(c, 200, "{v}");
     accept(&app, &alice, &bob).await;
@@ -232,7 +227,7 @@ async fn list_get_returns_presence_events_of_accepted_targets() {
     assert_eq!(ev["content"]["status_msg"], "on a call");
     assert!(ev["content"]["last_active_ago"].is_i64(), "{ev}");
     // Hidden targets look offline to their followers, as to everyone else.
-    set_presence(&app, &alice, json!({"presence": "offline", "status_msg": "secret"})).await;
+    set_status(&app, &alice, json!({"presence": "offline", "status_msg": "secret"})).await;
     let ev = &list(&app, &bob).await[0];
     assert_eq!(ev["content"]["presence"], "offline");
     assert!(ev["content"].get("status_msg").is_none(), "{ev}");

@@ -3,7 +3,7 @@
 //! them and leaving it closes them again.
 mod common;
 
-use common::{enc, TestApp, User};
+use common::{enc, set_status, TestApp, User};
 use serde_json::{json, Value};
 
 const PEEK: &str = "/_matrix/client/unstable/org.matrix.msc2753";
@@ -158,12 +158,6 @@ fn has_presence_of(v: &Value, user: &str) -> bool {
     }
 }
 
-async fn set_presence(app: &TestApp, user: &User, body: Value) {
-    let (code, v) =
-        app.put(&format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id)), Some(&user.token), body).await;
-    assert_eq!(code, 200, "{v}");
-}
-
 /// Poll `path` as `user` until `ok` holds (the profile-room publisher writes within its window).
 async fn wait_for(app: &TestApp, user: &User, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let start = std::time::Instant::now();
@@ -239,9 +233,9 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
     // A status shown before hiding, then hidden with a new text, then one written straight
     // into the profile room while hidden.
     let status_path = format!("/_matrix/client/v3/rooms/{}/state/m.status/", enc(&room));
-    set_presence(&app, &alice, json!({"presence": "online", "status_msg": "secret-before"})).await;
+    set_status(&app, &alice, json!({"presence": "online", "status_msg": "secret-before"})).await;
     wait_for(&app, &bob, &status_path, |v| v["status"] == "secret-before").await;
-    set_presence(&app, &alice, json!({"presence": "offline", "status_msg": "secret-hidden"})).await;
+    set_status(&app, &alice, json!({"presence": "offline", "status_msg": "secret-hidden"})).await;
     let (code, v) = app
         .put(
             &format!("/_matrix/client/v3/rooms/{}/state/m.status/", enc(&room)),
@@ -280,7 +274,7 @@ async fn a_hidden_users_status_text_reaches_nobody_by_any_route() {
 
     // Unhiding shows the status again, by the same routes; what was written while hidden was
     // never stored in the room, so it does not surface in its history either.
-    set_presence(&app, &alice, json!({"presence": "online", "status_msg": "visible-again"})).await;
+    set_status(&app, &alice, json!({"presence": "online", "status_msg": "visible-again"})).await;
     wait_for(&app, &bob, &status_path, |v| v["status"] == "visible-again").await;
     let (_, v) = app
         .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&direct_event)), Some(&alice.token))
@@ -326,7 +320,7 @@ async fn presence_can_be_restricted_while_the_profile_is_world_readable() {
     assert_eq!(code, 200, "{v}");
     let (code, v) = put_state(vis, "", json!({"visibility": "restricted"}), &alice).await;
     assert_eq!(code, 200, "{v}");
-    set_presence(&app, &alice, json!({"presence": "busy", "status_msg": "secret-status"})).await;
+    set_status(&app, &alice, json!({"presence": "busy", "status_msg": "secret-status"})).await;
     let presence_path = format!("/_matrix/client/v3/rooms/{}/state/m.presence/", enc(&room));
     wait_for(&app, &bob, &presence_path, |v| v["presence"] == "busy").await;
 
@@ -346,7 +340,7 @@ async fn presence_can_be_restricted_while_the_profile_is_world_readable() {
     // ... by no route does she get presence.
     let (_, presence_event) = app.get(&format!("{presence_path}?format=event"), Some(&bob.token)).await;
     let event_id = presence_event["event_id"].as_str().unwrap().to_owned();
-    set_presence(&app, &alice, json!({"presence": "unavailable", "status_msg": "secret-later"})).await;
+    set_status(&app, &alice, json!({"presence": "unavailable", "status_msg": "secret-later"})).await;
     wait_for(&app, &bob, &presence_path, |v| v["presence"] == "unavailable").await;
     let answers = room_routes(&app, &carol, &room, &event_id, &since).await;
     let leaked: Vec<_> = answers

@@ -262,6 +262,13 @@ impl TestApp {
     }
 }
 
+/// `PUT /presence/{user}/status` with `body` as that user, asserting a `200`.
+pub async fn set_status(app: &TestApp, user: &User, body: Value) {
+    let (code, v) =
+        app.put(&format!("/_matrix/client/v3/presence/{}/status", enc(&user.user_id)), Some(&user.token), body).await;
+    assert_eq!(code, 200, "{v}");
+}
+
 /// `GET /presence/{of}/status` as `viewer`, asserting a `200`.
 pub async fn presence_status(app: &TestApp, viewer: &User, of: &User) -> Value {
     let (code, v) =
