@@ -70,8 +70,10 @@ impl Services {
             config.argon2_memory_kib,
             config.argon2_iterations,
         )?);
+        let federation = crate::federation::Federation::new(&config, store.clone()).await?;
         let rooms = Arc::new(
             Rooms::new(
+                federation.clone(),
                 store.clone(),
                 stream.clone(),
                 notifier.clone(),
@@ -196,7 +198,6 @@ impl Services {
         let push = PushRules::new(store.clone(), account_data.clone());
         let directory = Directory::new(store.clone(), rooms.clone(), config.server_name.clone());
         let relations = Arc::new(Relations::new(store.clone()));
-        let federation = crate::federation::Federation::new(&config, store.clone())?;
         // The services built on rooms and accounts, wired back by name (no registries).
         rooms.link(RoomLinks {
             profiles: profiles.clone(),

@@ -1,7 +1,7 @@
 //! Federation foundation (spec "Server-Server API"): the server's signing key, its TLS
 //! listener, X-Matrix signed requests out and in, other servers' keys, and the first uses of
-//! the transport (remote profiles and room aliases). Rooms shared across servers (PDUs,
-//! joins, `/send`) are not here yet; `pdu` is the event format they will use.
+//! the transport (remote profiles and room aliases), and `pdu`, the event format of rooms
+//! shared with other servers (used by `crate::rooms` for local and remote events).
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,8 +25,10 @@ pub mod tls;
 pub struct Federation {
     pub config: FederationConfig,
     pub server_name: OwnedServerName,
-    /// `None` when federation is disabled.
-    key: Option<Ed25519KeyPair>,
+    /// The server's signing key: it signs every room event, so it is loaded (or generated)
+    /// also when federation is off (see [`signing_key::load_event_key`]).
+    key: Ed25519KeyPair,
+    enabled: bool,
     http: reqwest::Client,
     store: Store,
     /// Server name -> (`https://host:port`, until).
@@ -39,7 +41,7 @@ pub struct Federation {
 }
 
 impl Federation {
-    pub fn new(config: &crate::config::Config, store: Store) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(config: &crate::config::Config, store: Store) -> anyhow::Result<Arc<Self>> {
         let cfg = config.federation.clone();
         let server_name = match OwnedServerName::try_from(config.server_name.as_str()) {
             Ok(n) => n,
@@ -51,17 +53,13 @@ impl Federation {
             Err(_) => OwnedServerName::try_from("invalid.localhost").expect("valid placeholder"),
         };
         tls::install_crypto_provider();
-        let key = if cfg.enabled {
-            let path = cfg.signing_key_path.clone().unwrap_or_else(|| cfg.data_dir.join("signing.key"));
-            Some(signing_key::load_or_generate(&path)?)
-        } else {
-            None
-        };
+        let key = signing_key::load_event_key(&cfg, &store).await?;
         let http = client::http_client(&cfg)?;
         Ok(Arc::new(Self {
             config: cfg,
             server_name,
             key,
+            enabled: cfg.enabled,
             http,
             store,
             discovery: DashMap::new(),
@@ -72,11 +70,16 @@ impl Federation {
     }
 
     pub fn enabled(&self) -> bool {
-        self.key.is_some()
+        self.enabled
     }
 
-    /// `ed25519:<version>` of our signing key.
+    /// `ed25519:<version>` of our signing key, when federation is on.
     pub fn key_id(&self) -> Option<String> {
-        self.key.as_ref().map(|k| format!("ed25519:{}", k.version()))
+        self.enabled.then(|| format!("ed25519:{}", self.key.version()))
+    }
+
+    /// The key room events are signed with (federation on or off).
+    pub fn event_key(&self) -> &Ed25519KeyPair {
+        &self.key
     }
 }

@@ -1,9 +1,16 @@
 //! Rooms: events, state, membership and the rules that guard them.
 pub(crate) mod auth;
 pub(crate) mod create;
+pub(crate) mod dag;
+mod dag_reads;
+mod handshake;
+pub mod inbound;
 pub mod event;
 mod membership;
+mod outbound;
 pub(crate) mod redaction;
+mod remote;
+mod resolve;
 mod send;
 pub(crate) mod service;
 pub(crate) mod state;
