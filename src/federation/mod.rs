@@ -54,12 +54,13 @@ impl Federation {
         };
         tls::install_crypto_provider();
         let key = signing_key::load_event_key(&cfg, &store).await?;
+        let enabled = cfg.enabled;
         let http = client::http_client(&cfg)?;
         Ok(Arc::new(Self {
             config: cfg,
             server_name,
             key,
-            enabled: cfg.enabled,
+            enabled,
             http,
             store,
             discovery: DashMap::new(),

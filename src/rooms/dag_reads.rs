@@ -61,8 +61,9 @@ impl Rooms {
         let pdus: Vec<&Pdu> = state.iter().map(|e| e.as_ref()).collect();
         let chain = self.auth_chain(pdus.iter().copied()).await?;
         if ids_only {
-            let ids = |v: &mut dyn Iterator<Item = &Pdu>| v.map(|e| e.event_id.clone()).collect::<Vec<_>>();
-            return Ok(json!({"pdu_ids": ids(&mut pdus.into_iter()), "auth_chain_ids": ids(&mut chain.iter())}));
+            let pdu_ids: Vec<&str> = pdus.iter().map(|e| e.event_id.as_str()).collect();
+            let chain_ids: Vec<&str> = chain.iter().map(|e| e.event_id.as_str()).collect();
+            return Ok(json!({"pdu_ids": pdu_ids, "auth_chain_ids": chain_ids}));
         }
         Ok(json!({
             "pdus": self.signed_all(&version, pdus.into_iter())?,

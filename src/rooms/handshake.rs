@@ -87,6 +87,9 @@ impl Rooms {
             return Err(MatrixError::bad_json("the event id does not match the event"));
         }
         let accepted = self.ingest(origin, event, false).await.map_err(forbidden)?;
+        // We are the resident server: the room's other servers hear of it from us.
+        let now = self.state(room_id).await?;
+        self.fan_out_except(&accepted.pdu, &now, Some(origin));
         if membership != "join" {
             return Ok(json!({}));
         }
@@ -98,7 +101,7 @@ impl Rooms {
             "auth_chain": self.signed_all(&version, auth_chain.iter())?,
             "event": self.signed_all(&version, [accepted.pdu.as_ref()].into_iter())?.pop(),
             "members_omitted": false,
-            "servers_in_room": super::outbound::servers_of(&self.state(room_id).await?, ""),
+            "servers_in_room": super::outbound::servers_of(&*self.state(room_id).await?, ""),
         }))
     }
 

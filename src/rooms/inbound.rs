@@ -6,8 +6,6 @@
 //! events are kept outside the timeline (`room_outliers`) and never reach clients; accepted
 //! ones take a stream position and wake local members like local events (`after_persist`).
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use ruma::signatures::{PublicKeyMap, Verified};
@@ -30,6 +28,19 @@ const MISSING_EVENTS_LIMIT: usize = 10;
 
 /// Why a PDU was refused (reported back to the sending server).
 pub type Reason = String;
+
+/// A PDU that passed the checks needing no room state.
+struct Checked {
+    pdu: Pdu,
+    ev: AuthEvent,
+    rules: ruma::room_version_rules::RoomVersionRules,
+}
+
+enum Prepared {
+    /// Already in the timeline.
+    Known(Accepted),
+    New(Box<Checked>),
+}
 
 /// An accepted PDU, with the room state before it.
 pub(crate) struct Accepted {
@@ -55,6 +66,20 @@ impl Rooms {
     /// The checks and the write behind [`Rooms::receive_pdu`] (also used by `send_join`,
     /// `send_leave` and invites). `fetch_missing`: ask `origin` for unknown prev events.
     pub(crate) async fn ingest(&self, origin: &str, value: Value, fetch_missing: bool) -> Result<Accepted, Reason> {
+        match self.prepare(origin, value).await? {
+            Prepared::Known(accepted) => Ok(accepted),
+            Prepared::New(p) => {
+                if fetch_missing {
+                    self.fetch_missing_prevs(origin, &p.pdu).await;
+                }
+                self.commit(p).await
+            }
+        }
+    }
+
+    /// The checks that need no lock: format, signatures, hash, auth events (fetched if
+    /// unknown) and auth against them.
+    async fn prepare(&self, origin: &str, value: Value) -> Result<Prepared, Reason> {
         let room_id = value.get("room_id").and_then(Value::as_str).ok_or("PDU without room_id")?.to_owned();
         let state = self.state(&room_id).await.map_err(|_| format!("unknown room {room_id}"))?;
         if state.get("m.room.create", "").is_none() {
@@ -64,21 +89,24 @@ impl Rooms {
         let pdu = self.check_pdu(value, &version).await?;
         if let Some((pos, _, rejected)) = self.store.any_event(&pdu.event_id).await.map_err(reason)? {
             match (pos, rejected) {
-                (Some(_), _) => return Ok(Accepted { state_before: state, pdu: Arc::new(pdu) }),
+                (Some(_), _) => return Ok(Prepared::Known(Accepted { state_before: state, pdu: Arc::new(pdu) })),
                 (None, Some(r)) => return Err(format!("{} was refused before: {r}", pdu.event_id)),
                 (None, None) => {} // an outlier until now: it may join the timeline
             }
         }
         let auth = self.auth_events_of(origin, &pdu, &version).await?;
-        if fetch_missing {
-            self.fetch_missing_prevs(origin, &pdu).await;
-        }
         let rules = pdu::rules(&version).map_err(reason)?;
         let ev = AuthEvent::new(&pdu)?;
         if let Err(e) = resolve::check_against_auth_events(&rules, &ev, &auth) {
             return Err(self.refuse(&pdu, format!("fails auth against its auth events: {e}")).await);
         }
+        Ok(Prepared::New(Box::new(Checked { pdu, ev, rules })))
+    }
 
+    /// The checks against room state and the write, under the write lock.
+    async fn commit(&self, checked: Box<Checked>) -> Result<Accepted, Reason> {
+        let Checked { pdu, ev, rules } = *checked;
+        let room_id = pdu.room_id.clone();
         let _guard = self.write_lock.lock().await;
         if self.store.get_event(&pdu.event_id).await.map_err(reason)?.is_some() {
             return Ok(Accepted { state_before: self.state(&room_id).await.map_err(reason)?, pdu: Arc::new(pdu) });
@@ -264,9 +292,12 @@ impl Rooms {
         let mut events: Vec<Value> = events.into_iter().take(MISSING_EVENTS_LIMIT).collect();
         events.sort_by_key(|e| e.get("depth").and_then(Value::as_i64).unwrap_or(i64::MAX));
         for e in events {
-            let fut: Pin<Box<dyn Future<Output = Result<Accepted, Reason>> + Send + '_>> =
-                Box::pin(self.ingest(origin, e, false));
-            if let Err(e) = fut.await {
+            let done = match self.prepare(origin, e).await {
+                Ok(Prepared::New(p)) => self.commit(p).await.map(|_| ()),
+                Ok(Prepared::Known(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 tracing::info!(origin, error = %e, "a missing event was refused");
             }
         }
@@ -317,7 +348,7 @@ impl Rooms {
         let mut chains = Vec::with_capacity(states.len());
         for state in states {
             let mut map = ruma::state_res::StateMap::new();
-            let mut chain = ruma::state_res::utils::EventIdSet::new();
+            let mut chain = ruma::state_res::utils::event_id_set::EventIdSet::new();
             let mut todo: Vec<String> = Vec::new();
             for e in state.iter() {
                 let id = OwnedEventId::try_from(e.event_id.as_str()).map_err(reason)?;

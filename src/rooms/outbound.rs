@@ -43,10 +43,16 @@ impl Rooms {
     /// Hand a just-persisted local event to the transport for the other servers of the
     /// room (`state`: the room state after it). Nothing to do with federation off.
     pub(super) fn fan_out(&self, pdu: &Arc<Pdu>, state: &RoomState) {
+        self.fan_out_except(pdu, state, None)
+    }
+
+    /// [`Rooms::fan_out`] leaving out `skip` (the server an event came from).
+    pub(super) fn fan_out_except(&self, pdu: &Arc<Pdu>, state: &RoomState, skip: Option<&str>) {
         if !self.federation.enabled() {
             return;
         }
         let mut destinations = servers_of(state, &self.server_name);
+        destinations.retain(|d| Some(d.as_str()) != skip);
         if let (Some(target), Some("leave" | "ban")) = (&pdu.state_key, pdu.membership()) {
             if let Some(server) = server_of(target).filter(|s| *s != self.server_name) {
                 if !destinations.iter().any(|d| d == server) {

@@ -173,7 +173,7 @@ impl Rooms {
     ) -> Result<Arc<Pdu>> {
         let rules = pdu::rules(version).map_err(|e| MatrixError::Internal(e.into()))?;
         let join = self.check_pdu(join, version).await.map_err(unreachable)?;
-        let mut known = std::collections::HashMap::new();
+        let mut known: std::collections::HashMap<String, AuthEvent> = std::collections::HashMap::new();
         let mut state_events = Vec::new();
         let mut auth_events = Vec::new();
         for (is_state, raw) in state.into_iter().map(|e| (true, e)).chain(auth_chain.into_iter().map(|e| (false, e))) {
@@ -188,7 +188,7 @@ impl Rooms {
         }
         for p in state_events.iter().chain(auth_events.iter()) {
             if let Ok(a) = AuthEvent::new(p) {
-                known.insert(a.id().to_owned(), a);
+                known.insert(p.event_id.clone(), a);
             }
         }
         state_events.sort_by_key(|p| p.depth);
@@ -202,7 +202,7 @@ impl Rooms {
         for p in state_events {
             let ev = AuthEvent::new(&p).map_err(unreachable)?;
             let auth: std::collections::HashMap<_, _> =
-                p.auth_events.iter().filter_map(|id| known.get(id.as_str()).map(|a| (a.id().to_owned(), a.clone()))).collect();
+                p.auth_events.iter().filter_map(|id| known.get(id).map(|a| (a.id().to_owned(), a.clone()))).collect();
             if let Err(e) = resolve::check_against_auth_events(&rules, &ev, &auth) {
                 tracing::info!(room_id, event_id = %p.event_id, error = %e, "a state event of a join answer fails auth");
                 continue;

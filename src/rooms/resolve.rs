@@ -127,7 +127,7 @@ pub(crate) fn check_against_state(rules: &RoomVersionRules, ev: &AuthEvent, stat
 pub(crate) fn resolve(
     rules: &RoomVersionRules,
     states: &[StateMap<OwnedEventId>],
-    auth_chains: Vec<state_res::utils::EventIdSet<OwnedEventId>>,
+    auth_chains: Vec<state_res::utils::event_id_set::EventIdSet<OwnedEventId>>,
     events: &HashMap<OwnedEventId, AuthEvent>,
 ) -> Result<StateMap<OwnedEventId>, String> {
     let v2 = rules.state_res.v2_rules().ok_or("room version without state resolution v2")?;

@@ -25,14 +25,18 @@ async fn send_transaction(State(s): State<AppState>, Path(_txn): Path<String>, s
         return MatrixError::TooLarge("at most 50 PDUs per transaction".into()).into_response();
     }
     let mut results = Map::new();
-    for pdu in pdus {
-        let id = pdu.get("event_id").and_then(Value::as_str).map(str::to_owned);
+    for (i, pdu) in pdus.into_iter().enumerate() {
+        // Results are keyed by event id; a PDU too broken to have one gets a placeholder.
+        let id = crate::federation::pdu::to_canonical(pdu.clone())
+            .ok()
+            .and_then(|o| crate::federation::pdu::event_id(&o, &ruma::RoomVersionId::V10).ok())
+            .unwrap_or_else(|| format!("invalid-{i}"));
         match s.rooms.receive_pdu(signed.origin.as_str(), pdu).await {
             Ok(event_id) => {
                 results.insert(event_id, json!({}));
             }
             Err(e) => {
-                results.insert(id.unwrap_or_else(|| "unknown".into()), json!({ "error": e }));
+                results.insert(id, json!({ "error": e }));
             }
         }
     }
