@@ -41,7 +41,7 @@ fn is_text(body: &'static str) -> impl Fn(&Value) -> bool {
     move |e: &Value| e["type"] == "m.room.message" && e["content"]["body"] == body
 }
 
-fn is_membership(user: &str, membership: &'static str) -> impl Fn(&Value) -> bool + '_ {
+fn is_membership<'a>(user: &'a str, membership: &'static str) -> impl Fn(&Value) -> bool + 'a {
     move |e: &Value| e["type"] == "m.room.member" && e["state_key"] == user && e["content"]["membership"] == membership
 }
 
@@ -237,7 +237,8 @@ async fn bad_pdus_are_refused_and_leave_the_room_as_it_was() {
     // Malformed: no depth; and one over the size limit.
     let mut no_depth = message_pdu(&signer, &room, &bob.user_id, &prev, 101, &auth, "no depth");
     no_depth.as_object_mut().unwrap().remove("depth");
-    let huge = message_pdu(&signer, &room, &bob.user_id, &prev, 101, &auth, &"x".repeat(70_000));
+    let mut huge = message_pdu(&signer, &room, &bob.user_id, &prev, 101, &auth, "huge");
+    huge["content"]["body"] = json!("x".repeat(70_000));
     // A state change by a user without the power to make it (bob has 0, names need 50).
     let rename = {
         let ev = json!({

@@ -197,6 +197,7 @@ impl Rooms {
             Some(s) => s.clone(),
             None => Arc::new(RoomState::from_events(self.store.load_room_state(&pdu.room_id).await?)),
         };
+        self.extremities(&pdu.room_id).await?;
         let pos = self.stream.allocate();
         self.store.persist_event(&pdu, pos.pos, None).await?;
         let pdu = Arc::new(pdu);
