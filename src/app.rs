@@ -50,6 +50,8 @@ pub struct Services {
     pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
     pub federation: Arc<crate::federation::Federation>,
+    /// Incoming federation transactions (`PUT /send/{txnId}`).
+    pub inbox: Arc<crate::federation::inbox::Inbox>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -82,10 +84,19 @@ impl Services {
             .await?,
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
-        let ephemeral =
-            Ephemeral::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), Clock::system()).await?;
-        let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
         let metrics = Arc::new(Metrics::default());
+        let federation = crate::federation::Federation::new(&config, store.clone(), metrics.clone())?;
+        let ephemeral = Ephemeral::new(
+            store.clone(),
+            rooms.clone(),
+            stream.clone(),
+            notifier.clone(),
+            Clock::system(),
+            federation.clone(),
+        )
+        .await?;
+        let inbox = crate::federation::inbox::Inbox::new(store.clone(), rooms.clone(), ephemeral.clone());
+        let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
         let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
         let access = Arc::new(PresenceAccess::new(
             rooms.clone(),
@@ -196,7 +207,6 @@ impl Services {
         let push = PushRules::new(store.clone(), account_data.clone());
         let directory = Directory::new(store.clone(), rooms.clone(), config.server_name.clone());
         let relations = Arc::new(Relations::new(store.clone()));
-        let federation = crate::federation::Federation::new(&config, store.clone())?;
         // The services built on rooms and accounts, wired back by name (no registries).
         rooms.link(RoomLinks {
             profiles: profiles.clone(),
@@ -206,6 +216,7 @@ impl Services {
             e2ee: e2ee.clone(),
         });
         accounts.link(SessionLinks { presence: presence.clone(), peeks: peeks.clone(), e2ee: e2ee.clone() });
+        federation.start_sender(&workers).await?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -228,6 +239,7 @@ impl Services {
             relations,
             e2ee,
             federation,
+            inbox,
             change_log,
             limiter,
             uia_sessions: Default::default(),
@@ -249,6 +261,7 @@ impl Services {
         g.db_pool_idle.set(self.store.pool.num_idle() as i64);
         g.change_log_records.set(self.change_log.len() as i64);
         g.publish_queue.set(self.profiles.pending_len() as i64);
+        self.metrics.federation.backing_off.set(self.federation.destinations_backing_off() as i64);
         let woken = self.notifier.wakeups();
         self.metrics.wakeups.inc_by(woken.saturating_sub(self.metrics.wakeups.get()));
         self.metrics.render()

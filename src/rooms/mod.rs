@@ -2,9 +2,11 @@
 pub(crate) mod auth;
 pub(crate) mod create;
 pub mod event;
+mod inbound;
 mod membership;
 pub(crate) mod redaction;
 mod send;
+mod servers;
 pub(crate) mod service;
 pub(crate) mod state;
 mod timeline;

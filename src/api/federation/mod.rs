@@ -15,6 +15,7 @@ use crate::app::AppState;
 pub mod auth;
 mod keys;
 mod query;
+mod send;
 
 use auth::fed_error;
 
@@ -23,6 +24,7 @@ const WELL_KNOWN: SeedPath<'static> = SeedPath::Exact("/.well-known/matrix/serve
 fn routes() -> Router<AppState> {
     let r = keys::routes(Router::new());
     let r = query::routes(r);
+    let r = send::routes(r);
     seed_route(r, WELL_KNOWN, get(well_known_server))
         .fallback(|| async { fed_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request") })
         .method_not_allowed_fallback(|| async {
