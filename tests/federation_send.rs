@@ -100,7 +100,8 @@ async fn a_failing_peer_is_retried_with_backoff_and_gets_what_it_missed() {
     assert_eq!(peer.delivered_ids(), ids(0..80));
     let state = &a.app.running.as_ref().unwrap().state;
     assert!(state.metrics.federation.transactions.with_label_values(&["retry"]).get() >= 3);
-    assert_eq!(state.metrics.federation.sent.with_label_values(&["pdu"]).get(), 80);
+    let sent = || state.metrics.federation.sent.with_label_values(&["pdu"]).get();
+    wait_until(10, "the sender to count the answers", || sent() == 80).await;
     let metrics = state.scrape_metrics();
     assert!(metrics.contains("seed_federation_destinations_backing_off 0"), "{metrics}");
 }

@@ -59,6 +59,11 @@ pub(super) async fn run(fed: Arc<Federation>, dest: Arc<Destination>) {
                         tracing::warn!(destination = %dest.name, error = %e, "could not dequeue sent PDUs");
                     }
                 }
+                {
+                    let mut st = dest.state.lock();
+                    st.failures = 0;
+                    st.retry_at = None;
+                }
                 let ok = status.is_some_and(|s| s.is_success());
                 let counter = if ok { &m.sent } else { &m.failed };
                 counter.with_label_values(&["pdu"]).inc_by(n_pdus);
@@ -67,9 +72,6 @@ pub(super) async fn run(fed: Arc<Federation>, dest: Arc<Destination>) {
                 if !ok {
                     tracing::warn!(destination = %dest.name, status = ?status, %txn_id, "transaction refused; dropped");
                 }
-                let mut st = dest.state.lock();
-                st.failures = 0;
-                st.retry_at = None;
                 break;
             }
             m.transactions.with_label_values(&["retry"]).inc();
