@@ -92,7 +92,12 @@ impl Ephemeral {
     }
 
     /// `user_id` is a user of `origin` and joined to `room_id`.
-    async fn check_remote_member(&self, origin: &str, room_id: &str, user_id: &str) -> std::result::Result<(), Ignored> {
+    async fn check_remote_member(
+        &self,
+        origin: &str,
+        room_id: &str,
+        user_id: &str,
+    ) -> std::result::Result<(), Ignored> {
         let user = ruma::UserId::parse(user_id).map_err(|e| format!("bad user id: {e}"))?;
         if user.server_name().as_str() != origin {
             return Err(format!("{origin} may not speak for {user_id}"));

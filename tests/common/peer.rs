@@ -62,7 +62,8 @@ impl FakePeer {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = watch::channel(false);
-        let inner = Arc::new(Inner { mode: Mutex::new(Some(mode)), released: Mutex::new(Some(tx)), ..Default::default() });
+        let inner =
+            Arc::new(Inner { mode: Mutex::new(Some(mode)), released: Mutex::new(Some(tx)), ..Default::default() });
         let app = Router::new()
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
             .with_state((inner.clone(), rx.clone()));
@@ -90,7 +91,13 @@ impl FakePeer {
 
     /// PDUs in accepted transactions (cheaper than [`FakePeer::delivered_ids`]).
     pub fn delivered_count(&self) -> usize {
-        self.inner.seen.lock().iter().filter(|s| s.accepted).map(|s| s.body["pdus"].as_array().map_or(0, Vec::len)).sum()
+        self.inner
+            .seen
+            .lock()
+            .iter()
+            .filter(|s| s.accepted)
+            .map(|s| s.body["pdus"].as_array().map_or(0, Vec::len))
+            .sum()
     }
 
     /// Requests received so far (attempts, accepted or not).

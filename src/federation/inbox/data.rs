@@ -13,7 +13,13 @@ impl Store {
         row.map(|r| r.try_get(0)).transpose()
     }
 
-    pub(super) async fn fed_put_txn_answer(&self, origin: &str, txn_id: &str, answer: &str, now: i64) -> sqlx::Result<()> {
+    pub(super) async fn fed_put_txn_answer(
+        &self,
+        origin: &str,
+        txn_id: &str,
+        answer: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO federation_txn_answers (origin, txn_id, answer, ts) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (origin, txn_id) DO NOTHING",

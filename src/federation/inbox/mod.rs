@@ -55,12 +55,14 @@ impl Inbox {
         let answer = cell
             .get_or_try_init(|| async {
                 if let Some(kept) = self.store.fed_txn_answer(origin, txn_id).await? {
-                    return Ok::<_, crate::error::MatrixError>(serde_json::from_str(&kept).unwrap_or(json!({"pdus": {}})));
+                    return Ok::<_, crate::error::MatrixError>(
+                        serde_json::from_str(&kept).unwrap_or(json!({"pdus": {}})),
+                    );
                 }
                 let answer = self.process(origin, txn).await;
                 let now = crate::rooms::now_ms();
                 self.store.fed_put_txn_answer(origin, txn_id, &answer.to_string(), now).await?;
-                if self.processed.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                if self.processed.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                     self.store.fed_prune_txn_answers(now - ANSWER_RETENTION_MS).await?;
                 }
                 Ok(answer)

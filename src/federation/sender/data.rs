@@ -52,12 +52,11 @@ impl Store {
 
     /// The oldest queued PDUs of a destination: (seq, PDU JSON).
     pub(super) async fn fed_outbox_batch(&self, destination: &str, limit: i64) -> sqlx::Result<Vec<(i64, String)>> {
-        let rows =
-            sqlx::query("SELECT seq, pdu FROM federation_outbox WHERE destination = $1 ORDER BY seq LIMIT $2")
-                .bind(destination)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT seq, pdu FROM federation_outbox WHERE destination = $1 ORDER BY seq LIMIT $2")
+            .bind(destination)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 

@@ -76,7 +76,9 @@ pub(super) async fn run(fed: Arc<Federation>, dest: Arc<Destination>) {
             }
             m.transactions.with_label_values(&["retry"]).inc();
             match outcome {
-                Ok(r) => tracing::info!(destination = %dest.name, status = %r.status, %txn_id, "transaction failed; will retry"),
+                Ok(r) => {
+                    tracing::info!(destination = %dest.name, status = %r.status, %txn_id, "transaction failed; will retry")
+                }
                 Err(e) => {
                     tracing::info!(destination = %dest.name, error = %format!("{e:#}"), %txn_id, "transaction failed; will retry")
                 }
@@ -173,4 +175,3 @@ mod tests {
         assert!(!permanent(StatusCode::INTERNAL_SERVER_ERROR));
     }
 }
-
