@@ -50,6 +50,8 @@ pub struct Services {
     pub relations: Arc<Relations>,
     pub e2ee: Arc<E2ee>,
     pub federation: Arc<crate::federation::Federation>,
+    /// Incoming federation transactions (`PUT /send/{txnId}`).
+    pub inbox: Arc<crate::federation::inbox::Inbox>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -70,7 +72,8 @@ impl Services {
             config.argon2_memory_kib,
             config.argon2_iterations,
         )?);
-        let federation = crate::federation::Federation::new(&config, store.clone()).await?;
+        let metrics = Arc::new(Metrics::default());
+        let federation = crate::federation::Federation::new(&config, store.clone(), metrics.clone()).await?;
         let rooms = Arc::new(
             Rooms::new(
                 federation.clone(),
@@ -84,10 +87,17 @@ impl Services {
             .await?,
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
-        let ephemeral =
-            Ephemeral::new(store.clone(), rooms.clone(), stream.clone(), notifier.clone(), Clock::system()).await?;
+        let ephemeral = Ephemeral::new(
+            store.clone(),
+            rooms.clone(),
+            stream.clone(),
+            notifier.clone(),
+            Clock::system(),
+            federation.clone(),
+        )
+        .await?;
+        let inbox = crate::federation::inbox::Inbox::new(store.clone(), rooms.clone(), ephemeral.clone());
         let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
-        let metrics = Arc::new(Metrics::default());
         let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
         let access = Arc::new(PresenceAccess::new(
             rooms.clone(),
@@ -207,6 +217,7 @@ impl Services {
             e2ee: e2ee.clone(),
         });
         accounts.link(SessionLinks { presence: presence.clone(), peeks: peeks.clone(), e2ee: e2ee.clone() });
+        federation.start_sender(&workers).await?;
         Ok(Arc::new(Self {
             config,
             store,
@@ -229,6 +240,7 @@ impl Services {
             relations,
             e2ee,
             federation,
+            inbox,
             change_log,
             limiter,
             uia_sessions: Default::default(),
@@ -250,6 +262,7 @@ impl Services {
         g.db_pool_idle.set(self.store.pool.num_idle() as i64);
         g.change_log_records.set(self.change_log.len() as i64);
         g.publish_queue.set(self.profiles.pending_len() as i64);
+        self.metrics.federation.backing_off.set(self.federation.destinations_backing_off() as i64);
         let woken = self.notifier.wakeups();
         self.metrics.wakeups.inc_by(woken.saturating_sub(self.metrics.wakeups.get()));
         self.metrics.render()

@@ -195,6 +195,15 @@ pub struct FederationConfig {
     pub request_timeout_ms: u64,
     /// How long a remote profile fetched for a local client is reused, ms.
     pub profile_cache_ms: u64,
+    /// Outgoing queue (README "Federation"): first retry delay after a failed transaction, ms;
+    /// doubled per further failure up to `send_backoff_max_ms`.
+    pub send_backoff_base_ms: u64,
+    pub send_backoff_max_ms: u64,
+    /// PDUs kept queued per destination while it is unreachable; older ones are dropped
+    /// (the peer fetches them with backfill / get_missing_events).
+    pub send_max_queued_pdus: u64,
+    /// EDUs kept queued per destination (in memory); older ones are dropped.
+    pub send_max_queued_edus: usize,
 }
 
 impl Default for FederationConfig {
@@ -215,6 +224,10 @@ impl Default for FederationConfig {
             key_fetch_direct: true,
             request_timeout_ms: 10_000,
             profile_cache_ms: 60_000,
+            send_backoff_base_ms: 2_000,
+            send_backoff_max_ms: 3_600_000,
+            send_max_queued_pdus: 10_000,
+            send_max_queued_edus: 1_000,
         }
     }
 }

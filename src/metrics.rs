@@ -41,6 +41,51 @@ pub struct Metrics {
     pub presence_status_group_writes: Histogram,
     /// Sampled at scrape time.
     pub gauges: ScrapeGauges,
+    /// The outgoing federation queue (`src/federation/sender`).
+    pub federation: FederationMetrics,
+}
+
+/// Outgoing federation, labelled by `kind` (`pdu`, `edu`) and, for transactions, `outcome`
+/// (`sent`, `retry`, `rejected`): never by destination, so the series stay few.
+pub struct FederationMetrics {
+    /// Items put in a destination's queue.
+    pub queued: IntCounterVec,
+    /// Items a destination accepted (HTTP 200 to their transaction).
+    pub sent: IntCounterVec,
+    /// Items given up: rejected by the peer (4xx), or dropped (queue bound, stale typing).
+    pub failed: IntCounterVec,
+    /// Transaction attempts by outcome.
+    pub transactions: IntCounterVec,
+    /// Destinations waiting to retry after a failure (sampled at scrape time).
+    pub backing_off: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl FederationMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            queued: counter_vec(r, "seed_federation_queued_total", "Items queued for other servers", &["kind"]),
+            sent: counter_vec(r, "seed_federation_sent_total", "Items other servers accepted", &["kind"]),
+            failed: counter_vec(
+                r,
+                "seed_federation_failed_total",
+                "Items given up (rejected, dropped from a full queue, stale)",
+                &["kind"],
+            ),
+            transactions: counter_vec(
+                r,
+                "seed_federation_transactions_total",
+                "Outgoing transaction attempts by outcome",
+                &["outcome"],
+            ),
+            backing_off: gauge(r, "seed_federation_destinations_backing_off", "Destinations waiting to retry"),
+        }
+    }
 }
 
 /// Values read from the services when `/metrics` is scraped.
@@ -161,6 +206,7 @@ impl Default for Metrics {
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
             ),
             gauges,
+            federation: FederationMetrics::new(&r),
             registry: r,
         }
     }

@@ -48,9 +48,9 @@ impl Receipts {
         Ok(Self { store, rooms, stream, notifier, last_pos })
     }
 
-    /// Record a receipt and wake who may see it. A receipt for an event before the user's
-    /// current one of the same type and thread changes nothing.
-    pub async fn set(&self, r: &Receipt<'_>) -> Result<()> {
+    /// Record a receipt and wake who may see it; `false` when it changed nothing (a receipt
+    /// for an event before the user's current one of the same type and thread).
+    pub async fn set(&self, r: &Receipt<'_>) -> Result<bool> {
         let pos = self.stream.allocate();
         let row = NewReceipt {
             room_id: r.room_id,
@@ -62,7 +62,7 @@ impl Receipts {
             ts: now_ms(),
         };
         if !self.store.put_receipt(&row, pos.pos).await? {
-            return Ok(());
+            return Ok(false);
         }
         let p = pos.pos;
         self.last_pos.entry(r.room_id.to_owned()).and_modify(|v| *v = (*v).max(p)).or_insert(p);
@@ -73,7 +73,7 @@ impl Receipts {
             let state = self.rooms.state(r.room_id).await?;
             self.notifier.wake(state.members_with(&["join"]), p);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The `m.receipt` event of a room for `viewer`: receipts written in `(since, upto]`, or

@@ -1,8 +1,9 @@
 //! Federation foundation (spec "Server-Server API"): the server's signing key, its TLS
 //! listener, X-Matrix signed requests out and in, other servers' keys, and the first uses of
-//! the transport (remote profiles and room aliases), and `pdu`, the event format of rooms
-//! shared with other servers (used by `crate::rooms` for local and remote events).
-use std::sync::Arc;
+//! the transport (remote profiles and room aliases), the outgoing queue (`sender`) and the
+//! processing of incoming transactions (`inbox`). `pdu` is the event format of rooms, local
+//! and shared (used by `crate::rooms` for local and remote events).
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use dashmap::DashMap;
@@ -14,9 +15,11 @@ use crate::store::Store;
 
 pub mod client;
 mod data;
+pub mod inbox;
 pub mod keys;
 pub mod pdu;
 pub mod remote;
+pub mod sender;
 pub mod signing_key;
 pub mod tls;
 
@@ -38,10 +41,19 @@ pub struct Federation {
     refetched: DashMap<String, Instant>,
     /// Remote profile answers for local clients: (user, field) -> (body, until).
     profiles: DashMap<(String, String), (serde_json::Value, Instant)>,
+    /// The outgoing queue per destination.
+    sender: sender::Sender,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Ourselves, for the destination workers the queue spawns.
+    me: Weak<Self>,
 }
 
 impl Federation {
-    pub async fn new(config: &crate::config::Config, store: Store) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        config: &crate::config::Config,
+        store: Store,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
         let cfg = config.federation.clone();
         let server_name = match OwnedServerName::try_from(config.server_name.as_str()) {
             Ok(n) => n,
@@ -56,7 +68,7 @@ impl Federation {
         let key = signing_key::load_event_key(&cfg, &store).await?;
         let enabled = cfg.enabled;
         let http = client::http_client(&cfg)?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             config: cfg,
             server_name,
             key,
@@ -67,6 +79,9 @@ impl Federation {
             key_cache: DashMap::new(),
             refetched: DashMap::new(),
             profiles: DashMap::new(),
+            sender: sender::Sender::default(),
+            metrics,
+            me: me.clone(),
         }))
     }
 

@@ -1,5 +1,6 @@
 //! Local events leaving this server: a room event goes, as the PDU we signed, to every
-//! other server with a joined member (and to a kicked or banned user's server).
+//! other server with a joined member (and to a kicked or banned user's server), through the
+//! outgoing queue of `Federation`.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -24,14 +25,6 @@ pub(crate) fn servers_of(state: &RoomState, ours: &str) -> Vec<String> {
 }
 
 impl Rooms {
-    /// The other servers with joined members in a room (for PDUs and EDUs).
-    pub async fn servers_in_room(&self, room_id: &str) -> Vec<String> {
-        match self.state(room_id).await {
-            Ok(state) => servers_of(&state, &self.server_name),
-            Err(_) => Vec::new(),
-        }
-    }
-
     /// Does `server` have a joined member in the room (may it read the room's DAG)?
     pub(crate) async fn server_in_room(&self, server: &str, room_id: &str) -> bool {
         match self.state(room_id).await {
@@ -69,26 +62,7 @@ impl Rooms {
             Ok(Err(e)) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),
             Err(e) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),
         };
-        let federation = self.federation.clone();
-        tokio::spawn(async move { send_pdu(&federation, destinations, json).await });
-    }
-}
-
-/// One `PUT /send/{txnId}` per destination, now (no queue, no retry): the stand-in for the
-/// persisted per-destination queue of the transport (branch h/fed-send), replaced at merge.
-async fn send_pdu(federation: &crate::federation::Federation, destinations: Vec<String>, pdu: Value) {
-    for dest in destinations {
-        let Ok(name) = <&ruma::ServerName>::try_from(dest.as_str()) else { continue };
-        let txn = super::event::random_string(16);
-        let body = serde_json::json!({
-            "origin": federation.server_name, "origin_server_ts": super::event::now_ms(),
-            "pdus": [pdu], "edus": [],
-        });
-        let path = format!("/_matrix/federation/v1/send/{txn}");
-        match federation.send(name, http::Method::PUT, &path, Some(&body), true).await {
-            Ok(r) if r.status.is_success() => {}
-            Ok(r) => tracing::info!(%dest, status = %r.status, body = %r.body, "transaction refused"),
-            Err(e) => tracing::info!(%dest, error = %format!("{e:#}"), "transaction not delivered"),
-        }
+        // The transport's persisted queue per destination (`federation::sender`).
+        self.federation.send_pdu(destinations, &pdu.event_id, &json);
     }
 }

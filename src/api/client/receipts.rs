@@ -53,7 +53,7 @@ async fn receipt(
         set_fully_read(&s, &session, room_id, event_id).await?;
     } else {
         let r = Receipt { room_id, user_id: &session.user_id, receipt_type, thread_id, event_id, event_pos };
-        s.ephemeral.receipts.set(&r).await?;
+        s.ephemeral.local_receipt(&r).await?;
     }
     // Reading is activity of this device (seed 001).
     s.presence.activity(&session).await;
@@ -94,7 +94,7 @@ async fn read_markers(
     }
     for (receipt_type, event_id, event_pos) in receipts {
         let r = Receipt { room_id, user_id, receipt_type, thread_id: None, event_id, event_pos };
-        s.ephemeral.receipts.set(&r).await?;
+        s.ephemeral.local_receipt(&r).await?;
     }
     s.presence.activity(&session).await;
     Ok(Json(json!({})))

@@ -39,7 +39,7 @@ async fn set_typing(
         return Err(MatrixError::forbidden("You are not in this room"));
     }
     let timeout = body.typing.then(|| body.timeout.unwrap_or(DEFAULT_TYPING_TIMEOUT_MS));
-    s.ephemeral.typing.set(&room_id, &session.user_id, timeout).await?;
+    s.ephemeral.local_typing(&room_id, &session.user_id, timeout).await?;
     // Typing (started or stopped) is activity of this device (seed 001).
     s.presence.activity(&session).await;
     Ok(create_typing_event::v3::Response::new().into())

@@ -60,6 +60,8 @@ impl FromRequest<AppState> for Signed {
             tracing::info!(origin = %x.origin, error = %e, "federation request: bad signature");
             return Err(unauthorized(format!("Invalid signature: {e}")));
         }
+        // A peer that talks to us is up: retry what we queued for it now.
+        fed.peer_is_up(x.origin.as_str());
         Ok(Signed { origin: x.origin, body })
     }
 }

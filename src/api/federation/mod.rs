@@ -17,7 +17,7 @@ mod events;
 mod keys;
 mod membership;
 mod query;
-mod send_stub;
+mod send;
 
 use auth::fed_error;
 
@@ -28,7 +28,7 @@ fn routes() -> Router<AppState> {
     let r = query::routes(r);
     let r = membership::routes(r);
     let r = events::routes(r);
-    let r = send_stub::routes(r);
+    let r = send::routes(r);
     seed_route(r, WELL_KNOWN, get(well_known_server))
         .fallback(|| async { fed_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request") })
         .method_not_allowed_fallback(|| async {
