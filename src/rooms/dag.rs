@@ -95,8 +95,10 @@ impl Rooms {
             pdu::PduError::Malformed(m) => MatrixError::bad_json(format!("event is not canonical JSON: {m}")),
             other => MatrixError::Internal(other.into()),
         })?;
-        pdu::hash_and_sign(&mut obj, &self.server_name, self.federation.event_key(), version)
-            .map_err(|e| MatrixError::Internal(e.into()))?;
+        pdu::hash_and_sign(&mut obj, &self.server_name, self.federation.event_key(), version).map_err(|e| {
+            // Hashing refuses only an event over the spec's 65,535 bytes of canonical JSON.
+            MatrixError::TooLarge(format!("event too large to sign: {e}"))
+        })?;
         pdu.event_id = pdu::event_id(&obj, version).map_err(|e| MatrixError::Internal(e.into()))?;
         let json = |v: Option<ruma::CanonicalJsonValue>| v.and_then(|v| serde_json::to_value(v).ok());
         pdu.hashes = json(obj.remove("hashes"));
