@@ -28,11 +28,11 @@ fn answer(r: crate::error::Result<Value>) -> Response {
     }
 }
 
-fn body_json(signed: &Signed) -> Result<Value, Response> {
+fn body_json(signed: &Signed) -> Result<Value, MatrixError> {
     serde_json::from_slice(&signed.body)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| MatrixError::NotJson("the body must be a JSON object".into()).into_response())
+        .ok_or_else(|| MatrixError::NotJson("the body must be a JSON object".into()))
 }
 
 async fn make_join(
@@ -73,7 +73,7 @@ async fn send_join(
 ) -> Response {
     let body = match body_json(&signed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     answer(s.rooms.send_membership(signed.origin.as_str(), &room_id, &event_id, body, "join").await)
 }
@@ -85,7 +85,7 @@ async fn send_leave(
 ) -> Response {
     let body = match body_json(&signed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     answer(s.rooms.send_membership(signed.origin.as_str(), &room_id, &event_id, body, "leave").await)
 }
@@ -97,7 +97,7 @@ async fn invite(
 ) -> Response {
     let mut body = match body_json(&signed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let version = body.get("room_version").and_then(Value::as_str).unwrap_or_default();
     let Some(version) =
