@@ -2,6 +2,12 @@
 //! wake-ups *before* reading, builds the response up to the stream watermark, and if nothing
 //! is new waits for a wake-up or its timeout; while it waits it costs one parked task and no
 //! CPU.
+//!
+//! A wake-up that is presence-only (see [`WakeKind`]) opens the delivery window: the poll
+//! keeps collecting changes for `presence_delivery_window` before it builds its answer, so a
+//! burst of presence changes costs one response instead of one each. An urgent wake-up
+//! (message, state, to-device, typing, …) during the window ends it at once. A poll that
+//! finds news when it starts answers at once: it was not woken, the client is catching up.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use crate::accounts::{Accounts, Session};
 use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
 use crate::error::Result;
-use crate::ground::{Notifier, StreamHub};
+use crate::ground::{Notifier, StreamHub, Subscription, Wake, WakeKind};
 use crate::metrics::Metrics;
 use crate::peek::Peeks;
 use crate::presence::policy::LegacyBusy;
@@ -57,6 +63,9 @@ pub struct SyncService {
     /// Room types left out of `rooms.join` unless a filter names the room (a user's own
     /// profile room: legacy clients would show it as a chat).
     pub hidden_room_types: Vec<String>,
+    /// How long a presence-only wake-up waits for more (`presence_delivery_window_ms`; zero:
+    /// answer at once).
+    pub presence_delivery_window: Duration,
 }
 
 impl SyncService {
@@ -107,13 +116,40 @@ impl SyncService {
             if has_content || since.is_none() || req.full_state || req.timeout.is_zero() {
                 break body;
             }
-            tokio::select! {
-                pos = sub.changed() => self.stream.wait_for(pos).await,
+            let parked = self.notifier.park();
+            let wake = tokio::select! {
+                wake = sub.next() => wake,
                 _ = tokio::time::sleep_until(deadline) => break body,
                 _ = self.notifier.closed() => break body,
-            }
+            };
+            drop(parked);
+            drop(body);
+            let pos = self.collect_presence(&mut sub, wake, deadline).await;
+            self.stream.wait_for(pos).await;
         };
         drop(sub);
         Ok(result)
+    }
+
+    /// The delivery window: after a presence-only `wake`, keep taking wake-ups until the
+    /// window (or the long-poll) ends or one is urgent; returns the newest position seen.
+    async fn collect_presence(&self, sub: &mut Subscription, wake: Wake, deadline: tokio::time::Instant) -> i64 {
+        if wake.kind == WakeKind::Urgent || self.presence_delivery_window.is_zero() {
+            return wake.pos;
+        }
+        let end = deadline.min(tokio::time::Instant::now() + self.presence_delivery_window);
+        let mut pos = wake.pos;
+        loop {
+            tokio::select! {
+                next = sub.next() => {
+                    pos = pos.max(next.pos);
+                    if next.kind == WakeKind::Urgent {
+                        return pos;
+                    }
+                }
+                _ = tokio::time::sleep_until(end) => return pos,
+                _ = self.notifier.closed() => return pos,
+            }
+        }
     }
 }
