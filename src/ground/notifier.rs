@@ -169,6 +169,26 @@ impl Subscription {
         self.seen_urgent = self.seen_urgent.max(marks.urgent);
         Wake { pos: marks.any.max(marks.urgent), kind }
     }
+
+    /// The delivery window: after the presence-only wake-up `first`, keep taking wake-ups
+    /// until `end` or an urgent one (which ends it at once); returns the newest position seen.
+    pub async fn collect_presence(&mut self, first: Wake, end: tokio::time::Instant) -> i64 {
+        let mut pos = first.pos;
+        if first.kind == WakeKind::Urgent {
+            return pos;
+        }
+        loop {
+            tokio::select! {
+                next = self.next() => {
+                    pos = pos.max(next.pos);
+                    if next.kind == WakeKind::Urgent {
+                        return pos;
+                    }
+                }
+                _ = tokio::time::sleep_until(end) => return pos,
+            }
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -212,5 +232,26 @@ mod tests {
         // Nobody waits: waking costs nothing and counts nothing.
         n.wake(["@a:x"], 9);
         assert_eq!(n.wakeups(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_window_collects_presence_until_its_end_or_an_urgent_wake() {
+        use std::time::Duration;
+        let n = Notifier::default();
+        let mut sub = n.subscribe("@a:x");
+        n.wake_presence(["@a:x"], 1);
+        let first = sub.next().await;
+        n.wake_presence(["@a:x"], 2);
+        let end = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert_eq!(sub.collect_presence(first, end).await, 2);
+        assert!(tokio::time::Instant::now() >= end, "the window ran to its end");
+
+        n.wake_presence(["@a:x"], 3);
+        let first = sub.next().await;
+        n.wake_presence(["@a:x"], 4);
+        n.wake(["@a:x"], 5);
+        let far = tokio::time::Instant::now() + Duration::from_secs(600);
+        let got = tokio::time::timeout(Duration::from_secs(60), sub.collect_presence(first, far)).await;
+        assert_eq!(got, Ok(5), "an urgent wake-up ends the window at once");
     }
 }

@@ -131,25 +131,15 @@ impl SyncService {
         Ok(result)
     }
 
-    /// The delivery window: after a presence-only `wake`, keep taking wake-ups until the
-    /// window (or the long-poll) ends or one is urgent; returns the newest position seen.
+    /// The delivery window (see the module doc): the newest position to read up to.
     async fn collect_presence(&self, sub: &mut Subscription, wake: Wake, deadline: tokio::time::Instant) -> i64 {
         if wake.kind == WakeKind::Urgent || self.presence_delivery_window.is_zero() {
             return wake.pos;
         }
         let end = deadline.min(tokio::time::Instant::now() + self.presence_delivery_window);
-        let mut pos = wake.pos;
-        loop {
-            tokio::select! {
-                next = sub.next() => {
-                    pos = pos.max(next.pos);
-                    if next.kind == WakeKind::Urgent {
-                        return pos;
-                    }
-                }
-                _ = tokio::time::sleep_until(end) => return pos,
-                _ = self.notifier.closed() => return pos,
-            }
+        tokio::select! {
+            pos = sub.collect_presence(wake, end) => pos,
+            _ = self.notifier.closed() => wake.pos,
         }
     }
 }
