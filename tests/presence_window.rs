@@ -178,3 +178,23 @@ async fn the_window_never_outlasts_the_long_poll() {
     // The window (30 s) would end long after the long-poll's own timeout (3 s).
     assert!(start.elapsed() < Duration::from_secs(30), "held past the long-poll timeout");
 }
+
+/// What a parked `/sync` holds in its task besides the connection: the future's own size
+/// (every await point's state laid out at once). Large section futures are boxed so they
+/// cost memory only while a response is built, not while the poll waits.
+#[tokio::test]
+async fn a_waiting_sync_future_stays_small() {
+    let app = TestApp::spawn().await;
+    let state = app.running.as_ref().unwrap().state.clone();
+    let session = seed::accounts::Session { user_id: "@a:localhost".into(), device_id: "D".into() };
+    let req = seed::sync::SyncRequest {
+        since: Some(1),
+        timeout: Duration::from_secs(30),
+        full_state: false,
+        filter: Arc::default(),
+    };
+    let fut = state.sync.sync_with_presence(&session, seed::presence::Presence::Offline, None, req);
+    let size = std::mem::size_of_val(&fut);
+    eprintln!("sync_with_presence future: {size} bytes");
+    assert!(size <= 2048, "the /sync future takes {size} bytes");
+}

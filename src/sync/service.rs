@@ -79,9 +79,10 @@ impl SyncService {
         req: SyncRequest,
     ) -> Result<SyncResponse> {
         let in_flight = self.presence.sync_in_flight(session);
-        self.presence.sync_started(session, report, kind).await;
+        // The presence updates are boxed for the same reason as the assembly (see `sync`).
+        Box::pin(self.presence.sync_started(session, report, kind)).await;
         let result = self.sync(session, req).await;
-        in_flight.finish().await;
+        Box::pin(in_flight.finish()).await;
         Metrics::inc(&self.metrics.sync_requests);
         if let Ok(r) = &result {
             let (legacy, peek) = r.presence_deliveries();
@@ -112,7 +113,9 @@ impl SyncService {
                 filter: &req.filter,
                 hidden_room_types: &self.hidden_room_types,
             };
-            let (body, has_content) = self.assemble(&ctx).await?;
+            // Boxed: the assembly's state lives on the heap only while a response is built, so a
+            // parked long-poll's future stays small (README "Performance", idle long-polls).
+            let (body, has_content) = Box::pin(self.assemble(&ctx)).await?;
             if has_content || since.is_none() || req.full_state || req.timeout.is_zero() {
                 break body;
             }
