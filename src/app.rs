@@ -185,6 +185,7 @@ impl Services {
                 initial_sync_offline: config.presence_initial_sync_offline,
             },
             hidden_room_types: vec![crate::profile::PROFILE_ROOM_TYPE.to_owned()],
+            presence_delivery_window: std::time::Duration::from_millis(config.presence_delivery_window_ms),
         });
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(
@@ -249,6 +250,7 @@ impl Services {
         g.db_pool_idle.set(self.store.pool.num_idle() as i64);
         g.change_log_records.set(self.change_log.len() as i64);
         g.publish_queue.set(self.profiles.pending_len() as i64);
+        g.parked_long_polls.set(self.notifier.parked_polls() as i64);
         let woken = self.notifier.wakeups();
         self.metrics.wakeups.inc_by(woken.saturating_sub(self.metrics.wakeups.get()));
         self.metrics.render()

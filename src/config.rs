@@ -90,6 +90,9 @@ pub struct Config {
     pub presence_history_prune_interval_ms: u64,
     /// Events deleted per pruning transaction (1..=1000).
     pub presence_history_prune_batch: usize,
+    /// A long-poll woken only by presence waits this long (ms) for more before answering;
+    /// anything else ends the wait at once (README "Presence delivery window"). 0 = off.
+    pub presence_delivery_window_ms: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
     /// Directory uploaded media and thumbnails are stored in.
@@ -152,6 +155,7 @@ impl Default for Config {
             presence_history_vacuum_after: 20_000,
             presence_history_prune_interval_ms: 10_000,
             presence_history_prune_batch: 500,
+            presence_delivery_window_ms: 250,
             log: "info,sqlx=warn".into(),
             media_path: PathBuf::from("data/media"),
             max_upload_bytes: 50 * 1024 * 1024,
@@ -380,6 +384,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_BATCH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_history_prune_batch: Option<usize>,
+    /// Presence-only wake-ups wait this long for more before answering, ms, 0 = off [default: 250]
+    #[arg(long, env = "SEED_PRESENCE_DELIVERY_WINDOW_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_delivery_window_ms: Option<u64>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

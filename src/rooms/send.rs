@@ -209,7 +209,16 @@ impl Rooms {
         if let Some(l) = links {
             wake.extend(l.peeks.watchers(room_id));
         }
-        self.notifier.wake(wake.iter().map(String::as_str), position);
+        // A profile room's `m.presence`/`m.status` is presence-only news: a long-poll may hold
+        // it for the delivery window (README "Presence delivery window").
+        let presence_only = pdu.state_key.as_deref() == Some("")
+            && matches!(pdu.kind.as_str(), crate::profile::PRESENCE_EVENT | crate::profile::STATUS_EVENT)
+            && links.is_some_and(|l| l.profiles.owner_of(room_id).is_some());
+        if presence_only {
+            self.notifier.wake_presence(wake.iter().map(String::as_str), position);
+        } else {
+            self.notifier.wake(wake.iter().map(String::as_str), position);
+        }
         if let Some(l) = links {
             l.e2ee.room_event_persisted(pdu, position);
         }

@@ -24,7 +24,6 @@ impl SyncService {
         let joined = synced_joined_rooms(&self.rooms, ctx).await?;
         let account_data = account_data_section(&self.account_data, ctx, &joined).await?;
         let ephemeral = ephemeral_section(&self.ephemeral, ctx, &joined).await?;
-        let forgotten = self.forgotten.forgotten(user).await?;
         let peek = peek_section(&self.peeks, &self.rooms, ctx).await?;
         let presence = presence_section(
             &PresenceSource {
@@ -57,9 +56,12 @@ impl SyncService {
         for (room_id, events) in account_data.rooms {
             rooms.join.entry(room_id).or_insert_with(|| JoinedRoom::empty(ctx.upto)).account_data.events.extend(events);
         }
-        // Forgotten rooms leave `rooms.leave`; a peek that ended is reported there regardless.
-        for room_id in &forgotten {
-            rooms.leave.remove(room_id);
+        // Forgotten rooms leave `rooms.leave` (asked only when there is one: most syncs have
+        // none); a peek that ended is reported there regardless.
+        if !rooms.leave.is_empty() {
+            for room_id in self.forgotten.forgotten(user).await? {
+                rooms.leave.remove(&room_id);
+            }
         }
         rooms.leave.extend(peek.left);
         // A device that was peeking a room it joined continues from `since` (MSC2753).
