@@ -148,7 +148,8 @@ async fn window_zero_answers_the_first_presence_change() {
 async fn peeked_presence_and_status_are_batched_like_legacy_presence() {
     let window = Duration::from_millis(700);
     let (t, _) = trio(window.as_millis() as u64).await;
-    let (code, profile) = t.app.get(&format!("/_matrix/client/v3/profile/{}", enc(&t.alice.user_id)), Some(&t.bob.token)).await;
+    let (code, profile) =
+        t.app.get(&format!("/_matrix/client/v3/profile/{}", enc(&t.alice.user_id)), Some(&t.bob.token)).await;
     assert_eq!(code, 200, "{profile}");
     let profile_room = profile["org.matrix.msc1769.profile_room_id"].as_str().unwrap().to_owned();
     let peek = format!("/_matrix/client/unstable/org.matrix.msc2753/peek/{}", enc(&profile_room));
