@@ -82,6 +82,10 @@ pub struct Config {
     pub presence_history_keep_last: u32,
     /// Superseded presence/status versions younger than this (ms) are kept whatever their number.
     pub presence_history_keep_ms: i64,
+    /// PostgreSQL: the pruner runs `VACUUM` on the tables it deletes from once this many events
+    /// were pruned since the last one, so dead tuples stay bounded even with autovacuum off or
+    /// behind (msc/README.md "Retention of presence history"). 0 = leave it to autovacuum.
+    pub presence_history_vacuum_after: u64,
     /// Time between pruning runs, ms; 0 keeps every version forever.
     pub presence_history_prune_interval_ms: u64,
     /// Events deleted per pruning transaction (1..=1000).
@@ -148,6 +152,7 @@ impl Default for Config {
             presence_max_room_members: 0,
             presence_history_keep_last: 10,
             presence_history_keep_ms: 3_600_000,
+            presence_history_vacuum_after: 20_000,
             presence_history_prune_interval_ms: 10_000,
             presence_history_prune_batch: 500,
             presence_delivery_window_ms: 250,
@@ -367,6 +372,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_HISTORY_KEEP_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_history_keep_ms: Option<i64>,
+    /// PostgreSQL: VACUUM the pruned tables after this many pruned events, 0 = autovacuum only [default: 20000]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_VACUUM_AFTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_vacuum_after: Option<u64>,
     /// Time between presence-history pruning runs, ms, 0 = never prune [default: 10000]
     #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_INTERVAL_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
