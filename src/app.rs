@@ -79,7 +79,8 @@ impl Services {
                 config.server_name.clone(),
                 config.max_event_bytes,
             )
-            .await?,
+            .await?
+            .with_event_cache(config.event_cache_capacity),
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
         let ephemeral =
@@ -185,6 +186,7 @@ impl Services {
                 initial_sync_offline: config.presence_initial_sync_offline,
             },
             hidden_room_types: vec![crate::profile::PROFILE_ROOM_TYPE.to_owned()],
+            initial_syncs: tokio::sync::Semaphore::new(config.initial_sync_permits()),
         });
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(

@@ -57,6 +57,8 @@ pub struct SyncService {
     /// Room types left out of `rooms.join` unless a filter names the room (a user's own
     /// profile room: legacy clients would show it as a chat).
     pub hidden_room_types: Vec<String>,
+    /// Initial syncs built at once (`initial_sync_concurrency`); see `assemble`.
+    pub initial_syncs: tokio::sync::Semaphore,
 }
 
 impl SyncService {
