@@ -139,7 +139,13 @@ async fn leaves_and_redacted_member_events() {
 /// holds no place in that queue.
 #[tokio::test]
 async fn a_burst_of_initial_syncs_queues_and_all_succeed() {
-    let app = TestApp::spawn_with(|c| c.initial_sync_concurrency = 1).await;
+    let app = TestApp::spawn_with(|c| {
+        c.initial_sync_concurrency = 1;
+        // Nobody goes idle or times out while the test runs.
+        c.presence_idle_after_ms = 600_000;
+        c.presence_device_timeout_ms = 600_000;
+    })
+    .await;
     let mut users = Vec::new();
     for i in 0..6 {
         users.push(app.register(&format!("u{i}")).await);
@@ -150,6 +156,7 @@ async fn a_burst_of_initial_syncs_queues_and_all_succeed() {
     }
     for u in &users {
         set_status(&app, u, json!({"presence": "online", "status_msg": format!("hi from {}", u.user_id)})).await;
+        app.sync(u, "timeout=0&set_presence=online").await;
     }
 
     // A long-poll (incremental, 30 s) waits while the burst runs: a user in no room whose
