@@ -36,7 +36,9 @@ async fn member_events_are_sent_whole_from_the_store() {
     let room = app.create_room(&alice, json!({"preset": "public_chat"})).await;
     assert_eq!(app.join(&bob, &room).await.0, 200);
     set_displayname(&app, &bob, "Bob B.").await;
-    let (status, v) = app.post(&format!("{V3}/rooms/{}/invite", enc(&room)), Some(&alice.token), json!({"user_id": carol.user_id})).await;
+    let (status, v) = app
+        .post(&format!("{V3}/rooms/{}/invite", enc(&room)), Some(&alice.token), json!({"user_id": carol.user_id}))
+        .await;
     assert_eq!(status, 200, "{v}");
 
     for round in ["warm", "after restart"] {
@@ -48,8 +50,7 @@ async fn member_events_are_sent_whole_from_the_store() {
         assert_eq!(bob_ev["content"]["displayname"], "Bob B.", "{round}");
         assert_eq!(bob_ev["unsigned"]["prev_content"]["membership"], "join", "{round}: {bob_ev}");
         assert!(bob_ev["event_id"].as_str().unwrap().starts_with('$'));
-        let (_, v) =
-            app.get(&format!("{V3}/rooms/{}/members?membership=invite", enc(&room)), Some(&alice.token)).await;
+        let (_, v) = app.get(&format!("{V3}/rooms/{}/members?membership=invite", enc(&room)), Some(&alice.token)).await;
         assert_eq!(member_events(&v["chunk"]).len(), 1, "{round}: {v}");
 
         // /joined_members: names from the member events.
@@ -111,7 +112,8 @@ async fn leaves_and_redacted_member_events() {
     app.send_text(&alice, &room, "after").await;
     let (status, v) = app.get(&format!("{V3}/rooms/{}/messages?dir=b&limit=50", enc(&room)), Some(&bob.token)).await;
     assert_eq!(status, 200, "{v}");
-    let bodies: Vec<&str> = v["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let bodies: Vec<&str> =
+        v["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     assert_eq!(bodies, ["before"], "{v}");
 
     // Alice (power 100) redacts bob's leave; the state keeps it, content stripped to the membership.
@@ -189,7 +191,8 @@ async fn a_burst_of_initial_syncs_queues_and_all_succeed() {
         assert_eq!(status, 200, "sync {i}: {v}");
         assert!(v["next_batch"].is_string(), "{v}");
         let joined = &v["rooms"]["join"][&room];
-        let members = member_events(&joined["state"]["events"]).len() + member_events(&joined["timeline"]["events"]).len();
+        let members =
+            member_events(&joined["state"]["events"]).len() + member_events(&joined["timeline"]["events"]).len();
         assert!(members >= 6, "sync {i}: {v}");
         // Everyone (the viewer included) is online and shares the room: six presence events.
         let presence = v["presence"]["events"].as_array().unwrap();
@@ -203,8 +206,9 @@ async fn a_burst_of_initial_syncs_queues_and_all_succeed() {
     // The long-poll is still waiting: it never took a place in the initial-sync queue (had it
     // held the only place, the burst would have waited the poll's 30 s out and found it done).
     assert!(!poll.is_finished());
-    let (status, v) =
-        app.post(&format!("{V3}/rooms/{}/invite", enc(&room)), Some(&users[0].token), json!({"user_id": poller.user_id})).await;
+    let (status, v) = app
+        .post(&format!("{V3}/rooms/{}/invite", enc(&room)), Some(&users[0].token), json!({"user_id": poller.user_id}))
+        .await;
     assert_eq!(status, 200, "{v}");
     let woken = tokio::time::timeout(Duration::from_secs(20), poll).await.expect("long-poll answers").unwrap();
     assert!(woken["rooms"]["invite"][&room].is_object(), "{woken}");

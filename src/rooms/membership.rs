@@ -127,7 +127,8 @@ impl Rooms {
             _ if state.history_visibility() == "world_readable" => Ok(i64::MAX),
             Some("leave" | "ban") => {
                 let id = state.event_id("m.room.member", user_id).unwrap_or_default();
-                let (pos, ev) = self.store.get_event(&id).await?.ok_or_else(|| MatrixError::forbidden("not a member"))?;
+                let (pos, ev) =
+                    self.store.get_event(&id).await?.ok_or_else(|| MatrixError::forbidden("not a member"))?;
                 // A member who left may still read up to the moment they left (shared history),
                 // unless the member left by rejecting an invite.
                 let was_joined =

@@ -134,7 +134,8 @@ impl RoomState {
     pub(crate) fn from_parts(events: Vec<Pdu>, members: Vec<(String, String, Option<String>)>) -> Self {
         let mut s = Self::from_events(events.into_iter().filter(|e| e.kind != MEMBER));
         for (user, event_id, membership) in members {
-            let member = Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
+            let member =
+                Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
             s.members.insert(intern(&user), member);
         }
         s
@@ -143,7 +144,8 @@ impl RoomState {
     pub fn apply(&mut self, pdu: Arc<Pdu>) {
         let Some(sk) = &pdu.state_key else { return };
         if pdu.kind == MEMBER {
-            let member = Member { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) };
+            let member =
+                Member { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) };
             self.members.insert(intern(sk), member);
         } else {
             self.events.insert((pdu.kind.clone(), sk.clone()), pdu);
@@ -321,7 +323,10 @@ mod tests {
         let whole_json: usize = events.iter().map(|e| serde_json::to_vec(e).unwrap().len()).sum();
         let s = RoomState::from_events(events);
         let per_member = s.approx_bytes() / N;
-        println!("{N} members: compact ~{per_member} B per membership; the events are {} B each as JSON", whole_json / N);
+        println!(
+            "{N} members: compact ~{per_member} B per membership; the events are {} B each as JSON",
+            whole_json / N
+        );
         assert!(std::mem::size_of::<Member>() <= 48, "{}", std::mem::size_of::<Member>());
         assert!(per_member < 100, "{per_member} bytes per membership");
         assert!(whole_json / N > 400);

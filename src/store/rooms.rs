@@ -121,7 +121,6 @@ impl Store {
         tx.commit().await
     }
 
-
     /// A room's current state as the in-memory cache keeps it (`rooms/state.rs`): every
     /// state event but memberships whole, and per member only (user id, event id,
     /// membership), without decoding the member events.

@@ -85,7 +85,8 @@ pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -
     }
     let now = now_ms();
     let limit = pf.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-    let shown: Vec<&str> = users.iter().filter(|u| pf.allows("m.presence", u)).take(limit).map(String::as_str).collect();
+    let shown: Vec<&str> =
+        users.iter().filter(|u| pf.allows("m.presence", u)).take(limit).map(String::as_str).collect();
     // Seed 000: presence events carry the display name and avatar; asked for all at once (an
     // initial sync after a restart would otherwise query them one by one).
     let mut profiles = src.accounts.profiles(shown.iter().copied()).await?;
