@@ -260,9 +260,9 @@ impl Accounts {
         }
         for u in missing {
             // As `profile` does: a user without an account is remembered as having none.
-            if !out.contains_key(&u) {
-                self.profiles.insert(u.clone(), (None, None));
-                out.insert(u, (None, None));
+            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(u) {
+                self.profiles.insert(e.key().clone(), (None, None));
+                e.insert((None, None));
             }
         }
         Ok(out)
