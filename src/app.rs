@@ -79,7 +79,8 @@ impl Services {
                 config.server_name.clone(),
                 config.max_event_bytes,
             )
-            .await?,
+            .await?
+            .with_event_cache(config.event_cache_capacity),
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
         let ephemeral =
@@ -186,6 +187,7 @@ impl Services {
             },
             hidden_room_types: vec![crate::profile::PROFILE_ROOM_TYPE.to_owned()],
             presence_delivery_window: std::time::Duration::from_millis(config.presence_delivery_window_ms),
+            initial_syncs: tokio::sync::Semaphore::new(config.initial_sync_permits()),
         });
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(

@@ -111,6 +111,11 @@ pub struct Config {
     pub experiment_log_retention_ms: i64,
     /// Most records the experiment change log holds (older ones are dropped first).
     pub experiment_log_max_records: usize,
+    /// Initial `/sync`s built at the same time; more wait their turn (0 = twice the cores).
+    pub initial_sync_concurrency: usize,
+    /// Whole events (member events for `/sync` `state`) kept in memory, least recently used
+    /// dropped first; the room-state caches keep memberships as ids only.
+    pub event_cache_capacity: usize,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
 }
@@ -164,6 +169,8 @@ impl Default for Config {
             metrics_bind: None,
             experiment_log_retention_ms: 7 * 24 * 3_600_000,
             experiment_log_max_records: 1_000_000,
+            initial_sync_concurrency: 0,
+            event_cache_capacity: 10_000,
             federation: FederationConfig::default(),
         }
     }
@@ -420,9 +427,26 @@ pub struct Cli {
     #[arg(long, env = "SEED_EXPERIMENT_LOG_MAX_RECORDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub experiment_log_max_records: Option<usize>,
+    /// Initial /sync requests built at once; others queue (0 = twice the cores) [default: 0]
+    #[arg(long, env = "SEED_INITIAL_SYNC_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_sync_concurrency: Option<usize>,
+    /// Whole events kept in memory (member events for /sync state) [default: 10000]
+    #[arg(long, env = "SEED_EVENT_CACHE_CAPACITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_cache_capacity: Option<usize>,
 }
 
 impl Config {
+    /// Initial syncs built at once: `initial_sync_concurrency`, or twice the cores when 0;
+    /// at most 10,000.
+    pub fn initial_sync_permits(&self) -> usize {
+        match self.initial_sync_concurrency {
+            0 => std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4),
+            n => n.min(10_000),
+        }
+    }
+
     /// Layer defaults < TOML file < CLI/env.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

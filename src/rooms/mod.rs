@@ -7,6 +7,7 @@ pub(crate) mod redaction;
 mod send;
 pub(crate) mod service;
 pub(crate) mod state;
+mod state_read;
 mod timeline;
 mod user_send;
 

@@ -11,7 +11,7 @@ use super::sections::presence::{presence_section, PresenceSource};
 use super::sections::rooms::membership_rooms;
 use super::sections::{synced_joined_rooms, SyncContext};
 use super::SyncService;
-use crate::error::Result;
+use crate::error::{MatrixError, Result};
 use crate::ground::token;
 use crate::profile::privacy::ProfileMask;
 
@@ -19,6 +19,13 @@ impl SyncService {
     /// The response for `ctx`, and whether it carries anything new (a long-poll with nothing
     /// new keeps waiting).
     pub(super) async fn assemble(&self, ctx: &SyncContext<'_>) -> Result<(SyncResponse, bool)> {
+        // A restart brings every client's first sync at once: they queue here, a few built
+        // at a time, instead of all sharing the cores and the memory and all finishing late.
+        // The semaphore is never closed, so waiting cannot fail.
+        let _permit = match ctx.since {
+            None => Some(self.initial_syncs.acquire().await.map_err(|e| MatrixError::Internal(e.into()))?),
+            Some(_) => None,
+        };
         let user = ctx.user_id();
         let membership = membership_rooms(&self.rooms, ctx).await?;
         let joined = synced_joined_rooms(&self.rooms, ctx).await?;

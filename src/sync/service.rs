@@ -66,6 +66,8 @@ pub struct SyncService {
     /// How long a presence-only wake-up waits for more (`presence_delivery_window_ms`; zero:
     /// answer at once).
     pub presence_delivery_window: Duration,
+    /// Initial syncs built at once (`initial_sync_concurrency`); see `assemble`.
+    pub initial_syncs: tokio::sync::Semaphore,
 }
 
 impl SyncService {

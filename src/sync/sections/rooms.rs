@@ -53,8 +53,9 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 };
                 let in_timeline: HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
                 let state_events: Vec<Value> = if full {
-                    let state = rooms.state(room_id).await?;
-                    state
+                    rooms
+                        .state_events(room_id)
+                        .await?
                         .iter()
                         .filter(|e| !in_timeline.contains(e.event_id.as_str()))
                         .map(|e| e.to_client(now, viewer))
@@ -87,7 +88,7 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
             "invite" if since.is_none_or(changed_since) => {
                 let state = rooms.state(room_id).await?;
                 let mut stripped = state.stripped();
-                if let Some(ev) = state.get("m.room.member", user) {
+                if let Some(ev) = rooms.state_event_of(&state, "m.room.member", user).await? {
                     stripped.push(ev.to_stripped());
                 }
                 out.invite.insert(room_id.clone(), InvitedRoom { invite_state: stripped.into() });
