@@ -74,7 +74,7 @@ fn rand_suffix() -> u64 {
 }
 
 fn policy(keep_last: u32, keep_ms: i64) -> RetentionPolicy {
-    RetentionPolicy { keep_last, keep_ms, interval: Duration::from_secs(10), batch: BATCH }
+    RetentionPolicy { keep_last, keep_ms, interval: Duration::from_secs(10), batch: BATCH, vacuum_after: 0 }
 }
 
 fn main() {

@@ -84,7 +84,8 @@ impl Services {
                 config.server_name.clone(),
                 config.max_event_bytes,
             )
-            .await?,
+            .await?
+            .with_event_cache(config.event_cache_capacity),
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
         let ephemeral = Ephemeral::new(
@@ -197,6 +198,8 @@ impl Services {
                 initial_sync_offline: config.presence_initial_sync_offline,
             },
             hidden_room_types: vec![crate::profile::PROFILE_ROOM_TYPE.to_owned()],
+            presence_delivery_window: std::time::Duration::from_millis(config.presence_delivery_window_ms),
+            initial_syncs: tokio::sync::Semaphore::new(config.initial_sync_permits()),
         });
         let limiter = crate::api::ratelimit::AuthLimiter::from_config(&config);
         let media = Arc::new(MediaRepo::new(
@@ -263,6 +266,7 @@ impl Services {
         g.change_log_records.set(self.change_log.len() as i64);
         g.publish_queue.set(self.profiles.pending_len() as i64);
         self.metrics.federation.backing_off.set(self.federation.destinations_backing_off() as i64);
+        g.parked_long_polls.set(self.notifier.parked_polls() as i64);
         let woken = self.notifier.wakeups();
         self.metrics.wakeups.inc_by(woken.saturating_sub(self.metrics.wakeups.get()));
         self.metrics.render()

@@ -82,10 +82,17 @@ pub struct Config {
     pub presence_history_keep_last: u32,
     /// Superseded presence/status versions younger than this (ms) are kept whatever their number.
     pub presence_history_keep_ms: i64,
+    /// PostgreSQL: the pruner runs `VACUUM` on the tables it deletes from once this many events
+    /// were pruned since the last one, so dead tuples stay bounded even with autovacuum off or
+    /// behind (msc/README.md "Retention of presence history"). 0 = leave it to autovacuum.
+    pub presence_history_vacuum_after: u64,
     /// Time between pruning runs, ms; 0 keeps every version forever.
     pub presence_history_prune_interval_ms: u64,
     /// Events deleted per pruning transaction (1..=1000).
     pub presence_history_prune_batch: usize,
+    /// A long-poll woken only by presence waits this long (ms) for more before answering;
+    /// anything else ends the wait at once (README "Presence delivery window"). 0 = off.
+    pub presence_delivery_window_ms: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax.
     pub log: String,
     /// Directory uploaded media and thumbnails are stored in.
@@ -104,6 +111,11 @@ pub struct Config {
     pub experiment_log_retention_ms: i64,
     /// Most records the experiment change log holds (older ones are dropped first).
     pub experiment_log_max_records: usize,
+    /// Initial `/sync`s built at the same time; more wait their turn (0 = twice the cores).
+    pub initial_sync_concurrency: usize,
+    /// Whole events (member events for `/sync` `state`) kept in memory, least recently used
+    /// dropped first; the room-state caches keep memberships as ids only.
+    pub event_cache_capacity: usize,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
 }
@@ -145,8 +157,10 @@ impl Default for Config {
             presence_max_room_members: 0,
             presence_history_keep_last: 10,
             presence_history_keep_ms: 3_600_000,
+            presence_history_vacuum_after: 20_000,
             presence_history_prune_interval_ms: 10_000,
             presence_history_prune_batch: 500,
+            presence_delivery_window_ms: 250,
             log: "info,sqlx=warn".into(),
             media_path: PathBuf::from("data/media"),
             max_upload_bytes: 50 * 1024 * 1024,
@@ -155,6 +169,8 @@ impl Default for Config {
             metrics_bind: None,
             experiment_log_retention_ms: 7 * 24 * 3_600_000,
             experiment_log_max_records: 1_000_000,
+            initial_sync_concurrency: 0,
+            event_cache_capacity: 10_000,
             federation: FederationConfig::default(),
         }
     }
@@ -376,6 +392,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_HISTORY_KEEP_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_history_keep_ms: Option<i64>,
+    /// PostgreSQL: VACUUM the pruned tables after this many pruned events, 0 = autovacuum only [default: 20000]
+    #[arg(long, env = "SEED_PRESENCE_HISTORY_VACUUM_AFTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_history_vacuum_after: Option<u64>,
     /// Time between presence-history pruning runs, ms, 0 = never prune [default: 10000]
     #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_INTERVAL_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -384,6 +404,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_HISTORY_PRUNE_BATCH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_history_prune_batch: Option<usize>,
+    /// Presence-only wake-ups wait this long for more before answering, ms, 0 = off [default: 250]
+    #[arg(long, env = "SEED_PRESENCE_DELIVERY_WINDOW_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_delivery_window_ms: Option<u64>,
     /// Log filter (tracing EnvFilter syntax) [default: info,sqlx=warn]
     #[arg(long, env = "SEED_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,9 +440,26 @@ pub struct Cli {
     #[arg(long, env = "SEED_EXPERIMENT_LOG_MAX_RECORDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub experiment_log_max_records: Option<usize>,
+    /// Initial /sync requests built at once; others queue (0 = twice the cores) [default: 0]
+    #[arg(long, env = "SEED_INITIAL_SYNC_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_sync_concurrency: Option<usize>,
+    /// Whole events kept in memory (member events for /sync state) [default: 10000]
+    #[arg(long, env = "SEED_EVENT_CACHE_CAPACITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_cache_capacity: Option<usize>,
 }
 
 impl Config {
+    /// Initial syncs built at once: `initial_sync_concurrency`, or twice the cores when 0;
+    /// at most 10,000.
+    pub fn initial_sync_permits(&self) -> usize {
+        match self.initial_sync_concurrency {
+            0 => std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4),
+            n => n.min(10_000),
+        }
+    }
+
     /// Layer defaults < TOML file < CLI/env.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

@@ -98,6 +98,7 @@ pub struct ScrapeGauges {
     pub db_pool_idle: IntGauge,
     pub change_log_records: IntGauge,
     pub publish_queue: IntGauge,
+    pub parked_long_polls: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -157,6 +158,7 @@ impl Default for Metrics {
             db_pool_idle: gauge(&r, "seed_db_pool_idle_connections", "Database connections idle"),
             change_log_records: gauge(&r, "seed_experiment_log_records", "Records held in the change log"),
             publish_queue: gauge(&r, "seed_profile_publish_pending", "Users with a profile-room write pending"),
+            parked_long_polls: gauge(&r, "seed_sync_parked_long_polls", "Long-polls waiting for a wake-up"),
         };
         Self {
             presence_inputs: counter(&r, "seed_presence_inputs_total", "Inputs the presence engine processed"),

@@ -305,3 +305,54 @@ async fn young_versions_are_kept_until_they_age() {
     assert_eq!(stored(&app, &room, "m.status").await, 1);
     assert_eq!(stored(&app, &room, "m.presence").await, 1);
 }
+
+/// `presence_history_vacuum_after` (migration 0130's companion): on PostgreSQL the pruner
+/// vacuums the pruned tables once enough events were deleted since the last vacuum, so their
+/// dead tuples are reclaimed even with autovacuum off; on SQLite (free pages reused) it never does.
+#[tokio::test]
+async fn pruning_vacuums_postgres_once_enough_events_were_deleted() {
+    let app = TestApp::spawn_with(|c| {
+        c.presence_history_prune_interval_ms = 0;
+        c.presence_history_keep_last = 1;
+        c.presence_history_keep_ms = 0;
+        c.presence_history_vacuum_after = 8;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let room = profile_room(&app, &alice).await;
+    let state = &app.running.as_ref().unwrap().state;
+    let postgres = state.store.backend == seed::store::Backend::Postgres;
+    let retention = PresenceHistoryRetention::new(state.store.clone(), RetentionPolicy::from_config(&state.config));
+    // Two changes: fewer pruned events than the threshold, no vacuum yet.
+    churn(&app, &alice, &room, 2, "a").await;
+    let first = retention.run_once(now_ms() + 1).await.unwrap();
+    assert!(first.pruned > 0 && first.pruned < 8, "{first:?}");
+    assert!(!first.vacuumed, "{first:?}");
+    // Enough further changes to pass it: a vacuum on PostgreSQL, none on SQLite.
+    churn(&app, &alice, &room, 8, "b").await;
+    let second = retention.run_once(now_ms() + 1).await.unwrap();
+    assert!(first.pruned + second.pruned >= 8, "{second:?}");
+    assert_eq!(second.vacuumed, postgres, "{second:?}");
+    assert_eq!(stored(&app, &room, "m.status").await, 1);
+    assert_eq!(current_status(&app, &alice, &room).await["status"], json!("b-7"));
+    if postgres {
+        // The vacuum is visible in the statistics (reported asynchronously: poll).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COALESCE(MAX(vacuum_count), 0) FROM pg_stat_user_tables WHERE relname = 'presence_history'",
+            )
+            .fetch_one(&store(&app).pool)
+            .await
+            .unwrap();
+            if n > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no VACUUM of presence_history recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Below the threshold again: no vacuum.
+    churn(&app, &alice, &room, 1, "c").await;
+    assert!(!retention.run_once(now_ms() + 1).await.unwrap().vacuumed);
+}

@@ -204,3 +204,27 @@ async fn abandoned_long_polls_free_their_wake_up_channel() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Inline filters are parsed once per distinct text (`Filters::inline`): the cached one keeps
+/// filtering, and a bad one is rejected every time, never cached.
+#[tokio::test]
+async fn inline_filters_are_reused_and_bad_ones_always_rejected() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, json!({})).await;
+    for i in 0..3 {
+        app.send_text(&alice, &room, &format!("m{i}")).await;
+    }
+    let inline = enc(r#"{"room":{"timeline":{"limit":1}}}"#);
+    for _ in 0..2 {
+        let s = app.sync(&alice, &format!("filter={inline}")).await;
+        let events = s["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap().len();
+        assert_eq!(events, 1, "{s}");
+    }
+    let bad = enc(r#"{"room":{"timeline":{"limit":-5}}}"#);
+    for _ in 0..2 {
+        let (status, v) = app.get(&format!("/_matrix/client/v3/sync?filter={bad}"), Some(&alice.token)).await;
+        assert_eq!(status.as_u16(), 400, "{v}");
+        assert!(v["errcode"].is_string() && v["error"].is_string(), "{v}");
+    }
+}

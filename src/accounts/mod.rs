@@ -1,5 +1,6 @@
 //! Accounts: user ids, passwords, devices and access tokens. Every login is a device, and the
 //! device is what presence is tracked per.
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -232,6 +233,39 @@ impl Accounts {
         let p = self.store.get_user(user_id).await?.map(|u| (u.displayname, u.avatar_url)).unwrap_or_default();
         self.profiles.insert(user_id.to_owned(), p.clone());
         Ok(p)
+    }
+
+    /// The display names and avatars of many users, with one query for those not cached
+    /// yet (an initial sync's `presence` section). Users without an account get `(None, None)`.
+    pub(crate) async fn profiles<'a>(
+        &self,
+        user_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        for u in user_ids {
+            match self.profiles.get(u) {
+                Some(p) => {
+                    out.insert(u.to_owned(), p.clone());
+                }
+                None => missing.push(u.to_owned()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        for (u, displayname, avatar_url) in self.store.get_profiles(&missing).await? {
+            self.profiles.insert(u.clone(), (displayname.clone(), avatar_url.clone()));
+            out.insert(u, (displayname, avatar_url));
+        }
+        for u in missing {
+            // As `profile` does: a user without an account is remembered as having none.
+            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(u) {
+                self.profiles.insert(e.key().clone(), (None, None));
+                e.insert((None, None));
+            }
+        }
+        Ok(out)
     }
 
     /// A user's row (uncached), `None` if there is no such user.

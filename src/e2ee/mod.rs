@@ -79,8 +79,9 @@ pub struct E2ee {
     stream: Arc<StreamHub>,
     notifier: Arc<Notifier>,
     max_to_device_bytes: usize,
-    /// Stream position of each user's newest device-list change (all users, loaded at start).
-    device_list_pos: DashMap<String, i64>,
+    /// Each user's newest device-list change, by user and by position (all users, loaded at
+    /// start).
+    device_list_pos: device_lists::DeviceListLog,
     /// Key counts per device, loaded on first use; dropped on every change.
     key_counts: DashMap<DeviceKey, Arc<KeyCounts>>,
     key_counts_gen: AtomicU64,
@@ -107,9 +108,9 @@ impl E2ee {
         max_to_device_bytes: usize,
     ) -> anyhow::Result<Arc<Self>> {
         let started_at = stream.current();
-        let device_list_pos = DashMap::new();
+        let device_list_pos = device_lists::DeviceListLog::default();
         for (user, pos) in store.e2e_device_list_changes().await? {
-            device_list_pos.insert(user, pos);
+            device_list_pos.note(&user, pos);
         }
         Ok(Arc::new(Self {
             store,

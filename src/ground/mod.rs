@@ -16,7 +16,7 @@ pub mod workers;
 
 pub use clock::Clock;
 pub use deadline::DeadlineQueue;
-pub use notifier::{Notifier, Subscription};
+pub use notifier::{Notifier, Subscription, Wake, WakeKind};
 pub use stream::{StreamHub, StreamPos};
 pub use timer::Timer;
 pub use workers::Workers;

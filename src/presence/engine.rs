@@ -271,6 +271,12 @@ impl PresenceEngine {
         }
     }
 
+    /// Whether others see `user_id` as anything but offline (one lookup, nothing copied: an
+    /// initial sync asks this of every visible user).
+    pub fn publicly_present(&self, user_id: &str) -> bool {
+        self.users.get(user_id).is_some_and(|e| e.view.public.presence != Presence::Offline)
+    }
+
     /// Whether we hold any presence data for the user.
     pub fn knows(&self, user_id: &str) -> bool {
         self.users.contains_key(user_id)

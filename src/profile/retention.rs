@@ -42,6 +42,8 @@ pub struct RetentionPolicy {
     pub interval: Duration,
     /// Rows deleted per transaction.
     pub batch: usize,
+    /// PostgreSQL: `VACUUM` the pruned tables after this many pruned events (0 = never).
+    pub vacuum_after: u64,
 }
 
 impl RetentionPolicy {
@@ -51,6 +53,7 @@ impl RetentionPolicy {
             keep_ms: c.presence_history_keep_ms.max(0),
             interval: Duration::from_millis(c.presence_history_prune_interval_ms),
             batch: c.presence_history_prune_batch.clamp(1, 1000),
+            vacuum_after: c.presence_history_vacuum_after,
         }
     }
 
@@ -69,6 +72,8 @@ pub struct PruneReport {
     pub pruned: u64,
     /// Due rows kept for `keep_last`.
     pub kept: usize,
+    /// Whether the run ended with a `VACUUM` of the pruned tables (PostgreSQL).
+    pub vacuumed: bool,
 }
 
 /// Which of one room's candidate versions (stream positions, newest first, all superseded and
@@ -83,11 +88,13 @@ pub fn plan_room(newer: usize, candidates_desc: &[i64], keep_superseded: usize) 
 pub struct PresenceHistoryRetention {
     store: Store,
     policy: RetentionPolicy,
+    /// Events pruned since the last `VACUUM` (see [`RetentionPolicy::vacuum_after`]).
+    since_vacuum: std::sync::atomic::AtomicU64,
 }
 
 impl PresenceHistoryRetention {
     pub fn new(store: Store, policy: RetentionPolicy) -> Arc<Self> {
-        Arc::new(Self { store, policy })
+        Arc::new(Self { store, policy, since_vacuum: Default::default() })
     }
 
     /// Run every `interval` until shutdown (not at all when the interval is zero).
@@ -105,7 +112,12 @@ impl PresenceHistoryRetention {
                 }
                 match this.run_once(now_ms()).await {
                     Ok(r) if r.pruned > 0 => {
-                        tracing::debug!(pruned = r.pruned, kept = r.kept, "presence history pruned")
+                        tracing::debug!(
+                            pruned = r.pruned,
+                            kept = r.kept,
+                            vacuumed = r.vacuumed,
+                            "presence history pruned"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "presence history pruning failed; retrying next run"),
@@ -129,7 +141,22 @@ impl PresenceHistoryRetention {
                 break;
             }
         }
+        report.vacuumed = self.vacuum_if_due(report.pruned).await?;
         Ok(report)
+    }
+
+    /// Count `pruned` towards the next `VACUUM` and run it once `vacuum_after` is reached, so
+    /// the dead tuples the deletes leave on PostgreSQL stay bounded by about `vacuum_after`
+    /// plus one run's deletes, whatever autovacuum does.
+    async fn vacuum_if_due(&self, pruned: u64) -> sqlx::Result<bool> {
+        use std::sync::atomic::Ordering;
+        let after = self.policy.vacuum_after;
+        let total = self.since_vacuum.fetch_add(pruned, Ordering::Relaxed) + pruned;
+        if after == 0 || total < after {
+            return Ok(false);
+        }
+        self.since_vacuum.store(0, Ordering::Relaxed);
+        self.store.vacuum_presence_tables().await
     }
 
     /// Decide a batch room by room: two bounded index reads per (room, type) in it.

@@ -61,8 +61,7 @@ impl ProfileRooms {
         crate::api::guard::no_nul(name, value.unwrap_or_default())?;
         let user = self.accounts.set_profile_field(user_id, field, value).await?;
         for room_id in self.rooms.joined_rooms(user_id).await?.iter() {
-            let state = self.rooms.state(room_id).await?;
-            let Some(current) = state.get("m.room.member", user_id) else {
+            let Some(current) = self.rooms.member_event(room_id, user_id).await? else {
                 continue;
             };
             let mut content = current.content.clone();

@@ -41,29 +41,30 @@ pub(crate) fn auth_events_for(
         return Vec::new();
     }
     let mut ids: Vec<String> = Vec::with_capacity(5);
-    let mut add = |e: Option<&Arc<Pdu>>| {
-        if let Some(e) = e {
-            if !ids.contains(&e.event_id) {
-                ids.push(e.event_id.clone());
+    let mut add = |kind: &str, state_key: &str| {
+        // Ids only: the cached state keeps member events as ids (`state.rs`).
+        if let Some(id) = state.event_id(kind, state_key) {
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
     };
-    add(state.get("m.room.create", ""));
-    add(state.get("m.room.power_levels", ""));
-    add(state.get("m.room.member", sender));
+    add("m.room.create", "");
+    add("m.room.power_levels", "");
+    add("m.room.member", sender);
     if kind == "m.room.member" {
-        add(state.get("m.room.member", state_key.unwrap_or_default()));
+        add("m.room.member", state_key.unwrap_or_default());
         let membership = content.get("membership").and_then(Value::as_str);
         if matches!(membership, Some("join" | "invite" | "knock")) {
-            add(state.get("m.room.join_rules", ""));
+            add("m.room.join_rules", "");
         }
         let token = content.pointer("/third_party_invite/signed/token").and_then(Value::as_str);
         if let (Some("invite"), Some(token)) = (membership, token) {
-            add(state.get("m.room.third_party_invite", token));
+            add("m.room.third_party_invite", token);
         }
         let via = content.get("join_authorised_via_users_server").and_then(Value::as_str);
         if let (Some("join"), Some(via)) = (membership, via) {
-            add(state.get("m.room.member", via));
+            add("m.room.member", via);
         }
     }
     ids

@@ -12,7 +12,6 @@ use super::event::{now_ms, Pdu};
 use super::outbound::server_of;
 use super::send::with_event;
 use super::service::Rooms;
-use super::state::RoomState;
 use super::{auth, dag};
 use crate::error::{MatrixError, Result};
 use crate::federation::pdu;
@@ -193,10 +192,7 @@ impl Rooms {
         if self.store.get_event(&pdu.event_id).await?.is_some() {
             return Ok(());
         }
-        let state = match self.states.get(&pdu.room_id) {
-            Some(s) => s.clone(),
-            None => Arc::new(RoomState::from_events(self.store.load_room_state(&pdu.room_id).await?)),
-        };
+        let state = self.state(&pdu.room_id).await?;
         self.extremities(&pdu.room_id).await?;
         let pos = self.stream.allocate();
         self.store.persist_event(&pdu, pos.pos, None).await?;

@@ -112,17 +112,23 @@ impl Rooms {
             return Ok(Accepted { state_before: self.state(&room_id).await.map_err(reason)?, pdu: Arc::new(pdu) });
         }
         let state_before = self.state_before(&pdu, &rules).await?;
-        if let Err(e) = resolve::check_against_state(&rules, &ev, &state_before) {
+        let before_view = self.auth_view(&state_before, &pdu).await.map_err(reason)?;
+        if let Err(e) = resolve::check_against_state(&rules, &ev, &before_view) {
             return Err(self.refuse(&pdu, format!("fails auth against the state before it: {e}")).await);
         }
         let current = self.state(&room_id).await.map_err(reason)?;
         if !Arc::ptr_eq(&current, &state_before) {
-            if let Err(e) = resolve::check_against_state(&rules, &ev, &current) {
+            let current_view = self.auth_view(&current, &pdu).await.map_err(reason)?;
+            if let Err(e) = resolve::check_against_state(&rules, &ev, &current_view) {
                 return Err(self.refuse(&pdu, format!("soft-failed against the current state: {e}")).await);
             }
         }
         let mut pdu = pdu;
-        if let Some(prev) = pdu.state_key.as_deref().and_then(|sk| current.get(&pdu.kind, sk)) {
+        let replaced = match pdu.state_key.as_deref() {
+            Some(sk) => self.state_event_of(&current, &pdu.kind, sk).await.map_err(reason)?,
+            None => None,
+        };
+        if let Some(prev) = replaced {
             pdu.unsigned.insert("replaces_state".into(), json!(prev.event_id));
             pdu.unsigned.insert("prev_content".into(), prev.content.clone());
             pdu.unsigned.insert("prev_sender".into(), json!(prev.sender));

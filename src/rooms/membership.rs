@@ -122,12 +122,13 @@ impl Rooms {
     /// Returns the stream position up to which the user may read.
     async fn visible_upto(&self, room_id: &str, user_id: &str) -> Result<i64> {
         let state = self.state(room_id).await?;
-        match state.get("m.room.member", user_id) {
-            Some(_) if state.membership(user_id) == Some("join") => Ok(i64::MAX),
+        match state.membership(user_id) {
+            Some("join") => Ok(i64::MAX),
             _ if state.history_visibility() == "world_readable" => Ok(i64::MAX),
-            Some(ev) if matches!(ev.membership(), Some("leave") | Some("ban")) => {
-                let (pos, _) =
-                    self.store.get_event(&ev.event_id).await?.ok_or_else(|| MatrixError::forbidden("not a member"))?;
+            Some("leave" | "ban") => {
+                let id = state.event_id("m.room.member", user_id).unwrap_or_default();
+                let (pos, ev) =
+                    self.store.get_event(&id).await?.ok_or_else(|| MatrixError::forbidden("not a member"))?;
                 // A member who left may still read up to the moment they left (shared history),
                 // unless the member left by rejecting an invite.
                 let was_joined =

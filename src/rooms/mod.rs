@@ -15,6 +15,7 @@ mod send;
 mod servers;
 pub(crate) mod service;
 pub(crate) mod state;
+mod state_read;
 mod timeline;
 mod user_send;
 

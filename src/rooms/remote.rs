@@ -95,7 +95,9 @@ impl Rooms {
     pub(crate) async fn join_remote(&self, room_id: &str, user_id: &str, via: &[String]) -> Result<Arc<Pdu>> {
         let mut servers: Vec<String> = via.to_vec();
         if let Ok(state) = self.state(room_id).await {
-            if let Some(inviter) = state.get("m.room.member", user_id).map(|e| e.sender.clone()) {
+            if let Some(inviter) =
+                self.state_event_of(&state, "m.room.member", user_id).await?.map(|e| e.sender.clone())
+            {
                 servers.extend(server_of(&inviter).map(str::to_owned));
             }
         }
@@ -207,7 +209,7 @@ impl Rooms {
             self.store.put_outlier(p, None).await?;
         }
         let _guard = self.write_lock.lock().await;
-        let mut room_state = Arc::new(RoomState::default());
+        let mut room_state = Arc::new(RoomState::whole());
         for p in state_events {
             let ev = AuthEvent::new(&p).map_err(unreachable)?;
             let auth: std::collections::HashMap<_, _> =
@@ -258,12 +260,17 @@ impl Rooms {
             auth::check(&state, sender, &ev.kind, ev.state_key.as_deref(), &ev.content)
                 .map_err(MatrixError::Forbidden)?;
             let extremities = self.extremities(room_id).await?;
-            (self.build_pdu(room_id, &state, &extremities, sender, ev)?, state)
+            {
+                let replaced = self
+                    .replaced_state(&state, &std::collections::HashMap::new(), &ev.kind, ev.state_key.as_deref())
+                    .await?;
+                (self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?, state)
+            }
         };
         let version = dag::room_version(&state, None);
         let event = self.signed_all(&version, [&pdu].into_iter())?.pop().unwrap_or_default();
         let mut stripped = state.stripped();
-        if let Some(me) = state.get("m.room.member", sender) {
+        if let Some(me) = self.state_event_of(&state, "m.room.member", sender).await? {
             stripped.push(me.to_stripped());
         }
         let body = json!({"room_version": version.as_str(), "event": event, "invite_room_state": stripped});
@@ -290,8 +297,10 @@ impl Rooms {
     /// the inviter's server, then the leave is kept like the invite was.
     pub(super) async fn reject_remote_invite(&self, room_id: &str, user_id: &str) -> Result<Arc<Pdu>> {
         let state = self.state(room_id).await?;
-        let invite =
-            state.get("m.room.member", user_id).cloned().ok_or_else(|| MatrixError::forbidden("not invited"))?;
+        let invite = self
+            .state_event_of(&state, "m.room.member", user_id)
+            .await?
+            .ok_or_else(|| MatrixError::forbidden("not invited"))?;
         let server = server_of(&invite.sender).unwrap_or_default().to_owned();
         let dest = <&ServerName>::try_from(server.as_str()).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
         let path = format!("/_matrix/federation/v1/make_leave/{}/{}", enc(room_id), enc(user_id));

@@ -66,8 +66,11 @@ impl Rooms {
         let mut state = Arc::new(RoomState::default());
         let mut head = Vec::new();
         let mut built = Vec::with_capacity(events.len());
+        let mut pending = HashMap::new();
         for ev in events {
-            let pdu = Arc::new(self.build_pdu(&room_id, &state, &head, creator, ev)?);
+            let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, creator, ev)?);
+            pending.insert(pdu.event_id.clone(), pdu.clone());
             state = with_event(state, &pdu);
             head = vec![(pdu.event_id.clone(), pdu.depth)];
             built.push((pdu, state.clone(), self.stream.allocate()));
@@ -97,11 +100,13 @@ impl Rooms {
     }
 
     /// Build the next event of a room on top of `state` and its forward `extremities`
-    /// (`dag.rs`): prev and auth events, depth, content hash, signature and id.
+    /// (`dag.rs`): prev and auth events, depth, content hash, signature and id. `replaced` is
+    /// the state event it replaces (`prev_content`).
     pub(super) fn build_pdu(
         &self,
         room_id: &str,
         state: &RoomState,
+        replaced: Option<&Pdu>,
         extremities: &[(String, i64)],
         sender: &str,
         ev: NewEvent,
@@ -116,8 +121,8 @@ impl Rooms {
         let version = dag::room_version(state, (ev.kind == "m.room.create").then_some(&ev.content));
         let auth_events = dag::auth_events_for(state, sender, &ev.kind, ev.state_key.as_deref(), &ev.content);
         let mut unsigned = serde_json::Map::new();
-        if let Some(sk) = &ev.state_key {
-            if let Some(prev) = state.get(&ev.kind, sk) {
+        if ev.state_key.is_some() {
+            if let Some(prev) = replaced {
                 unsigned.insert("replaces_state".into(), json!(prev.event_id));
                 unsigned.insert("prev_content".into(), prev.content.clone());
                 unsigned.insert("prev_sender".into(), json!(prev.sender));
@@ -154,7 +159,8 @@ impl Rooms {
         ev: NewEvent,
     ) -> Result<Arc<Pdu>> {
         let extremities = self.extremities(room_id).await?;
-        let pdu = self.build_pdu(room_id, &state, &extremities, sender, ev)?;
+        let replaced = self.replaced_state(&state, &HashMap::new(), &ev.kind, ev.state_key.as_deref()).await?;
+        let pdu = self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?;
         let pos = self.stream.allocate();
         self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
         self.advance_extremities(&pdu).await?;
@@ -175,6 +181,7 @@ impl Rooms {
         let mut states: HashMap<String, Arc<RoomState>> = HashMap::new();
         let mut heads: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         let mut built = Vec::with_capacity(items.len());
+        let mut pending = HashMap::new();
         for (room_id, sender, ev) in items {
             let state = match states.get(&room_id) {
                 Some(s) => s.clone(),
@@ -184,7 +191,9 @@ impl Rooms {
                 Some(h) => h.clone(),
                 None => self.extremities(&room_id).await?.to_vec(),
             };
-            let pdu = Arc::new(self.build_pdu(&room_id, &state, &head, &sender, ev)?);
+            let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, &sender, ev)?);
+            pending.insert(pdu.event_id.clone(), pdu.clone());
             let new_state = with_event(state, &pdu);
             heads.insert(room_id.clone(), dag::extremities_after(&head, &pdu));
             states.insert(room_id, new_state.clone());
@@ -211,6 +220,8 @@ impl Rooms {
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.note_membership(room_id, target, membership, pos.pos);
+            // The room state keeps only its id; a new member event is the likeliest to be read.
+            self.event_cache.put(pdu.clone());
         }
         let position = pos.pos;
         pos.complete();
@@ -223,7 +234,16 @@ impl Rooms {
         if let Some(l) = links {
             wake.extend(l.peeks.watchers(room_id));
         }
-        self.notifier.wake(wake.iter().map(String::as_str), position);
+        // A profile room's `m.presence`/`m.status` is presence-only news: a long-poll may hold
+        // it for the delivery window (README "Presence delivery window").
+        let presence_only = pdu.state_key.as_deref() == Some("")
+            && matches!(pdu.kind.as_str(), crate::profile::PRESENCE_EVENT | crate::profile::STATUS_EVENT)
+            && links.is_some_and(|l| l.profiles.owner_of(room_id).is_some());
+        if presence_only {
+            self.notifier.wake_presence(wake.iter().map(String::as_str), position);
+        } else {
+            self.notifier.wake(wake.iter().map(String::as_str), position);
+        }
         if let Some(l) = links {
             l.e2ee.room_event_persisted(pdu, position);
         }
@@ -235,12 +255,14 @@ impl Rooms {
         let _guard = self.write_lock.lock().await;
         let json = serde_json::to_string(&pdu).map_err(|e| MatrixError::Internal(e.into()))?;
         self.store.replace_event_json(&pdu.event_id, &json).await?;
+        let pdu = Arc::new(pdu);
+        self.event_cache.replace(&pdu);
         let Some(sk) = pdu.state_key.clone() else { return Ok(()) };
         let Some(state) = self.states.get(&pdu.room_id).map(|s| s.clone()) else { return Ok(()) };
-        if state.get(&pdu.kind, &sk).is_some_and(|cur| cur.event_id == pdu.event_id) {
+        if state.is_current(&pdu.kind, &sk, &pdu.event_id) {
             let mut s = (*state).clone();
             let room_id = pdu.room_id.clone();
-            s.apply(Arc::new(pdu));
+            s.apply(pdu);
             self.states.insert(room_id, Arc::new(s));
         }
         Ok(())

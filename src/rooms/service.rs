@@ -8,6 +8,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 
 use super::state::RoomState;
+use super::state_read::EventCache;
 use crate::accounts::Accounts;
 use crate::e2ee::E2ee;
 use crate::error::{MatrixError, Result};
@@ -71,10 +72,13 @@ pub struct Rooms {
     pub(super) max_event_bytes: usize,
     /// Serializes event writes: one linear order per room (and per server) for now.
     pub(super) write_lock: tokio::sync::Mutex<()>,
+    /// Current state per room, compact: memberships as ids (see `state.rs`).
     pub(super) states: DashMap<String, Arc<RoomState>>,
     /// Forward extremities per room: (event id, depth) of the events nothing points to yet,
     /// the `prev_events` of the next event (see `dag.rs`).
     pub(super) extremities: DashMap<String, Arc<Vec<(String, i64)>>>,
+    /// Recently used whole events (member events for `/sync` `state`), bounded.
+    pub(super) event_cache: EventCache,
     pub(super) last_pos: DashMap<String, i64>,
     pub(super) links: OnceLock<RoomLinks>,
     /// Joined rooms per user, loaded on first use and kept current by membership events.
@@ -110,12 +114,19 @@ impl Rooms {
             write_lock: tokio::sync::Mutex::new(()),
             states: DashMap::new(),
             extremities: DashMap::new(),
+            event_cache: EventCache::new(EventCache::DEFAULT_CAPACITY),
             last_pos,
             links: OnceLock::new(),
             joined: DashMap::new(),
             memberships: DashMap::new(),
             membership_gen: Default::default(),
         })
+    }
+
+    /// Keep at most `capacity` whole events in memory (`event_cache_capacity`).
+    pub(crate) fn with_event_cache(mut self, capacity: usize) -> Self {
+        self.event_cache = EventCache::new(capacity);
+        self
     }
 
     /// Attach the services built on top of rooms (once, at start-up).
@@ -142,7 +153,8 @@ impl Rooms {
         if !self.store.room_exists(room_id).await? {
             return Err(MatrixError::not_found("Unknown room"));
         }
-        let state = Arc::new(RoomState::from_events(self.store.load_room_state(room_id).await?));
+        let (events, members) = self.store.load_room_state_compact(room_id).await?;
+        let state = Arc::new(RoomState::from_parts(events, members));
         Ok(self.states.entry(room_id.to_owned()).or_insert(state).clone())
     }
 }

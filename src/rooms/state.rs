@@ -1,17 +1,167 @@
-//! The current state of a room, held in memory (copy-on-write) so auth checks and reads
-//! never hit the database.
+//! The current state of a room, held in memory (copy-on-write) so auth checks, membership
+//! questions and wake-ups never hit the database.
+//!
+//! Compact (issue #13): memberships are kept as (interned user id → event id, membership),
+//! about 70 bytes each instead of a whole `m.room.member` event (~1 KB with its
+//! `prev_content`). Every other state event (create, power levels, join rules, history
+//! visibility, name, topic, profile-room `m.presence`/`m.status`, …) is few per room and is
+//! kept whole. Whole member events, for a `/sync` `state` section or `/state`, come from the
+//! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
+use dashmap::DashSet;
 
 use super::event::Pdu;
 
+const MEMBER: &str = "m.room.member";
+
+/// A user id shared by every room state that names it: a user in 100 rooms costs one
+/// allocation, not 100. Interned ids are never freed (accounts are never removed; remote ids
+/// only arrive with a membership, which is bounded by the rooms).
+fn intern(user_id: &str) -> Arc<str> {
+    static USER_IDS: OnceLock<DashSet<Arc<str>>> = OnceLock::new();
+    let ids = USER_IDS.get_or_init(DashSet::new);
+    if let Some(id) = ids.get(user_id) {
+        return id.clone();
+    }
+    let id: Arc<str> = Arc::from(user_id);
+    ids.insert(id.clone());
+    id
+}
+
+/// An event id without its heap allocation when it is a room-version-4+ reference hash
+/// (`$` + 43 url-safe base64 characters = 32 bytes); other forms (`$local:server`, from
+/// older room versions over federation) are kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EventRef {
+    Hash([u8; 32]),
+    Text(Arc<str>),
+}
+
+impl EventRef {
+    pub(crate) fn new(event_id: &str) -> Self {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if let Some(b64) = event_id.strip_prefix('$').filter(|b| b.len() == 43) {
+            let mut bytes = [0u8; 32];
+            // Only a canonical encoding (one that encodes back to the same text) is packed.
+            if engine.decode_slice(b64, &mut bytes).ok() == Some(32) && engine.encode(bytes) == b64 {
+                return Self::Hash(bytes);
+            }
+        }
+        Self::Text(Arc::from(event_id))
+    }
+
+    pub(crate) fn to_id(&self) -> String {
+        match self {
+            Self::Hash(b) => format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)),
+            Self::Text(t) => t.to_string(),
+        }
+    }
+
+    pub(crate) fn is(&self, event_id: &str) -> bool {
+        match self {
+            Self::Hash(_) => *self == Self::new(event_id),
+            Self::Text(t) => &**t == event_id,
+        }
+    }
+}
+
+/// A membership value (`content.membership` of an `m.room.member` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MembershipKind {
+    Join,
+    Invite,
+    Leave,
+    Ban,
+    Knock,
+    /// Absent or not one of the above (the auth rules refuse those, but stored state is
+    /// loaded as it is).
+    Unknown,
+}
+
+impl MembershipKind {
+    fn parse(m: Option<&str>) -> Self {
+        match m {
+            Some("join") => Self::Join,
+            Some("invite") => Self::Invite,
+            Some("leave") => Self::Leave,
+            Some("ban") => Self::Ban,
+            Some("knock") => Self::Knock,
+            _ => Self::Unknown,
+        }
+    }
+
+    fn as_str(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Join => "join",
+            Self::Invite => "invite",
+            Self::Leave => "leave",
+            Self::Ban => "ban",
+            Self::Knock => "knock",
+            Self::Unknown => return None,
+        })
+    }
+}
+
+/// What the state keeps of one `m.room.member` event.
+#[derive(Debug, Clone)]
+struct Member {
+    event: EventRef,
+    membership: MembershipKind,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RoomState {
+    /// Every state event but memberships, whole.
     events: BTreeMap<(String, String), Arc<Pdu>>,
+    /// Memberships by (interned) user id.
+    members: BTreeMap<Arc<str>, Member>,
+    /// Whole member events, kept only by a state built for federation auth and DAG reads
+    /// ([`RoomState::from_events`]): the state at an event, replayed from the timeline. The
+    /// cached current state of a room is compact and leaves this empty.
+    whole_members: BTreeMap<Arc<str>, Arc<Pdu>>,
+    keep_whole: bool,
 }
 
 impl RoomState {
-    pub(crate) fn from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
+    /// A state that keeps its member events whole too (federation: auth checks against the
+    /// state at an event, `/state`, `send_join`). Not for the cached current state.
+    pub fn from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
+        let mut s = Self { keep_whole: true, ..Self::default() };
+        for e in events {
+            s.apply(Arc::new(e));
+        }
+        s
+    }
+
+    /// An empty state that keeps its member events whole (see [`RoomState::from_events`]).
+    pub(crate) fn whole() -> Self {
+        Self { keep_whole: true, ..Self::default() }
+    }
+
+    /// Whether member events are kept whole (see [`RoomState::from_events`]).
+    pub(crate) fn keeps_whole(&self) -> bool {
+        self.keep_whole
+    }
+
+    /// A copy that also holds these member events whole (the ones an auth check asks for),
+    /// so auth rules can run against a compact state.
+    pub(crate) fn with_whole_members(&self, events: impl IntoIterator<Item = Arc<Pdu>>) -> Self {
+        let mut s = self.clone();
+        for e in events {
+            if let (Some(sk), true) = (&e.state_key, e.kind == MEMBER) {
+                if s.is_current(MEMBER, sk, &e.event_id) {
+                    s.whole_members.insert(intern(sk), e.clone());
+                }
+            }
+        }
+        s
+    }
+
+    /// A compact state (memberships as ids) from events, as the room cache holds it.
+    pub fn compact_from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
         let mut s = Self::default();
         for e in events {
             s.apply(Arc::new(e));
@@ -19,31 +169,80 @@ impl RoomState {
         s
     }
 
-    pub(crate) fn apply(&mut self, pdu: Arc<Pdu>) {
-        if let Some(sk) = &pdu.state_key {
+    /// The state as the store keeps it: whole non-member events, and (user id, event id,
+    /// membership) per member (`Store::load_room_state_compact`).
+    pub(crate) fn from_parts(events: Vec<Pdu>, members: Vec<(String, String, Option<String>)>) -> Self {
+        let mut s = Self::compact_from_events(events.into_iter().filter(|e| e.kind != MEMBER));
+        for (user, event_id, membership) in members {
+            let member =
+                Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
+            s.members.insert(intern(&user), member);
+        }
+        s
+    }
+
+    pub fn apply(&mut self, pdu: Arc<Pdu>) {
+        let Some(sk) = &pdu.state_key else { return };
+        if pdu.kind == MEMBER {
+            let member =
+                Member { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) };
+            let user = intern(sk);
+            if self.keep_whole {
+                self.whole_members.insert(user.clone(), pdu.clone());
+            }
+            self.members.insert(user, member);
+        } else {
             self.events.insert((pdu.kind.clone(), sk.clone()), pdu);
         }
     }
 
+    /// A state event that is kept whole: any but `m.room.member`, and member events only in a
+    /// state built by [`RoomState::from_events`] (otherwise see [`RoomState::event_id`] and
+    /// `Rooms::state_event_of`).
     pub(crate) fn get(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
+        if kind == MEMBER {
+            return self.whole_members.get(state_key);
+        }
         self.events.get(&(kind.to_owned(), state_key.to_owned()))
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
-        self.events.values()
+    /// The id of the current state event at (`kind`, `state_key`), whatever its type.
+    pub(crate) fn event_id(&self, kind: &str, state_key: &str) -> Option<String> {
+        if kind == MEMBER {
+            return self.members.get(state_key).map(|m| m.event.to_id());
+        }
+        self.get(kind, state_key).map(|e| e.event_id.clone())
     }
 
-    pub(crate) fn membership(&self, user_id: &str) -> Option<&str> {
-        self.get("m.room.member", user_id).and_then(|e| e.membership())
+    /// Whether the current state event at (`kind`, `state_key`) is `event_id`.
+    pub(crate) fn is_current(&self, kind: &str, state_key: &str, event_id: &str) -> bool {
+        if kind == MEMBER {
+            return self.members.get(state_key).is_some_and(|m| m.event.is(event_id));
+        }
+        self.get(kind, state_key).is_some_and(|e| e.event_id == event_id)
+    }
+
+    /// The state events kept whole (all but memberships, unless built by
+    /// [`RoomState::from_events`]).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        self.events.values().chain(self.whole_members.values())
+    }
+
+    /// The ids of the current member events (every membership, any value).
+    pub(crate) fn member_event_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.members.values().map(|m| m.event.to_id())
+    }
+
+    pub fn membership(&self, user_id: &str) -> Option<&str> {
+        self.members.get(user_id).and_then(|m| m.membership.as_str())
     }
 
     /// Users whose membership is one of `which`.
     pub(crate) fn members_with<'a>(&'a self, which: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
-        self.events
-            .range(("m.room.member".to_owned(), String::new())..)
-            .take_while(|((k, _), _)| k == "m.room.member")
-            .filter(move |(_, e)| e.membership().is_some_and(|m| which.contains(&m)))
-            .map(|((_, sk), _)| sk.as_str())
+        self.members
+            .iter()
+            .filter(move |(_, m)| m.membership.as_str().is_some_and(|m| which.contains(&m)))
+            .map(|(u, _)| &**u)
     }
 
     pub(crate) fn join_rule(&self) -> &str {
@@ -72,5 +271,131 @@ impl RoomState {
             "m.room.encryption",
         ];
         self.events.values().filter(|e| KEEP.contains(&e.kind.as_str())).map(|e| e.to_stripped()).collect()
+    }
+
+    /// Approximate heap bytes this state holds, for the size benchmark and test. Interned
+    /// user ids are shared between rooms and not counted; the events kept whole are
+    /// counted by their JSON size.
+    pub fn approx_bytes(&self) -> usize {
+        // A B-tree entry costs its key and value plus about half again in node slack.
+        let member_entry = (std::mem::size_of::<Arc<str>>() + std::mem::size_of::<Member>()) * 3 / 2;
+        let text_ids: usize = self
+            .members
+            .values()
+            .map(|m| match &m.event {
+                EventRef::Hash(_) => 0,
+                EventRef::Text(t) => t.len() + 16,
+            })
+            .sum();
+        let whole: usize =
+            self.events.values().map(|e| serde_json::to_vec(&**e).map(|v| v.len()).unwrap_or(0) + 64).sum();
+        std::mem::size_of::<Self>() + self.members.len() * member_entry + text_ids + whole
+    }
+}
+
+/// The newest event per (type, state key) among `events` (given oldest first): the state a
+/// series of state changes adds up to, whole events (members included).
+pub(crate) fn latest_per_key(events: impl IntoIterator<Item = Pdu>) -> Vec<Arc<Pdu>> {
+    let mut by_key: BTreeMap<(String, String), Arc<Pdu>> = BTreeMap::new();
+    for e in events {
+        if let Some(sk) = e.state_key.clone() {
+            by_key.insert((e.kind.clone(), sk), Arc::new(e));
+        }
+    }
+    by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A join as Seed writes it: display name, avatar, and the invite it replaces.
+    fn member(room: &str, user: &str, membership: &str) -> Pdu {
+        let mut unsigned = serde_json::Map::new();
+        unsigned.insert("prev_content".into(), json!({"membership": "invite"}));
+        unsigned.insert("prev_sender".into(), json!("@creator:localhost"));
+        let mut e = Pdu {
+            event_id: String::new(),
+            room_id: room.into(),
+            sender: user.into(),
+            kind: MEMBER.into(),
+            state_key: Some(user.into()),
+            content: json!({"membership": membership, "displayname": user, "avatar_url": "mxc://localhost/abcdefghijkl"}),
+            origin_server_ts: 1_764_000_000_000,
+            depth: 7,
+            prev_events: vec!["$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg".into()],
+            unsigned,
+            ..Default::default()
+        };
+        // A reference-hash-shaped id (43 url-safe base64 characters), unique per event.
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{room}{user}{membership}{}", e.depth).as_bytes());
+        e.event_id = format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
+        e
+    }
+
+    #[test]
+    fn memberships_are_answered_without_the_events() {
+        let room = "!r:localhost";
+        let mut s = RoomState::default();
+        let mut ids = Vec::new();
+        for (i, m) in ["join", "invite", "leave", "ban", "knock"].into_iter().enumerate() {
+            let e = member(room, &format!("@u{i}:localhost"), m);
+            ids.push(e.event_id.clone());
+            s.apply(Arc::new(e));
+        }
+        assert_eq!(s.membership("@u0:localhost"), Some("join"));
+        assert_eq!(s.membership("@u3:localhost"), Some("ban"));
+        assert_eq!(s.membership("@nobody:localhost"), None);
+        let joined_or_invited: Vec<&str> = s.members_with(&["join", "invite"]).collect();
+        assert_eq!(joined_or_invited, ["@u0:localhost", "@u1:localhost"]);
+        assert_eq!(s.event_id(MEMBER, "@u2:localhost").as_deref(), Some(ids[2].as_str()));
+        assert!(s.is_current(MEMBER, "@u2:localhost", &ids[2]));
+        assert!(!s.is_current(MEMBER, "@u2:localhost", &ids[1]));
+        let mut listed: Vec<String> = s.member_event_ids().collect();
+        listed.sort();
+        ids.sort();
+        assert_eq!(listed, ids);
+        // A later membership replaces the earlier one.
+        s.apply(Arc::new(member(room, "@u2:localhost", "join")));
+        assert_eq!(s.membership("@u2:localhost"), Some("join"));
+        assert_eq!(s.members_with(&["join"]).count(), 2);
+    }
+
+    /// Issue #13: a membership costs a small fixed record, not a ~1 KB event. Prints the
+    /// figures (`cargo test --lib rooms::state -- --nocapture`); `benches/room_state.rs`
+    /// measures the real heap.
+    #[test]
+    fn a_membership_costs_under_100_bytes() {
+        const N: usize = 1_000;
+        let room = "!big:localhost";
+        let events: Vec<Pdu> = (0..N).map(|i| member(room, &format!("@user{i:05}:localhost"), "join")).collect();
+        let whole_json: usize = events.iter().map(|e| serde_json::to_vec(e).unwrap().len()).sum();
+        let s = RoomState::compact_from_events(events);
+        let per_member = s.approx_bytes() / N;
+        println!(
+            "{N} members: compact ~{per_member} B per membership; the events are {} B each as JSON",
+            whole_json / N
+        );
+        assert!(std::mem::size_of::<Member>() <= 48, "{}", std::mem::size_of::<Member>());
+        assert!(per_member < 100, "{per_member} bytes per membership");
+        assert!(whole_json / N > 400);
+    }
+
+    #[test]
+    fn event_refs_round_trip() {
+        let hash = "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg";
+        assert!(matches!(EventRef::new(hash), EventRef::Hash(_)));
+        assert_eq!(EventRef::new(hash).to_id(), hash);
+        assert!(EventRef::new(hash).is(hash));
+        for other in ["$abc:example.org", "$", "", "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zh"] {
+            // The last one has non-zero trailing bits: not canonical, kept as text.
+            let r = EventRef::new(other);
+            assert_eq!(r.to_id(), other);
+            assert!(r.is(other));
+        }
+        assert!(!EventRef::new(hash).is("$abc:example.org"));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::event::Pdu;
 use super::service::Rooms;
-use super::state::RoomState;
+use super::state::latest_per_key;
 use crate::error::{MatrixError, Result};
 
 /// A room's events for one sync response (see [`Rooms::timeline`]).
@@ -30,7 +30,8 @@ pub struct EventContext {
     pub after: Vec<(i64, Pdu)>,
     pub start: i64,
     pub end: i64,
-    pub state: Arc<RoomState>,
+    /// Whole state events.
+    pub state: Vec<Arc<Pdu>>,
 }
 
 impl Rooms {
@@ -129,10 +130,10 @@ impl Rooms {
         let start = before.last().map(|(p, _)| *p).unwrap_or(pos) - 1;
         let end = after.last().map(|(p, _)| *p).unwrap_or(pos);
         let state = if end >= self.last_position(room_id) {
-            self.state(room_id).await?
+            self.state_events(room_id).await?
         } else {
             let events = self.store.room_state_events_between(room_id, 0, end).await?;
-            Arc::new(RoomState::from_events(events.into_iter().map(|(_, e)| e)))
+            latest_per_key(events.into_iter().map(|(_, e)| e))
         };
         Ok(EventContext { event, before, after, start, end, state })
     }

@@ -34,6 +34,27 @@ impl Store {
         }
     }
 
+    /// (user id, display name, avatar url) of the users among `user_ids` that exist, in
+    /// chunks under every database's bind-parameter limit.
+    pub(crate) async fn get_profiles(
+        &self,
+        user_ids: &[String],
+    ) -> sqlx::Result<Vec<(String, Option<String>, Option<String>)>> {
+        const CHUNK: usize = 500;
+        let mut out = Vec::with_capacity(user_ids.len());
+        for chunk in user_ids.chunks(CHUNK) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT user_id, displayname, avatar_url FROM users WHERE user_id IN ({})", marks.join(", "));
+            let mut q = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
         let row: Option<(String, String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT user_id, password_hash, displayname, avatar_url FROM users WHERE user_id = $1")

@@ -108,6 +108,23 @@ impl Store {
         Ok(deleted)
     }
 
+    /// PostgreSQL: `VACUUM` the tables pruning deletes from and presence churn updates, so the
+    /// space of their dead tuples is reused (migration 0130 sets autovacuum thresholds for the
+    /// same tables; this bounds the dead tuples also where autovacuum is off or behind). Not in
+    /// a transaction: PostgreSQL refuses `VACUUM` inside one. Returns false on SQLite, whose
+    /// free pages are reused without it.
+    pub async fn vacuum_presence_tables(&self) -> sqlx::Result<bool> {
+        if self.backend != super::Backend::Postgres {
+            return Ok(false);
+        }
+        sqlx::raw_sql(
+            "VACUUM events, event_relations, presence_history, current_state, presence_state, presence_changes",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
     /// Rows in `presence_history` (superseded events still stored), for metrics and tests.
     pub async fn presence_history_len(&self) -> sqlx::Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM presence_history").fetch_one(&self.pool).await?;

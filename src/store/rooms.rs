@@ -121,14 +121,32 @@ impl Store {
         tx.commit().await
     }
 
-    pub(crate) async fn load_room_state(&self, room_id: &str) -> sqlx::Result<Vec<Pdu>> {
+    /// A room's current state as the in-memory cache keeps it (`rooms/state.rs`): every
+    /// state event but memberships whole, and per member only (user id, event id,
+    /// membership), without decoding the member events.
+    pub(crate) async fn load_room_state_compact(
+        &self,
+        room_id: &str,
+    ) -> sqlx::Result<(Vec<Pdu>, Vec<(String, String, Option<String>)>)> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1",
+            "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id \
+             WHERE c.room_id = $1 AND c.event_type <> 'm.room.member'",
         )
         .bind(room_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().filter_map(|r| decode_or_skip(None, &r.0)).collect())
+        let events = rows.iter().filter_map(|r| decode_or_skip(None, &r.0)).collect();
+        // `memberships` is written with `current_state` in the same transaction
+        // (`write_event`); a member event without a valid membership has no row there.
+        let members = sqlx::query_as(
+            "SELECT c.state_key, c.event_id, m.membership FROM current_state c \
+             LEFT JOIN memberships m ON m.room_id = c.room_id AND m.user_id = c.state_key AND m.event_id = c.event_id \
+             WHERE c.room_id = $1 AND c.event_type = 'm.room.member'",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((events, members))
     }
 
     /// The newest event of a room: (event id, depth).
@@ -214,6 +232,23 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.and_then(|(p, j)| Some((p, decode_or_skip(Some(p), &j)?))))
+    }
+
+    /// Events by id, in no particular order; unknown ids are left out. Asked in chunks so
+    /// a big room's member events stay under every database's bind-parameter limit.
+    pub(crate) async fn get_events(&self, event_ids: &[String]) -> sqlx::Result<Vec<Pdu>> {
+        const CHUNK: usize = 500;
+        let mut out = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(CHUNK) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT stream_ordering, json FROM events WHERE event_id IN ({})", marks.join(", "));
+            let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(decode_rows(q.fetch_all(&self.pool).await?).into_iter().map(|(_, e)| e));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn txn_event(&self, user_id: &str, device_id: &str, txn_id: &str) -> sqlx::Result<Option<String>> {

@@ -11,7 +11,7 @@ use super::sections::presence::{presence_section, PresenceSource};
 use super::sections::rooms::membership_rooms;
 use super::sections::{synced_joined_rooms, SyncContext};
 use super::SyncService;
-use crate::error::Result;
+use crate::error::{MatrixError, Result};
 use crate::ground::token;
 use crate::profile::privacy::ProfileMask;
 
@@ -19,12 +19,18 @@ impl SyncService {
     /// The response for `ctx`, and whether it carries anything new (a long-poll with nothing
     /// new keeps waiting).
     pub(super) async fn assemble(&self, ctx: &SyncContext<'_>) -> Result<(SyncResponse, bool)> {
+        // A restart brings every client's first sync at once: they queue here, a few built
+        // at a time, instead of all sharing the cores and the memory and all finishing late.
+        // The semaphore is never closed, so waiting cannot fail.
+        let _permit = match ctx.since {
+            None => Some(self.initial_syncs.acquire().await.map_err(|e| MatrixError::Internal(e.into()))?),
+            Some(_) => None,
+        };
         let user = ctx.user_id();
         let membership = membership_rooms(&self.rooms, ctx).await?;
         let joined = synced_joined_rooms(&self.rooms, ctx).await?;
         let account_data = account_data_section(&self.account_data, ctx, &joined).await?;
         let ephemeral = ephemeral_section(&self.ephemeral, ctx, &joined).await?;
-        let forgotten = self.forgotten.forgotten(user).await?;
         let peek = peek_section(&self.peeks, &self.rooms, ctx).await?;
         let presence = presence_section(
             &PresenceSource {
@@ -57,9 +63,12 @@ impl SyncService {
         for (room_id, events) in account_data.rooms {
             rooms.join.entry(room_id).or_insert_with(|| JoinedRoom::empty(ctx.upto)).account_data.events.extend(events);
         }
-        // Forgotten rooms leave `rooms.leave`; a peek that ended is reported there regardless.
-        for room_id in &forgotten {
-            rooms.leave.remove(room_id);
+        // Forgotten rooms leave `rooms.leave` (asked only when there is one: most syncs have
+        // none); a peek that ended is reported there regardless.
+        if !rooms.leave.is_empty() {
+            for room_id in self.forgotten.forgotten(user).await? {
+                rooms.leave.remove(&room_id);
+            }
         }
         rooms.leave.extend(peek.left);
         // A device that was peeking a room it joined continues from `since` (MSC2753).

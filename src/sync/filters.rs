@@ -19,11 +19,30 @@ pub struct Filters {
     max_bytes: usize,
     max_per_user: usize,
     parsed: DashMap<(String, i64), Arc<SyncFilter>>,
+    /// Inline filters (`/sync?filter={...}`) by their text: a client sends the same one on
+    /// every long-poll, so it is checked and parsed once.
+    inline: DashMap<Box<str>, Arc<SyncFilter>>,
 }
 
 impl Filters {
     pub fn new(store: Store, max_bytes: usize, max_per_user: usize) -> Self {
-        Self { store, max_bytes, max_per_user, parsed: DashMap::new() }
+        Self { store, max_bytes, max_per_user, parsed: DashMap::new(), inline: DashMap::new() }
+    }
+
+    /// The inline filter whose query-string text is `raw`, parsed (by `parse`, from the
+    /// request's own reading of it) only the first time that text is seen.
+    pub fn inline(&self, raw: &str, parse: impl FnOnce() -> Result<Value>) -> Result<Arc<SyncFilter>> {
+        if let Some(f) = self.inline.get(raw) {
+            return Ok(f.clone());
+        }
+        let filter = Arc::new(self.parse_inline(parse()?)?);
+        if raw.len() <= self.max_bytes {
+            if self.inline.len() >= MAX_CACHED_FILTERS {
+                self.inline.clear();
+            }
+            self.inline.insert(raw.into(), filter.clone());
+        }
+        Ok(filter)
     }
 
     /// Parse and check a filter given inline in `/sync?filter={...}`.

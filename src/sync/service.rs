@@ -2,6 +2,12 @@
 //! wake-ups *before* reading, builds the response up to the stream watermark, and if nothing
 //! is new waits for a wake-up or its timeout; while it waits it costs one parked task and no
 //! CPU.
+//!
+//! A wake-up that is presence-only (see [`WakeKind`]) opens the delivery window: the poll
+//! keeps collecting changes for `presence_delivery_window` before it builds its answer, so a
+//! burst of presence changes costs one response instead of one each. An urgent wake-up
+//! (message, state, to-device, typing, …) during the window ends it at once. A poll that
+//! finds news when it starts answers at once: it was not woken, the client is catching up.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use crate::accounts::{Accounts, Session};
 use crate::e2ee::E2ee;
 use crate::ephemeral::Ephemeral;
 use crate::error::Result;
-use crate::ground::{Notifier, StreamHub};
+use crate::ground::{Notifier, StreamHub, Subscription, Wake, WakeKind};
 use crate::metrics::Metrics;
 use crate::peek::Peeks;
 use crate::presence::policy::LegacyBusy;
@@ -57,6 +63,11 @@ pub struct SyncService {
     /// Room types left out of `rooms.join` unless a filter names the room (a user's own
     /// profile room: legacy clients would show it as a chat).
     pub hidden_room_types: Vec<String>,
+    /// How long a presence-only wake-up waits for more (`presence_delivery_window_ms`; zero:
+    /// answer at once).
+    pub presence_delivery_window: Duration,
+    /// Initial syncs built at once (`initial_sync_concurrency`); see `assemble`.
+    pub initial_syncs: tokio::sync::Semaphore,
 }
 
 impl SyncService {
@@ -70,9 +81,10 @@ impl SyncService {
         req: SyncRequest,
     ) -> Result<SyncResponse> {
         let in_flight = self.presence.sync_in_flight(session);
-        self.presence.sync_started(session, report, kind).await;
+        // The presence updates are boxed for the same reason as the assembly (see `sync`).
+        Box::pin(self.presence.sync_started(session, report, kind)).await;
         let result = self.sync(session, req).await;
-        in_flight.finish().await;
+        Box::pin(in_flight.finish()).await;
         Metrics::inc(&self.metrics.sync_requests);
         if let Ok(r) = &result {
             let (legacy, peek) = r.presence_deliveries();
@@ -103,17 +115,36 @@ impl SyncService {
                 filter: &req.filter,
                 hidden_room_types: &self.hidden_room_types,
             };
-            let (body, has_content) = self.assemble(&ctx).await?;
+            // Boxed: the assembly's state lives on the heap only while a response is built, so a
+            // parked long-poll's future stays small (README "Performance", idle long-polls).
+            let (body, has_content) = Box::pin(self.assemble(&ctx)).await?;
             if has_content || since.is_none() || req.full_state || req.timeout.is_zero() {
                 break body;
             }
-            tokio::select! {
-                pos = sub.changed() => self.stream.wait_for(pos).await,
+            let parked = self.notifier.park();
+            let wake = tokio::select! {
+                wake = sub.next() => wake,
                 _ = tokio::time::sleep_until(deadline) => break body,
                 _ = self.notifier.closed() => break body,
-            }
+            };
+            drop(parked);
+            drop(body);
+            let pos = self.collect_presence(&mut sub, wake, deadline).await;
+            self.stream.wait_for(pos).await;
         };
         drop(sub);
         Ok(result)
+    }
+
+    /// The delivery window (see the module doc): the newest position to read up to.
+    async fn collect_presence(&self, sub: &mut Subscription, wake: Wake, deadline: tokio::time::Instant) -> i64 {
+        if wake.kind == WakeKind::Urgent || self.presence_delivery_window.is_zero() {
+            return wake.pos;
+        }
+        let end = deadline.min(tokio::time::Instant::now() + self.presence_delivery_window);
+        tokio::select! {
+            pos = sub.collect_presence(wake, end) => pos,
+            _ = self.notifier.closed() => wake.pos,
+        }
     }
 }

@@ -94,7 +94,8 @@ async fn initial_sync(
     let mask = s.profiles.mask_for(&room_id, &session.user_id).await?;
     let mut chunk: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
     mask.apply_all(&mut chunk);
-    let mut state_events: Vec<Value> = state.iter().map(|e| e.to_client(now, viewer)).collect();
+    let mut state_events: Vec<Value> =
+        s.rooms.state_events_of(&state).await?.iter().map(|e| e.to_client(now, viewer)).collect();
     mask.apply_all(&mut state_events);
     let mut body = json!({
         "room_id": room_id,

@@ -241,10 +241,11 @@ async fn get_state_key(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     s.rooms.check_can_read_state(room_id, &session.user_id).await?;
-    let state = s.rooms.state(room_id).await?;
     let mask = s.profiles.mask_for(room_id, &session.user_id).await?;
-    let ev = state
-        .get(&req.event_type.to_string(), &req.state_key)
+    let ev = s
+        .rooms
+        .state_event(room_id, &req.event_type.to_string(), &req.state_key)
+        .await?
         .and_then(|ev| mask.apply(ev.to_client(now_ms(), None)))
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     if matches!(req.format, get_state_event_for_key::v3::StateEventFormat::Event) {
@@ -260,9 +261,8 @@ async fn get_state_all(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     s.rooms.check_can_read_state(room_id, &session.user_id).await?;
-    let state = s.rooms.state(room_id).await?;
     let now = now_ms();
-    let mut events: Vec<Value> = state.iter().map(|e| e.to_client(now, None)).collect();
+    let mut events: Vec<Value> = s.rooms.state_events(room_id).await?.iter().map(|e| e.to_client(now, None)).collect();
     s.profiles.mask_for(room_id, &session.user_id).await?.apply_all(&mut events);
     Ok(Json(Value::Array(events)))
 }
@@ -274,11 +274,13 @@ async fn members(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     s.rooms.check_can_read_state(room_id, &session.user_id).await?;
-    let state = s.rooms.state(room_id).await?;
     let now = now_ms();
     let want = req.membership.as_ref().map(|m| m.as_str().to_owned());
     let not = req.not_membership.as_ref().map(|m| m.as_str().to_owned());
-    let chunk: Vec<Value> = state
+    let chunk: Vec<Value> = s
+        .rooms
+        .state_events(room_id)
+        .await?
         .iter()
         .filter(|e| e.kind == "m.room.member")
         .filter(|e| want.as_deref().is_none_or(|w| e.membership() == Some(w)))
@@ -295,11 +297,10 @@ async fn joined_members_handler(
 ) -> Result<Json<Value>> {
     let room_id = req.room_id.as_str();
     s.rooms.check_can_read_state(room_id, &session.user_id).await?;
-    let state = s.rooms.state(room_id).await?;
     let mut joined = Map::new();
-    for uid in state.members_with(&["join"]) {
-        let c = state.get("m.room.member", uid).map(|e| e.content.clone()).unwrap_or_default();
-        joined.insert(uid.to_owned(), json!({"display_name": c.get("displayname"), "avatar_url": c.get("avatar_url")}));
+    for e in s.rooms.state_events(room_id).await?.iter().filter(|e| e.membership() == Some("join")) {
+        let (Some(uid), c) = (&e.state_key, &e.content) else { continue };
+        joined.insert(uid.clone(), json!({"display_name": c.get("displayname"), "avatar_url": c.get("avatar_url")}));
     }
     Ok(Json(json!({"joined": joined})))
 }

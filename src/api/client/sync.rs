@@ -33,8 +33,12 @@ async fn sync(
     let filter = match req.filter {
         None => Arc::default(),
         Some(sync_v3::Filter::FilterDefinition(def)) => {
-            let v = serde_json::to_value(&def).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-            Arc::new(s.sync.filters.parse_inline(v)?)
+            let to_value = || serde_json::to_value(&def).map_err(|e| MatrixError::bad_json(e.to_string()));
+            // Cached by its text only when the text is unambiguous (one `filter` parameter).
+            match single_query_param(raw_query.as_deref(), "filter") {
+                Some(raw) => s.sync.filters.inline(&raw, to_value)?,
+                None => Arc::new(s.sync.filters.parse_inline(to_value()?)?),
+            }
         }
         Some(sync_v3::Filter::FilterId(id)) => s.sync.filters.load(&session.user_id, &id).await?,
         Some(_) => Arc::default(),
@@ -49,11 +53,21 @@ async fn sync(
 /// Our unstable device-type field (seed 004 "Device Type"): `/sync?org.matrix.msc3032.device_kind=mobile`.
 pub const DEVICE_KIND_PARAM: &str = "org.matrix.msc3032.device_kind";
 
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// The value of `name` if the query has exactly one such parameter.
+fn single_query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let mut values = url::form_urlencoded::parse(query?.as_bytes()).filter(|(k, _)| k == name).map(|(_, v)| v);
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
+}
+
 fn device_kind(query: Option<&str>) -> Result<Option<DeviceKind>> {
-    let Some(q) = query else { return Ok(None) };
-    match url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == DEVICE_KIND_PARAM) {
+    match query_param(query, DEVICE_KIND_PARAM) {
         None => Ok(None),
-        Some((_, v)) => match v.as_ref() {
+        Some(v) => match v.as_ref() {
             "mobile" => Ok(Some(DeviceKind::Mobile)),
             "desktop" => Ok(Some(DeviceKind::Desktop)),
             other => Err(MatrixError::invalid_param(format!("invalid {DEVICE_KIND_PARAM} '{other}'"))),

@@ -170,9 +170,9 @@ impl PresenceEngine {
         };
         let p = pos.pos;
         pos.complete();
-        self.notifier.wake([user_id], p);
+        self.notifier.wake_presence([user_id], p);
         if let Ok(viewers) = self.access.viewers_of(user_id).await {
-            self.notifier.wake(viewers.iter().map(String::as_str), p);
+            self.notifier.wake_presence(viewers.iter().map(String::as_str), p);
         }
         let _ = snapshot;
     }

@@ -1,13 +1,15 @@
 //! Peeked rooms (MSC2753): `rooms.peek`, the `rooms.leave` entry of a peek that ended, and
 //! the `rooms.join` timeline of a room the device joined while peeking it.
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::SyncContext;
 use crate::error::Result;
 use crate::peek::Peeks;
-use crate::rooms::{now_ms, Pdu, RoomState, Rooms};
+use crate::rooms::state::latest_per_key;
+use crate::rooms::{now_ms, Pdu, Rooms};
 use crate::sync::response::{Events, LeftRoom, PeekedRoom, Timeline};
 
 #[derive(Debug, Default)]
@@ -72,16 +74,16 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
         else {
             continue;
         };
-        let state = if full { Some(rooms.state(&room_id).await?) } else { None };
         // A limited catch-up carries the state that changed in the gap, as `rooms.join` does.
-        let gap = if !full && limited {
+        let state = if full {
+            rooms.state_events(&room_id).await?
+        } else if limited {
             let changed = rooms.state_changes_between(&room_id, after, first_pos - 1).await?;
-            Some(crate::rooms::RoomState::from_events(changed.into_iter().map(|(_, e)| e)))
+            latest_per_key(changed.into_iter().map(|(_, e)| e))
         } else {
-            None
+            vec![]
         };
-        let state = state.as_deref().or(gap.as_ref());
-        out.peek.insert(room_id.clone(), peeked_room(&events, state, limited, first_pos, now, viewer));
+        out.peek.insert(room_id.clone(), peeked_room(&events, &state, limited, first_pos, now, viewer));
     }
     // After the loop above, which may have ended peeks at `upto`.
     for (room, pos) in peeks.ended_peeks(session) {
@@ -112,7 +114,7 @@ pub async fn peek_section(peeks: &Peeks, rooms: &Rooms, ctx: &SyncContext<'_>) -
 
 fn peeked_room(
     events: &[(i64, Pdu)],
-    state: Option<&RoomState>,
+    state: &[Arc<Pdu>],
     limited: bool,
     first_pos: i64,
     now: i64,
@@ -120,13 +122,10 @@ fn peeked_room(
 ) -> PeekedRoom {
     let in_timeline: HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
     let state_events: Vec<Value> = state
-        .map(|s| {
-            s.iter()
-                .filter(|e| !in_timeline.contains(e.event_id.as_str()))
-                .map(|e| e.to_client(now, Some(viewer)))
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .filter(|e| !in_timeline.contains(e.event_id.as_str()))
+        .map(|e| e.to_client(now, Some(viewer)))
+        .collect();
     PeekedRoom {
         timeline: Timeline::new(
             events.iter().map(|(_, e)| e.to_client(now, Some(viewer))).collect(),

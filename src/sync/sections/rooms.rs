@@ -31,26 +31,31 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
     let limit = filter.timeline_limit();
     let mut out = MembershipRooms::default();
 
-    for (room_id, membership, mpos) in rooms.memberships(user).await?.iter().cloned() {
-        if mpos > upto || !filter.room.allows_room(&room_id) {
+    let memberships = rooms.memberships(user).await?;
+    for (room_id, membership, mpos) in memberships.iter() {
+        let mpos = *mpos;
+        if mpos > upto || !filter.room.allows_room(room_id) {
             continue;
         }
+        // Most rooms have nothing new for an incremental sync: decide that before any work.
+        let news = |full: bool| full || rooms.last_position(room_id) > since.unwrap_or(0);
         let changed_since = |s: i64| mpos > s;
         match membership.as_str() {
             "join" => {
-                if ctx.hides_joined_room(rooms, &room_id).await? {
+                let full = ctx.full_state || since.is_none_or(changed_since);
+                if !news(full) || ctx.hides_joined_room(rooms, room_id).await? {
                     continue;
                 }
-                let full = ctx.full_state || since.is_none_or(changed_since);
                 let Some((after, crate::rooms::service::Timeline { events, limited, first_pos })) =
-                    super::timeline_window(rooms, &room_id, full, since, upto, limit).await?
+                    super::timeline_window(rooms, room_id, full, since, upto, limit).await?
                 else {
                     continue;
                 };
                 let in_timeline: HashSet<&str> = events.iter().map(|(_, e)| e.event_id.as_str()).collect();
                 let state_events: Vec<Value> = if full {
-                    let state = rooms.state(&room_id).await?;
-                    state
+                    rooms
+                        .state_events(room_id)
+                        .await?
                         .iter()
                         .filter(|e| !in_timeline.contains(e.event_id.as_str()))
                         .map(|e| e.to_client(now, viewer))
@@ -58,7 +63,7 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 } else if limited {
                     // A gap: send the state that changed in it.
                     rooms
-                        .state_changes_between(&room_id, after, first_pos - 1)
+                        .state_changes_between(room_id, after, first_pos - 1)
                         .await?
                         .iter()
                         .map(|(_, e)| e.to_client(now, viewer))
@@ -72,7 +77,7 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                     .map(|(_, e)| e.to_client(now, viewer))
                     .collect();
                 out.join.insert(
-                    room_id,
+                    room_id.clone(),
                     JoinedRoom {
                         timeline: Timeline::new(timeline, limited, first_pos),
                         state: state_events.into(),
@@ -81,9 +86,9 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 );
             }
             "invite" if since.is_none_or(changed_since) => {
-                let state = rooms.state(&room_id).await?;
+                let state = rooms.state(room_id).await?;
                 let mut stripped = state.stripped();
-                if let Some(ev) = state.get("m.room.member", user) {
+                if let Some(ev) = rooms.state_event_of(&state, "m.room.member", user).await? {
                     // An invite from another server carries the room's state as its server
                     // described it (we are not in that room).
                     if let Some(Value::Array(remote)) = ev.unsigned.get("invite_room_state") {
@@ -91,16 +96,16 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                     }
                     stripped.push(ev.to_stripped());
                 }
-                out.invite.insert(room_id, InvitedRoom { invite_state: stripped.into() });
+                out.invite.insert(room_id.clone(), InvitedRoom { invite_state: stripped.into() });
             }
             "leave" | "ban" if since.is_some_and(changed_since) || (since.is_none() && filter.room.include_leave) => {
                 let after = since.unwrap_or(0);
-                let mut events = rooms.events_desc(&room_id, after, mpos, limit).await?;
+                let mut events = rooms.events_desc(room_id, after, mpos, limit).await?;
                 events.reverse();
                 let first_pos = events.first().map(|(p, _)| *p).unwrap_or(mpos);
                 let timeline: Vec<Value> = events.iter().map(|(_, e)| e.to_client(now, viewer)).collect();
                 out.leave.insert(
-                    room_id,
+                    room_id.clone(),
                     LeftRoom {
                         timeline: Timeline::new(timeline, false, first_pos),
                         state: Events::default(),
