@@ -92,7 +92,8 @@ impl Rooms {
         if membership != "join" {
             return Ok(json!({}));
         }
-        let state: Vec<&Pdu> = accepted.state_before.iter().map(|e| e.as_ref()).collect();
+        let state_events = self.state_events_of(&accepted.state_before).await?;
+        let state: Vec<&Pdu> = state_events.iter().map(|e| e.as_ref()).collect();
         let auth_chain = self.auth_chain(state.iter().copied().chain([accepted.pdu.as_ref()])).await?;
         Ok(json!({
             "origin": self.server_name,

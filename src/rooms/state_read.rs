@@ -68,7 +68,9 @@ impl Rooms {
     /// Every event of `state`, whole (memberships included), in (type, state key) order.
     pub(crate) async fn state_events_of(&self, state: &RoomState) -> Result<Vec<Arc<Pdu>>> {
         let mut out: Vec<Arc<Pdu>> = state.iter().cloned().collect();
-        out.extend(self.events_by_id(state.member_event_ids()).await?);
+        if !state.keeps_whole() {
+            out.extend(self.events_by_id(state.member_event_ids()).await?);
+        }
         out.sort_by(|a, b| (&a.kind, &a.state_key).cmp(&(&b.kind, &b.state_key)));
         Ok(out)
     }
