@@ -31,8 +31,7 @@ fn pdu(room: &str, kind: &str, id: &str, ts: i64, status: usize) -> Pdu {
         origin_server_ts: ts,
         depth: 1,
         prev_events: vec![],
-        unsigned: Default::default(),
-        txn: None,
+        ..Default::default()
     }
 }
 

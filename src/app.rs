@@ -72,8 +72,11 @@ impl Services {
             config.argon2_memory_kib,
             config.argon2_iterations,
         )?);
+        let metrics = Arc::new(Metrics::default());
+        let federation = crate::federation::Federation::new(&config, store.clone(), metrics.clone()).await?;
         let rooms = Arc::new(
             Rooms::new(
+                federation.clone(),
                 store.clone(),
                 stream.clone(),
                 notifier.clone(),
@@ -84,8 +87,6 @@ impl Services {
             .await?,
         );
         let account_data = AccountData::new(store.clone(), stream.clone(), notifier.clone()).await?;
-        let metrics = Arc::new(Metrics::default());
-        let federation = crate::federation::Federation::new(&config, store.clone(), metrics.clone())?;
         let ephemeral = Ephemeral::new(
             store.clone(),
             rooms.clone(),

@@ -120,7 +120,8 @@ impl Federation {
             req = req.header(http::header::CONTENT_TYPE, "application/json").body(bytes.clone());
         }
         if signed {
-            let key = self.key.as_ref().context("no signing key")?;
+            anyhow::ensure!(self.enabled, "federation is disabled");
+            let key = &self.key;
             let http_req = http::Request::builder().method(method).uri(path_and_query).body(bytes)?;
             let input = XMatrixSigningInput::new(self.server_name.clone(), dest.to_owned(), key);
             let auth = XMatrix::sign_http_request(&http_req, input)?;

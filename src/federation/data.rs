@@ -1,4 +1,5 @@
-//! Storage of other servers' keys (migration 0090), private to the federation service.
+//! Storage of other servers' keys (migration 0090) and of our signing key when it lives in
+//! the database (0100), private to the federation service.
 use sqlx::Row;
 
 use crate::store::Store;
@@ -75,5 +76,20 @@ impl Store {
             .await?;
         }
         tx.commit().await
+    }
+
+    /// The signing key kept in the database (federation off, no key file), if any.
+    pub(crate) async fn server_signing_key(&self) -> sqlx::Result<Option<String>> {
+        let row = sqlx::query("SELECT key_line FROM server_signing_key WHERE id = 1").fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Keep a new signing key unless one is there already.
+    pub(crate) async fn put_server_signing_key(&self, key_line: &str) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO server_signing_key (id, key_line) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(key_line)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -64,7 +64,8 @@ pub fn verify_key_response(server: &ServerName, v: &Value) -> anyhow::Result<(Se
 impl Federation {
     /// `GET /_matrix/key/v2/server`: our key, self-signed, valid for `key_validity_ms`.
     pub fn own_key_response(&self) -> anyhow::Result<Value> {
-        let key = self.key.as_ref().context("federation is disabled")?;
+        anyhow::ensure!(self.enabled, "federation is disabled");
+        let key = &self.key;
         let public = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key.public_key());
         let body = json!({
             "server_name": self.server_name,
@@ -78,7 +79,8 @@ impl Federation {
 
     /// Add our signature to a JSON object (spec "Signing JSON").
     pub fn sign_json(&self, v: &Value) -> anyhow::Result<Value> {
-        let key = self.key.as_ref().context("federation is disabled")?;
+        anyhow::ensure!(self.enabled, "federation is disabled");
+        let key = &self.key;
         let mut obj = to_canonical(v)?;
         ruma::signatures::sign_json(self.server_name.as_str(), key, &mut obj)?;
         Ok(serde_json::to_value(obj)?)
@@ -86,7 +88,8 @@ impl Federation {
 
     /// Our own keys as a key set (for verifying what we signed).
     fn own_keys(&self) -> anyhow::Result<ServerKeys> {
-        let key = self.key.as_ref().context("federation is disabled")?;
+        anyhow::ensure!(self.enabled, "federation is disabled");
+        let key = &self.key;
         let keys = BTreeMap::from([(format!("ed25519:{}", key.version()), Base64::new(key.public_key().to_vec()))]);
         Ok(ServerKeys { keys, valid_until_ts: i64::MAX })
     }

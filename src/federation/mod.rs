@@ -1,7 +1,8 @@
 //! Federation foundation (spec "Server-Server API"): the server's signing key, its TLS
 //! listener, X-Matrix signed requests out and in, other servers' keys, and the first uses of
-//! the transport (remote profiles and room aliases), the outgoing queue (`sender`) and the
-//! processing of incoming transactions (`inbox`). `pdu` is the event format rooms use.
+//! the transport (remote profiles and room aliases), the outgoing queue (`sender`), the
+//! processing of incoming transactions (`inbox`), and `pdu`, the event format of rooms
+//! shared with other servers (used by `crate::rooms` for local and remote events).
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -27,8 +28,10 @@ pub mod tls;
 pub struct Federation {
     pub config: FederationConfig,
     pub server_name: OwnedServerName,
-    /// `None` when federation is disabled.
-    key: Option<Ed25519KeyPair>,
+    /// The server's signing key: it signs every room event, so it is loaded (or generated)
+    /// also when federation is off (see [`signing_key::load_event_key`]).
+    key: Ed25519KeyPair,
+    enabled: bool,
     http: reqwest::Client,
     store: Store,
     /// Server name -> (`https://host:port`, until).
@@ -46,7 +49,7 @@ pub struct Federation {
 }
 
 impl Federation {
-    pub fn new(
+    pub async fn new(
         config: &crate::config::Config,
         store: Store,
         metrics: Arc<crate::metrics::Metrics>,
@@ -62,17 +65,14 @@ impl Federation {
             Err(_) => OwnedServerName::try_from("invalid.localhost").expect("valid placeholder"),
         };
         tls::install_crypto_provider();
-        let key = if cfg.enabled {
-            let path = cfg.signing_key_path.clone().unwrap_or_else(|| cfg.data_dir.join("signing.key"));
-            Some(signing_key::load_or_generate(&path)?)
-        } else {
-            None
-        };
+        let key = signing_key::load_event_key(&cfg, &store).await?;
+        let enabled = cfg.enabled;
         let http = client::http_client(&cfg)?;
         Ok(Arc::new_cyclic(|me| Self {
             config: cfg,
             server_name,
             key,
+            enabled,
             http,
             store,
             discovery: DashMap::new(),
@@ -86,11 +86,16 @@ impl Federation {
     }
 
     pub fn enabled(&self) -> bool {
-        self.key.is_some()
+        self.enabled
     }
 
-    /// `ed25519:<version>` of our signing key.
+    /// `ed25519:<version>` of our signing key, when federation is on.
     pub fn key_id(&self) -> Option<String> {
-        self.key.as_ref().map(|k| format!("ed25519:{}", k.version()))
+        self.enabled.then(|| format!("ed25519:{}", self.key.version()))
+    }
+
+    /// The key room events are signed with (federation on or off).
+    pub fn event_key(&self) -> &Ed25519KeyPair {
+        &self.key
     }
 }

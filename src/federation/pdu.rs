@@ -1,10 +1,8 @@
 //! The federation event format (spec "Room Versions" 10 and 11, "PDUs"), as a library for
 //! exchanging room events with other servers: Seed's stored [`Pdu`] to and from the signed
 //! PDU JSON, content hashes, reference-hash event ids, signing, verification and redaction,
-//! all through ruma's `signatures` crate.
-//!
-//! Not wired into local event creation yet: local events still get `Pdu::compute_event_id`
-//! (a hash with a random nonce, no `auth_events`, no hashes or signatures).
+//! all through ruma's `signatures` crate. Local events are sealed here as they are built
+//! (`Rooms::build_pdu`); remote ones are read with [`from_federation`].
 use ruma::canonical_json::redact;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{Ed25519KeyPair, PublicKeyMap, Verified};
@@ -41,7 +39,7 @@ pub fn rules(version: &RoomVersionId) -> Result<RoomVersionRules, PduError> {
     }
 }
 
-fn to_canonical(v: Value) -> Result<CanonicalJsonObject, PduError> {
+pub fn to_canonical(v: Value) -> Result<CanonicalJsonObject, PduError> {
     match serde_json::from_value::<CanonicalJsonValue>(v).map_err(malformed)? {
         CanonicalJsonValue::Object(o) => Ok(o),
         _ => Err(malformed("not a JSON object")),
@@ -68,13 +66,45 @@ pub fn to_federation(
     if let Some(sk) = &pdu.state_key {
         m.insert("state_key".into(), sk.clone().into());
     }
-    if *version == RoomVersionId::V10 && pdu.kind == "m.room.redaction" {
+    for (k, v) in &pdu.extra {
+        m.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if *version == RoomVersionId::V10 && pdu.kind == "m.room.redaction" && !m.contains_key("redacts") {
         if let Some(r) = pdu.content.get("redacts") {
             m.insert("redacts".into(), r.clone());
         }
     }
     to_canonical(Value::Object(m))
 }
+
+/// A stored event as the signed PDU its server sent (or we signed): the unsigned PDU with
+/// its `hashes` and `signatures`.
+pub fn signed_json(pdu: &Pdu, version: &RoomVersionId) -> Result<CanonicalJsonObject, PduError> {
+    let mut obj = to_federation(pdu, &pdu.auth_events, version)?;
+    for (k, v) in [("hashes", &pdu.hashes), ("signatures", &pdu.signatures)] {
+        if let Some(v) = v {
+            obj.insert(k.into(), serde_json::from_value(v.clone()).map_err(malformed)?);
+        }
+    }
+    Ok(obj)
+}
+
+/// The top-level PDU keys `Pdu` has fields for; any other key goes to `Pdu::extra`.
+const MODELLED_KEYS: &[&str] = &[
+    "auth_events",
+    "content",
+    "depth",
+    "origin_server_ts",
+    "prev_events",
+    "room_id",
+    "sender",
+    "type",
+    "state_key",
+    "hashes",
+    "signatures",
+    "unsigned",
+    "event_id",
+];
 
 /// Add the content hash and our signature (`hashes.sha256`, `signatures.{origin}`).
 pub fn hash_and_sign(
@@ -125,20 +155,26 @@ pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Re
             .map(|e| e.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` holds a non-string"))))
             .collect()
     };
-    let mut content =
+    let content =
         v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
     let kind = str_field("type")?;
-    if kind == "m.room.redaction" && content.get("redacts").is_none() {
-        if let Some(r) = v.get("redacts") {
-            content["redacts"] = r.clone();
-        }
-    }
+    let state_key = match v.get("state_key") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(malformed("`state_key` is not a string")),
+    };
+    let extra = v
+        .as_object()
+        .map(|o| o.iter().filter(|(k, _)| !MODELLED_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())))
+        .into_iter()
+        .flatten()
+        .collect();
     let pdu = Pdu {
         event_id,
         room_id: str_field("room_id")?,
         sender: str_field("sender")?,
         kind,
-        state_key: v.get("state_key").and_then(Value::as_str).map(str::to_owned),
+        state_key,
         content,
         origin_server_ts: v
             .get("origin_server_ts")
@@ -146,10 +182,15 @@ pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Re
             .ok_or_else(|| malformed("`origin_server_ts` missing"))?,
         depth: v.get("depth").and_then(Value::as_i64).ok_or_else(|| malformed("`depth` missing"))?,
         prev_events: id_list("prev_events", MAX_PREV_EVENTS)?,
+        auth_events: id_list("auth_events", MAX_AUTH_EVENTS)?,
+        hashes: v.get("hashes").cloned(),
+        signatures: v.get("signatures").cloned(),
+        extra,
         unsigned: Map::new(),
         txn: None,
     };
-    Ok((pdu, id_list("auth_events", MAX_AUTH_EVENTS)?))
+    let auth = pdu.auth_events.clone();
+    Ok((pdu, auth))
 }
 
 #[cfg(test)]

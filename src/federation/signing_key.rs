@@ -57,13 +57,54 @@ pub fn load_or_generate(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let line = new_key_line();
+    write_private(path, format!("{line}\n").as_bytes())?;
+    let key = parse_key_line(&line)?;
+    tracing::info!(path = %path.display(), key = %format!("ed25519:{}", key.version()), "generated the signing key");
+    Ok(key)
+}
+
+/// A new key as its key line `ed25519 <version> <base64 seed>`.
+fn new_key_line() -> String {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let version = format!("a_{}", crate::rooms::event::random_string(4));
-    let line = format!("ed25519 {version} {}\n", base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed));
-    write_private(path, line.as_bytes())?;
-    tracing::info!(path = %path.display(), key = %format!("ed25519:{version}"), "generated the federation signing key");
-    key_pair_from_seed(&seed, &version)
+    format!("ed25519 {version} {}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed))
+}
+
+/// The key every room event is signed with, federation on or off, so that events written
+/// before federation was switched on stay valid once it is:
+/// - a configured `signing_key_path`, or federation on: the key file (created if missing);
+///   a server that ran with federation off and no key file writes the key it kept in the
+///   database to that file, so it keeps signing with the same key;
+/// - federation off and no `signing_key_path`: the key kept in the database (generated on
+///   first start).
+pub async fn load_event_key(
+    cfg: &crate::config::FederationConfig,
+    store: &crate::store::Store,
+) -> anyhow::Result<Ed25519KeyPair> {
+    let stored = store.server_signing_key().await.context("reading the signing key from the database")?;
+    if cfg.enabled || cfg.signing_key_path.is_some() {
+        let path = cfg.signing_key_path.clone().unwrap_or_else(|| cfg.data_dir.join("signing.key"));
+        if let (false, Some(line)) = (path.exists(), &stored) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            write_private(&path, format!("{line}\n").as_bytes())?;
+            tracing::info!(path = %path.display(), "signing key moved from the database to its file");
+        }
+        return load_or_generate(&path);
+    }
+    let line = match stored {
+        Some(line) => line,
+        None => {
+            let line = new_key_line();
+            store.put_server_signing_key(&line).await?;
+            // Two servers starting on one database at once: the first insert wins.
+            store.server_signing_key().await?.unwrap_or(line)
+        }
+    };
+    parse_key_line(&line).context("signing key in the database")
 }
 
 /// Write a secret file readable by its owner only.

@@ -1,12 +1,12 @@
 //! The stored form of an event (a PDU) and its client format.
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
-/// An event as persisted. `depth` and `prev_events` keep the DAG shape so federation can come
-/// later; one server means one linear order per room for now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An event as persisted: the spec PDU fields (room versions 10 and 11: `auth_events`,
+/// `prev_events`, `depth`, content `hashes` and `signatures`, with the event id the reference
+/// hash), plus what only this server keeps (`unsigned`, `txn`). `crate::federation::pdu`
+/// turns it back into the signed federation JSON, canonically equal to what was signed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Pdu {
     pub event_id: String,
     pub room_id: String,
@@ -19,6 +19,18 @@ pub struct Pdu {
     pub origin_server_ts: i64,
     pub depth: i64,
     pub prev_events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_events: Vec<String>,
+    /// `{"sha256": …}` (absent on events written before events were signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<Value>,
+    /// `{server: {key id: signature}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Value>,
+    /// Other top-level keys of a remote PDU (`origin`, v10 `redacts`, …), kept because the
+    /// hashes and signatures cover them.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
     /// `prev_content`, `replaces_state`, `prev_sender` for state events.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub unsigned: Map<String, Value>,
@@ -28,17 +40,9 @@ pub struct Pdu {
 }
 
 impl Pdu {
-    /// Reference-hash style id (`$` + unpadded url-safe base64 of SHA-256 over the event),
-    /// as room versions 4+ use.
-    pub fn compute_event_id(&mut self) {
-        let body = json!({
-            "room_id": self.room_id, "sender": self.sender, "type": self.kind,
-            "state_key": self.state_key, "content": self.content,
-            "origin_server_ts": self.origin_server_ts, "depth": self.depth,
-            "prev_events": self.prev_events, "nonce": rand::random::<u64>(),
-        });
-        let digest = Sha256::digest(body.to_string().as_bytes());
-        self.event_id = format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
+    /// The event a redaction redacts (`content.redacts`, or v10's top-level `redacts`).
+    pub fn redacts(&self) -> Option<&str> {
+        self.content.get("redacts").or_else(|| self.extra.get("redacts")).and_then(Value::as_str)
     }
 
     pub fn is_state(&self) -> bool {
@@ -60,8 +64,8 @@ impl Pdu {
         if self.kind == "m.room.redaction" {
             // Room versions up to 10 name the redacted event at the top level; newer
             // clients read `content.redacts` (room version 11), so both are sent.
-            if let Some(r) = self.content.get("redacts") {
-                ev.insert("redacts".into(), r.clone());
+            if let Some(r) = self.redacts() {
+                ev.insert("redacts".into(), json!(r));
             }
         }
         ev.insert("origin_server_ts".into(), json!(self.origin_server_ts));

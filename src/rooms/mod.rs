@@ -1,12 +1,17 @@
 //! Rooms: events, state, membership and the rules that guard them.
 pub(crate) mod auth;
 pub(crate) mod create;
+pub(crate) mod dag;
+mod dag_reads;
+mod handshake;
+pub mod inbound;
 pub mod event;
-mod inbound;
 mod membership;
+mod outbound;
 pub(crate) mod redaction;
+mod remote;
+mod resolve;
 mod send;
-mod servers;
 pub(crate) mod service;
 pub(crate) mod state;
 mod timeline;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::auth;
+use super::{auth, dag};
 use super::event::{now_ms, Pdu};
 use super::service::{NewEvent, Rooms};
 use super::state::RoomState;
@@ -26,6 +26,11 @@ pub struct RoomClaims {
 impl Rooms {
     /// Authorize and append an event as `sender`. Idempotent per (sender, device, txn id).
     pub(crate) async fn send(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
+        if ev.kind == "m.room.member" && self.federation.enabled() {
+            if let Some(pdu) = self.membership_elsewhere(room_id, sender, &ev).await? {
+                return Ok(pdu);
+            }
+        }
         let _guard = self.write_lock.lock().await;
         if let Some((device, txn)) = &ev.txn {
             if let Some(existing) = self.store.txn_event(sender, device, txn).await? {
@@ -59,12 +64,12 @@ impl Rooms {
         let room_id = format!("!{}:{}", super::event::random_string(18), self.server_name);
         let _guard = self.write_lock.lock().await;
         let mut state = Arc::new(RoomState::default());
-        let mut head = None;
+        let mut head = Vec::new();
         let mut built = Vec::with_capacity(events.len());
         for ev in events {
-            let pdu = Arc::new(self.build_pdu(&room_id, &state, head, creator, ev)?);
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, &head, creator, ev)?);
             state = with_event(state, &pdu);
-            head = Some((pdu.event_id.clone(), pdu.depth));
+            head = vec![(pdu.event_id.clone(), pdu.depth)];
             built.push((pdu, state.clone(), self.stream.allocate()));
         }
         let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
@@ -82,18 +87,22 @@ impl Rooms {
         if !self.store.create_room(&room, &rows).await? {
             return Err(MatrixError::RoomInUse("Room alias already taken".into()));
         }
+        if let Some((last, _, _)) = built.last() {
+            self.extremities.insert(room_id.clone(), Arc::new(vec![(last.event_id.clone(), last.depth)]));
+        }
         for (pdu, state, pos) in built {
             self.after_persist(&pdu, state, pos);
         }
         Ok(room_id)
     }
 
-    /// Build the next event of a room on top of `state` and `head` (prev event id, depth).
-    fn build_pdu(
+    /// Build the next event of a room on top of `state` and its forward `extremities`
+    /// (`dag.rs`): prev and auth events, depth, content hash, signature and id.
+    pub(super) fn build_pdu(
         &self,
         room_id: &str,
         state: &RoomState,
-        head: Option<(String, i64)>,
+        extremities: &[(String, i64)],
         sender: &str,
         ev: NewEvent,
     ) -> Result<Pdu> {
@@ -103,10 +112,9 @@ impl Rooms {
                 super::event::MAX_JSON_DEPTH
             )));
         }
-        let (prev_events, depth) = match head {
-            Some((id, depth)) => (vec![id], depth + 1),
-            None => (vec![], 1),
-        };
+        let (prev_events, depth) = dag::prev_and_depth(extremities);
+        let version = dag::room_version(state, (ev.kind == "m.room.create").then_some(&ev.content));
+        let auth_events = dag::auth_events_for(state, sender, &ev.kind, ev.state_key.as_deref(), &ev.content);
         let mut unsigned = serde_json::Map::new();
         if let Some(sk) = &ev.state_key {
             if let Some(prev) = state.get(&ev.kind, sk) {
@@ -125,10 +133,12 @@ impl Rooms {
             origin_server_ts: now_ms(),
             depth,
             prev_events,
+            auth_events,
             unsigned,
             txn: ev.txn,
+            ..Default::default()
         };
-        pdu.compute_event_id();
+        self.seal(&mut pdu, &version)?;
         let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None)).map(|v| v.len()).unwrap_or(0);
         if size > self.max_event_bytes {
             return Err(MatrixError::TooLarge(format!("event is {size} bytes, the limit is {}", self.max_event_bytes)));
@@ -143,12 +153,14 @@ impl Rooms {
         sender: &str,
         ev: NewEvent,
     ) -> Result<Arc<Pdu>> {
-        let head = self.head(room_id).await?;
-        let pdu = self.build_pdu(room_id, &state, head, sender, ev)?;
+        let extremities = self.extremities(room_id).await?;
+        let pdu = self.build_pdu(room_id, &state, &extremities, sender, ev)?;
         let pos = self.stream.allocate();
         self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
+        self.advance_extremities(&pdu).await?;
         let pdu = Arc::new(pdu);
         let new_state = with_event(state, &pdu);
+        self.fan_out(&pdu, &new_state);
         self.after_persist(&pdu, new_state, pos);
         Ok(pdu)
     }
@@ -161,7 +173,7 @@ impl Rooms {
         }
         let _guard = self.write_lock.lock().await;
         let mut states: HashMap<String, Arc<RoomState>> = HashMap::new();
-        let mut heads: HashMap<String, Option<(String, i64)>> = HashMap::new();
+        let mut heads: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         let mut built = Vec::with_capacity(items.len());
         for (room_id, sender, ev) in items {
             let state = match states.get(&room_id) {
@@ -170,17 +182,21 @@ impl Rooms {
             };
             let head = match heads.get(&room_id) {
                 Some(h) => h.clone(),
-                None => self.head(&room_id).await?,
+                None => self.extremities(&room_id).await?.to_vec(),
             };
-            let pdu = Arc::new(self.build_pdu(&room_id, &state, head, &sender, ev)?);
+            let pdu = Arc::new(self.build_pdu(&room_id, &state, &head, &sender, ev)?);
             let new_state = with_event(state, &pdu);
-            heads.insert(room_id.clone(), Some((pdu.event_id.clone(), pdu.depth)));
+            heads.insert(room_id.clone(), dag::extremities_after(&head, &pdu));
             states.insert(room_id, new_state.clone());
             built.push((pdu, new_state, self.stream.allocate()));
         }
         let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
         self.store.persist_events(&rows).await?;
+        for (pdu, _, _) in &built {
+            self.advance_extremities(pdu).await?;
+        }
         for (pdu, state, pos) in built {
+            self.fan_out(&pdu, &state);
             self.after_persist(&pdu, state, pos);
         }
         Ok(())
@@ -189,11 +205,9 @@ impl Rooms {
     /// Caches, stream position and wake-ups once an event is stored: the room's members,
     /// the membership's target and the room's peekers are woken; e2ee notes membership
     /// changes for device-list deltas.
-    fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
+    pub(super) fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
         let room_id = pdu.room_id.as_str();
-        let depth = pdu.depth;
         self.states.insert(room_id.to_owned(), new_state.clone());
-        self.heads.insert(room_id.to_owned(), (pdu.event_id.clone(), depth));
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.note_membership(room_id, target, membership, pos.pos);
@@ -234,7 +248,7 @@ impl Rooms {
 }
 
 /// The state after `pdu` (unchanged for a message event).
-fn with_event(state: Arc<RoomState>, pdu: &Arc<Pdu>) -> Arc<RoomState> {
+pub(super) fn with_event(state: Arc<RoomState>, pdu: &Arc<Pdu>) -> Arc<RoomState> {
     if !pdu.is_state() {
         return state;
     }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::state::RoomState;
 use crate::accounts::Accounts;
 use crate::e2ee::E2ee;
+use crate::federation::Federation;
 use crate::error::{MatrixError, Result};
 use crate::ground::{Notifier, StreamHub};
 use crate::peek::Peeks;
@@ -59,6 +60,8 @@ pub struct RoomLinks {
 }
 
 pub struct Rooms {
+    /// Signs every event (key loaded also with federation off) and reaches other servers.
+    pub(super) federation: Arc<Federation>,
     pub(super) store: Store,
     pub(super) stream: Arc<StreamHub>,
     pub(super) notifier: Arc<Notifier>,
@@ -69,7 +72,9 @@ pub struct Rooms {
     /// Serializes event writes: one linear order per room (and per server) for now.
     pub(super) write_lock: tokio::sync::Mutex<()>,
     pub(super) states: DashMap<String, Arc<RoomState>>,
-    pub(super) heads: DashMap<String, (String, i64)>,
+    /// Forward extremities per room: (event id, depth) of the events nothing points to yet,
+    /// the `prev_events` of the next event (see `dag.rs`).
+    pub(super) extremities: DashMap<String, Arc<Vec<(String, i64)>>>,
     pub(super) last_pos: DashMap<String, i64>,
     pub(super) links: OnceLock<RoomLinks>,
     /// Joined rooms per user, loaded on first use and kept current by membership events.
@@ -82,6 +87,7 @@ pub struct Rooms {
 
 impl Rooms {
     pub(crate) async fn new(
+        federation: Arc<Federation>,
         store: Store,
         stream: Arc<StreamHub>,
         notifier: Arc<Notifier>,
@@ -94,6 +100,7 @@ impl Rooms {
             last_pos.insert(room, pos);
         }
         Ok(Self {
+            federation,
             store,
             stream,
             notifier,
@@ -102,7 +109,7 @@ impl Rooms {
             max_event_bytes,
             write_lock: tokio::sync::Mutex::new(()),
             states: DashMap::new(),
-            heads: DashMap::new(),
+            extremities: DashMap::new(),
             last_pos,
             links: OnceLock::new(),
             joined: DashMap::new(),
@@ -139,10 +146,4 @@ impl Rooms {
         Ok(self.states.entry(room_id.to_owned()).or_insert(state).clone())
     }
 
-    pub(super) async fn head(&self, room_id: &str) -> Result<Option<(String, i64)>> {
-        if let Some(h) = self.heads.get(room_id) {
-            return Ok(Some(h.clone()));
-        }
-        Ok(self.store.latest_event(room_id).await?)
-    }
 }

@@ -126,8 +126,22 @@ async fn join_by_id_or_alias(
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
-    let room_id = s.directory.aliases.resolve_room(req.room_id_or_alias.as_str()).await?;
-    s.rooms.set_membership(&room_id, &session.user_id, &session.user_id, "join", req.reason).await?;
+    let mut via: Vec<String> = req.via.iter().map(|s| s.to_string()).collect();
+    let target = req.room_id_or_alias.as_str();
+    // An alias of another server is resolved there (`query/directory`).
+    let remote = match target.starts_with('#') {
+        true => s.federation.remote_alias(target).await?,
+        false => None,
+    };
+    let room_id = match remote {
+        Some(answer) => {
+            let servers = answer["servers"].as_array().into_iter().flatten().filter_map(Value::as_str);
+            via.extend(servers.take(10).map(str::to_owned));
+            answer["room_id"].as_str().ok_or_else(|| MatrixError::not_found("Room alias not found"))?.to_owned()
+        }
+        None => s.directory.aliases.resolve_room(target).await?,
+    };
+    s.rooms.join(&room_id, &session.user_id, &via, req.reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
@@ -136,7 +150,7 @@ async fn join_by_id(
     Auth(session): Auth,
     Ruma(req): Ruma<join_room_by_id::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
-    s.rooms.set_membership(req.room_id.as_str(), &session.user_id, &session.user_id, "join", req.reason).await?;
+    s.rooms.join(req.room_id.as_str(), &session.user_id, &[], req.reason).await?;
     Ok(join_room_by_id::v3::Response::new(req.room_id).into())
 }
 

@@ -13,7 +13,9 @@ use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
 
 pub mod auth;
+mod events;
 mod keys;
+mod membership;
 mod query;
 mod send;
 
@@ -24,6 +26,8 @@ const WELL_KNOWN: SeedPath<'static> = SeedPath::Exact("/.well-known/matrix/serve
 fn routes() -> Router<AppState> {
     let r = keys::routes(Router::new());
     let r = query::routes(r);
+    let r = membership::routes(r);
+    let r = events::routes(r);
     let r = send::routes(r);
     seed_route(r, WELL_KNOWN, get(well_known_server))
         .fallback(|| async { fed_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request") })

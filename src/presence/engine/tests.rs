@@ -31,7 +31,17 @@ async fn harness() -> Harness {
     let notifier = Arc::new(Notifier::default());
     let accounts = Arc::new(crate::accounts::Accounts::new(store.clone(), "x".into(), 8, 1).unwrap());
     let rooms = Arc::new(
-        Rooms::new(store.clone(), stream.clone(), notifier.clone(), accounts, "x".into(), 65_536).await.unwrap(),
+        Rooms::new(
+            crate::federation::Federation::new(&crate::config::Config::default(), store.clone()).await.unwrap(),
+            store.clone(),
+            stream.clone(),
+            notifier.clone(),
+            accounts,
+            "x".into(),
+            65_536,
+        )
+        .await
+        .unwrap(),
     );
     let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await.unwrap();
     let access = Arc::new(PresenceAccess::new(rooms, lists, None));

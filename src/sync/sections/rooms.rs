@@ -84,6 +84,11 @@ pub async fn membership_rooms(rooms: &Rooms, ctx: &SyncContext<'_>) -> Result<Me
                 let state = rooms.state(&room_id).await?;
                 let mut stripped = state.stripped();
                 if let Some(ev) = state.get("m.room.member", user) {
+                    // An invite from another server carries the room's state as its server
+                    // described it (we are not in that room).
+                    if let Some(Value::Array(remote)) = ev.unsigned.get("invite_room_state") {
+                        stripped.extend(remote.iter().cloned());
+                    }
                     stripped.push(ev.to_stripped());
                 }
                 out.invite.insert(room_id, InvitedRoom { invite_state: stripped.into() });
