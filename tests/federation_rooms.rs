@@ -81,7 +81,11 @@ async fn invite_join_talk_and_agree_on_state_across_servers() {
 
     let (status, v) = a
         .app
-        .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), Some(&alice.token), json!({"user_id": bob.user_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice.token),
+            json!({"user_id": bob.user_id}),
+        )
         .await;
     assert_eq!(status, 200, "invite: {v}");
     let v = sync_until(&b.app, &bob, "the invite", |v| v["rooms"]["invite"][&room].is_object()).await;
@@ -90,7 +94,8 @@ async fn invite_join_talk_and_agree_on_state_across_servers() {
 
     let (status, v) = b.app.join(&bob, &room).await;
     assert_eq!(status, 200, "join: {v}");
-    sync_until(&a.app, &alice, "bob's join on A", |v| timeline_has(v, &room, is_membership(&bob.user_id, "join"))).await;
+    sync_until(&a.app, &alice, "bob's join on A", |v| timeline_has(v, &room, is_membership(&bob.user_id, "join")))
+        .await;
 
     a.app.send_text(&alice, &room, "hello from A").await;
     sync_until(&b.app, &bob, "A's message on B", |v| timeline_has(v, &room, is_text("hello from A"))).await;
@@ -120,8 +125,10 @@ async fn invite_join_talk_and_agree_on_state_across_servers() {
     assert_eq!(status, 200, "{v}");
     await_state(&a.app, &alice, &room, "m.room.name", |v| v["name"] == "Salon").await;
     let members = |v: &Value| v["joined"].as_object().map(|m| m.len()).unwrap_or(0);
-    let (_, on_a) = a.app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.token)).await;
-    let (_, on_b) = b.app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&bob.token)).await;
+    let (_, on_a) =
+        a.app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.token)).await;
+    let (_, on_b) =
+        b.app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&bob.token)).await;
     assert_eq!((members(&on_a), members(&on_b)), (2, 2), "{on_a} {on_b}");
 }
 
@@ -130,8 +137,10 @@ async fn join_by_alias_leave_and_rejoin() {
     let (a, b) = two_servers().await;
     let alice = a.app.register("alice").await;
     let bob = b.app.register("bob").await;
-    let room =
-        a.app.create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "lounge", "name": "Lounge"})).await;
+    let room = a
+        .app
+        .create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "lounge", "name": "Lounge"}))
+        .await;
     let alias = format!("#lounge:{}", a.server_name);
 
     let (status, v) = b.app.join(&bob, &alias).await;
@@ -144,7 +153,8 @@ async fn join_by_alias_leave_and_rejoin() {
     let (status, v) =
         b.app.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&bob.token), json!({})).await;
     assert_eq!(status, 200, "leave: {v}");
-    sync_until(&a.app, &alice, "bob's leave on A", |v| timeline_has(v, &room, is_membership(&bob.user_id, "leave"))).await;
+    sync_until(&a.app, &alice, "bob's leave on A", |v| timeline_has(v, &room, is_membership(&bob.user_id, "leave")))
+        .await;
     a.app.send_text(&alice, &room, "while bob is away").await;
 
     let (status, v) = b.app.join(&bob, &alias).await;
@@ -176,7 +186,15 @@ async fn send_txn(from: &Signer, to: &FedApp, pdus: Vec<Value>) -> Value {
 }
 
 /// A message PDU of `sender` on top of the room's newest event, signed by `signer`.
-fn message_pdu(signer: &Signer, room: &str, sender: &str, prev: &str, depth: i64, auth: &[String], body: &str) -> Value {
+fn message_pdu(
+    signer: &Signer,
+    room: &str,
+    sender: &str,
+    prev: &str,
+    depth: i64,
+    auth: &[String],
+    body: &str,
+) -> Value {
     let ev = json!({
         "room_id": room, "sender": sender, "type": "m.room.message", "origin_server_ts": 1,
         "content": {"msgtype": "m.text", "body": body}, "depth": depth,
@@ -205,10 +223,8 @@ async fn bad_pdus_are_refused_and_leave_the_room_as_it_was() {
             .unwrap()
             .to_owned()
     };
-    let (_, page) = a
-        .app
-        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1", enc(&room)), Some(&alice.token))
-        .await;
+    let (_, page) =
+        a.app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1", enc(&room)), Some(&alice.token)).await;
     let prev = page["chunk"][0]["event_id"].as_str().unwrap().to_owned();
     let create = id_of("m.room.create", "");
     let pl = id_of("m.room.power_levels", "");
@@ -262,7 +278,8 @@ async fn bad_pdus_are_refused_and_leave_the_room_as_it_was() {
         .app
         .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20", enc(&room)), Some(&alice.token))
         .await;
-    let bodies: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let bodies: Vec<&str> =
+        page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     assert_eq!(bodies.iter().filter(|b| **b != "signed right").count(), 0, "{bodies:?}");
     // The room still works both ways.
     b.app.send_text(&bob, &room, "still here").await;

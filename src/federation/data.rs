@@ -80,7 +80,8 @@ impl Store {
 
     /// The signing key kept in the database (federation off, no key file), if any.
     pub(crate) async fn server_signing_key(&self) -> sqlx::Result<Option<String>> {
-        let row = sqlx::query("SELECT key_line FROM server_signing_key WHERE id = 1").fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT key_line FROM server_signing_key WHERE id = 1").fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.get(0)))
     }
 

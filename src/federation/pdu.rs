@@ -155,8 +155,7 @@ pub fn from_federation(obj: &CanonicalJsonObject, version: &RoomVersionId) -> Re
             .map(|e| e.as_str().map(str::to_owned).ok_or_else(|| malformed(format!("`{k}` holds a non-string"))))
             .collect()
     };
-    let content =
-        v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
+    let content = v.get("content").filter(|c| c.is_object()).cloned().ok_or_else(|| malformed("`content` missing"))?;
     let kind = str_field("type")?;
     let state_key = match v.get("state_key") {
         None => None,

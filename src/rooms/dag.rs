@@ -81,11 +81,8 @@ pub(crate) fn prev_and_depth(extremities: &[(String, i64)]) -> (Vec<String>, i64
 
 /// The extremities once `pdu` is in the room: what it follows no longer is one, it is.
 pub(crate) fn extremities_after(old: &[(String, i64)], pdu: &Pdu) -> Vec<(String, i64)> {
-    let mut next: Vec<(String, i64)> = old
-        .iter()
-        .filter(|(id, _)| !pdu.prev_events.contains(id) && *id != pdu.event_id)
-        .cloned()
-        .collect();
+    let mut next: Vec<(String, i64)> =
+        old.iter().filter(|(id, _)| !pdu.prev_events.contains(id) && *id != pdu.event_id).cloned().collect();
     next.push((pdu.event_id.clone(), pdu.depth));
     next
 }

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
+use super::dag;
 use super::event::{now_ms, Pdu};
 use super::service::Rooms;
 use super::state::RoomState;
-use super::dag;
 use crate::error::{MatrixError, Result};
 
 /// Most events one `backfill` or `get_missing_events` answers.
@@ -84,7 +84,13 @@ impl Rooms {
 
     /// `GET /backfill/{roomId}?v=…&limit=`: the events from the given ones back, newest
     /// first along the timeline, at most `limit` (≤ `MAX_DAG_PAGE`).
-    pub(crate) async fn fed_backfill(&self, origin: &str, room_id: &str, from: &[String], limit: usize) -> Result<Value> {
+    pub(crate) async fn fed_backfill(
+        &self,
+        origin: &str,
+        room_id: &str,
+        from: &[String],
+        limit: usize,
+    ) -> Result<Value> {
         self.check_server_may_read(origin, room_id).await?;
         let version = self.joined_room_version(room_id).await?;
         let mut upto = 0;

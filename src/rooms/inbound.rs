@@ -252,7 +252,8 @@ impl Rooms {
             .get(dest, &format!("/_matrix/federation/v1/event/{}", enc(id)))
             .await
             .map_err(|e| format!("fetching {id} from {server}: {e:#}"))?;
-        let raw = resp.body.get("pdus").and_then(|p| p.get(0)).cloned().ok_or_else(|| format!("{server} has no {id}"))?;
+        let raw =
+            resp.body.get("pdus").and_then(|p| p.get(0)).cloned().ok_or_else(|| format!("{server} has no {id}"))?;
         let pdu = self.check_pdu(raw, version).await?;
         if pdu.event_id != id {
             return Err(format!("{server} answered another event for {id}"));
@@ -285,7 +286,9 @@ impl Rooms {
         });
         let path = format!("/_matrix/federation/v1/get_missing_events/{}", enc(&pdu.room_id));
         let events = match self.federation.send(dest, http::Method::POST, &path, Some(&body), true).await {
-            Ok(r) if r.status.is_success() => r.body.get("events").and_then(Value::as_array).cloned().unwrap_or_default(),
+            Ok(r) if r.status.is_success() => {
+                r.body.get("events").and_then(Value::as_array).cloned().unwrap_or_default()
+            }
             Ok(r) => return tracing::info!(origin, status = %r.status, "get_missing_events refused"),
             Err(e) => return tracing::info!(origin, error = %format!("{e:#}"), "get_missing_events failed"),
         };

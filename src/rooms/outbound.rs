@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-
 use super::dag;
 use super::event::Pdu;
 use super::service::Rooms;
@@ -17,8 +16,7 @@ pub(crate) fn server_of(user_id: &str) -> Option<&str> {
 
 /// Servers with joined members in `state`, except `ours`, sorted.
 pub(crate) fn servers_of(state: &RoomState, ours: &str) -> Vec<String> {
-    let set: BTreeSet<&str> =
-        state.members_with(&["join"]).filter_map(server_of).filter(|s| *s != ours).collect();
+    let set: BTreeSet<&str> = state.members_with(&["join"]).filter_map(server_of).filter(|s| *s != ours).collect();
     set.into_iter().map(str::to_owned).collect()
 }
 

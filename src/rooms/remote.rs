@@ -31,7 +31,13 @@ fn unreachable(e: impl std::fmt::Display) -> MatrixError {
 impl Rooms {
     /// `POST /join`: through another server when the room lives elsewhere (`via`: servers
     /// to try first), else locally.
-    pub(crate) async fn join(&self, room_id: &str, user_id: &str, via: &[String], reason: Option<String>) -> Result<()> {
+    pub(crate) async fn join(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        via: &[String],
+        reason: Option<String>,
+    ) -> Result<()> {
         if self.needs_remote_join(room_id).await? {
             self.join_remote(room_id, user_id, via).await?;
         } else {
@@ -42,7 +48,12 @@ impl Rooms {
 
     /// A membership change that another server must take part in: an invite of its user, a
     /// join of a room it hosts, the rejection of its invite. `None`: an ordinary local event.
-    pub(super) async fn membership_elsewhere(&self, room_id: &str, sender: &str, ev: &NewEvent) -> Result<Option<Arc<Pdu>>> {
+    pub(super) async fn membership_elsewhere(
+        &self,
+        room_id: &str,
+        sender: &str,
+        ev: &NewEvent,
+    ) -> Result<Option<Arc<Pdu>>> {
         let target = ev.state_key.as_deref().unwrap_or_default();
         let ours = self.server_name.as_str();
         match ev.content.get("membership").and_then(Value::as_str) {
@@ -145,11 +156,8 @@ impl Rooms {
         let event_id = pdu::event_id(&obj, &version).map_err(unreachable)?;
         let ours = serde_json::to_value(&obj).map_err(|e| MatrixError::Internal(e.into()))?;
         let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(room_id), enc(&event_id));
-        let resp = self
-            .federation
-            .send(dest, http::Method::PUT, &path, Some(&ours), true)
-            .await
-            .map_err(unreachable)?;
+        let resp =
+            self.federation.send(dest, http::Method::PUT, &path, Some(&ours), true).await.map_err(unreachable)?;
         if !resp.status.is_success() {
             let msg = resp.body.get("error").and_then(Value::as_str).unwrap_or("refused").to_owned();
             return Err(MatrixError::Forbidden(format!("{server} refused the join: {msg}")));
@@ -192,7 +200,8 @@ impl Rooms {
             }
         }
         state_events.sort_by_key(|p| p.depth);
-        let create = state_events.iter().find(|p| p.kind == "m.room.create").ok_or_else(|| unreachable("no create event"))?;
+        let create =
+            state_events.iter().find(|p| p.kind == "m.room.create").ok_or_else(|| unreachable("no create event"))?;
         self.store.ensure_room(room_id, &create.sender, version.as_str(), now_ms()).await?;
         for p in &auth_events {
             self.store.put_outlier(p, None).await?;
@@ -241,7 +250,8 @@ impl Rooms {
     pub(super) async fn invite_remote(&self, room_id: &str, sender: &str, ev: NewEvent) -> Result<Arc<Pdu>> {
         let target = ev.state_key.clone().unwrap_or_default();
         let dest_name = server_of(&target).unwrap_or_default().to_owned();
-        let dest = <&ServerName>::try_from(dest_name.as_str()).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+        let dest =
+            <&ServerName>::try_from(dest_name.as_str()).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
         let (pdu, state) = {
             let _guard = self.write_lock.lock().await;
             let state = self.state(room_id).await?;
@@ -280,7 +290,8 @@ impl Rooms {
     /// the inviter's server, then the leave is kept like the invite was.
     pub(super) async fn reject_remote_invite(&self, room_id: &str, user_id: &str) -> Result<Arc<Pdu>> {
         let state = self.state(room_id).await?;
-        let invite = state.get("m.room.member", user_id).cloned().ok_or_else(|| MatrixError::forbidden("not invited"))?;
+        let invite =
+            state.get("m.room.member", user_id).cloned().ok_or_else(|| MatrixError::forbidden("not invited"))?;
         let server = server_of(&invite.sender).unwrap_or_default().to_owned();
         let dest = <&ServerName>::try_from(server.as_str()).map_err(|e| MatrixError::invalid_param(e.to_string()))?;
         let path = format!("/_matrix/federation/v1/make_leave/{}/{}", enc(room_id), enc(user_id));
@@ -299,11 +310,8 @@ impl Rooms {
         let event_id = pdu::event_id(&obj, &version).map_err(unreachable)?;
         let value = serde_json::to_value(&obj).map_err(|e| MatrixError::Internal(e.into()))?;
         let path = format!("/_matrix/federation/v2/send_leave/{}/{}", enc(room_id), enc(&event_id));
-        let resp = self
-            .federation
-            .send(dest, http::Method::PUT, &path, Some(&value), true)
-            .await
-            .map_err(unreachable)?;
+        let resp =
+            self.federation.send(dest, http::Method::PUT, &path, Some(&value), true).await.map_err(unreachable)?;
         if !resp.status.is_success() {
             return Err(MatrixError::forbidden(format!("{server} refused the leave: {}", resp.body)));
         }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{auth, dag};
 use super::event::{now_ms, Pdu};
 use super::service::{NewEvent, Rooms};
 use super::state::RoomState;
+use super::{auth, dag};
 use crate::error::{MatrixError, Result};
 use crate::ground::StreamPos;
 use crate::store::NewRoom;

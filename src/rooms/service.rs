@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::state::RoomState;
 use crate::accounts::Accounts;
 use crate::e2ee::E2ee;
-use crate::federation::Federation;
 use crate::error::{MatrixError, Result};
+use crate::federation::Federation;
 use crate::ground::{Notifier, StreamHub};
 use crate::peek::Peeks;
 use crate::presence::PresenceEngine;
@@ -145,5 +145,4 @@ impl Rooms {
         let state = Arc::new(RoomState::from_events(self.store.load_room_state(room_id).await?));
         Ok(self.states.entry(room_id.to_owned()).or_insert(state).clone())
     }
-
 }

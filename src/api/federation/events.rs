@@ -95,7 +95,14 @@ async fn missing_events(State(s): State<AppState>, Path(room_id): Path<String>, 
         return MatrixError::NotJson("the body must be JSON".into()).into_response();
     };
     let ids = |k: &str| -> Vec<String> {
-        body.get(k).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).take(20).map(str::to_owned).collect()
+        body.get(k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .take(20)
+            .map(str::to_owned)
+            .collect()
     };
     let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
     let min_depth = body.get("min_depth").and_then(Value::as_i64).unwrap_or(0);

@@ -100,9 +100,14 @@ async fn invite(
         Err(r) => return r,
     };
     let version = body.get("room_version").and_then(Value::as_str).unwrap_or_default();
-    let Some(version) = ruma::RoomVersionId::try_from(version).ok().filter(|v| crate::federation::pdu::rules(v).is_ok())
+    let Some(version) =
+        ruma::RoomVersionId::try_from(version).ok().filter(|v| crate::federation::pdu::rules(v).is_ok())
     else {
-        return fed_error(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", "Seed supports room versions 10 and 11");
+        return fed_error(
+            StatusCode::BAD_REQUEST,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            "Seed supports room versions 10 and 11",
+        );
     };
     let event = body["event"].take();
     let stripped = match body["invite_room_state"].take() {
