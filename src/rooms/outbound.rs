@@ -61,7 +61,7 @@ impl Rooms {
             return;
         }
         let version = dag::room_version(state, None);
-        let json = match pdu::signed_json(pdu, &version).map(|o| serde_json::to_value(o)) {
+        let json = match pdu::signed_json(pdu, &version).map(serde_json::to_value) {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),
             Err(e) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),

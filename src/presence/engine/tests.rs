@@ -32,7 +32,9 @@ async fn harness() -> Harness {
     let accounts = Arc::new(crate::accounts::Accounts::new(store.clone(), "x".into(), 8, 1).unwrap());
     let rooms = Arc::new(
         Rooms::new(
-            crate::federation::Federation::new(&crate::config::Config::default(), store.clone()).await.unwrap(),
+            crate::federation::Federation::new(&crate::config::Config::default(), store.clone(), Default::default())
+                .await
+                .unwrap(),
             store.clone(),
             stream.clone(),
             notifier.clone(),
