@@ -50,13 +50,17 @@ async fn run(fed: &seed::federation::Federation, to: &[&FakePeer], fast: &FakePe
 
 #[tokio::main]
 async fn main() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
     let dir = std::env::temp_dir().join(format!("seed-bench-fed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let running = seed::app::spawn(config(&dir)).await.expect("server starts");
     let fed = running.state.federation.clone();
     let fast = FakePeer::start(Mode::Accept).await;
     let slow = FakePeer::start(Mode::Delay(200)).await;
-    run(&fed, &[&fast], &fast, 1_000, "warm").await;
+    let warm = run(&fed, &[&fast], &fast, 1_000, "warm").await;
+    println!("warm-up: {warm:.0} PDUs/s");
     let alone = run(&fed, &[&fast], &fast, N, "alone").await;
     let txns = fast.accepted().len();
     println!("one peer: {N} PDUs in {txns} transactions (incl. warm-up): {alone:.0} PDUs/s");

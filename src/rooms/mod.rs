@@ -12,7 +12,6 @@ pub(crate) mod redaction;
 mod remote;
 mod resolve;
 mod send;
-mod servers;
 pub(crate) mod service;
 pub(crate) mod state;
 mod state_read;

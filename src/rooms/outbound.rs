@@ -22,6 +22,14 @@ pub(crate) fn servers_of(state: &RoomState, ours: &str) -> Vec<String> {
 }
 
 impl Rooms {
+    /// The other servers with joined members in a room (for PDUs and EDUs).
+    pub async fn servers_in_room(&self, room_id: &str) -> Vec<String> {
+        match self.state(room_id).await {
+            Ok(state) => servers_of(&state, &self.server_name),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Does `server` have a joined member in the room (may it read the room's DAG)?
     pub(crate) async fn server_in_room(&self, server: &str, room_id: &str) -> bool {
         match self.state(room_id).await {

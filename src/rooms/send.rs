@@ -143,12 +143,19 @@ impl Rooms {
             txn: ev.txn,
             ..Default::default()
         };
+        // Checked before sealing too: hashing refuses an oversized PDU with an internal error.
+        self.check_event_size(&pdu)?;
         self.seal(&mut pdu, &version)?;
+        self.check_event_size(&pdu)?;
+        Ok(pdu)
+    }
+
+    fn check_event_size(&self, pdu: &Pdu) -> Result<()> {
         let size = serde_json::to_vec(&pdu.to_client(pdu.origin_server_ts, None)).map(|v| v.len()).unwrap_or(0);
         if size > self.max_event_bytes {
             return Err(MatrixError::TooLarge(format!("event is {size} bytes, the limit is {}", self.max_event_bytes)));
         }
-        Ok(pdu)
+        Ok(())
     }
 
     async fn append_locked(
