@@ -56,9 +56,13 @@ fn member(room: &str, user: &str) -> Pdu {
         depth: 7,
         prev_events: vec!["$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg".into()],
         unsigned,
-        txn: None,
+        ..Default::default()
     };
-    e.compute_event_id();
+    // A reference-hash-shaped id (43 url-safe base64 characters), unique per event.
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{room}{user}").as_bytes());
+    e.event_id = format!("${}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
     e
 }
 
