@@ -8,26 +8,8 @@ mod federation_common;
 use std::time::{Duration, Instant};
 
 use common::{enc, TestApp, User};
-use federation_common::{FedApp, Host};
+use federation_common::{sync_until, FedApp, Host};
 use serde_json::{json, Value};
-
-/// Long-poll `/sync` until `pred` holds (30 s at most).
-async fn sync_until(app: &TestApp, user: &User, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut since: Option<String> = None;
-    loop {
-        let query = match &since {
-            Some(s) => format!("since={s}&timeout=5000"),
-            None => "timeout=0".to_owned(),
-        };
-        let v = app.sync(user, &query).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last sync: {v}");
-        since = v["next_batch"].as_str().map(str::to_owned);
-    }
-}
 
 fn ephemeral<'a>(v: &'a Value, room: &str, kind: &str) -> Option<&'a Value> {
     v["rooms"]["join"][room]["ephemeral"]["events"].as_array()?.iter().find(|e| e["type"] == kind)

@@ -9,28 +9,10 @@ mod federation_common;
 use std::time::{Duration, Instant};
 
 use common::{enc, TestApp, User};
-use federation_common::{tls_client, FedApp, Host, Signer};
+use federation_common::{sync_until, tls_client, FedApp, Host, Signer};
 use reqwest::Method;
 use ruma::RoomVersionId;
 use serde_json::{json, Value};
-
-/// Long-poll `/sync` until `pred` holds for a response (30 s at most). Returns it.
-async fn sync_until(app: &TestApp, user: &User, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut since: Option<String> = None;
-    loop {
-        let query = match &since {
-            Some(s) => format!("since={s}&timeout=5000"),
-            None => "timeout=0".to_owned(),
-        };
-        let v = app.sync(user, &query).await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last sync: {v}");
-        since = v["next_batch"].as_str().map(str::to_owned);
-    }
-}
 
 /// Does a sync response carry a timeline event of `room` matching `pred`?
 fn timeline_has(v: &Value, room: &str, pred: impl Fn(&Value) -> bool) -> bool {

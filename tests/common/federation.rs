@@ -3,7 +3,7 @@
 //! that makes X-Matrix requests as one of the instances.
 #![allow(dead_code)]
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
@@ -12,6 +12,7 @@ use ruma::OwnedServerName;
 use seed::config::Config;
 use serde_json::Value;
 
+use super::common::User;
 use super::TestApp;
 
 /// A loopback port free right now (bound and released; the server binds it again).
@@ -112,4 +113,22 @@ pub async fn fed_get(to: &FedApp, path_and_query: &str, authorization: Option<St
 pub async fn signed_get(from: &Signer, to: &FedApp, path_and_query: &str) -> (StatusCode, Value) {
     let auth = from.header(&to.server_name, &Method::GET, path_and_query, b"");
     fed_get(to, path_and_query, Some(auth)).await
+}
+
+/// Long-poll `/sync` until `pred` holds for a response (30 s at most). Returns it.
+pub async fn sync_until(app: &TestApp, user: &User, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut since: Option<String> = None;
+    loop {
+        let query = match &since {
+            Some(s) => format!("since={s}&timeout=5000"),
+            None => "timeout=0".to_owned(),
+        };
+        let v = app.sync(user, &query).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last sync: {v}");
+        since = v["next_batch"].as_str().map(str::to_owned);
+    }
 }

@@ -66,28 +66,26 @@ async fn make_leave(
     answer(s.rooms.make_membership(signed.origin.as_str(), &room_id, &user_id, "leave").await)
 }
 
-async fn send_join(
-    State(s): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    signed: Signed,
-) -> Response {
-    let body = match body_json(&signed) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    answer(s.rooms.send_membership(signed.origin.as_str(), &room_id, &event_id, body, "join").await)
+async fn send_join(state: State<AppState>, path: Path<(String, String)>, signed: Signed) -> Response {
+    send_membership(state, path, signed, "join").await
 }
 
-async fn send_leave(
+async fn send_leave(state: State<AppState>, path: Path<(String, String)>, signed: Signed) -> Response {
+    send_membership(state, path, signed, "leave").await
+}
+
+/// `send_join` / `send_leave` (v2): the signed membership event of `kind` in the body.
+async fn send_membership(
     State(s): State<AppState>,
     Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
+    kind: &str,
 ) -> Response {
     let body = match body_json(&signed) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    answer(s.rooms.send_membership(signed.origin.as_str(), &room_id, &event_id, body, "leave").await)
+    answer(s.rooms.send_membership(signed.origin.as_str(), &room_id, &event_id, body, kind).await)
 }
 
 async fn invite(
