@@ -28,6 +28,9 @@ fn config(dir: &std::path::Path) -> seed::config::Config {
     c.federation.bind = format!("127.0.0.1:{port}").parse().unwrap();
     c.federation.data_dir = dir.join("federation");
     c.federation.accept_invalid_certs = true;
+    // Room for every PDU of a run: a full queue drops the oldest, and the run would wait for
+    // PDUs that are never sent.
+    c.federation.send_max_queued_pdus = 4 * N as u64;
     c
 }
 
