@@ -127,9 +127,12 @@ check() { # part name json python-predicate-on-v
   fi
 }
 poll() { # seconds method base token path python-predicate -> last JSON (stops when it holds)
+  # "@T@" in the path becomes a different number on every call: Synapse keeps the answer of an
+  # initial /sync for 2 minutes (sync_response_cache_duration) keyed by its parameters, the
+  # timeout among them, so repeating the same request would read the same stale answer.
   local end=$((SECONDS + $1)) out
   while :; do
-    out=$(api "$2" "$3" "$4" "$5")
+    out=$(api "$2" "$3" "$4" "${5//@T@/$((1000 + 10#$(date +%N) % 90000))}")
     python3 -c "import json,sys; v=json.loads(sys.argv[1] or 'null'); sys.exit(0 if ($6) else 1)" "$out" 2>/dev/null && break
     (( SECONDS >= end )) && break
     sleep 0.3
@@ -161,7 +164,7 @@ both_ways() { # room_id label: messages and typing between sam (Synapse) and bob
   out=$(poll 20 GET "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/rooms/$r/messages?dir=b&limit=20" "$(has_text "from synapse $label")")
   check rooms "$label: Synapse message reaches Seed" "$out" "$(has_text "from synapse $label")"
   api PUT "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/rooms/$r/typing/$(enc "$BOB")" '{"typing":true,"timeout":20000}' >/dev/null
-  out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "/_matrix/client/v3/sync?timeout=1000" "$(typing_of "$room" "$BOB")")
+  out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "/_matrix/client/v3/sync?timeout=@T@" "$(typing_of "$room" "$BOB")")
   check rooms "$label: Seed typing reaches Synapse" "$out" "$(typing_of "$room" "$BOB")"
   api PUT "$SYN" "$SYN_TOKEN" "/_matrix/client/v3/rooms/$r/typing/$(enc "$SAM")" '{"typing":true,"timeout":20000}' >/dev/null
   out=$(poll 20 GET "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/sync?timeout=1000" "$(typing_of "$room" "$SAM")")
