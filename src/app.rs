@@ -171,7 +171,7 @@ impl Services {
         );
         retention.start(&workers);
         change_log.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
-        presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
+        // Before the engine starts: it sets the remote timeout the engine's watchdog arms.
         let presence_federation = crate::presence::federated::PresenceFederation::new(
             presence.clone(),
             rooms.clone(),
@@ -179,6 +179,7 @@ impl Services {
             metrics.clone(),
         );
         inbox.attach_presence(presence_federation.clone());
+        presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
         presence_federation.start(&workers);
         let e2ee = E2ee::new(
             store.clone(),

@@ -67,6 +67,8 @@ pub struct FederationMetrics {
     /// see the user, over the per-EDU bound).
     pub presence_updates_received: IntCounter,
     pub presence_updates_ignored: IntCounter,
+    /// Full refreshes sent to destinations that came back.
+    pub presence_refreshes: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -117,6 +119,11 @@ impl FederationMetrics {
                 r,
                 "seed_federation_presence_updates_ignored_total",
                 "Remote user presence updates ignored (wrong server, malformed, not visible here, over the bound)",
+            ),
+            presence_refreshes: counter(
+                r,
+                "seed_federation_presence_refreshes_total",
+                "Full presence refreshes sent to servers that came back",
             ),
         }
     }

@@ -149,14 +149,36 @@ async fn a_silent_server_decays_to_offline_and_a_returning_one_is_refreshed() {
     assert!(stopped.elapsed() >= Duration::from_millis(700), "decayed before the timeout could pass");
     assert_eq!(presence_status(&a.app, &alice, &bob).await["presence"], "offline");
 
-    // B is back (same database and port): bob syncs again and is online at A; B, which lost
-    // what it knew, gets alice's presence in a full refresh although alice did not change.
+    // B is back (same database and port): bob syncs again and is online at A, and A, whose
+    // re-announcements to B failed meanwhile, sends B a full refresh.
+    let refreshes0 = metric(&a, |m| m.presence_refreshes.get());
     let running = seed::app::spawn(config).await.expect("B restarts");
     b.app.base = format!("http://{}", running.addr);
     b.app.running = Some(running);
     report(&b.app, &bob, "set_presence=online").await;
     remote_status(&a.app, &alice, &bob, "bob online on A again", |s| s["presence"] == "online").await;
-    remote_status(&b.app, &bob, &alice, "alice refreshed on B", |s| s["presence"] == "online").await;
+    remote_status(&b.app, &bob, &alice, "alice online on B after the restart", |s| s["presence"] == "online").await;
+    let started = Instant::now();
+    while metric(&a, |m| m.presence_refreshes.get()) == refreshes0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "A never refreshed B");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn remote_presence_survives_a_restart_of_the_viewing_server() {
+    // Re-announcements far apart: after B restarts, only what B stored tells it about alice.
+    let (a, mut b) = pair(50, 60_000).await;
+    let (alice, bob, _room) = shared_room(&a, &b).await;
+    report(&a.app, &alice, "set_presence=online").await;
+    set_status(&a.app, &alice, json!({"presence": "busy", "status_msg": "deep work"})).await;
+    remote_status(&b.app, &bob, &alice, "alice busy on B", |s| s["presence"] == "org.matrix.msc3026.busy").await;
+    b.app.restart().await;
+    let s = presence_status(&b.app, &bob, &alice).await;
+    assert_eq!(s["presence"], "org.matrix.msc3026.busy", "{s}");
+    assert_eq!(s["status_msg"], "deep work", "{s}");
+    // Nobody refreshes her within the remote timeout (1.5 s) after the restart: offline.
+    remote_status(&b.app, &bob, &alice, "alice decays on B", |s| s["presence"] == "offline").await;
 }
 
 #[tokio::test]

@@ -122,6 +122,8 @@ pub struct PresenceEngine {
     /// Remote user -> when their presence decays to offline unless refreshed (seed 004 watchdog).
     remote_deadlines: Arc<Timer<String>>,
     remote_timeout_ms: std::sync::atomic::AtomicI64,
+    /// Remote users changed since the last write-behind flush.
+    remote_dirty: Mutex<HashSet<String>>,
     /// Where local public changes go to be sent to other servers (set when federation is on).
     federation_outbox: std::sync::OnceLock<Arc<super::federated::FederationOutbox>>,
 }
@@ -148,6 +150,7 @@ impl PresenceEngine {
             remote: DashMap::new(),
             remote_deadlines: Timer::new(clock.clone()),
             remote_timeout_ms: std::sync::atomic::AtomicI64::new(30 * 60_000),
+            remote_dirty: Mutex::new(HashSet::new()),
             federation_outbox: std::sync::OnceLock::new(),
             clock,
             changes: Mutex::new(BTreeMap::new()),
@@ -172,6 +175,9 @@ impl PresenceEngine {
             entry.view = effective(entry.manual, &entry.device_states(), now, &engine.rules);
             entry.published = entry.view.public.clone();
             engine.users.insert(row.user_id, entry);
+        }
+        if mode != PresenceMode::Disabled {
+            engine.load_remote().await?;
         }
         Ok(Arc::new(engine))
     }
@@ -229,6 +235,7 @@ impl PresenceEngine {
             async move { engine.remote_timed_out(due).await }
         });
         workers.track("remote presence watchdog", watchdog);
+        self.arm_loaded_remote();
         let engine = self.clone();
         let mut shutdown = workers.signal();
         workers.spawn("presence last-active flush", async move {
@@ -245,6 +252,7 @@ impl PresenceEngine {
     /// Write the dirty users' last-active times in one transaction (write-behind; the manual
     /// status and status text are already durable, see [`StatusLog`]).
     pub async fn flush(&self) {
+        self.flush_remote().await;
         let users: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
         if users.is_empty() {
             return;

@@ -222,6 +222,7 @@ impl PresenceFederation {
             self.add_join(room, user, &mut out).await;
         }
         if !pending.refresh.is_empty() {
+            self.metrics.federation.presence_refreshes.inc_by(pending.refresh.len() as u64);
             let present: Vec<String> = self.present.lock().iter().cloned().collect();
             for user in present {
                 for d in self.destinations_of(&user).await {

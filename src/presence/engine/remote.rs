@@ -164,12 +164,76 @@ impl PresenceEngine {
             entry.presence = presence;
             entry.status_msg = status_msg;
             entry.pos = pos.pos;
+            self.remote_dirty.lock().insert(user_id.to_owned());
             let p = pos.pos;
             pos.complete();
             p
         };
         self.notifier.wake_presence(viewers.iter().map(String::as_str), pos);
         true
+    }
+
+    /// Read what other servers last announced (before serving). Positions start at the
+    /// current stream position, so no sync token of this process is older than them.
+    pub(super) async fn load_remote(&self) -> anyhow::Result<()> {
+        for row in self.store.load_remote_presence().await? {
+            let Ok(presence) = row.presence.parse::<Presence>() else { continue };
+            let active_kinds = row
+                .device_kinds
+                .split(',')
+                .filter_map(|k| match k {
+                    "desktop" => Some(DeviceKind::Desktop),
+                    "mobile" => Some(DeviceKind::Mobile),
+                    _ => None,
+                })
+                .collect();
+            let presence = EffectivePresence {
+                presence,
+                last_active_ts: row.last_active_ts,
+                currently_active: row.currently_active,
+                active_kinds,
+                hidden: false,
+            };
+            self.remote.insert(row.user_id, RemoteEntry { presence, status_msg: row.status_msg, pos: 1 });
+        }
+        Ok(())
+    }
+
+    /// After a restart every remote user who was not offline gets one full timeout to be
+    /// announced again by their server (we do not know when they last were).
+    pub(super) fn arm_loaded_remote(&self) {
+        let at = self.clock.now_ms().saturating_add(self.remote_timeout_ms.load(Ordering::Relaxed));
+        for e in self.remote.iter() {
+            if e.presence.presence != Presence::Offline && self.remote_deadlines.deadline(e.key()).is_none() {
+                self.remote_deadlines.schedule(e.key().clone(), at);
+            }
+        }
+    }
+
+    /// Write the remote users that changed since the last flush (write-behind).
+    pub(super) async fn flush_remote(&self) {
+        let users: Vec<String> = std::mem::take(&mut *self.remote_dirty.lock()).into_iter().collect();
+        if users.is_empty() {
+            return;
+        }
+        let rows: Vec<crate::store::RemotePresenceRow> = users
+            .iter()
+            .filter_map(|u| {
+                let e = self.remote.get(u)?;
+                Some(crate::store::RemotePresenceRow {
+                    user_id: u.clone(),
+                    presence: e.presence.presence.as_str().to_owned(),
+                    last_active_ts: e.presence.last_active_ts,
+                    currently_active: e.presence.currently_active,
+                    status_msg: e.status_msg.clone(),
+                    device_kinds: e.presence.active_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","),
+                })
+            })
+            .collect();
+        if let Err(e) = self.store.save_remote_presence(&rows).await {
+            tracing::error!(error = %e, "remote presence flush failed; will retry");
+            self.remote_dirty.lock().extend(users);
+        }
     }
 
     /// Remote users we hold presence for (the console and tests).
