@@ -21,8 +21,8 @@ mod profile;
 mod pushers;
 mod receipts;
 mod redaction;
-mod remote_presence;
 mod relations;
+mod remote_presence;
 mod retention;
 mod rooms;
 
