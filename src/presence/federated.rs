@@ -156,7 +156,8 @@ impl PresenceFederation {
             outbox,
             metrics,
         });
-        if this.federation.enabled() {
+        // `untracked` and `disabled` send nobody anyone's presence, other servers included.
+        if this.federation.enabled() && this.engine.mode() == super::policy::PresenceMode::Enabled {
             this.engine.attach_federation_outbox(this.outbox.clone());
             let outbox = this.outbox.clone();
             this.federation.on_peer_back(Arc::new(move |server| outbox.refresh(server)));
