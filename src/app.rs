@@ -52,6 +52,8 @@ pub struct Services {
     pub federation: Arc<crate::federation::Federation>,
     /// Incoming federation transactions (`PUT /send/{txnId}`).
     pub inbox: Arc<crate::federation::inbox::Inbox>,
+    /// Presence across servers (`m.presence` EDUs out and in, watchdogs).
+    pub presence_federation: Arc<crate::presence::federated::PresenceFederation>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -169,7 +171,16 @@ impl Services {
         );
         retention.start(&workers);
         change_log.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
+        // Before the engine starts: it sets the remote timeout the engine's watchdog arms.
+        let presence_federation = crate::presence::federated::PresenceFederation::new(
+            presence.clone(),
+            rooms.clone(),
+            federation.clone(),
+            metrics.clone(),
+        );
+        inbox.attach_presence(presence_federation.clone());
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
+        presence_federation.start(&workers);
         let e2ee = E2ee::new(
             store.clone(),
             rooms.clone(),
@@ -244,6 +255,7 @@ impl Services {
             e2ee,
             federation,
             inbox,
+            presence_federation,
             change_log,
             limiter,
             uia_sessions: Default::default(),

@@ -220,6 +220,15 @@ pub struct FederationConfig {
     pub send_max_queued_pdus: u64,
     /// EDUs kept queued per destination (in memory); older ones are dropped.
     pub send_max_queued_edus: usize,
+    /// Presence across servers (README "Presence across servers"): local changes are gathered
+    /// for this long and sent as one `m.presence` EDU per destination, ms.
+    pub presence_flush_ms: u64,
+    /// A remote user whose server has not refreshed their presence for this long reads as
+    /// `offline` (seed 004 watchdog), ms.
+    pub presence_remote_timeout_ms: i64,
+    /// Local users who are not offline are announced again this often to the servers that may
+    /// see them, so the peers' watchdogs hold (keep below `presence_remote_timeout_ms`), ms.
+    pub presence_reannounce_ms: i64,
 }
 
 impl Default for FederationConfig {
@@ -244,6 +253,10 @@ impl Default for FederationConfig {
             send_backoff_max_ms: 3_600_000,
             send_max_queued_pdus: 10_000,
             send_max_queued_edus: 1_000,
+            presence_flush_ms: 250,
+            // Synapse: remote presence times out after 30 min, local users are pinged every 25.
+            presence_remote_timeout_ms: 30 * 60_000,
+            presence_reannounce_ms: 25 * 60_000,
         }
     }
 }

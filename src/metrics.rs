@@ -58,6 +58,17 @@ pub struct FederationMetrics {
     pub transactions: IntCounterVec,
     /// Destinations waiting to retry after a failure (sampled at scrape time).
     pub backing_off: IntGauge,
+    /// Presence across servers: `m.presence` EDUs queued, the user updates (`push` entries)
+    /// they carry, and their content bytes.
+    pub presence_edus: IntCounter,
+    pub presence_updates_sent: IntCounter,
+    pub presence_bytes_sent: IntCounter,
+    /// Incoming `push` entries applied, and ignored (wrong server, malformed, nobody here may
+    /// see the user, over the per-EDU bound).
+    pub presence_updates_received: IntCounter,
+    pub presence_updates_ignored: IntCounter,
+    /// Full refreshes sent to destinations that came back.
+    pub presence_refreshes: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -84,6 +95,36 @@ impl FederationMetrics {
                 &["outcome"],
             ),
             backing_off: gauge(r, "seed_federation_destinations_backing_off", "Destinations waiting to retry"),
+            presence_edus: counter(
+                r,
+                "seed_federation_presence_edus_total",
+                "m.presence EDUs queued for other servers",
+            ),
+            presence_updates_sent: counter(
+                r,
+                "seed_federation_presence_updates_sent_total",
+                "User presence updates (push entries) queued for other servers",
+            ),
+            presence_bytes_sent: counter(
+                r,
+                "seed_federation_presence_bytes_sent_total",
+                "Bytes of m.presence EDU content queued for other servers",
+            ),
+            presence_updates_received: counter(
+                r,
+                "seed_federation_presence_updates_received_total",
+                "Remote user presence updates applied",
+            ),
+            presence_updates_ignored: counter(
+                r,
+                "seed_federation_presence_updates_ignored_total",
+                "Remote user presence updates ignored (wrong server, malformed, not visible here, over the bound)",
+            ),
+            presence_refreshes: counter(
+                r,
+                "seed_federation_presence_refreshes_total",
+                "Full presence refreshes sent to servers that came back",
+            ),
         }
     }
 }

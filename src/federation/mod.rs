@@ -46,7 +46,13 @@ pub struct Federation {
     metrics: Arc<crate::metrics::Metrics>,
     /// Ourselves, for the destination workers the queue spawns.
     me: Weak<Self>,
+    /// Told when a destination that was failing is reachable again (presence sends it a full
+    /// refresh, `presence::federated`).
+    peer_back: parking_lot::RwLock<Vec<PeerBackHook>>,
 }
+
+/// See [`Federation::on_peer_back`].
+pub type PeerBackHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Federation {
     pub async fn new(
@@ -82,6 +88,7 @@ impl Federation {
             sender: sender::Sender::default(),
             metrics,
             me: me.clone(),
+            peer_back: Default::default(),
         }))
     }
 
@@ -92,6 +99,19 @@ impl Federation {
     /// `ed25519:<version>` of our signing key, when federation is on.
     pub fn key_id(&self) -> Option<String> {
         self.enabled.then(|| format!("ed25519:{}", self.key.version()))
+    }
+
+    /// Call `hook(server)` whenever a destination whose transactions were failing answers again
+    /// (a transaction got through, or a signed request came from it while we waited to retry).
+    pub fn on_peer_back(&self, hook: PeerBackHook) {
+        self.peer_back.write().push(hook);
+    }
+
+    pub(crate) fn peer_came_back(&self, server: &str) {
+        tracing::debug!(server, "destination reachable again");
+        for hook in self.peer_back.read().iter() {
+            hook(server);
+        }
     }
 
     /// The key room events are signed with (federation on or off).

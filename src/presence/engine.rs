@@ -117,6 +117,15 @@ pub struct PresenceEngine {
     pub metrics: Arc<Metrics>,
     /// Told about every change of a public presence state (experiment log, console).
     observers: parking_lot::RwLock<Vec<Arc<dyn super::observe::ChangeObserver>>>,
+    /// Users of other servers, as their servers announced them (`remote.rs`).
+    remote: DashMap<String, remote::RemoteEntry>,
+    /// Remote user -> when their presence decays to offline unless refreshed (seed 004 watchdog).
+    remote_deadlines: Arc<Timer<String>>,
+    remote_timeout_ms: std::sync::atomic::AtomicI64,
+    /// Remote users changed since the last write-behind flush.
+    remote_dirty: Mutex<HashSet<String>>,
+    /// Where local public changes go to be sent to other servers (set when federation is on).
+    federation_outbox: std::sync::OnceLock<Arc<super::federated::FederationOutbox>>,
 }
 
 impl PresenceEngine {
@@ -138,6 +147,11 @@ impl PresenceEngine {
             mode,
             users: DashMap::new(),
             deadlines: Timer::new(clock.clone()),
+            remote: DashMap::new(),
+            remote_deadlines: Timer::new(clock.clone()),
+            remote_timeout_ms: std::sync::atomic::AtomicI64::new(30 * 60_000),
+            remote_dirty: Mutex::new(HashSet::new()),
+            federation_outbox: std::sync::OnceLock::new(),
             clock,
             changes: Mutex::new(BTreeMap::new()),
             dirty: Mutex::new(HashSet::new()),
@@ -161,6 +175,9 @@ impl PresenceEngine {
             entry.view = effective(entry.manual, &entry.device_states(), now, &engine.rules);
             entry.published = entry.view.public.clone();
             engine.users.insert(row.user_id, entry);
+        }
+        if mode != PresenceMode::Disabled {
+            engine.load_remote().await?;
         }
         Ok(Arc::new(engine))
     }
@@ -213,6 +230,13 @@ impl PresenceEngine {
         });
         workers.track("presence timer", timer);
         let engine = self.clone();
+        let watchdog = self.remote_deadlines.spawn(workers.signal(), move |due, _now| {
+            let engine = engine.clone();
+            async move { engine.remote_timed_out(due).await }
+        });
+        workers.track("remote presence watchdog", watchdog);
+        self.arm_loaded_remote();
+        let engine = self.clone();
         let mut shutdown = workers.signal();
         workers.spawn("presence last-active flush", async move {
             let mut tick = tokio::time::interval(flush_every);
@@ -228,6 +252,7 @@ impl PresenceEngine {
     /// Write the dirty users' last-active times in one transaction (write-behind; the manual
     /// status and status text are already durable, see [`StatusLog`]).
     pub async fn flush(&self) {
+        self.flush_remote().await;
         let users: Vec<String> = std::mem::take(&mut *self.dirty.lock()).into_iter().collect();
         if users.is_empty() {
             return;
@@ -249,6 +274,9 @@ impl PresenceEngine {
 
     /// The presence of `user_id` as `viewer` sees it (their own view for themselves).
     pub fn snapshot(&self, user_id: &str, viewer: &str) -> PresenceSnapshot {
+        if let Some(r) = self.remote.get(user_id) {
+            return r.snapshot(user_id);
+        }
         match self.users.get(user_id) {
             Some(e) if viewer == user_id => PresenceSnapshot {
                 user_id: user_id.into(),
@@ -275,11 +303,12 @@ impl PresenceEngine {
     /// initial sync asks this of every visible user).
     pub fn publicly_present(&self, user_id: &str) -> bool {
         self.users.get(user_id).is_some_and(|e| e.view.public.presence != Presence::Offline)
+            || self.remote.get(user_id).is_some_and(|r| r.presence.presence != Presence::Offline)
     }
 
     /// Whether we hold any presence data for the user.
     pub fn knows(&self, user_id: &str) -> bool {
-        self.users.contains_key(user_id)
+        self.users.contains_key(user_id) || self.remote.contains_key(user_id)
     }
 
     /// Users with a public change in `(since, upto]`.
@@ -308,9 +337,11 @@ impl PresenceEngine {
 #[path = "admin_view.rs"]
 mod admin_view;
 mod inputs;
+mod remote;
 mod update;
 pub use admin_view::{DeviceInspection, UserInspection};
 pub use inputs::SyncInFlight;
+pub use remote::RemotePresenceUpdate;
 
 fn new_device(now: i64) -> DeviceEntry {
     DeviceEntry {

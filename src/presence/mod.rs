@@ -7,6 +7,7 @@
 pub mod access;
 pub mod engine;
 pub mod explain;
+pub mod federated;
 pub mod legacy;
 pub mod lists;
 pub mod merge;

@@ -28,6 +28,11 @@ impl Rooms {
             }
             *rooms = Arc::new(set);
         }
+        if membership == "join" {
+            if let Ok(links) = self.links() {
+                links.presence.note_join(room_id, target);
+            }
+        }
     }
 
     /// The rooms `user_id` is joined to.

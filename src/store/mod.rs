@@ -22,6 +22,7 @@ mod pushers;
 mod receipts;
 mod redaction;
 mod relations;
+mod remote_presence;
 mod retention;
 mod rooms;
 
@@ -33,6 +34,7 @@ pub use presence::*;
 pub use presence_lists::*;
 pub use receipts::*;
 pub use relations::*;
+pub use remote_presence::RemotePresenceRow;
 pub use retention::HistoryRow;
 pub use rooms::NewRoom;
 

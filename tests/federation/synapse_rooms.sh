@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Federation interop with Synapse on loopback (issue #14), in two parts:
+# Federation interop with Synapse on loopback (issues #14, #15), in three parts:
 #   transport: key exchange and X-Matrix signed requests both ways (each server reads the
 #              other's user profile over GET /_matrix/federation/v1/query/profile, which makes
 #              it fetch and check the other's key); always checked, decides the exit status.
@@ -7,112 +7,27 @@
 #              and typing both ways (PDUs and EDUs over PUT /send/{txnId}). Needs the room side
 #              of federation; a failing room check fails the script (STRICT_ROOMS=0 reports it
 #              as PENDING instead).
-# Synapse comes from PyPI through ../shared/tools/synapse-peer.sh install (venv in
-# /tmp/synapse-venv); its config is written here: a TLS federation listener with a self-signed
-# certificate, federation_verify_certificates: false, 127.0.0.1 allowed as a federation target.
+#   presence:  (issue #15) m.presence EDUs both ways in the shared rooms: Seed's online with a
+#              status text, busy (a stock Synapse keeps MSC3026's org.matrix.msc3026.busy as
+#              sent) and hidden (offline, no text), read through Synapse's
+#              GET /presence/{user}/status; Synapse's online with a status text read through
+#              Seed's status endpoint and legacy /sync. Counted with the room checks.
+# Set-up (Synapse from PyPI, both servers' configs, start and stop) in synapse_env.sh.
 # Usage: tests/federation/synapse_rooms.sh   (from the repository root; builds the debug binary
 # if missing). Ports: SYN_FED SYN_CLIENT SEED_FED SEED_CLIENT (defaults 8571-8574).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-VENV=/tmp/synapse-venv
 WORK=${WORK:-/tmp/seed-synapse-rooms}
 SYN_FED=${SYN_FED:-8571}; SYN_CLIENT=${SYN_CLIENT:-8572}
 SEED_FED=${SEED_FED:-8573}; SEED_CLIENT=${SEED_CLIENT:-8574}
-# Both names are host:port: Synapse refuses IP-literal server names on 127.0.0.1 whatever its
-# ip_range_whitelist says.
-SYN_NAME="localhost:$SYN_FED"; SEED_NAME="localhost:$SEED_FED"
-BIN=${SEED_BIN:-target/debug/seed-homeserver}
+SEED_EXTRA_TOML='send_backoff_base_ms = 500
+send_backoff_max_ms = 5000'
+# shellcheck source=tests/federation/synapse_env.sh
+source tests/federation/synapse_env.sh
 
-# ../shared is beside the main checkout; a worktree elsewhere names it with SYNAPSE_PEER.
-PEER_SCRIPT=${SYNAPSE_PEER:-../shared/tools/synapse-peer.sh}
-[[ -x "$VENV/bin/python" ]] || bash "$PEER_SCRIPT" install
-[[ -x "$BIN" ]] || cargo build --bin seed-homeserver
-
-rm -rf "$WORK"; mkdir -p "$WORK/synapse" "$WORK/seed"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-# --- Synapse ---------------------------------------------------------------------------------
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
-    -keyout "$WORK/synapse/tls.key" -out "$WORK/synapse/tls.crt" 2>/dev/null
-(cd "$WORK/synapse" && "$VENV/bin/python" -m synapse.app.homeserver --server-name "$SYN_NAME" \
-    --config-path homeserver.yaml --generate-config --report-stats=no --data-directory "$WORK/synapse" >/dev/null)
-WORK=$WORK SYN_FED=$SYN_FED SYN_CLIENT=$SYN_CLIENT "$VENV/bin/python" - <<'PY'
-import os, re
-w = os.environ["WORK"]; p = w + "/synapse/homeserver.yaml"; src = open(p).read()
-src = re.sub(r'listeners:.*?x_forwarded: true\n', f'''listeners:
-  - port: {os.environ["SYN_FED"]}
-    bind_addresses: ['127.0.0.1']
-    type: http
-    tls: true
-    resources:
-      - names: [federation, keys]
-  - port: {os.environ["SYN_CLIENT"]}
-    bind_addresses: ['127.0.0.1']
-    type: http
-    tls: false
-    resources:
-      - names: [client]
-''', src, flags=re.S)
-src = re.sub(r'trusted_key_servers:\n  - server_name: .*\n', 'trusted_key_servers: []\n', src)
-src += f'''
-tls_certificate_path: {w}/synapse/tls.crt
-tls_private_key_path: {w}/synapse/tls.key
-federation_verify_certificates: false
-ip_range_whitelist: ['127.0.0.1', '::1']
-enable_registration: true
-enable_registration_without_verification: true
-suppress_key_server_warning: true
-rc_registration: {{per_second: 1000, burst_count: 1000}}
-rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}}}
-rc_message: {{per_second: 1000, burst_count: 1000}}
-rc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}
-'''
-open(p, "w").write(src)
-PY
-(cd "$WORK/synapse" && exec "$VENV/bin/python" -m synapse.app.homeserver --config-path homeserver.yaml \
-    > "$WORK/synapse/stdout.log" 2>&1) & pids+=($!)
-
-# --- Seed ------------------------------------------------------------------------------------
-cat > "$WORK/seed/seed.toml" <<TOML
-server_name = "$SEED_NAME"
-bind = "127.0.0.1:$SEED_CLIENT"
-database_url = "sqlite://$WORK/seed/seed.db?mode=rwc"
-media_path = "$WORK/seed/media"
-log = "info,sqlx=warn"
-[federation]
-enabled = true
-bind = "127.0.0.1:$SEED_FED"
-data_dir = "$WORK/seed/federation"
-accept_invalid_certs = true
-send_backoff_base_ms = 500
-send_backoff_max_ms = 5000
-TOML
-"$BIN" --config "$WORK/seed/seed.toml" > "$WORK/seed/stdout.log" 2>&1 & pids+=($!)
-
-for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$SYN_CLIENT/_matrix/client/versions" >/dev/null \
-    && curl -sf "http://127.0.0.1:$SEED_CLIENT/_matrix/client/versions" >/dev/null && break
-  sleep 0.5
-done
-
-register() { # base user -> access token (UIA dummy flow, works on both servers)
-  local base=$1 user=$2 session
-  session=$(curl -s -X POST "$base/_matrix/client/v3/register" -d "{\"username\":\"$user\",\"password\":\"pw-123456\"}" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["session"])')
-  curl -s -X POST "$base/_matrix/client/v3/register" \
-    -d "{\"username\":\"$user\",\"password\":\"pw-123456\",\"auth\":{\"type\":\"m.login.dummy\",\"session\":\"$session\"}}" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
-SYN="http://127.0.0.1:$SYN_CLIENT"; SEED="http://127.0.0.1:$SEED_CLIENT"
 SYN_TOKEN=$(register "$SYN" sam); SEED_TOKEN=$(register "$SEED" bob)
 SAM="@sam:$SYN_NAME"; BOB="@bob:$SEED_NAME"
-api() { # method base token path [body] -> JSON
-  curl -s -X "$1" -H "Authorization: Bearer $3" -H 'Content-Type: application/json' "$2$4" ${5:+-d "$5"}
-}
-enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 api PUT "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/profile/$(enc "$BOB")/displayname" '{"displayname":"Bob on Seed"}' >/dev/null
 api PUT "$SYN" "$SYN_TOKEN" "/_matrix/client/v3/profile/$(enc "$SAM")/displayname" '{"displayname":"Sam on Synapse"}' >/dev/null
 
@@ -193,9 +108,33 @@ out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "/_matrix/client/v3/rooms/$(enc "$SYN_ROOM
 check rooms "Synapse sees the Seed user joined" "$out" "'$BOB' in v.get('joined',{})"
 both_ways "$SYN_ROOM" "Synapse room"
 
+# --- presence (issue #15) ---------------------------------------------------------------------
+status_of() { # user -> GET/PUT /presence/{user}/status path
+  echo "/_matrix/client/v3/presence/$(enc "$1")/status"
+}
+api GET "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/sync?timeout=0&set_presence=online" >/dev/null
+api PUT "$SEED" "$SEED_TOKEN" "$(status_of "$BOB")" '{"presence":"online","status_msg":"seed here"}' >/dev/null
+want="v.get('presence')=='online' and v.get('status_msg')=='seed here'"
+out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "$(status_of "$BOB")" "$want")
+check rooms "presence: Seed online with a status text reaches Synapse" "$out" "$want"
+api PUT "$SEED" "$SEED_TOKEN" "$(status_of "$BOB")" '{"presence":"busy","status_msg":"in a call"}' >/dev/null
+want="v.get('presence')=='org.matrix.msc3026.busy' and v.get('status_msg')=='in a call'"
+out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "$(status_of "$BOB")" "$want")
+check rooms "presence: Seed busy reaches Synapse as org.matrix.msc3026.busy" "$out" "$want"
+api PUT "$SEED" "$SEED_TOKEN" "$(status_of "$BOB")" '{"presence":"offline","status_msg":"hidden text"}' >/dev/null
+want="v.get('presence')=='offline' and not v.get('status_msg')"
+out=$(poll 20 GET "$SYN" "$SYN_TOKEN" "$(status_of "$BOB")" "$want")
+check rooms "presence: Seed hidden reaches Synapse as offline without its text" "$out" "$want"
+api PUT "$SYN" "$SYN_TOKEN" "$(status_of "$SAM")" '{"presence":"online","status_msg":"synapse here"}' >/dev/null
+want="v.get('presence')=='online' and v.get('status_msg')=='synapse here'"
+out=$(poll 20 GET "$SEED" "$SEED_TOKEN" "$(status_of "$SAM")" "$want")
+check rooms "presence: Synapse online with a status text reaches Seed" "$out" "$want"
+want="any(e.get('sender')=='$SAM' and e['content'].get('presence')=='online' for e in v.get('presence',{}).get('events',[]))"
+out=$(poll 10 GET "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/sync?timeout=0" "$want")
+check rooms "presence: Synapse presence in Seed's legacy /sync" "$out" "$want"
+
 if [[ $fail -ne 0 || $pending -ne 0 ]]; then
-  echo "--- seed log (last 20 lines)"; tail -20 "$WORK/seed/stdout.log"
-  echo "--- synapse warnings"; grep -iE "error|warn" "$WORK/synapse/homeserver.log" | tail -20 || true
+  show_logs
 fi
 [[ $pending -ne 0 ]] && echo "rooms checks PENDING (STRICT_ROOMS=0 reports room failures without failing)"
 exit $fail

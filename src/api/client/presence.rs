@@ -37,7 +37,9 @@ async fn get_status(
     if !s.presence.access.can_see(&session.user_id, &user_id).await? {
         return Err(MatrixError::forbidden("You are not allowed to see their presence"));
     }
-    if !s.accounts.exists(&user_id).await? {
+    // Users of other servers are known by what their servers told us (offline if nothing).
+    let local = user_id.split_once(':').is_some_and(|(_, server)| server == s.config.server_name);
+    if local && !s.accounts.exists(&user_id).await? {
         return Err(MatrixError::not_found("Unknown user"));
     }
     let snapshot = s.presence.legacy_snapshot(&user_id, &session.user_id);

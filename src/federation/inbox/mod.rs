@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::ephemeral::Ephemeral;
 use crate::error::Result;
+use crate::presence::federated::PresenceFederation;
 use crate::rooms::Rooms;
 use crate::store::Store;
 
@@ -40,16 +41,33 @@ pub struct Inbox {
     /// Transactions being processed, so a concurrent repeat waits for the first answer.
     in_flight: DashMap<(String, String), Arc<OnceCell<Value>>>,
     processed: AtomicU64,
+    /// Presence across servers (`m.presence` EDUs, and who we last heard from).
+    presence: std::sync::OnceLock<Arc<PresenceFederation>>,
 }
 
 impl Inbox {
     pub fn new(store: Store, rooms: Arc<Rooms>, ephemeral: Arc<Ephemeral>) -> Arc<Self> {
-        Arc::new(Self { store, rooms, ephemeral, in_flight: DashMap::new(), processed: AtomicU64::new(0) })
+        Arc::new(Self {
+            store,
+            rooms,
+            ephemeral,
+            in_flight: DashMap::new(),
+            processed: AtomicU64::new(0),
+            presence: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Where `m.presence` EDUs go (set once at start-up; built after the inbox).
+    pub fn attach_presence(&self, presence: Arc<PresenceFederation>) {
+        let _ = self.presence.set(presence);
     }
 
     /// Process a transaction from `origin` once and answer `{"pdus": {event_id: {} | {"error"}}}`.
     /// The caller has checked the spec's size limits.
     pub async fn transaction(&self, origin: &str, txn_id: &str, txn: Transaction) -> Result<Value> {
+        if let Some(p) = self.presence.get() {
+            p.heard_from(origin);
+        }
         let key = (origin.to_owned(), txn_id.to_owned());
         let cell = self.in_flight.entry(key.clone()).or_default().clone();
         let answer = cell
@@ -112,6 +130,10 @@ impl Inbox {
             let outcome = match kind {
                 "m.typing" => self.ephemeral.remote_typing(origin, content).await,
                 "m.receipt" => self.ephemeral.remote_receipts(origin, content).await,
+                "m.presence" => match self.presence.get() {
+                    Some(p) => p.receive(origin, content).await,
+                    None => Ok(()),
+                },
                 _ => Ok(()),
             };
             if let Err(why) = outcome {

@@ -59,10 +59,15 @@ pub(super) async fn run(fed: Arc<Federation>, dest: Arc<Destination>) {
                         tracing::warn!(destination = %dest.name, error = %e, "could not dequeue sent PDUs");
                     }
                 }
-                {
+                let was_failing = {
                     let mut st = dest.state.lock();
+                    let was = st.failures > 0;
                     st.failures = 0;
                     st.retry_at = None;
+                    was
+                };
+                if was_failing {
+                    fed.peer_came_back(&dest.name);
                 }
                 let ok = status.is_some_and(|s| s.is_success());
                 let counter = if ok { &m.sent } else { &m.failed };

@@ -164,11 +164,18 @@ impl Federation {
     /// is retried now.
     pub fn peer_is_up(&self, server: &str) {
         let Some(dest) = self.sender.destinations.lock().get(server).cloned() else { return };
-        let mut st = dest.state.lock();
-        if st.retry_at.is_some() {
-            st.retry_at = None;
-            st.failures = 0;
-            dest.peer_up.notify_one();
+        let was_failing = {
+            let mut st = dest.state.lock();
+            let was = st.retry_at.is_some();
+            if was {
+                st.retry_at = None;
+                st.failures = 0;
+                dest.peer_up.notify_one();
+            }
+            was
+        };
+        if was_failing {
+            self.peer_came_back(server);
         }
     }
 

@@ -115,3 +115,56 @@ async fn an_idle_device_becomes_unavailable_at_the_idle_timeout() {
     }
     assert_eq!(h.engine.snapshot(&s.user_id, &s.user_id).presence.last_active_ts, Some(START));
 }
+
+fn remote_update(presence: Presence, last_active_ts: i64, status: &str) -> RemotePresenceUpdate {
+    RemotePresenceUpdate {
+        user_id: "@bob:y".into(),
+        presence,
+        last_active_ts: Some(last_active_ts),
+        currently_active: false,
+        status_msg: Some(status.into()),
+        active_kinds: vec![],
+    }
+}
+
+/// Presence announced by another server (issue #15): a change takes a stream position and wakes
+/// the viewers given; a re-announcement that moves nothing visible (last-active by less than a
+/// minute) takes none; and without a refresh the user decays to offline when the watchdog's
+/// deadline passes on the clock, not before.
+#[tokio::test]
+async fn remote_presence_changes_refreshes_and_the_watchdog() {
+    let h = harness().await;
+    h.engine.set_remote_timeout_ms(10_000);
+    let bob = "@bob:y";
+    let viewers = HashSet::from(["@alice:x".to_owned()]);
+    let mut woken = h.notifier.subscribe("@alice:x");
+
+    assert!(h.engine.apply_remote(remote_update(Presence::Online, START - 1_000, "hi"), &viewers));
+    tokio::time::timeout(Duration::from_secs(5), woken.changed()).await.expect("viewer woken");
+    let first = h.engine.snapshot(bob, "@alice:x");
+    assert_eq!(first.presence.presence, Presence::Online);
+    assert_eq!(first.status_msg.as_deref(), Some("hi"));
+    assert_eq!(h.engine.changed_between(first.pos - 1, first.pos), vec![bob.to_owned()]);
+    assert!(h.engine.publicly_present(bob) && h.engine.knows(bob));
+
+    // A refresh 5 s later whose last-active moved by transit time only: no change.
+    h.clock.advance(5_000);
+    assert!(!h.engine.apply_remote(remote_update(Presence::Online, START - 990, "hi"), &viewers));
+    assert_eq!(h.engine.snapshot(bob, "@alice:x").pos, first.pos);
+    // A new status text is a change.
+    assert!(h.engine.apply_remote(remote_update(Presence::Online, START - 990, "back soon"), &viewers));
+
+    // The refresh moved the deadline to START + 15 s.
+    h.clock.advance(9_999);
+    tokio::task::yield_now().await;
+    assert_eq!(h.engine.snapshot(bob, "@alice:x").presence.presence, Presence::Online, "decayed early");
+    h.clock.advance(1);
+    let started = std::time::Instant::now();
+    while h.engine.snapshot(bob, "@alice:x").presence.presence != Presence::Offline {
+        assert!(started.elapsed() < Duration::from_secs(5), "the watchdog never fired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let decayed = h.engine.snapshot(bob, "@alice:x");
+    assert!(decayed.pos > first.pos);
+    assert!(!decayed.presence.currently_active);
+}

@@ -105,6 +105,9 @@ impl PresenceEngine {
                 Err(e) => tracing::warn!(error = %e, "could not find who sees {user_id}"),
             }
             self.public_changes.push(&snapshot);
+            if let Some(outbox) = self.federation_outbox.get() {
+                outbox.changed(user_id);
+            }
         }
     }
 
