@@ -123,10 +123,13 @@ impl Services {
             notifier.clone(),
             profiles.clone(),
             access.clone(),
+            federation.clone(),
             PeekConfig {
                 expiry_ms: config.peek_expiry_ms,
                 rate_per_second: config.peek_rate_per_second,
                 rate_burst: config.peek_rate_burst,
+                served_renewal_interval_ms: config.federation.peek_renewal_interval_ms,
+                max_peeks_per_server: config.federation.max_peeks_per_server,
             },
         )
         .await?;

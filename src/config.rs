@@ -220,6 +220,11 @@ pub struct FederationConfig {
     pub send_max_queued_pdus: u64,
     /// EDUs kept queued per destination (in memory); older ones are dropped.
     pub send_max_queued_edus: usize,
+    /// Peeking over federation (MSC2444): the `renewal_interval` we answer other servers'
+    /// peeks with, ms; a peek not renewed within it ends.
+    pub peek_renewal_interval_ms: i64,
+    /// Most peeks one other server may hold on our rooms at once (more: 429).
+    pub max_peeks_per_server: usize,
 }
 
 impl Default for FederationConfig {
@@ -244,6 +249,8 @@ impl Default for FederationConfig {
             send_backoff_max_ms: 3_600_000,
             send_max_queued_pdus: 10_000,
             send_max_queued_edus: 1_000,
+            peek_renewal_interval_ms: 3_600_000,
+            max_peeks_per_server: 1_000,
         }
     }
 }
