@@ -123,7 +123,6 @@ impl Services {
             notifier.clone(),
             profiles.clone(),
             access.clone(),
-            federation.clone(),
             PeekConfig {
                 expiry_ms: config.peek_expiry_ms,
                 rate_per_second: config.peek_rate_per_second,

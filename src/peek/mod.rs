@@ -91,7 +91,6 @@ impl Peeks {
         notifier: Arc<Notifier>,
         profiles: Arc<ProfileRooms>,
         access: Arc<PresenceAccess>,
-        federation: Arc<Federation>,
         config: PeekConfig,
     ) -> anyhow::Result<Arc<Self>> {
         let config = PeekConfig {
@@ -99,6 +98,7 @@ impl Peeks {
             served_renewal_interval_ms: config.served_renewal_interval_ms.max(1_000),
             ..config
         };
+        let federation = rooms.federation().clone();
         let this = Self {
             store,
             rooms,

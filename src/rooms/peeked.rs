@@ -14,13 +14,18 @@ use super::resolve::{self, AuthEvent};
 use super::send::with_event;
 use super::service::Rooms;
 use crate::error::{MatrixError, Result};
-use crate::federation::pdu;
+use crate::federation::{pdu, Federation};
 
 fn bad_answer(e: impl std::fmt::Display) -> MatrixError {
     MatrixError::not_found(format!("The peeked server's answer is not usable: {e}"))
 }
 
 impl Rooms {
+    /// The federation service rooms send through (peeks over federation use it too).
+    pub(crate) fn federation(&self) -> &Arc<Federation> {
+        &self.federation
+    }
+
     /// Does this server take part in `room_id` (it created it, or a local user is joined)?
     /// Only such rooms are served to peeking servers (we do not relay rooms we peek).
     pub(crate) async fn is_resident(&self, room_id: &str) -> Result<bool> {

@@ -19,23 +19,21 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     seed_route(r, SeedPath::Exact("/_matrix/federation/v1/peek/{room_id}/{peek_id}"), put(start).delete(stop))
 }
 
-/// The body must be a JSON object (MSC2444: `{}`, a placeholder for future filters).
-fn check_body(signed: &Signed) -> Result<(), Response> {
+/// The refusal of a malformed request: a peek id that is not 1 to 8 bytes of printable ASCII,
+/// or a body that is not a JSON object (MSC2444: `{}`, a placeholder for future filters).
+fn malformed(peek_id: &str, signed: &Signed) -> Option<Response> {
+    if !valid_peek_id(peek_id) {
+        let msg = "a peek id is 1 to 8 bytes of printable ASCII";
+        return Some(fed_error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", msg));
+    }
     if signed.body.is_empty() {
-        return Ok(());
+        return None;
     }
     match serde_json::from_slice::<Value>(&signed.body) {
-        Ok(Value::Object(_)) => Ok(()),
-        Ok(_) => Err(fed_error(StatusCode::BAD_REQUEST, "M_BAD_JSON", "the body must be a JSON object")),
-        Err(_) => Err(fed_error(StatusCode::BAD_REQUEST, "M_NOT_JSON", "the body is not JSON")),
+        Ok(Value::Object(_)) => None,
+        Ok(_) => Some(fed_error(StatusCode::BAD_REQUEST, "M_BAD_JSON", "the body must be a JSON object")),
+        Err(_) => Some(fed_error(StatusCode::BAD_REQUEST, "M_NOT_JSON", "the body is not JSON")),
     }
-}
-
-fn check_peek_id(peek_id: &str) -> Result<(), Response> {
-    if valid_peek_id(peek_id) {
-        return Ok(());
-    }
-    Err(fed_error(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "a peek id is 1 to 8 bytes of printable ASCII"))
 }
 
 async fn start(
@@ -44,7 +42,7 @@ async fn start(
     RawQuery(query): RawQuery,
     signed: Signed,
 ) -> Response {
-    if let Err(r) = check_peek_id(&peek_id).and_then(|_| check_body(&signed)) {
+    if let Some(r) = malformed(&peek_id, &signed) {
         return r;
     }
     // As `make_join`: the room versions the peeking server supports, `ver` repeated.
@@ -73,7 +71,7 @@ async fn start(
 }
 
 async fn stop(State(s): State<AppState>, Path((room_id, peek_id)): Path<(String, String)>, signed: Signed) -> Response {
-    if let Err(r) = check_peek_id(&peek_id).and_then(|_| check_body(&signed)) {
+    if let Some(r) = malformed(&peek_id, &signed) {
         return r;
     }
     match s.peeks.serve_unpeek(signed.origin.as_str(), &room_id, &peek_id).await {
