@@ -360,3 +360,106 @@ async fn a_server_without_msc2444_gives_the_client_a_clear_error() {
     assert!(v["error"].as_str().unwrap().contains("MSC2444"), "the reason is named: {v}");
     handle.shutdown();
 }
+
+#[tokio::test]
+async fn peeks_survive_restarts_of_both_servers() {
+    // A long interval: nothing is renewed during the test, so what works after a restart
+    // works because the peek was stored, not because a renewal started it again.
+    let (mut a, mut b) = two_servers(60_000).await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    let room = profile_room(&b.app, &bob).await;
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    let first = sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let create = peeked_events(&first, &room).into_iter().find(|e| e["type"] == "m.room.create").unwrap();
+    let create_id = create["event_id"].as_str().unwrap().to_owned();
+    let signer = a.signer();
+
+    // B restarts: its served peek is loaded again; bob's next change still reaches A.
+    b.app.restart().await;
+    assert_eq!(may_read(&signer, &b, &create_id).await, 200, "B still counts A as a peeker");
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "after B restarted"})).await;
+    sync_until(&a.app, &alice, "a change after B's restart", |v| has_status(v, &room, "after B restarted")).await;
+
+    // A restarts: alice's peek and A's federation peek are loaded; changes keep arriving, and
+    // when alice unpeeks, A still knows to send DELETE.
+    a.app.restart().await;
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "after A restarted"})).await;
+    sync_until(&a.app, &alice, "a change after A's restart", |v| has_status(v, &room, "after A restarted")).await;
+    let (status, v) =
+        a.app.post(&format!("{CLIENT_PEEK}/rooms/{}/unpeek", enc(&room)), Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    wait_for("A's DELETE after its restart", 10, async || may_read(&signer, &b, &create_id).await == 403).await;
+}
+
+/// A `PUT /send` of one PDU from `from` to `to`: the answer for that PDU.
+async fn send_pdu(from: &Signer, to: &FedApp, pdu: &Value) -> Value {
+    let txn = uuid::Uuid::new_v4().simple().to_string();
+    let body = json!({"origin": from.origin.as_str(), "origin_server_ts": 1, "pdus": [pdu], "edus": []});
+    let path = format!("/_matrix/federation/v1/send/{txn}");
+    let (status, v) = signed_send(from, to, Method::PUT, &path, &serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    v["pdus"].as_object().and_then(|m| m.values().next().cloned()).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn events_of_a_room_whose_peek_ended_are_refused() {
+    let (a, b) = two_servers(60_000).await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    let room = profile_room(&b.app, &bob).await;
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let (status, v) =
+        a.app.post(&format!("{CLIENT_PEEK}/rooms/{}/unpeek", enc(&room)), Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let a_signer = a.signer();
+    let create_id = {
+        let (_, v) = b.app.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&bob.token)).await;
+        v.as_array().unwrap().iter().find(|e| e["type"] == "m.room.create").unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    wait_for("A's DELETE at B", 10, async || may_read(&a_signer, &b, &create_id).await == 403).await;
+
+    // bob changes his status while A does not peek; fetch that event's PDU from B (a peek made
+    // by hand for the fetch, then deleted) and push it to A as B would.
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "unseen"})).await;
+    let status_id = {
+        let mut id = None;
+        wait_for("bob's new m.status at B", 10, async || {
+            let (_, v) = b.app.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&bob.token)).await;
+            id = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["type"] == "m.status" && e["content"]["status"] == "unseen")
+                .and_then(|e| e["event_id"].as_str().map(str::to_owned));
+            id.is_some()
+        })
+        .await;
+        id.unwrap()
+    };
+    let (status, v) = fed_peek(&a_signer, &b, &room, "fetch", "?ver=10").await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = signed_get(&a_signer, &b, &format!("/_matrix/federation/v1/event/{}", enc(&status_id))).await;
+    assert_eq!(status, 200, "{v}");
+    let pdu = v["pdus"][0].clone();
+    let path = format!("{FED_PEEK}/{}/fetch", enc(&room));
+    let (status, v) = signed_send(&a_signer, &b, Method::DELETE, &path, b"{}").await;
+    assert_eq!(status, 200, "{v}");
+
+    let answer = send_pdu(&b.signer(), &a, &pdu).await;
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("does not peek")), "refused: {answer}");
+
+    // alice peeks again: A peeks the room again, and the same PDU is now taken.
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    let answer = send_pdu(&b.signer(), &a, &pdu).await;
+    assert_eq!(answer, json!({}), "accepted while peeking");
+}
