@@ -325,6 +325,23 @@ async fn a_public_profile_with_restricted_presence_needs_the_permission_model() 
     put_state("org.matrix.msc3032.presence_visibility", json!({"visibility": "restricted"})).await;
     let (status, v) = fed_peek(&signer, &b, &room, "w2", "?ver=10").await;
     assert_err(status, &v, 403, "M_FORBIDDEN");
+
+    // Once alice@A shares a room with bob, A may peek; A then applies the same rule per
+    // viewer: carol@A, who shares nothing with bob, reads the public profile without presence.
+    let alice = a.app.register("alice").await;
+    let carol = a.app.register("carol").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "for friends"})).await;
+    let (status, v) = client_peek(&a.app, &carol, &room).await;
+    assert_eq!(status, 200, "carol may read the public profile: {v}");
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    let seen = sync_until(&a.app, &alice, "bob's status for alice", |v| has_status(v, &room, "for friends")).await;
+    assert!(peeked_events(&seen, &room).iter().any(|e| e["type"] == "m.presence"), "{seen}");
+    let theirs = sync_until(&a.app, &carol, "the peek for carol", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let events = peeked_events(&theirs, &room);
+    assert!(events.iter().any(|e| e["type"] == "m.room.create"), "{theirs}");
+    assert!(!events.iter().any(|e| e["type"] == "m.presence" || e["type"] == "m.status"), "withheld: {theirs}");
 }
 
 /// A stand-in server that answers every request as Synapse answers an endpoint it lacks.
