@@ -480,3 +480,30 @@ async fn events_of_a_room_whose_peek_ended_are_refused() {
     let answer = send_pdu(&b.signer(), &a, &pdu).await;
     assert_eq!(answer, json!({}), "accepted while peeking");
 }
+
+#[tokio::test]
+async fn a_peek_that_lapsed_while_the_peeked_server_was_down_is_taken_up_again() {
+    let (a, mut b) = two_servers(2_000).await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    let room = profile_room(&b.app, &bob).await;
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+
+    // B is down for longer than the renewal interval: A's renewals fail and are retried; at
+    // B the stored peek has expired when it comes back, so A's next renewal is a new peek
+    // whose answer (the state, with what changed meanwhile) A takes in.
+    let running = b.app.running.take().expect("running");
+    let config = running.state.config.clone();
+    running.stop().await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let running = seed::app::spawn(config).await.expect("B restarts");
+    b.app.base = format!("http://{}", running.addr);
+    b.app.running = Some(running);
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "during the lapse"})).await;
+    sync_until(&a.app, &alice, "the change made during the lapse", |v| has_status(v, &room, "during the lapse")).await;
+    set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "after the lapse"})).await;
+    sync_until(&a.app, &alice, "a change after the lapse", |v| has_status(v, &room, "after the lapse")).await;
+}

@@ -188,7 +188,7 @@ impl Peeks {
     pub(crate) async fn may_sync_peek(&self, viewer: &str, room_id: &str) -> Result<bool> {
         let state = self.rooms.state(room_id).await?;
         Ok(state.get("m.room.encryption", "").is_none()
-            && self.remote_peek_usable(room_id)
+            && self.remote_room_readable(room_id).await?
             && self.can_peek(viewer, room_id).await?)
     }
 

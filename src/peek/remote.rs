@@ -51,13 +51,19 @@ pub(super) struct Remote {
     pub(super) by_room: DashMap<String, OutPeek>,
     /// When each active peek is next renewed (or released, once no local device peeks).
     pub(super) renewals: Arc<Timer<String>>,
-    /// Serializes starting, renewing and ending remote peeks (network calls included; rare).
-    pub(super) lock: tokio::sync::Mutex<()>,
+    /// Per room: serializes starting, renewing and ending its peek (network calls included),
+    /// so a slow server holds up only its own rooms. One entry per room ever peeked, like
+    /// `by_room`.
+    locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Remote {
     pub(super) fn new() -> Self {
-        Self { by_room: DashMap::new(), renewals: Timer::new(Clock::system()), lock: tokio::sync::Mutex::new(()) }
+        Self { by_room: DashMap::new(), renewals: Timer::new(Clock::system()), locks: DashMap::new() }
+    }
+
+    fn lock_of(&self, room_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.entry(room_id.to_owned()).or_default().clone()
     }
 }
 
@@ -92,10 +98,16 @@ impl Peeks {
         self.remote.by_room.get(room_id).is_some_and(|p| !p.active)
     }
 
-    /// May local peekers read `room_id`: a room not peeked over federation, or one whose
+    /// Is our copy of `room_id` kept current: a room not peeked over federation, or one whose
     /// federation peek is active.
     pub(super) fn remote_peek_usable(&self, room_id: &str) -> bool {
         self.remote.by_room.get(room_id).is_none_or(|p| p.active)
+    }
+
+    /// May local peekers read `room_id`: [`Peeks::remote_peek_usable`], or a local user is in
+    /// the room (then it is current without a federation peek).
+    pub(super) async fn remote_room_readable(&self, room_id: &str) -> Result<bool> {
+        Ok(self.remote_peek_usable(room_id) || self.rooms.is_resident(room_id).await?)
     }
 
     /// The last local device peek of `room_id` ended: release our federation peek soon.
@@ -112,7 +124,8 @@ impl Peeks {
         if self.remote.by_room.get(room_id).is_some_and(|p| p.active) {
             return Ok(());
         }
-        let _starting = self.remote.lock.lock().await;
+        let lock = self.remote.lock_of(room_id);
+        let _starting = lock.lock().await;
         if self.remote.by_room.get(room_id).is_some_and(|p| p.active) {
             return Ok(());
         }
@@ -235,7 +248,8 @@ impl Peeks {
 
     /// A renewal deadline of `room_id` passed: renew while local devices peek it, else end it.
     pub(super) async fn renew_remote(&self, room_id: &str) -> Result<()> {
-        let _renewing = self.remote.lock.lock().await;
+        let lock = self.remote.lock_of(room_id);
+        let _renewing = lock.lock().await;
         let Some(peek) = self.remote.by_room.get(room_id).map(|p| p.clone()).filter(|p| p.active) else {
             return Ok(());
         };
@@ -247,6 +261,9 @@ impl Peeks {
         }
         let outcome = match self.put_peek(&peek.server, room_id, &peek.peek_id).await {
             Ok(body) => {
+                if body.get("state").is_some() {
+                    tracing::info!(room_id, server = %peek.server, "our peek had lapsed: taking in the state again");
+                }
                 self.take_peek_answer(room_id, &body, Some(peek.interval_ms)).await.map_err(|e| failure(e, true))
             }
             Err(f) => Err(f),
