@@ -139,11 +139,18 @@ impl Peeks {
         let mut last = MatrixError::not_found("No server to peek the room through");
         for server in servers.iter().take(MAX_PEEK_SERVERS) {
             match self.put_peek(server, room_id, &peek_id).await {
-                Ok(body) => {
-                    let interval = self.take_peek_answer(room_id, &body, None).await?;
-                    self.remote_started(room_id, server, &peek_id, interval).await?;
-                    return Ok(());
-                }
+                Ok(body) => match self.take_peek_answer(room_id, &body, None).await {
+                    Ok(interval) => {
+                        self.remote_started(room_id, server, &peek_id, interval).await?;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // An answer we cannot use: release the peek it started there.
+                        tracing::info!(%server, room_id, error = %e, "peek answer not usable");
+                        self.delete_peek(server, room_id, &peek_id).await;
+                        last = e;
+                    }
+                },
                 Err(f) => {
                     tracing::info!(%server, room_id, error = %f.error, "peek over federation failed");
                     // The most telling refusal wins over "could not reach".
