@@ -507,3 +507,49 @@ async fn a_peek_that_lapsed_while_the_peeked_server_was_down_is_taken_up_again()
     set_status(&b.app, &bob, json!({"presence": "online", "status_msg": "after the lapse"})).await;
     sync_until(&a.app, &alice, "a change after the lapse", |v| has_status(v, &room, "after the lapse")).await;
 }
+
+/// A measurement, not a check: how long a presence change of bob@B takes to reach alice@A's
+/// `/sync` through the federation peek (B's publish window, the `/send`, A's checks, and A's
+/// delivery window included). `cargo test --test federation_peek -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_remote_peek_delivery_latency() {
+    for window_ms in [250, 0] {
+        measure_with_delivery_window(window_ms).await;
+    }
+}
+
+async fn measure_with_delivery_window(window_ms: u64) {
+    let a = FedApp::spawn(Host::Localhost, |c| c.presence_delivery_window_ms = window_ms).await;
+    let b = FedApp::spawn(Host::Ip, |c| c.federation.peek_renewal_interval_ms = 60_000).await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    let room = profile_room(&b.app, &bob).await;
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "{v}");
+    let mut v = sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let text = format!("change {i}");
+        let started = Instant::now();
+        set_status(&b.app, &bob, json!({"presence": "online", "status_msg": text})).await;
+        loop {
+            let since = v["next_batch"].as_str().unwrap().to_owned();
+            v = a.app.sync(&alice, &format!("since={since}&timeout=10000")).await;
+            if has_status(&v, &room, &text) {
+                break;
+            }
+        }
+        samples.push(started.elapsed().as_millis());
+    }
+    samples.sort_unstable();
+    eprintln!(
+        "remote peek delivery (A's presence_delivery_window_ms {window_ms}, B's publish window 30 ms) over {} changes: \
+         min {} ms, median {} ms, max {} ms",
+        samples.len(),
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1]
+    );
+}
