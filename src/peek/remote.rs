@@ -110,6 +110,16 @@ impl Peeks {
         Ok(self.remote_peek_usable(room_id) || self.rooms.is_resident(room_id).await?)
     }
 
+    /// Wait while our peek of `room_id` is being started or renewed: its server may send the
+    /// room's next event before we have stored its answer (MSC2444 orders nothing between the
+    /// two), and that event needs the answer's state. A lookup, for rooms never peeked.
+    pub(crate) async fn settle_remote_peek(&self, room_id: &str) {
+        let lock = self.remote.locks.get(room_id).map(|l| l.clone());
+        if let Some(lock) = lock {
+            drop(lock.lock().await);
+        }
+    }
+
     /// The last local device peek of `room_id` ended: release our federation peek soon.
     pub(super) fn local_peeks_gone(&self, room_id: &str) {
         if self.remote.by_room.get(room_id).is_some_and(|p| p.active) {

@@ -39,11 +39,13 @@ impl Rooms {
         Ok(created_here || state.members_with(&["join"]).any(ours))
     }
 
-    /// Events of a room we peeked over federation whose peek ended, with no local user
+    /// Events of a room we peek over federation wait while the peek is being started (see
+    /// `Peeks::settle_remote_peek`). Events of a room whose peek ended, with no local user
     /// joined, are refused: the peeked server stops sending them after our `DELETE` or the
     /// peek's expiry, and what still arrives is not for us.
     pub(crate) async fn refuses_peeked_events(&self, room_id: &str) -> bool {
         let Some(links) = self.links.get() else { return false };
+        links.peeks.settle_remote_peek(room_id).await;
         links.peeks.remote_peek_ended(room_id) && !self.is_resident(room_id).await.unwrap_or(false)
     }
 
