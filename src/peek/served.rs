@@ -194,3 +194,37 @@ impl Peeks {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_ids_are_one_to_eight_bytes_of_printable_ascii() {
+        for ok in ["a", "12345678", "!r~:x", "room_id"] {
+            assert!(valid_peek_id(ok), "{ok}");
+        }
+        for bad in ["", "123456789", "a b", "é", "tab\t"] {
+            assert!(!valid_peek_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn served_peeks_are_counted_once_per_server_and_forgotten_when_removed() {
+        let s = Served::new();
+        s.insert("!r:x", "a.example", "p1", 10);
+        s.insert("!r:x", "a.example", "p1", 20); // renewal: same peek
+        s.insert("!q:x", "a.example", "p2", 20);
+        s.insert("!r:x", "b.example", "p1", 20);
+        assert_eq!(s.per_server.get("a.example").map(|n| *n), Some(2));
+        assert_eq!(s.expires("!r:x", "a.example", "p1"), Some(20));
+        assert_eq!(s.expiry.deadline(&("!r:x".into(), "a.example".into(), "p1".into())), Some(20));
+        assert!(s.remove("!r:x", "a.example", "p1"));
+        assert!(!s.remove("!r:x", "a.example", "p1"), "removed once");
+        assert_eq!(s.per_server.get("a.example").map(|n| *n), Some(1));
+        assert!(s.remove("!q:x", "a.example", "p2"));
+        assert!(s.per_server.get("a.example").is_none(), "no empty counters kept");
+        assert!(s.by_room.get("!q:x").is_none(), "no empty rooms kept");
+        assert!(s.expiry.deadline(&("!q:x".into(), "a.example".into(), "p2".into())).is_none());
+    }
+}
