@@ -26,6 +26,15 @@ use crate::rooms::now_ms;
 
 /// The unstable prefix of MSC2444's federation endpoints.
 pub const MSC2444_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.msc2444";
+/// Where peeks are tried, in order: the unstable prefix, then the `v1` path of MSC2444's text
+/// (the one Dendrite serves).
+const PEEK_PATHS: [&str; 2] = [MSC2444_PREFIX, "/_matrix/federation/v1"];
+
+/// Does a peer's answer say it does not know the endpoint (Synapse: 404/405 `M_UNRECOGNIZED`)?
+fn unrecognized(status: u16, body: &Value) -> bool {
+    let errcode = body.get("errcode").and_then(Value::as_str).unwrap_or_default();
+    matches!((status, errcode), (404 | 405 | 400 | 501, "M_UNRECOGNIZED") | (405 | 501, _))
+}
 /// Room versions we can peek (`ver=`), as for `make_join`.
 const VERSIONS: &str = "ver=10&ver=11";
 /// Most servers tried for one peek.
@@ -220,24 +229,34 @@ impl Peeks {
     async fn put_peek(&self, server: &str, room_id: &str, peek_id: &str) -> Result<Value, Failure> {
         let dest =
             <&ServerName>::try_from(server).map_err(|e| failure(MatrixError::invalid_param(e.to_string()), false))?;
-        let path = format!("{MSC2444_PREFIX}/peek/{}/{}?{VERSIONS}", enc(room_id), enc(peek_id));
-        let resp = self.federation.send(dest, http::Method::PUT, &path, Some(&json!({})), true).await.map_err(|e| {
-            failure(MatrixError::not_found(format!("Could not reach {server} to peek the room: {e:#}")), true)
-        })?;
+        let mut tried = 0;
+        let resp = loop {
+            let path = format!("{}/peek/{}/{}?{VERSIONS}", PEEK_PATHS[tried], enc(room_id), enc(peek_id));
+            let r =
+                self.federation.send(dest, http::Method::PUT, &path, Some(&json!({})), true).await.map_err(|e| {
+                    failure(MatrixError::not_found(format!("Could not reach {server} to peek the room: {e:#}")), true)
+                })?;
+            tried += 1;
+            if tried == PEEK_PATHS.len() || !unrecognized(r.status.as_u16(), &r.body) {
+                break r;
+            }
+        };
         if resp.status.is_success() {
             return Ok(resp.body);
         }
         let errcode = resp.body.get("errcode").and_then(Value::as_str).unwrap_or_default().to_owned();
         let msg = resp.body.get("error").and_then(Value::as_str).unwrap_or("refused").to_owned();
         let status = resp.status.as_u16();
-        Err(match (status, errcode.as_str()) {
-            (404 | 405 | 400 | 501, "M_UNRECOGNIZED") | (405 | 501, _) => failure(
+        if unrecognized(status, &resp.body) {
+            return Err(failure(
                 MatrixError::not_found(format!(
                     "{server} does not support peeking over federation (MSC2444); the presence of its \
                      users reaches you through presence updates while you share a room with them"
                 )),
                 false,
-            ),
+            ));
+        }
+        Err(match (status, errcode.as_str()) {
             (403, _) => failure(MatrixError::Forbidden(format!("{server} refused the peek: {msg}")), false),
             (404, _) => failure(MatrixError::not_found(format!("{server}: {msg}")), false),
             (400, "M_INCOMPATIBLE_ROOM_VERSION") => {
@@ -255,11 +274,15 @@ impl Peeks {
     /// `DELETE …/peek/{roomId}/{peekId}` at `server` (best effort: the peek expires anyway).
     async fn delete_peek(&self, server: &str, room_id: &str, peek_id: &str) {
         let Ok(dest) = <&ServerName>::try_from(server) else { return };
-        let path = format!("{MSC2444_PREFIX}/peek/{}/{}", enc(room_id), enc(peek_id));
-        match self.federation.send(dest, http::Method::DELETE, &path, Some(&json!({})), true).await {
-            Ok(r) if r.status.is_success() || r.status.as_u16() == 404 => {}
-            Ok(r) => tracing::info!(%server, room_id, status = %r.status, "peek DELETE refused"),
-            Err(e) => tracing::info!(%server, room_id, error = %format!("{e:#}"), "peek DELETE failed"),
+        for prefix in PEEK_PATHS {
+            let path = format!("{prefix}/peek/{}/{}", enc(room_id), enc(peek_id));
+            match self.federation.send(dest, http::Method::DELETE, &path, Some(&json!({})), true).await {
+                Ok(r) if unrecognized(r.status.as_u16(), &r.body) => continue,
+                Ok(r) if r.status.is_success() || r.status.as_u16() == 404 => {}
+                Ok(r) => tracing::info!(%server, room_id, status = %r.status, "peek DELETE refused"),
+                Err(e) => tracing::info!(%server, room_id, error = %format!("{e:#}"), "peek DELETE failed"),
+            }
+            return;
         }
     }
 
