@@ -129,6 +129,8 @@ impl Services {
                 expiry_ms: config.peek_expiry_ms,
                 rate_per_second: config.peek_rate_per_second,
                 rate_burst: config.peek_rate_burst,
+                served_renewal_interval_ms: config.federation.peek_renewal_interval_ms,
+                max_peeks_per_server: config.federation.max_peeks_per_server,
             },
         )
         .await?;

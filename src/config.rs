@@ -229,6 +229,11 @@ pub struct FederationConfig {
     /// Local users who are not offline are announced again this often to the servers that may
     /// see them, so the peers' watchdogs hold (keep below `presence_remote_timeout_ms`), ms.
     pub presence_reannounce_ms: i64,
+    /// Peeking over federation (MSC2444): the `renewal_interval` we answer other servers'
+    /// peeks with, ms; a peek not renewed within it ends.
+    pub peek_renewal_interval_ms: i64,
+    /// Most peeks one other server may hold on our rooms at once (more: 429).
+    pub max_peeks_per_server: usize,
 }
 
 impl Default for FederationConfig {
@@ -257,6 +262,8 @@ impl Default for FederationConfig {
             // Synapse: remote presence times out after 30 min, local users are pinged every 25.
             presence_remote_timeout_ms: 30 * 60_000,
             presence_reannounce_ms: 25 * 60_000,
+            peek_renewal_interval_ms: 3_600_000,
+            max_peeks_per_server: 1_000,
         }
     }
 }

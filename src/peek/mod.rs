@@ -5,8 +5,13 @@
 //! A peek lives until `peek_expiry_ms` after it was last (re)made; peeking again renews it.
 //! Expiry is a deadline in one `DeadlineQueue` (O(peeks due) per tick, no scan), and an
 //! expired peek is reported like an unpeek: once, under `rooms.leave`.
+//!
+//! Over federation (MSC2444): `served.rs` lets other servers peek our rooms, `remote.rs`
+//! peeks rooms of other servers for our users.
 mod legacy;
 mod limit;
+pub mod remote;
+pub mod served;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use dashmap::DashMap;
 
 use crate::accounts::Session;
 use crate::error::{MatrixError, Result};
+use crate::federation::Federation;
 use crate::ground::{Clock, Notifier, StreamHub, Timer};
 use crate::presence::access::PresenceAccess;
 use crate::profile::ProfileRooms;
@@ -31,6 +37,10 @@ pub struct PeekConfig {
     pub expiry_ms: i64,
     pub rate_per_second: u32,
     pub rate_burst: u32,
+    /// MSC2444: the `renewal_interval` other servers' peeks get (`peek_renewal_interval_ms`).
+    pub served_renewal_interval_ms: i64,
+    /// MSC2444: most peeks one server may hold on our rooms (`max_peeks_per_server`).
+    pub max_peeks_per_server: usize,
 }
 
 /// One device's peek into one room.
@@ -63,6 +73,14 @@ pub struct Peeks {
     /// Peeks that ended (unpeek or lost permission) and the position they ended at, reported
     /// once in `rooms.leave` (MSC2753).
     ended: DashMap<DeviceKey, Vec<(String, i64)>>,
+    /// Room -> number of device peeks of it (legacy `/events` watches not counted): when it
+    /// falls to 0, our federation peek of the room (if any) ends.
+    device_counts: DashMap<String, u32>,
+    federation: Arc<Federation>,
+    /// Other servers' peeks of our rooms (MSC2444, `served.rs`).
+    served: served::Served,
+    /// Our peeks of other servers' rooms (MSC2444, `remote.rs`).
+    remote: remote::Remote,
 }
 
 impl Peeks {
@@ -75,7 +93,12 @@ impl Peeks {
         access: Arc<PresenceAccess>,
         config: PeekConfig,
     ) -> anyhow::Result<Arc<Self>> {
-        let config = PeekConfig { expiry_ms: config.expiry_ms.max(1), ..config };
+        let config = PeekConfig {
+            expiry_ms: config.expiry_ms.max(1),
+            served_renewal_interval_ms: config.served_renewal_interval_ms.max(1_000),
+            ..config
+        };
+        let federation = rooms.federation().clone();
         let this = Self {
             store,
             rooms,
@@ -90,6 +113,10 @@ impl Peeks {
             expiry: Timer::new(Clock::system()),
             writes: tokio::sync::Mutex::new(()),
             ended: DashMap::new(),
+            device_counts: DashMap::new(),
+            federation,
+            served: served::Served::new(),
+            remote: remote::Remote::new(),
         };
         let fresh = now_ms() + config.expiry_ms;
         for (user, device, room, pos, expires) in this.store.all_peeks().await? {
@@ -97,6 +124,8 @@ impl Peeks {
             let expires = if expires <= 0 { fresh } else { expires };
             this.add_local(&user, &device, &room, Peek { started: pos, expires });
         }
+        this.load_served().await?;
+        this.load_remote().await?;
         Ok(Arc::new(this))
     }
 
@@ -114,6 +143,30 @@ impl Peeks {
             }
         });
         workers.track("peek expiry", handle);
+        let this = self.clone();
+        let handle = self.served.expiry.spawn(workers.signal(), move |due, now| {
+            let this = this.clone();
+            async move {
+                for key in due {
+                    if let Err(e) = this.expire_served(key, now).await {
+                        tracing::warn!(error = %e, "could not expire a peek over federation");
+                    }
+                }
+            }
+        });
+        workers.track("federation peek expiry", handle);
+        let this = self.clone();
+        let handle = self.remote.renewals.spawn(workers.signal(), move |due, _| {
+            let this = this.clone();
+            async move {
+                for room in due {
+                    if let Err(e) = this.renew_remote(&room).await {
+                        tracing::warn!(%room, error = %e, "could not renew a peek over federation");
+                    }
+                }
+            }
+        });
+        workers.track("federation peek renewal", handle);
     }
 
     /// A peek's deadline passed: end it unless it was renewed meanwhile.
@@ -134,7 +187,9 @@ impl Peeks {
     /// is not encrypted (MSC2753/MSC2444: peeking into encrypted rooms is not allowed).
     pub(crate) async fn may_sync_peek(&self, viewer: &str, room_id: &str) -> Result<bool> {
         let state = self.rooms.state(room_id).await?;
-        Ok(state.get("m.room.encryption", "").is_none() && self.can_peek(viewer, room_id).await?)
+        Ok(state.get("m.room.encryption", "").is_none()
+            && self.remote_room_readable(room_id).await?
+            && self.can_peek(viewer, room_id).await?)
     }
 
     /// May `viewer` read `room_id` without being joined? Profile rooms: the owner, anyone
@@ -145,16 +200,29 @@ impl Peeks {
         if state.history_visibility() == "world_readable" || state.membership(viewer) == Some("join") {
             return Ok(true);
         }
-        match self.profiles.owner_of(room_id) {
+        match self.profile_owner(room_id, &state) {
             Some(owner) => self.access.can_see(viewer, &owner).await,
             None => Ok(false),
         }
+    }
+
+    /// The owner of a profile room: ours from `ProfileRooms`, another server's (peeked over
+    /// federation) from its create event — never a room of ours that merely claims the type.
+    fn profile_owner(&self, room_id: &str, state: &crate::rooms::RoomState) -> Option<String> {
+        if let Some(owner) = self.profiles.owner_of(room_id) {
+            return Some(owner);
+        }
+        let ours = self.federation.server_name.as_str();
+        crate::profile::owner_in_state(state)
+            .filter(|o| o.split_once(':').map(|(_, s)| s) != Some(ours))
+            .map(str::to_owned)
     }
 
     fn add_local(&self, user: &str, device: &str, room: &str, peek: Peek) {
         let fresh = self.by_device.entry((user.into(), device.into())).or_default().insert(room.into(), peek).is_none();
         if fresh {
             *self.by_room.entry(room.into()).or_default().entry(user.into()).or_default() += 1;
+            *self.device_counts.entry(room.into()).or_default() += 1;
         }
         self.schedule_expiry(user, device, room, peek.expires);
     }
@@ -171,8 +239,21 @@ impl Peeks {
                     }
                 }
             }
+            let left = self.device_counts.get_mut(room).map(|mut n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            if left == Some(0) {
+                self.device_counts.remove_if(room, |_, n| *n == 0);
+                self.local_peeks_gone(room);
+            }
         }
         removed
+    }
+
+    /// How many devices peek `room_id`.
+    fn local_peek_count(&self, room_id: &str) -> u32 {
+        self.device_counts.get(room_id).map(|n| *n).unwrap_or(0)
     }
 
     /// The device's peeked rooms and the stream position each peek started at.
@@ -197,7 +278,39 @@ impl Peeks {
     /// room. Returns `peek_expiry_ts`. Rate-limited per user (429); `400 M_BAD_STATE` if the
     /// user is joined; `403` for encrypted rooms and rooms the user may not peek.
     pub async fn peek(&self, session: &Session, room_id: &str) -> Result<i64> {
+        self.peek_via(session, room_id, &[]).await
+    }
+
+    /// [`Peeks::peek`] of a room that may live on another server: no local user in it, so this
+    /// server peeks it over federation first (MSC2444, `remote.rs`) through `via`, then the
+    /// room id's server.
+    pub async fn peek_via(&self, session: &Session, room_id: &str, via: &[String]) -> Result<i64> {
         self.limiter.check(&session.user_id)?;
+        let over_federation = self.federation.enabled() && self.rooms.needs_remote_join(room_id).await?;
+        if over_federation {
+            self.ensure_remote_peek(room_id, via).await?;
+        }
+        let expires = match self.peek_known(session, room_id).await {
+            Ok(e) => e,
+            Err(e) => {
+                // Not for this user after all (the peeked server admits our *server*): end our
+                // federation peek unless another device holds one.
+                if over_federation && self.local_peek_count(room_id) == 0 {
+                    self.local_peeks_gone(room_id);
+                }
+                return Err(e);
+            }
+        };
+        // Our federation peek may have ended between `ensure_remote_peek` and this device's
+        // peek counting (its last local peeker left meanwhile): start it again.
+        if over_federation && !self.remote_peek_usable(room_id) {
+            self.ensure_remote_peek(room_id, via).await?;
+        }
+        Ok(expires)
+    }
+
+    /// The local part of a peek: the room is known here.
+    async fn peek_known(&self, session: &Session, room_id: &str) -> Result<i64> {
         let state = self.rooms.state(room_id).await?;
         if state.membership(&session.user_id) == Some("join") {
             return Err(MatrixError::BadState("You are joined to this room; there is nothing to peek".into()));

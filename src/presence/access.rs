@@ -59,6 +59,16 @@ impl PresenceAccess {
         Ok(self.lists.granted_targets(viewer).iter().any(|t| t == target))
     }
 
+    /// May some user of `server` see `target`? Peeks over federation (MSC2444) are made by a
+    /// server, not a user: a server may peek a profile room if one of its users could.
+    pub async fn server_can_see(&self, server: &str, target: &str) -> Result<bool> {
+        let of_server = |u: &String| u.split_once(':').map(|(_, s)| s) == Some(server);
+        if self.room_peers(target).await?.iter().any(of_server) {
+            return Ok(true);
+        }
+        Ok(self.lists.granted_viewers(target).iter().any(of_server))
+    }
+
     /// Everyone who may see `target` (to wake them when it changes).
     pub async fn viewers_of(&self, target: &str) -> Result<HashSet<String>> {
         let mut set = self.room_peers(target).await?;

@@ -40,6 +40,14 @@ pub(crate) const PROFILE_EVENT: &str = "m.profile";
 /// Our unstable field carrying which kinds of device are active (seed 004).
 pub(crate) const DEVICE_KINDS_FIELD: &str = "org.matrix.msc3032.device_kinds";
 
+/// The owner of a profile room as its state says: the creator of a room whose
+/// `m.room.create` has the profile room type (MSC1769). This is how a profile room of another
+/// server is recognised (ours are also in `ProfileRooms::owner_of`).
+pub(crate) fn owner_in_state(state: &crate::rooms::RoomState) -> Option<&str> {
+    let create = state.get("m.room.create", "")?;
+    (create.content.get("type").and_then(Value::as_str) == Some(PROFILE_ROOM_TYPE)).then_some(create.sender.as_str())
+}
+
 /// MSC1769's default alias for a user's profile room: `#@alice:server`.
 pub(crate) fn profile_alias(user_id: &str) -> String {
     let (local, server) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));

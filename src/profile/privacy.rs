@@ -90,11 +90,25 @@ impl ProfileMask {
 impl ProfileRooms {
     /// The mask for `viewer` reading `room_id` (nothing to mask outside profile rooms).
     pub async fn mask_for(&self, room_id: &str, viewer: &str) -> Result<ProfileMask> {
-        let Some(owner) = self.owner_of(room_id) else { return Ok(ProfileMask::Nothing) };
+        let (owner, state) = match self.owner_of(room_id) {
+            Some(owner) => (owner, None),
+            // A profile room of another server, peeked over federation (MSC2444): the same
+            // presence-visibility rule, with the owner read from the room's state.
+            None => match self.rooms.state(room_id).await {
+                Ok(state) => match super::owner_in_state(&state) {
+                    Some(owner) => (owner.to_owned(), Some(state)),
+                    None => return Ok(ProfileMask::Nothing),
+                },
+                Err(_) => return Ok(ProfileMask::Nothing),
+            },
+        };
         if owner == viewer {
             return Ok(ProfileMask::Nothing);
         }
-        let state = self.rooms.state(room_id).await?;
+        let state = match state {
+            Some(s) => s,
+            None => self.rooms.state(room_id).await?,
+        };
         if presence_visibility(&state) == VISIBILITY_RESTRICTED && !self.access.can_see(viewer, &owner).await? {
             return Ok(ProfileMask::Presence);
         }

@@ -56,9 +56,15 @@ impl Rooms {
     /// Take in one PDU of a transaction from `origin` (the entry point of `PUT /send`):
     /// the event id if accepted, else why not. A known event is accepted again (idempotent).
     pub async fn receive_pdu(&self, origin: &str, pdu: Value) -> Result<String, String> {
+        let room_id = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if self.refuses_peeked_events(&room_id).await {
+            tracing::info!(origin, room_id, "PDU of a room whose peek ended refused");
+            return Err(format!("this server does not peek {room_id} any more"));
+        }
         let accepted = self.ingest(origin, pdu, true).await;
-        if let Err(e) = &accepted {
-            tracing::info!(origin, error = %e, "PDU refused");
+        match &accepted {
+            Err(e) => tracing::info!(origin, error = %e, "PDU refused"),
+            Ok(a) => self.relay_to_peekers(&a.pdu, &a.state_before, origin),
         }
         accepted.map(|a| a.pdu.event_id.clone())
     }

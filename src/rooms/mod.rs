@@ -8,6 +8,7 @@ mod handshake;
 pub mod inbound;
 mod membership;
 mod outbound;
+mod peeked;
 pub(crate) mod redaction;
 mod remote;
 mod resolve;

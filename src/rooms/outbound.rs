@@ -30,11 +30,42 @@ impl Rooms {
         }
     }
 
-    /// Does `server` have a joined member in the room (may it read the room's DAG)?
+    /// Does `server` have a joined member in the room, or a peek of it (MSC2444: a peeking
+    /// server may read the DAG of the room it peeks)?
     pub(crate) async fn server_in_room(&self, server: &str, room_id: &str) -> bool {
         match self.state(room_id).await {
-            Ok(state) => state.members_with(&["join"]).any(|u| server_of(u) == Some(server)),
+            Ok(state) => {
+                state.members_with(&["join"]).any(|u| server_of(u) == Some(server))
+                    || self.links.get().is_some_and(|l| l.peeks.server_peeks(server, room_id))
+            }
             Err(_) => false,
+        }
+    }
+
+    /// Add the servers peeking `room_id` to `destinations` (deduplicated).
+    fn add_peeking_servers(&self, room_id: &str, destinations: &mut Vec<String>) {
+        let Some(links) = self.links.get() else { return };
+        for server in links.peeks.peeking_servers(room_id) {
+            if !destinations.contains(&server) {
+                destinations.push(server);
+            }
+        }
+    }
+
+    /// An event another server sent us in a room we are resident in: relay it to the servers
+    /// peeking the room (MSC2444: the peeked server relays *all* events it sees), except the
+    /// one it came from.
+    pub(crate) fn relay_to_peekers(&self, pdu: &Arc<Pdu>, state: &RoomState, origin: &str) {
+        let mut destinations = Vec::new();
+        self.add_peeking_servers(&pdu.room_id, &mut destinations);
+        destinations.retain(|d| d != origin && server_of(&pdu.sender) != Some(d.as_str()));
+        if destinations.is_empty() || !self.federation.enabled() {
+            return;
+        }
+        let version = dag::room_version(state, None);
+        match pdu::signed_json(pdu, &version).map(serde_json::to_value) {
+            Ok(Ok(json)) => self.federation.send_pdu(destinations, &pdu.event_id, &json),
+            _ => tracing::warn!(event_id = %pdu.event_id, "PDU not relayed to peeking servers"),
         }
     }
 
@@ -50,6 +81,8 @@ impl Rooms {
             return;
         }
         let mut destinations = servers_of(state, &self.server_name);
+        // Servers peeking the room (MSC2444) get its events as if they were joined.
+        self.add_peeking_servers(&pdu.room_id, &mut destinations);
         destinations.retain(|d| Some(d.as_str()) != skip);
         if let (Some(target), Some("leave" | "ban")) = (&pdu.state_key, pdu.membership()) {
             if let Some(server) = server_of(target).filter(|s| *s != self.server_name) {

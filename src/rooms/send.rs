@@ -245,7 +245,8 @@ impl Rooms {
         // it for the delivery window (README "Presence delivery window").
         let presence_only = pdu.state_key.as_deref() == Some("")
             && matches!(pdu.kind.as_str(), crate::profile::PRESENCE_EVENT | crate::profile::STATUS_EVENT)
-            && links.is_some_and(|l| l.profiles.owner_of(room_id).is_some());
+            && (links.is_some_and(|l| l.profiles.owner_of(room_id).is_some())
+                || crate::profile::owner_in_state(&new_state).is_some());
         if presence_only {
             self.notifier.wake_presence(wake.iter().map(String::as_str), position);
         } else {

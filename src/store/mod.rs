@@ -13,6 +13,7 @@ mod accounts;
 mod dag;
 mod directory;
 mod experiment;
+mod federation_peeks;
 mod filters;
 mod media;
 mod presence;

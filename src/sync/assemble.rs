@@ -106,9 +106,8 @@ impl SyncService {
             .chain(rooms.leave.iter_mut().map(|(id, r)| (id, [&mut r.timeline.events, &mut r.state.events])))
             .chain(rooms.peek.iter_mut().map(|(id, r)| (id, [&mut r.timeline.events, &mut r.state.events])));
         for (room_id, lists) in sections {
-            if profiles.owner_of(room_id).is_none() {
-                continue;
-            }
+            // Also profile rooms of other servers (peeked over federation): `mask_for` reads
+            // their owner from the room state (an in-memory lookup).
             let mask: ProfileMask = profiles.mask_for(room_id, viewer).await?;
             for events in lists {
                 mask.apply_all(events);

@@ -34,16 +34,30 @@ async fn peek(
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<Value>,
 ) -> Result<Json<Value>> {
-    // MSC2753: a JSON object (`MatrixJson` insists) with an optional `servers` list (only
-    // this server exists here, so it is checked, then unused).
+    // MSC2753: a JSON object (`MatrixJson` insists) with an optional `servers` list: the
+    // servers to peek a room of another server through (MSC2444), tried first.
+    let mut via: Vec<String> = Vec::new();
     if let Some(servers) = body.get("servers") {
         let ok = servers.as_array().is_some_and(|a| a.len() <= 100 && a.iter().all(Value::is_string));
         if !ok {
             return Err(MatrixError::bad_json("servers must be a list of server names"));
         }
+        via.extend(servers.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
     }
-    let room_id = s.directory.aliases.resolve_room(&target).await?;
-    let expires = s.peeks.peek(&session, &room_id).await?;
+    // An alias of another server is resolved there (`query/directory`), as for joins.
+    let remote = match target.starts_with('#') {
+        true => s.federation.remote_alias(&target).await?,
+        false => None,
+    };
+    let room_id = match remote {
+        Some(answer) => {
+            let servers = answer["servers"].as_array().into_iter().flatten().filter_map(Value::as_str);
+            via.extend(servers.take(10).map(str::to_owned));
+            answer["room_id"].as_str().ok_or_else(|| MatrixError::not_found("Room alias not found"))?.to_owned()
+        }
+        None => s.directory.aliases.resolve_room(&target).await?,
+    };
+    let expires = s.peeks.peek_via(&session, &room_id, &via).await?;
     Ok(Json(json!({"room_id": room_id, "peek_expiry_ts": expires})))
 }
 

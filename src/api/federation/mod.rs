@@ -16,6 +16,7 @@ pub mod auth;
 mod events;
 mod keys;
 mod membership;
+mod peek;
 mod query;
 mod send;
 
@@ -29,6 +30,7 @@ fn routes() -> Router<AppState> {
     let r = membership::routes(r);
     let r = events::routes(r);
     let r = send::routes(r);
+    let r = peek::routes(r);
     seed_route(r, WELL_KNOWN, get(well_known_server))
         .fallback(|| async { fed_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request") })
         .method_not_allowed_fallback(|| async {
