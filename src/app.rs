@@ -181,6 +181,13 @@ impl Services {
             metrics.clone(),
         );
         inbox.attach_presence(presence_federation.clone());
+        // Servers peeking a user's profile room (MSC2444) also get the user's presence EDUs.
+        {
+            let (profiles, peeks) = (profiles.clone(), peeks.clone());
+            presence_federation.set_extra_destinations(std::sync::Arc::new(move |user: &str| {
+                profiles.room_of(user).map(|room| peeks.peeking_servers(&room)).unwrap_or_default()
+            }));
+        }
         presence.start(std::time::Duration::from_millis(config.presence_flush_interval_ms.max(1)), &workers);
         presence_federation.start(&workers);
         let e2ee = E2ee::new(

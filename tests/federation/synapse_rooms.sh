@@ -12,6 +12,9 @@
 #              sent) and hidden (offline, no text), read through Synapse's
 #              GET /presence/{user}/status; Synapse's online with a status text read through
 #              Seed's status endpoint and legacy /sync. Counted with the room checks.
+#   peek:      (issue #15) Synapse does not implement MSC2444: its federation peek endpoint
+#              answers M_UNRECOGNIZED, and a Seed user's peek of a Synapse room gets a clear
+#              404 naming MSC2444 (msc/README.md). Counted with the room checks.
 # Set-up (Synapse from PyPI, both servers' configs, start and stop) in synapse_env.sh.
 # Usage: tests/federation/synapse_rooms.sh   (from the repository root; builds the debug binary
 # if missing). Ports: SYN_FED SYN_CLIENT SEED_FED SEED_CLIENT (defaults 8571-8574).
@@ -132,6 +135,22 @@ check rooms "presence: Synapse online with a status text reaches Seed" "$out" "$
 want="any(e.get('sender')=='$SAM' and e['content'].get('presence')=='online' for e in v.get('presence',{}).get('events',[]))"
 out=$(poll 10 GET "$SEED" "$SEED_TOKEN" "/_matrix/client/v3/sync?timeout=0" "$want")
 check rooms "presence: Synapse presence in Seed's legacy /sync" "$out" "$want"
+
+# --- peek (issue #15, MSC2444 fallback): Synapse does not implement peeking over federation ---
+# A world-readable room on Synapse (room version 10: its id names Synapse's server).
+PEEK_ROOM=$(api POST "$SYN" "$SYN_TOKEN" /_matrix/client/v3/createRoom \
+  '{"preset":"public_chat","room_version":"10","initial_state":[{"type":"m.room.history_visibility","state_key":"","content":{"history_visibility":"world_readable"}}]}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["room_id"])')
+# Synapse's own answer to the federation peek endpoint (unsigned: it does not know the path).
+out=$(curl -sk -X PUT "https://127.0.0.1:$SYN_FED/_matrix/federation/unstable/org.matrix.msc2444/peek/$(enc "$PEEK_ROOM")/p1?ver=10" -d '{}')
+check rooms "peek: Synapse does not know the MSC2444 endpoint" "$out" 'v.get("errcode") == "M_UNRECOGNIZED"'
+# bob@Seed peeks the Synapse room: Seed tries MSC2444 at Synapse and tells bob why it cannot
+# (presence of Synapse users still arrives by m.presence EDUs, checked above).
+out=$(curl -s -X POST -H "Authorization: Bearer $SEED_TOKEN" -H 'Content-Type: application/json' \
+  "$SEED/_matrix/client/unstable/org.matrix.msc2753/peek/$(enc "$PEEK_ROOM")" -d '{}' -w '\n%{http_code}')
+code=${out##*$'\n'}; out=${out%$'\n'*}
+check rooms "peek: Seed's peek of a Synapse room answers 404 M_NOT_FOUND naming MSC2444" "$out" \
+  "v.get('errcode') == 'M_NOT_FOUND' and 'MSC2444' in v.get('error', '') and '$code' == '404'"
 
 if [[ $fail -ne 0 || $pending -ne 0 ]]; then
   show_logs
