@@ -14,6 +14,7 @@ mod resolve;
 mod send;
 pub(crate) mod service;
 pub(crate) mod state;
+mod state_groups;
 mod state_read;
 mod timeline;
 mod user_send;

@@ -210,6 +210,7 @@ impl Rooms {
         }
         let _guard = self.write_lock.lock().await;
         let mut room_state = Arc::new(RoomState::whole());
+        let mut written = Vec::new();
         for p in state_events {
             let ev = AuthEvent::new(&p).map_err(unreachable)?;
             let auth: std::collections::HashMap<_, _> =
@@ -220,28 +221,41 @@ impl Rooms {
             }
             let pdu = Arc::new(p);
             room_state = with_event(room_state, &pdu);
-            if self.store.get_event(&pdu.event_id).await?.is_some() {
-                let pos = self.stream.allocate();
-                self.store.overwrite_current_state(room_id, &[pdu.as_ref()], pos.pos).await?;
-                self.after_persist(&pdu, room_state.clone(), pos);
-            } else {
-                let pos = self.stream.allocate();
-                self.store.persist_event(&pdu, pos.pos, None).await?;
-                self.after_persist(&pdu, room_state.clone(), pos);
-            }
+            written.push(pdu);
         }
         resolve::check_against_state(&rules, &AuthEvent::new(&join).map_err(unreachable)?, &room_state)
             .map_err(|e| MatrixError::Forbidden(format!("our join fails auth against the room state: {e}")))?;
+        // The room's state before our join is state, not history: stored below every stream
+        // position (negative), so `/sync` shows it in `state` and the timeline starts at the
+        // join (and `/messages` never pages into it).
+        let mut below = self.store.min_stream_ordering().await?.min(0);
+        for pdu in &written {
+            if self.store.get_event(&pdu.event_id).await?.is_some() {
+                self.store.overwrite_current_state(room_id, &[pdu.as_ref()], below).await?;
+            } else {
+                below -= 1;
+                self.store.persist_event(pdu, below, None, None).await?;
+            }
+        }
         let join = Arc::new(join);
+        let snapshot = self.snapshot(room_id, &room_state.ids());
+        let head = super::state_groups::GroupHead { id: snapshot.id, chain_len: 0 };
+        let new_state = with_event(room_state, &join);
+        let (groups, next) = self.groups_on(head, vec![snapshot], &join, &new_state);
         let pos = self.stream.allocate();
         if self.store.get_event(&join.event_id).await?.is_none() {
-            self.store.persist_event(&join, pos.pos, None).await?;
+            self.store.persist_event(&join, pos.pos, None, Some(&groups)).await?;
         } else {
             self.store.overwrite_current_state(room_id, &[join.as_ref()], pos.pos).await?;
         }
+        self.set_current_group(room_id, next);
         self.store.set_forward_extremities(room_id, &[]).await?;
         self.extremities.insert(room_id.to_owned(), Arc::new(vec![(join.event_id.clone(), join.depth)]));
-        let new_state = with_event(room_state, &join);
+        for pdu in &written {
+            if let (Some(target), Some(m)) = (&pdu.state_key, pdu.membership()) {
+                self.note_membership(room_id, target, m, pos.pos);
+            }
+        }
         self.after_persist(&join, new_state, pos);
         Ok(join)
     }

@@ -24,6 +24,7 @@ mod redaction;
 mod relations;
 mod retention;
 mod rooms;
+pub mod state_groups;
 
 pub use account_data::*;
 pub use accounts::*;
