@@ -430,7 +430,8 @@ impl Rooms {
 
     /// Ask `origin` for the events between our extremities and `pdu` when some of its prev
     /// events are unknown, and take them in oldest first (at most `MISSING_EVENTS_LIMIT`;
-    /// they do not fetch further themselves).
+    /// they do not ask for more missing events, but the state at a gap before them is
+    /// fetched with `/state_ids`).
     async fn fetch_missing_prevs(&self, origin: &str, pdu: &Pdu) {
         let mut missing = false;
         for id in &pdu.prev_events {
@@ -462,7 +463,11 @@ impl Rooms {
         events.sort_by_key(|e| e.get("depth").and_then(Value::as_i64).unwrap_or(i64::MAX));
         for e in events {
             let done = match self.prepare(origin, e).await {
-                Ok(Prepared::New(p)) => self.commit(p).await.map(|_| ()),
+                Ok(Prepared::New(p)) => {
+                    // The oldest of them may still follow a gap: its state from `/state_ids`.
+                    self.fetch_prev_states(origin, &p.pdu, &p.version).await;
+                    self.commit(p).await.map(|_| ())
+                }
                 Ok(Prepared::Known(_)) => Ok(()),
                 Err(e) => Err(e),
             };
