@@ -115,7 +115,7 @@ impl Store {
         .await?;
         let mut rows = rows;
         // Farthest first: a nearer delta overrides.
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut out = StateIds::new();
         for (_, kind, sk, id) in rows {
             if id.is_empty() {
