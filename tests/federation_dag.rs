@@ -484,3 +484,76 @@ async fn a_joiner_sees_the_room_state_as_state_and_only_later_events_as_timeline
     let kinds: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(!kinds.contains(&"m.room.create"), "{page}");
 }
+
+#[tokio::test]
+async fn redactions_from_another_server_apply_only_where_the_spec_lets_them() {
+    let (a, b) = two_servers().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    let room = a.app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, v) = b.app.join(&bob, &room).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let bobs = b.app.send_text(&bob, &room, "regret").await;
+    let alices = a.app.send_text(&alice, &room, "keep me").await;
+    sync_until(&a.app, &alice, "bob's message", |v| timeline_has(v, &room, is_text("regret"))).await;
+    sync_until(&b.app, &bob, "alice's message", |v| timeline_has(v, &room, is_text("keep me"))).await;
+
+    // Bob redacts his own message on B: A applies it.
+    let (status, v) = b
+        .app
+        .put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", enc(&room), enc(&bobs)), Some(&bob.token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let redaction = v["event_id"].as_str().unwrap().to_owned();
+    let event_on_a = |id: String| {
+        let app = &a.app;
+        let (room, token) = (room.clone(), alice.token.clone());
+        async move {
+            let (status, v) =
+                app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&id)), Some(&token)).await;
+            assert_eq!(status, 200, "{v}");
+            v
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = event_on_a(bobs.clone()).await;
+        if v["content"] == json!({}) {
+            assert_eq!(v["unsigned"]["redacted_because"]["event_id"], json!(redaction), "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob's redaction never applied on A: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A redaction of alice's message by bob (level 0, another server): part of the DAG,
+    // not applied.
+    let signer = b.signer();
+    let ids = state_ids(&a.app, &alice, &room).await;
+    let id = |t: &str, sk: &str| ids[&(t.to_owned(), sk.to_owned())].clone();
+    let auth = [id("m.room.create", ""), id("m.room.power_levels", ""), id("m.room.member", &bob.user_id)];
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (prev, depth) = newest(&a, &alice, &signer, &room).await;
+    let (foreign, pdu) = event(
+        &signer,
+        &room,
+        &bob.user_id,
+        "m.room.redaction",
+        None,
+        json!({"redacts": alices}),
+        &[&prev],
+        &auth,
+        depth + 1,
+    );
+    let mut pdu = pdu;
+    // Room version 10 carries `redacts` at the top level too (re-signed with it).
+    pdu.as_object_mut().unwrap().remove("signatures");
+    pdu.as_object_mut().unwrap().remove("hashes");
+    pdu["redacts"] = json!(alices);
+    let (foreign2, pdu) = sign(&signer, pdu);
+    let _ = foreign;
+    let answers = send_txn(&signer, &a, vec![pdu]).await;
+    assert!(accepted(&answers, &foreign2), "{answers}");
+    assert_eq!(event_on_a(alices.clone()).await["content"]["body"], "keep me");
+}

@@ -98,7 +98,13 @@ impl Rooms {
                     self.fetch_missing_prevs(origin, &p.pdu).await;
                     self.fetch_prev_states(origin, &p.pdu, &p.version).await;
                 }
-                self.commit(p).await
+                let accepted = self.commit(p).await?;
+                if accepted.pdu.kind == "m.room.redaction" && !accepted.soft_failed {
+                    if let Err(e) = self.apply_redaction(&accepted.pdu).await {
+                        tracing::warn!(event_id = %accepted.pdu.event_id, error = %e, "a redaction was not applied");
+                    }
+                }
+                Ok(accepted)
             }
         }
     }
@@ -243,6 +249,29 @@ impl Rooms {
         let (groups, _) = self.groups_on(group, new, &pdu, &after);
         self.store.put_outlier_with_groups(&pdu, &groups).await.map_err(reason)?;
         Ok(Accepted { pdu, state_before, soft_failed: true })
+    }
+
+    /// A redaction from another server, applied to its target (spec "Redactions": servers
+    /// apply it when its sender is of the target sender's server, or may redact others'
+    /// events). The target is kept redacted by the room version's rules.
+    async fn apply_redaction(&self, redaction: &Pdu) -> crate::error::Result<()> {
+        let Some(target_id) = redaction.redacts() else { return Ok(()) };
+        let Some((_, target)) = self.store.get_event(target_id).await? else { return Ok(()) };
+        if target.room_id != redaction.room_id || target.unsigned.contains_key("redacted_because") {
+            return Ok(());
+        }
+        let state = self.state(&redaction.room_id).await?;
+        let same_server = super::outbound::server_of(&target.sender) == super::outbound::server_of(&redaction.sender);
+        let pl = super::auth::PowerLevels::of(&state);
+        if !same_server && pl.user(&redaction.sender, &state) < pl.redact() {
+            return Ok(());
+        }
+        let mut because = redaction.to_client(super::event::now_ms(), None);
+        if let Some(u) = because.get_mut("unsigned").and_then(Value::as_object_mut) {
+            u.remove("age");
+        }
+        let version = dag::room_version(&state, None);
+        self.rewrite_event(super::redaction::redacted(&target, because, &version)).await
     }
 
     /// `state` with its member events whole (for state resolution).
