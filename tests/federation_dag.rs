@@ -557,3 +557,84 @@ async fn redactions_from_another_server_apply_only_where_the_spec_lets_them() {
     assert!(accepted(&answers, &foreign2), "{answers}");
     assert_eq!(event_on_a(alices.clone()).await["content"]["body"], "keep me");
 }
+
+/// (state groups, group entries) `app` stores for `room`.
+async fn group_rows(app: &TestApp, room: &str) -> (i64, i64) {
+    let pool = &app.running.as_ref().unwrap().state.store.pool;
+    let groups: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM state_groups WHERE room_id = $1")
+        .bind(room)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let entries: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM state_group_entries e JOIN state_groups g ON g.group_id = e.group_id WHERE g.room_id = $1",
+    )
+    .bind(room)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (groups.0, entries.0)
+}
+
+async fn rename(app: &TestApp, user: &User, room: &str, name: &str) -> String {
+    let (status, v) = app
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(room)),
+            Some(&user.token),
+            json!({"name": name}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["event_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn messages_add_no_state_group_a_state_event_adds_one_delta_and_groups_survive_a_restart() {
+    let (mut a, b) = two_servers().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    let room = a.app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, v) = b.app.join(&bob, &room).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let start = group_rows(&a.app, &room).await;
+    for i in 0..20 {
+        a.app.send_text(&alice, &room, &format!("m{i}")).await;
+    }
+    assert_eq!(group_rows(&a.app, &room).await, start, "messages write no group");
+    let first = rename(&a.app, &alice, &room, "first").await;
+    assert_eq!(group_rows(&a.app, &room).await, (start.0 + 1, start.1 + 1), "one delta of one entry");
+
+    a.app.restart().await;
+    let second = rename(&a.app, &alice, &room, "second").await;
+    assert_eq!(group_rows(&a.app, &room).await, (start.0 + 2, start.1 + 2), "still a delta after the restart");
+    let at_second = state_ids_at(&a, &b.signer(), &room, &second).await;
+    assert!(at_second.contains(&first) && !at_second.contains(&second), "{at_second:?}");
+    let m = a.app.send_text(&alice, &room, "after").await;
+    assert!(state_ids_at(&a, &b.signer(), &room, &m).await.contains(&second));
+
+    // A room of this server's users only keeps no groups; once another server's user is
+    // invited, it has them from a snapshot on.
+    let local = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "local"})).await;
+    let local_name = rename(&a.app, &alice, &local, "still local").await;
+    a.app.send_text(&alice, &local, "hi").await;
+    assert_eq!(group_rows(&a.app, &local).await, (0, 0));
+    let (status, v) = a
+        .app
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&local)),
+            Some(&alice.token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (groups, entries) = group_rows(&a.app, &local).await;
+    assert!(groups == 2 && entries > 5, "a snapshot and the invite's delta: {groups} {entries}");
+    let (status, v) = b.app.join(&bob, &local).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &local, is_join_of(&bob.user_id))).await;
+    let bobs_join = state_ids(&a.app, &alice, &local).await[&("m.room.member".to_owned(), bob.user_id.clone())].clone();
+    let renamed = rename(&a.app, &alice, &local, "shared").await;
+    let at = state_ids_at(&a, &b.signer(), &local, &renamed).await;
+    assert!(at.contains(&local_name) && at.contains(&bobs_join) && !at.contains(&renamed), "{at:?}");
+}

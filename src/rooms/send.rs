@@ -82,8 +82,13 @@ impl Rooms {
             head = vec![(pdu.event_id.clone(), pdu.depth)];
             built.push((pdu, state.clone(), self.stream.allocate()));
         }
-        let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> =
-            built.iter().zip(&groups).map(|((p, _, pos), g)| (p.as_ref(), pos.pos, Some(g))).collect();
+        // A new room has only our users (invites of other servers' users come after it).
+        let grouped = self.keeps_groups(&state);
+        let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> = built
+            .iter()
+            .zip(&groups)
+            .map(|((p, _, pos), g)| (p.as_ref(), pos.pos, Some(g).filter(|_| grouped)))
+            .collect();
         let room = NewRoom {
             room_id: &room_id,
             creator,
@@ -101,7 +106,9 @@ impl Rooms {
         if let Some((last, _, _)) = built.last() {
             self.extremities.insert(room_id.clone(), Arc::new(vec![(last.event_id.clone(), last.depth)]));
         }
-        self.set_current_group(&room_id, group);
+        if grouped {
+            self.set_current_group(&room_id, group);
+        }
         for (pdu, state, pos) in built {
             self.after_persist(&pdu, state, pos);
         }
@@ -177,12 +184,13 @@ impl Rooms {
         let extremities = self.extremities(room_id).await?;
         let replaced = self.replaced_state(&state, &HashMap::new(), &ev.kind, ev.state_key.as_deref()).await?;
         let pdu = Arc::new(self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?);
-        let (head, new) = self.current_group(room_id, &state).await?;
-        let new_state = with_event(state, &pdu);
-        let (groups, next) = self.groups_on(head, new, &pdu, &new_state);
+        let new_state = with_event(state.clone(), &pdu);
+        let groups = self.local_groups(room_id, &state, &pdu, &new_state).await?;
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, Some(sender), Some(&groups)).await?;
-        self.set_current_group(room_id, next);
+        self.store.persist_event(&pdu, pos.pos, Some(sender), groups.as_ref().map(|g| &g.0)).await?;
+        if let Some((_, next)) = groups {
+            self.set_current_group(room_id, next);
+        }
         self.advance_extremities(&pdu).await?;
         self.fan_out(&pdu, &new_state);
         self.after_persist(&pdu, new_state, pos);
@@ -214,20 +222,24 @@ impl Rooms {
             let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
             let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, &sender, ev)?);
             pending.insert(pdu.event_id.clone(), pdu.clone());
-            let (group, new) = match group_heads.get(&room_id) {
-                Some(g) => (*g, Vec::new()),
-                None => self.current_group(&room_id, &state).await?,
+            let new_state = with_event(state.clone(), &pdu);
+            let grouped = match group_heads.get(&room_id) {
+                Some(g) => Some(self.groups_on(*g, Vec::new(), &pdu, &new_state)),
+                None => self.local_groups(&room_id, &state, &pdu, &new_state).await?,
             };
-            let new_state = with_event(state, &pdu);
-            let (g, next) = self.groups_on(group, new, &pdu, &new_state);
-            groups.push(g);
-            group_heads.insert(room_id.clone(), next);
+            match grouped {
+                Some((g, next)) => {
+                    groups.push(Some(g));
+                    group_heads.insert(room_id.clone(), next);
+                }
+                None => groups.push(None),
+            }
             heads.insert(room_id.clone(), dag::extremities_after(&head, &pdu));
             states.insert(room_id, new_state.clone());
             built.push((pdu, new_state, self.stream.allocate()));
         }
         let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> =
-            built.iter().zip(&groups).map(|((p, _, pos), g)| (p.as_ref(), pos.pos, Some(g))).collect();
+            built.iter().zip(&groups).map(|((p, _, pos), g)| (p.as_ref(), pos.pos, g.as_ref())).collect();
         self.store.persist_events_grouped(&rows).await?;
         for (room_id, head) in group_heads {
             self.set_current_group(&room_id, head);

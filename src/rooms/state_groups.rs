@@ -53,6 +53,39 @@ pub(crate) fn diff(base: &StateIds, target: &StateIds) -> Vec<(String, String, S
 }
 
 impl Rooms {
+    /// Whether local events of a room with state `state` keep state groups. Only a room
+    /// shared with other servers needs the state at each event (auth of their events,
+    /// `/state_ids`); a room of our users only (profile rooms, local chats) writes none, and
+    /// gets a snapshot of its state once another server takes part ([`Rooms::current_group`]).
+    /// With federation off, never.
+    pub(crate) fn keeps_groups(&self, state: &RoomState) -> bool {
+        if !self.federation.enabled() {
+            return false;
+        }
+        let ours = Some(self.server_name.as_str());
+        let elsewhere = |u: &str| super::outbound::server_of(u) != ours;
+        state.get("m.room.create", "").is_some_and(|c| elsewhere(&c.sender))
+            || state.members_with(&["join", "invite", "leave", "ban", "knock"]).any(elsewhere)
+    }
+
+    /// The groups of a local event (`state`: the room state before it, `after`: after it),
+    /// or `None` for a room that keeps none (its cached group is dropped: it no longer
+    /// stands for the current state).
+    pub(crate) async fn local_groups(
+        &self,
+        room_id: &str,
+        state: &RoomState,
+        pdu: &Pdu,
+        after: &RoomState,
+    ) -> Result<Option<(EventGroups, GroupHead)>> {
+        if !self.keeps_groups(after) {
+            self.group_heads.remove(room_id);
+            return Ok(None);
+        }
+        let (head, new) = self.current_group(room_id, state).await?;
+        Ok(Some(self.groups_on(head, new, pdu, after)))
+    }
+
     fn new_group_id(&self) -> i64 {
         self.next_group.fetch_add(1, Ordering::Relaxed)
     }
