@@ -4,6 +4,7 @@ pub(crate) mod create;
 pub(crate) mod dag;
 mod dag_reads;
 pub mod event;
+mod fetch;
 mod handshake;
 pub mod inbound;
 mod membership;
