@@ -638,3 +638,44 @@ async fn messages_add_no_state_group_a_state_event_adds_one_delta_and_groups_sur
     let at = state_ids_at(&a, &b.signer(), &local, &renamed).await;
     assert!(at.contains(&local_name) && at.contains(&bobs_join) && !at.contains(&renamed), "{at:?}");
 }
+
+#[tokio::test]
+async fn send_join_answers_the_state_before_the_join_not_the_current_state() {
+    let a = FedApp::spawn(Host::Localhost, |_| {}).await;
+    let peer = FakePeer::start(Mode::Accept).await;
+    let alice = a.app.register("alice").await;
+    let room = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "one"})).await;
+    let signer = Signer {
+        origin: peer.server_name.parse().unwrap(),
+        key: seed::federation::signing_key::parse_key_line(&peer.key_line()).unwrap(),
+    };
+    let user = format!("@mallory:{}", peer.server_name);
+    let path = format!("/_matrix/federation/v1/make_join/{}/{}?ver=10", enc(&room), enc(&user));
+    let (status, v) = signed_get(&signer, &a, &path).await;
+    assert_eq!(status, 200, "make_join: {v}");
+    // The room moves on between make_join and send_join: the join is built on the old state.
+    let renamed = rename(&a.app, &alice, &room, "two").await;
+    let mut template = v["event"].clone();
+    template["origin_server_ts"] = json!(now());
+    let (join_id, join) = sign(&signer, template);
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&room), enc(&join_id));
+    let (status, answer) = signed(&signer, &a, Method::PUT, &path, &join).await;
+    assert_eq!(status, 200, "send_join: {answer}");
+    let state = answer["state"].as_array().unwrap();
+    let name: Vec<&Value> =
+        state.iter().filter(|e| e["type"] == "m.room.name").map(|e| &e["content"]["name"]).collect();
+    assert_eq!(name, [&json!("one")], "{answer}");
+    let ids_in_answer: Vec<String> = state
+        .iter()
+        .map(|e| {
+            let obj = seed::federation::pdu::to_canonical(e.clone()).unwrap();
+            seed::federation::pdu::event_id(&obj, &RoomVersionId::V10).unwrap()
+        })
+        .collect();
+    assert!(!ids_in_answer.contains(&join_id) && !ids_in_answer.contains(&renamed), "{ids_in_answer:?}");
+    assert!(ids_in_answer.len() >= 5, "{ids_in_answer:?}");
+    // The room itself has both: the rename stays (resolution), mallory is in.
+    let ids = state_ids(&a.app, &alice, &room).await;
+    assert_eq!(ids[&("m.room.name".to_owned(), String::new())], renamed);
+    assert_eq!(ids[&("m.room.member".to_owned(), user.clone())], join_id);
+}
