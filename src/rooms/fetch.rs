@@ -204,7 +204,8 @@ impl Rooms {
         let mut missing = Vec::new();
         for id in &pdu.prev_events {
             let known = match self.store.any_event(id).await {
-                Ok(Some((Some(_), _, _))) => true,
+                // In the timeline, or refused (nothing to fetch: its state would not be used).
+                Ok(Some((Some(_), _, _)) | Some((_, _, Some(_)))) => true,
                 Ok(_) => matches!(self.store.event_groups(id).await, Ok(Some(_))),
                 Err(_) => return,
             };
