@@ -203,7 +203,7 @@ impl Rooms {
         let new_state = with_event(state, &pdu);
         let (groups, next) = self.groups_on(head, new, &pdu, &new_state);
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, None, Some(&groups)).await?;
+        self.store.persist_event_with_groups(&pdu, pos.pos, None, Some(&groups)).await?;
         self.set_current_group(&pdu.room_id, next);
         self.advance_extremities(&pdu).await?;
         self.after_persist(&pdu, new_state, pos);

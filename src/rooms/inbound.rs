@@ -197,7 +197,7 @@ impl Rooms {
             (resolved, h)
         };
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, None, Some(&groups)).await.map_err(reason)?;
+        self.store.persist_event_with_groups(&pdu, pos.pos, None, Some(&groups)).await.map_err(reason)?;
         self.set_current_group(&room_id, new_head);
         // What resolution decided beyond "the event's own state key now names it".
         let expected = with_event(current.clone(), &pdu);

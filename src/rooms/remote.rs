@@ -246,7 +246,7 @@ impl Rooms {
                 self.store.overwrite_current_state(room_id, &[pdu.as_ref()], below).await?;
             } else {
                 below -= 1;
-                self.store.persist_event(pdu, below, None, None).await?;
+                self.store.persist_event(pdu, below, None).await?;
             }
         }
         let join = Arc::new(join);
@@ -256,7 +256,7 @@ impl Rooms {
         let (groups, next) = self.groups_on(head, vec![snapshot], &join, &new_state);
         let pos = self.stream.allocate();
         if self.store.get_event(&join.event_id).await?.is_none() {
-            self.store.persist_event(&join, pos.pos, None, Some(&groups)).await?;
+            self.store.persist_event_with_groups(&join, pos.pos, None, Some(&groups)).await?;
         } else {
             self.store.overwrite_current_state(room_id, &[join.as_ref()], pos.pos).await?;
         }

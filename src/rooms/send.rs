@@ -187,7 +187,7 @@ impl Rooms {
         let new_state = with_event(state.clone(), &pdu);
         let groups = self.local_groups(room_id, &state, &pdu, &new_state).await?;
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, Some(sender), groups.as_ref().map(|g| &g.0)).await?;
+        self.store.persist_event_with_groups(&pdu, pos.pos, Some(sender), groups.as_ref().map(|g| &g.0)).await?;
         if let Some((_, next)) = groups {
             self.set_current_group(room_id, next);
         }

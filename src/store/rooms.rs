@@ -111,8 +111,13 @@ impl Store {
 
     /// Write one event and everything derived from it (current state, membership, txn id)
     /// in one transaction: either all of it is stored or none.
-    /// `groups`: the state before and after it (`state_groups.rs`), written with it.
-    pub(crate) async fn persist_event(
+    pub(crate) async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
+        self.persist_event_with_groups(pdu, pos, txn_owner, None).await
+    }
+
+    /// [`Store::persist_event`] with the groups of the state before and after the event
+    /// (`state_groups.rs`), written in the same transaction.
+    pub(crate) async fn persist_event_with_groups(
         &self,
         pdu: &Pdu,
         pos: i64,
