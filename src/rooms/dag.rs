@@ -168,6 +168,17 @@ mod tests {
         assert_eq!(room_version(&state, None), RoomVersionId::V10);
     }
 
+    /// Room version 11 create events have no `creator`: the sender is the creator.
+    #[test]
+    fn a_version_11_create_event_without_creator_is_read_from_its_sender() {
+        let mut create = ev("$c", "m.room.create", "", json!({"room_version": "11"}));
+        create.sender = "@founder:x".into();
+        let state = RoomState::from_events([create]);
+        assert_eq!(room_version(&state, None), RoomVersionId::V11);
+        let pl = super::super::auth::PowerLevels::of(&state);
+        assert_eq!((pl.user("@founder:x", &state), pl.user("@a:x", &state)), (100, 0));
+    }
+
     #[test]
     fn prev_events_are_the_deepest_twenty_extremities() {
         let ext: Vec<(String, i64)> = (0..25).map(|i| (format!("$e{i:02}"), i)).collect();

@@ -2,6 +2,7 @@
 //! `get_missing_events`): only servers with a joined member may read a room, never a
 //! refused event, every list bounded.
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -42,15 +43,20 @@ impl Rooms {
         Ok(json!({"origin": self.server_name, "origin_server_ts": now_ms(), "pdus": pdus}))
     }
 
-    /// The room state at (before) an event: the timeline's state events before it (see
-    /// docs/architecture.md on this linear model of state).
-    async fn state_at(&self, room_id: &str, event_id: &str) -> Result<RoomState> {
+    /// The room state at (before) an event (spec: the state before it, which is what
+    /// `/state_ids` answers in Synapse too): from its state group; for an event from
+    /// before state groups, the timeline's state events before it.
+    async fn state_at(&self, room_id: &str, event_id: &str) -> Result<Arc<RoomState>> {
         let pos = match self.store.any_event(event_id).await? {
-            Some((Some(pos), pdu, None)) if pdu.room_id == room_id => pos,
+            Some((pos, pdu, None)) if pdu.room_id == room_id => pos,
             _ => return Err(MatrixError::not_found("Event not found in this room")),
         };
+        if let Some((before, _)) = self.store.event_groups(event_id).await? {
+            return self.whole_state(&*self.group_ids(before).await?).await;
+        }
+        let Some(pos) = pos else { return Err(MatrixError::not_found("The state at this event is not known")) };
         let events = self.store.room_state_events_between(room_id, 0, pos - 1).await?;
-        Ok(RoomState::from_events(events.into_iter().map(|(_, e)| e)))
+        Ok(Arc::new(RoomState::from_events(events.into_iter().map(|(_, e)| e))))
     }
 
     /// `GET /state/{roomId}?event_id=` (`ids_only`: `/state_ids`).

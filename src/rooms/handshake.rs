@@ -86,6 +86,9 @@ impl Rooms {
             return Err(MatrixError::bad_json("the event id does not match the event"));
         }
         let accepted = self.ingest(origin, event, false).await.map_err(forbidden)?;
+        if accepted.soft_failed {
+            return Err(forbidden(format!("the {membership} fails auth against the current state of the room")));
+        }
         // We are the resident server: the room's other servers hear of it from us.
         let now = self.state(room_id).await?;
         self.fan_out_except(&accepted.pdu, &now, Some(origin));
@@ -195,11 +198,14 @@ impl Rooms {
         }
         let state = self.state(&pdu.room_id).await?;
         self.extremities(&pdu.room_id).await?;
-        let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, None).await?;
         let pdu = Arc::new(pdu);
-        self.advance_extremities(&pdu).await?;
+        let (head, new) = self.current_group(&pdu.room_id, &state).await?;
         let new_state = with_event(state, &pdu);
+        let (groups, next) = self.groups_on(head, new, &pdu, &new_state);
+        let pos = self.stream.allocate();
+        self.store.persist_event_with_groups(&pdu, pos.pos, None, Some(&groups)).await?;
+        self.set_current_group(&pdu.room_id, next);
+        self.advance_extremities(&pdu).await?;
         self.after_persist(&pdu, new_state, pos);
         Ok(())
     }

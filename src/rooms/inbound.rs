@@ -1,15 +1,18 @@
 //! PDUs from other servers (spec "Checks performed on receipt of a PDU"): format and size,
 //! signatures and content hash (a bad hash: the event is kept redacted), auth against the
-//! event's own auth events, against the state before it, and a soft-fail check against the
-//! current state; missing prev events are asked for with `get_missing_events` (bounded);
-//! a fork is merged with state resolution v2 (`resolve.rs`). Rejected and soft-failed
-//! events are kept outside the timeline (`room_outliers`) and never reach clients; accepted
-//! ones take a stream position and wake local members like local events (`after_persist`).
+//! event's own auth events, against the state before it (the resolution of the states after
+//! its prev events, kept as state groups: `state_groups.rs`), and a soft-fail check against
+//! the current state. What is fetched from the sending server for that (auth chain, missing
+//! prev events, the state at a gap) is in `fetch.rs`. A fork is merged with state resolution
+//! v2 (`resolve.rs`). Rejected events are kept outside the timeline (`room_outliers`) and
+//! never reach clients; soft-failed ones are kept there too, with their state, and answered
+//! as accepted (spec "Soft failure"); accepted ones take a stream position and wake local
+//! members like local events (`after_persist`).
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ruma::signatures::{PublicKeyMap, Verified};
-use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId, ServerName};
+use ruma::{CanonicalJsonObject, OwnedEventId, RoomVersionId};
 use serde_json::{json, Value};
 
 use super::dag;
@@ -18,25 +21,25 @@ use super::resolve::{self, AuthEvent};
 use super::send::with_event;
 use super::service::Rooms;
 use super::state::RoomState;
-use crate::federation::client::enc;
+use super::state_groups::GroupHead;
 use crate::federation::pdu;
+use crate::store::state_groups::{NewGroup, StateIds};
 
 /// Largest PDU accepted (spec "Size limits"), in bytes of its JSON.
 pub const MAX_PDU_BYTES: usize = 65_536;
-/// Most events asked for with one `get_missing_events`.
-const MISSING_EVENTS_LIMIT: usize = 10;
 
 /// Why a PDU was refused (reported back to the sending server).
 pub type Reason = String;
 
 /// A PDU that passed the checks needing no room state.
-struct Checked {
-    pdu: Pdu,
+pub(super) struct Checked {
+    pub(super) pdu: Pdu,
     ev: AuthEvent,
     rules: ruma::room_version_rules::RoomVersionRules,
+    pub(super) version: RoomVersionId,
 }
 
-enum Prepared {
+pub(super) enum Prepared {
     /// Already in the timeline.
     Known(Accepted),
     New(Box<Checked>),
@@ -46,15 +49,27 @@ enum Prepared {
 pub(crate) struct Accepted {
     pub pdu: Arc<Pdu>,
     pub state_before: Arc<RoomState>,
+    /// It passed auth against the state before it but not against the current state: kept
+    /// outside the timeline, never shown to clients nor built upon (spec "Soft failure").
+    pub soft_failed: bool,
 }
 
-fn reason(e: impl std::fmt::Display) -> Reason {
+/// The state before an incoming event.
+enum Before {
+    /// The room's current state (the event follows exactly our forward extremities).
+    Current,
+    /// Another state, whole, with its group (and the groups to write for it).
+    Other { state: Arc<RoomState>, group: GroupHead, new: Vec<NewGroup> },
+}
+
+pub(super) fn reason(e: impl std::fmt::Display) -> Reason {
     e.to_string()
 }
 
 impl Rooms {
     /// Take in one PDU of a transaction from `origin` (the entry point of `PUT /send`):
-    /// the event id if accepted, else why not. A known event is accepted again (idempotent).
+    /// the event id if accepted (or soft-failed, which the spec answers like an accepted
+    /// event), else why not. A known event is accepted again (idempotent).
     pub async fn receive_pdu(&self, origin: &str, pdu: Value) -> Result<String, String> {
         let room_id = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
         if self.refuses_peeked_events(&room_id).await {
@@ -77,15 +92,22 @@ impl Rooms {
             Prepared::New(p) => {
                 if fetch_missing {
                     self.fetch_missing_prevs(origin, &p.pdu).await;
+                    self.fetch_prev_states(origin, &p.pdu, &p.version).await;
                 }
-                self.commit(p).await
+                let accepted = self.commit(p).await?;
+                if accepted.pdu.kind == "m.room.redaction" && !accepted.soft_failed {
+                    if let Err(e) = self.apply_redaction(&accepted.pdu).await {
+                        tracing::warn!(event_id = %accepted.pdu.event_id, error = %e, "a redaction was not applied");
+                    }
+                }
+                Ok(accepted)
             }
         }
     }
 
     /// The checks that need no lock: format, signatures, hash, auth events (fetched if
     /// unknown) and auth against them.
-    async fn prepare(&self, origin: &str, value: Value) -> Result<Prepared, Reason> {
+    pub(super) async fn prepare(&self, origin: &str, value: Value) -> Result<Prepared, Reason> {
         let room_id = value.get("room_id").and_then(Value::as_str).ok_or("PDU without room_id")?.to_owned();
         let state = self.state(&room_id).await.map_err(|_| format!("unknown room {room_id}"))?;
         if state.get("m.room.create", "").is_none() {
@@ -95,7 +117,10 @@ impl Rooms {
         let pdu = self.check_pdu(value, &version).await?;
         if let Some((pos, _, rejected)) = self.store.any_event(&pdu.event_id).await.map_err(reason)? {
             match (pos, rejected) {
-                (Some(_), _) => return Ok(Prepared::Known(Accepted { state_before: state, pdu: Arc::new(pdu) })),
+                (Some(_), _) => {
+                    let state_before = self.known_state_before(&pdu.event_id, &room_id).await?;
+                    return Ok(Prepared::Known(Accepted { state_before, pdu: Arc::new(pdu), soft_failed: false }));
+                }
                 (None, Some(r)) => return Err(format!("{} was refused before: {r}", pdu.event_id)),
                 (None, None) => {} // an outlier until now: it may join the timeline
             }
@@ -106,32 +131,54 @@ impl Rooms {
         if let Err(e) = resolve::check_against_auth_events(&rules, &ev, &auth) {
             return Err(self.refuse(&pdu, format!("fails auth against its auth events: {e}")).await);
         }
-        Ok(Prepared::New(Box::new(Checked { pdu, ev, rules })))
+        Ok(Prepared::New(Box::new(Checked { pdu, ev, rules, version })))
+    }
+
+    /// The state before an event we have: from its state group, else the current state.
+    async fn known_state_before(&self, event_id: &str, room_id: &str) -> Result<Arc<RoomState>, Reason> {
+        match self.store.event_groups(event_id).await.map_err(reason)? {
+            Some((before, _)) => {
+                self.whole_state(&*self.group_ids(before).await.map_err(reason)?).await.map_err(reason)
+            }
+            None => self.state(room_id).await.map_err(reason),
+        }
     }
 
     /// The checks against room state and the write, under the write lock.
-    async fn commit(&self, checked: Box<Checked>) -> Result<Accepted, Reason> {
-        let Checked { pdu, ev, rules } = *checked;
+    pub(super) async fn commit(&self, checked: Box<Checked>) -> Result<Accepted, Reason> {
+        let Checked { pdu, ev, rules, .. } = *checked;
         let room_id = pdu.room_id.clone();
         let _guard = self.write_lock.lock().await;
         if self.store.get_event(&pdu.event_id).await.map_err(reason)?.is_some() {
-            return Ok(Accepted { state_before: self.state(&room_id).await.map_err(reason)?, pdu: Arc::new(pdu) });
-        }
-        let state_before = self.state_before(&pdu, &rules).await?;
-        let before_view = self.auth_view(&state_before, &pdu).await.map_err(reason)?;
-        if let Err(e) = resolve::check_against_state(&rules, &ev, &before_view) {
-            return Err(self.refuse(&pdu, format!("fails auth against the state before it: {e}")).await);
+            let state_before = self.known_state_before(&pdu.event_id, &room_id).await?;
+            return Ok(Accepted { state_before, pdu: Arc::new(pdu), soft_failed: false });
         }
         let current = self.state(&room_id).await.map_err(reason)?;
-        if !Arc::ptr_eq(&current, &state_before) {
-            let current_view = self.auth_view(&current, &pdu).await.map_err(reason)?;
-            if let Err(e) = resolve::check_against_state(&rules, &ev, &current_view) {
-                return Err(self.refuse(&pdu, format!("soft-failed against the current state: {e}")).await);
+        let (head, head_new) = self.current_group(&room_id, &current).await.map_err(reason)?;
+        let (state_before, before_group, new_groups) = match self.state_before(&pdu, &rules).await? {
+            Before::Current => {
+                let auth = self.auth_events_in(&current, &pdu).await.map_err(reason)?;
+                if let Err(e) = resolve::check_against_events(&rules, &ev, &auth) {
+                    return Err(self.refuse(&pdu, format!("fails auth against the state before it: {e}")).await);
+                }
+                (current.clone(), head, head_new)
             }
-        }
+            Before::Other { state, group, new } => {
+                if let Err(e) = resolve::check_against_state(&rules, &ev, &state) {
+                    return Err(self.refuse(&pdu, format!("fails auth against the state before it: {e}")).await);
+                }
+                let mut all = head_new;
+                all.extend(new);
+                let auth = self.auth_events_in(&current, &pdu).await.map_err(reason)?;
+                if let Err(e) = resolve::check_against_events(&rules, &ev, &auth) {
+                    return self.soft_fail(pdu, state, group, all, e).await;
+                }
+                (state, group, all)
+            }
+        };
         let mut pdu = pdu;
         let replaced = match pdu.state_key.as_deref() {
-            Some(sk) => self.state_event_of(&current, &pdu.kind, sk).await.map_err(reason)?,
+            Some(sk) => self.state_event_of(&state_before, &pdu.kind, sk).await.map_err(reason)?,
             None => None,
         };
         if let Some(prev) = replaced {
@@ -143,20 +190,28 @@ impl Rooms {
         let extremities = self.extremities(&room_id).await.map_err(reason)?;
         let follows_all = extremities.iter().all(|(id, _)| pdu.prev_events.contains(id));
         let after_event = with_event(state_before.clone(), &pdu);
-        let new_state = if follows_all {
-            after_event
+        let (mut groups, after_head) = self.groups_on(before_group, new_groups, &pdu, &after_event);
+        let (new_state, new_head) = if follows_all {
+            (after_event, after_head)
         } else {
-            self.resolve_states(&rules, &[current.clone(), after_event]).await?
+            let whole_current = self.whole(&current).await?;
+            let whole_after = self.whole(&after_event).await?;
+            let resolved = self.resolve_states(&rules, &[whole_current, whole_after]).await?;
+            let g = self.group_for(&room_id, after_head, &after_event.ids(), &resolved.ids());
+            let h = GroupHead { id: g.id, chain_len: g.chain_len };
+            groups.new.push(g);
+            (resolved, h)
         };
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, None).await.map_err(reason)?;
+        self.store.persist_event_with_groups(&pdu, pos.pos, None, Some(&groups)).await.map_err(reason)?;
+        self.set_current_group(&room_id, new_head);
         // What resolution decided beyond "the event's own state key now names it".
         let expected = with_event(current.clone(), &pdu);
         let overrides: Vec<&Pdu> = new_state
             .iter()
             .filter(|e| {
                 let sk = e.state_key.as_deref().unwrap_or_default();
-                expected.get(&e.kind, sk).is_none_or(|x| x.event_id != e.event_id)
+                !expected.is_current(&e.kind, sk, &e.event_id)
             })
             .map(|e| e.as_ref())
             .collect();
@@ -170,7 +225,57 @@ impl Rooms {
         }
         self.advance_extremities(&pdu).await.map_err(reason)?;
         self.after_persist(&pdu, new_state, pos);
-        Ok(Accepted { pdu, state_before })
+        Ok(Accepted { pdu, state_before, soft_failed: false })
+    }
+
+    /// Spec "Soft failure": an event that passes auth against the state before it but not
+    /// against the current state is kept (with its state, so later events may build on it)
+    /// outside the timeline: no client sees it and our new events do not point to it.
+    async fn soft_fail(
+        &self,
+        pdu: Pdu,
+        state_before: Arc<RoomState>,
+        group: GroupHead,
+        new: Vec<NewGroup>,
+        why: String,
+    ) -> Result<Accepted, Reason> {
+        tracing::info!(event_id = %pdu.event_id, room_id = %pdu.room_id, why = %why, "PDU soft-failed");
+        let pdu = Arc::new(pdu);
+        let after = with_event(state_before.clone(), &pdu);
+        let (groups, _) = self.groups_on(group, new, &pdu, &after);
+        self.store.put_outlier_with_groups(&pdu, &groups).await.map_err(reason)?;
+        Ok(Accepted { pdu, state_before, soft_failed: true })
+    }
+
+    /// A redaction from another server, applied to its target (spec "Redactions": servers
+    /// apply it when its sender is of the target sender's server, or may redact others'
+    /// events). The target is kept redacted by the room version's rules.
+    async fn apply_redaction(&self, redaction: &Pdu) -> crate::error::Result<()> {
+        let Some(target_id) = redaction.redacts() else { return Ok(()) };
+        let Some((_, target)) = self.store.get_event(target_id).await? else { return Ok(()) };
+        if target.room_id != redaction.room_id || target.unsigned.contains_key("redacted_because") {
+            return Ok(());
+        }
+        let state = self.state(&redaction.room_id).await?;
+        let same_server = super::outbound::server_of(&target.sender) == super::outbound::server_of(&redaction.sender);
+        let pl = super::auth::PowerLevels::of(&state);
+        if !same_server && pl.user(&redaction.sender, &state) < pl.redact() {
+            return Ok(());
+        }
+        let mut because = redaction.to_client(super::event::now_ms(), None);
+        if let Some(u) = because.get_mut("unsigned").and_then(Value::as_object_mut) {
+            u.remove("age");
+        }
+        let version = dag::room_version(&state, None);
+        self.rewrite_event(super::redaction::redacted(&target, because, &version)).await
+    }
+
+    /// `state` with its member events whole (for state resolution).
+    async fn whole(&self, state: &Arc<RoomState>) -> Result<Arc<RoomState>, Reason> {
+        if state.keeps_whole() {
+            return Ok(state.clone());
+        }
+        self.whole_state(&state.ids()).await.map_err(reason)
     }
 
     /// Format, size, signatures and content hash: the stored form of a PDU of a room of
@@ -224,7 +329,7 @@ impl Rooms {
     }
 
     /// Keep a refused event out of the timeline, with the reason; returns the reason.
-    async fn refuse(&self, pdu: &Pdu, why: String) -> Reason {
+    pub(super) async fn refuse(&self, pdu: &Pdu, why: String) -> Reason {
         tracing::info!(event_id = %pdu.event_id, room_id = %pdu.room_id, why = %why, "PDU refused");
         if let Err(e) = self.store.put_outlier(pdu, Some(&why)).await {
             tracing::warn!(error = %e, "could not record a refused PDU");
@@ -232,124 +337,55 @@ impl Rooms {
         why
     }
 
-    /// The auth events of `pdu`, asking `origin` for those we do not have (kept as outliers
-    /// after their signatures are checked). A rejected auth event rejects the event.
-    async fn auth_events_of(
-        &self,
-        origin: &str,
-        pdu: &Pdu,
-        version: &RoomVersionId,
-    ) -> Result<HashMap<OwnedEventId, AuthEvent>, Reason> {
-        let mut out = HashMap::new();
-        for id in &pdu.auth_events {
-            let ev = match self.store.any_event(id).await.map_err(reason)? {
-                Some((_, p, None)) => p,
-                Some((_, _, Some(r))) => return Err(format!("auth event {id} was refused: {r}")),
-                None => self.fetch_event(origin, id, version).await?,
-            };
-            if ev.room_id != pdu.room_id {
-                return Err(format!("auth event {id} is from another room"));
-            }
-            let a = AuthEvent::new(&ev)?;
-            out.insert(a.id().to_owned(), a);
-        }
-        Ok(out)
-    }
-
-    /// `GET /event/{id}` from `server`: checked (format, signatures) and kept as an outlier.
-    pub(crate) async fn fetch_event(&self, server: &str, id: &str, version: &RoomVersionId) -> Result<Pdu, Reason> {
-        let dest = <&ServerName>::try_from(server).map_err(reason)?;
-        let resp = self
-            .federation
-            .get(dest, &format!("/_matrix/federation/v1/event/{}", enc(id)))
-            .await
-            .map_err(|e| format!("fetching {id} from {server}: {e:#}"))?;
-        let raw =
-            resp.body.get("pdus").and_then(|p| p.get(0)).cloned().ok_or_else(|| format!("{server} has no {id}"))?;
-        let pdu = self.check_pdu(raw, version).await?;
-        if pdu.event_id != id {
-            return Err(format!("{server} answered another event for {id}"));
-        }
-        self.store.put_outlier(&pdu, None).await.map_err(reason)?;
-        Ok(pdu)
-    }
-
-    /// Ask `origin` for the events between our extremities and `pdu` when some of its prev
-    /// events are unknown, and take them in oldest first (at most `MISSING_EVENTS_LIMIT`;
-    /// they do not fetch further themselves).
-    async fn fetch_missing_prevs(&self, origin: &str, pdu: &Pdu) {
-        let mut missing = false;
-        for id in &pdu.prev_events {
-            if !matches!(self.store.any_event(id).await, Ok(Some((Some(_), _, _)))) {
-                missing = true;
-            }
-        }
-        let Ok(dest) = <&ServerName>::try_from(origin) else { return };
-        if !missing {
-            return;
-        }
-        let earliest: Vec<String> = match self.extremities(&pdu.room_id).await {
-            Ok(x) => x.iter().map(|(id, _)| id.clone()).collect(),
-            Err(_) => return,
-        };
-        let body = json!({
-            "earliest_events": earliest, "latest_events": [pdu.event_id],
-            "limit": MISSING_EVENTS_LIMIT, "min_depth": 0,
-        });
-        let path = format!("/_matrix/federation/v1/get_missing_events/{}", enc(&pdu.room_id));
-        let events = match self.federation.send(dest, http::Method::POST, &path, Some(&body), true).await {
-            Ok(r) if r.status.is_success() => {
-                r.body.get("events").and_then(Value::as_array).cloned().unwrap_or_default()
-            }
-            Ok(r) => return tracing::info!(origin, status = %r.status, "get_missing_events refused"),
-            Err(e) => return tracing::info!(origin, error = %format!("{e:#}"), "get_missing_events failed"),
-        };
-        let mut events: Vec<Value> = events.into_iter().take(MISSING_EVENTS_LIMIT).collect();
-        events.sort_by_key(|e| e.get("depth").and_then(Value::as_i64).unwrap_or(i64::MAX));
-        for e in events {
-            let done = match self.prepare(origin, e).await {
-                Ok(Prepared::New(p)) => self.commit(p).await.map(|_| ()),
-                Ok(Prepared::Known(_)) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
-                tracing::info!(origin, error = %e, "a missing event was refused");
-            }
-        }
-    }
-
-    /// The room state before `pdu`: the current state when it follows our extremities,
-    /// else the state after each known prev event (the timeline replayed up to it),
-    /// resolved when they differ. Unknown prev events are left out (the current state if
-    /// none is known): the simplification documented in docs/architecture.md.
+    /// The room state before `pdu` (spec: the resolution of the states after its prev
+    /// events): the current state when it follows exactly our extremities; else from the
+    /// state groups of its prev events (an event from before state groups: the timeline
+    /// replayed up to it). Prev events we know nothing of are left out; the current state
+    /// if none is known.
     async fn state_before(
         &self,
         pdu: &Pdu,
         rules: &ruma::room_version_rules::RoomVersionRules,
-    ) -> Result<Arc<RoomState>, Reason> {
+    ) -> Result<Before, Reason> {
         let room_id = pdu.room_id.as_str();
-        let current = self.state(room_id).await.map_err(reason)?;
         let extremities = self.extremities(room_id).await.map_err(reason)?;
-        let mut known = Vec::new();
+        let ext: HashSet<&str> = extremities.iter().map(|(id, _)| id.as_str()).collect();
+        let prevs: HashSet<&str> = pdu.prev_events.iter().map(String::as_str).collect();
+        if ext == prevs {
+            return Ok(Before::Current);
+        }
+        let mut states = Vec::new();
+        let mut first: Option<(i64, Arc<StateIds>)> = None;
+        let mut all_grouped = true;
         for id in &pdu.prev_events {
-            if let Some((Some(pos), _, _)) = self.store.any_event(id).await.map_err(reason)? {
-                known.push((id.clone(), pos));
+            if let Some((_, after)) = self.store.event_groups(id).await.map_err(reason)? {
+                let ids = self.group_ids(after).await.map_err(reason)?;
+                states.push(self.whole_state(&ids).await.map_err(reason)?);
+                first.get_or_insert((after, ids));
+            } else if let Some((Some(pos), _, None)) = self.store.any_event(id).await.map_err(reason)? {
+                let events = self.store.room_state_events_between(room_id, 0, pos).await.map_err(reason)?;
+                states.push(Arc::new(RoomState::from_events(events.into_iter().map(|(_, e)| e))));
+                all_grouped = false;
             }
         }
-        let ext: HashSet<&str> = extremities.iter().map(|(id, _)| id.as_str()).collect();
-        let prevs: HashSet<&str> = known.iter().map(|(id, _)| id.as_str()).collect();
-        if known.is_empty() || ext == prevs {
-            return Ok(current);
+        if states.is_empty() {
+            return Ok(Before::Current);
         }
-        let mut states = Vec::with_capacity(known.len());
-        for (_, pos) in &known {
-            let events = self.store.room_state_events_between(room_id, 0, *pos).await.map_err(reason)?;
-            states.push(Arc::new(RoomState::from_events(events.into_iter().map(|(_, e)| e))));
+        if let (1, true, Some((group, _))) = (states.len(), all_grouped, &first) {
+            let group = self.group_head(*group).await.map_err(reason)?;
+            return Ok(Before::Other { state: states.remove(0), group, new: Vec::new() });
         }
-        if states.len() == 1 {
-            return Ok(states.remove(0));
-        }
-        self.resolve_states(rules, &states).await
+        let state = if states.len() == 1 { states.remove(0) } else { self.resolve_states(rules, &states).await? };
+        let ids = state.ids();
+        let g = match &first {
+            Some((group, base)) => {
+                let head = self.group_head(*group).await.map_err(reason)?;
+                self.group_for(room_id, head, base, &ids)
+            }
+            None => self.snapshot(room_id, &ids),
+        };
+        let group = GroupHead { id: g.id, chain_len: g.chain_len };
+        Ok(Before::Other { state, group, new: vec![g] })
     }
 
     /// State resolution v2 over whole room states (see `resolve.rs`); loads the auth chains.

@@ -183,65 +183,91 @@ impl Rooms {
     ) -> Result<Arc<Pdu>> {
         let rules = pdu::rules(version).map_err(|e| MatrixError::Internal(e.into()))?;
         let join = self.check_pdu(join, version).await.map_err(unreachable)?;
-        let mut known: std::collections::HashMap<String, AuthEvent> = std::collections::HashMap::new();
-        let mut state_events = Vec::new();
-        let mut auth_events = Vec::new();
+        // Every event of the answer, state and auth chain, once (a state event wins).
+        let mut received: std::collections::HashMap<String, (bool, Pdu)> = std::collections::HashMap::new();
         for (is_state, raw) in state.into_iter().map(|e| (true, e)).chain(auth_chain.into_iter().map(|e| (false, e))) {
             if raw.get("room_id").and_then(Value::as_str) != Some(room_id) {
                 continue;
             }
             match self.check_pdu(raw, version).await {
-                Ok(p) if is_state && p.state_key.is_some() => state_events.push(p),
-                Ok(p) => auth_events.push(p),
+                Ok(p) => {
+                    let is_state = is_state && p.state_key.is_some();
+                    let entry = received.entry(p.event_id.clone()).or_insert((is_state, p));
+                    entry.0 |= is_state;
+                }
                 Err(e) => tracing::info!(room_id, error = %e, "an event of a join answer was dropped"),
             }
         }
-        for p in state_events.iter().chain(auth_events.iter()) {
-            if let Ok(a) = AuthEvent::new(p) {
-                known.insert(p.event_id.clone(), a);
-            }
-        }
-        state_events.sort_by_key(|p| p.depth);
-        let create =
-            state_events.iter().find(|p| p.kind == "m.room.create").ok_or_else(|| unreachable("no create event"))?;
-        self.store.ensure_room(room_id, &create.sender, version.as_str(), now_ms()).await?;
-        for p in &auth_events {
-            self.store.put_outlier(p, None).await?;
-        }
-        let _guard = self.write_lock.lock().await;
-        let mut room_state = Arc::new(RoomState::whole());
-        for p in state_events {
+        let mut events: Vec<(bool, Pdu)> = received.into_values().collect();
+        events.sort_by_key(|(_, p)| p.depth);
+        let create = events
+            .iter()
+            .find(|(s, p)| *s && p.kind == "m.room.create")
+            .ok_or_else(|| unreachable("no create event"))?;
+        self.store.ensure_room(room_id, &create.1.sender, version.as_str(), now_ms()).await?;
+        // Oldest first, each authorised against its own auth events, which must have passed
+        // before it (spec "Joining Rooms": the auth chain and the state are checked).
+        let mut known: std::collections::HashMap<String, AuthEvent> = std::collections::HashMap::new();
+        let mut state_events = Vec::new();
+        for (is_state, p) in events {
             let ev = AuthEvent::new(&p).map_err(unreachable)?;
             let auth: std::collections::HashMap<_, _> =
                 p.auth_events.iter().filter_map(|id| known.get(id).map(|a| (a.id().to_owned(), a.clone()))).collect();
             if let Err(e) = resolve::check_against_auth_events(&rules, &ev, &auth) {
-                tracing::info!(room_id, event_id = %p.event_id, error = %e, "a state event of a join answer fails auth");
+                tracing::info!(room_id, event_id = %p.event_id, error = %e, "an event of a join answer fails auth");
+                if !is_state {
+                    self.store.put_outlier(&p, Some(&format!("fails auth against its auth events: {e}"))).await?;
+                }
                 continue;
             }
+            known.insert(p.event_id.clone(), ev);
+            if is_state {
+                state_events.push(p);
+            } else {
+                self.store.put_outlier(&p, None).await?;
+            }
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut room_state = Arc::new(RoomState::whole());
+        let mut written = Vec::new();
+        for p in state_events {
             let pdu = Arc::new(p);
             room_state = with_event(room_state, &pdu);
-            if self.store.get_event(&pdu.event_id).await?.is_some() {
-                let pos = self.stream.allocate();
-                self.store.overwrite_current_state(room_id, &[pdu.as_ref()], pos.pos).await?;
-                self.after_persist(&pdu, room_state.clone(), pos);
-            } else {
-                let pos = self.stream.allocate();
-                self.store.persist_event(&pdu, pos.pos, None).await?;
-                self.after_persist(&pdu, room_state.clone(), pos);
-            }
+            written.push(pdu);
         }
         resolve::check_against_state(&rules, &AuthEvent::new(&join).map_err(unreachable)?, &room_state)
             .map_err(|e| MatrixError::Forbidden(format!("our join fails auth against the room state: {e}")))?;
+        // The room's state before our join is state, not history: stored below every stream
+        // position (negative), so `/sync` shows it in `state` and the timeline starts at the
+        // join (and `/messages` never pages into it).
+        let mut below = self.store.min_stream_ordering().await?.min(0);
+        for pdu in &written {
+            if self.store.get_event(&pdu.event_id).await?.is_some() {
+                self.store.overwrite_current_state(room_id, &[pdu.as_ref()], below).await?;
+            } else {
+                below -= 1;
+                self.store.persist_event(pdu, below, None).await?;
+            }
+        }
         let join = Arc::new(join);
+        let snapshot = self.snapshot(room_id, &room_state.ids());
+        let head = super::state_groups::GroupHead { id: snapshot.id, chain_len: 0 };
+        let new_state = with_event(room_state, &join);
+        let (groups, next) = self.groups_on(head, vec![snapshot], &join, &new_state);
         let pos = self.stream.allocate();
         if self.store.get_event(&join.event_id).await?.is_none() {
-            self.store.persist_event(&join, pos.pos, None).await?;
+            self.store.persist_event_with_groups(&join, pos.pos, None, Some(&groups)).await?;
         } else {
             self.store.overwrite_current_state(room_id, &[join.as_ref()], pos.pos).await?;
         }
+        self.set_current_group(room_id, next);
         self.store.set_forward_extremities(room_id, &[]).await?;
         self.extremities.insert(room_id.to_owned(), Arc::new(vec![(join.event_id.clone(), join.depth)]));
-        let new_state = with_event(room_state, &join);
+        for pdu in &written {
+            if let (Some(target), Some(m)) = (&pdu.state_key, pdu.membership()) {
+                self.note_membership(room_id, target, m, pos.pos);
+            }
+        }
         self.after_persist(&join, new_state, pos);
         Ok(join)
     }

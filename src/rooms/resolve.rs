@@ -121,6 +121,18 @@ pub(crate) fn check_against_state(rules: &RoomVersionRules, ev: &AuthEvent, stat
     })
 }
 
+/// Spec authorization rules 3 and on, against the state events a check reads, given by
+/// (type, state key) (see `Rooms::auth_events_in`).
+pub(crate) fn check_against_events(
+    rules: &RoomVersionRules,
+    ev: &AuthEvent,
+    events: &HashMap<(String, String), AuthEvent>,
+) -> Result<(), String> {
+    state_res::check_state_dependent_auth_rules(&rules.authorization, ev, |t, sk| {
+        events.get(&(t.to_string(), sk.to_owned())).cloned()
+    })
+}
+
 /// State resolution v2 over `states` (each a map of state key to event id). `events` must
 /// hold every event of the states and of their auth chains; `auth_chains` the full auth
 /// chain of each state.

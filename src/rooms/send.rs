@@ -8,9 +8,11 @@ use serde_json::json;
 use super::event::{now_ms, Pdu};
 use super::service::{NewEvent, Rooms};
 use super::state::RoomState;
+use super::state_groups::GroupHead;
 use super::{auth, dag};
 use crate::error::{MatrixError, Result};
 use crate::ground::StreamPos;
+use crate::store::state_groups::EventGroups;
 use crate::store::NewRoom;
 
 /// What a new room claims beside its events, written in the same transaction.
@@ -67,15 +69,26 @@ impl Rooms {
         let mut head = Vec::new();
         let mut built = Vec::with_capacity(events.len());
         let mut pending = HashMap::new();
+        let mut group = GroupHead::EMPTY;
+        let mut groups = Vec::with_capacity(events.len());
         for ev in events {
             let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
             let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, creator, ev)?);
             pending.insert(pdu.event_id.clone(), pdu.clone());
             state = with_event(state, &pdu);
+            let (g, next) = self.groups_on(group, Vec::new(), &pdu, &state);
+            groups.push(g);
+            group = next;
             head = vec![(pdu.event_id.clone(), pdu.depth)];
             built.push((pdu, state.clone(), self.stream.allocate()));
         }
-        let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
+        // A new room has only our users (invites of other servers' users come after it).
+        let grouped = self.keeps_groups(&state);
+        let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> = built
+            .iter()
+            .zip(&groups)
+            .map(|((p, _, pos), g)| (p.as_ref(), pos.pos, Some(g).filter(|_| grouped)))
+            .collect();
         let room = NewRoom {
             room_id: &room_id,
             creator,
@@ -92,6 +105,9 @@ impl Rooms {
         }
         if let Some((last, _, _)) = built.last() {
             self.extremities.insert(room_id.clone(), Arc::new(vec![(last.event_id.clone(), last.depth)]));
+        }
+        if grouped {
+            self.set_current_group(&room_id, group);
         }
         for (pdu, state, pos) in built {
             self.after_persist(&pdu, state, pos);
@@ -167,12 +183,15 @@ impl Rooms {
     ) -> Result<Arc<Pdu>> {
         let extremities = self.extremities(room_id).await?;
         let replaced = self.replaced_state(&state, &HashMap::new(), &ev.kind, ev.state_key.as_deref()).await?;
-        let pdu = self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?;
+        let pdu = Arc::new(self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?);
+        let new_state = with_event(state.clone(), &pdu);
+        let groups = self.local_groups(room_id, &state, &pdu, &new_state).await?;
         let pos = self.stream.allocate();
-        self.store.persist_event(&pdu, pos.pos, Some(sender)).await?;
+        self.store.persist_event_with_groups(&pdu, pos.pos, Some(sender), groups.as_ref().map(|g| &g.0)).await?;
+        if let Some((_, next)) = groups {
+            self.set_current_group(room_id, next);
+        }
         self.advance_extremities(&pdu).await?;
-        let pdu = Arc::new(pdu);
-        let new_state = with_event(state, &pdu);
         self.fan_out(&pdu, &new_state);
         self.after_persist(&pdu, new_state, pos);
         Ok(pdu)
@@ -187,6 +206,8 @@ impl Rooms {
         let _guard = self.write_lock.lock().await;
         let mut states: HashMap<String, Arc<RoomState>> = HashMap::new();
         let mut heads: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        let mut group_heads: HashMap<String, GroupHead> = HashMap::new();
+        let mut groups = Vec::with_capacity(items.len());
         let mut built = Vec::with_capacity(items.len());
         let mut pending = HashMap::new();
         for (room_id, sender, ev) in items {
@@ -201,13 +222,28 @@ impl Rooms {
             let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
             let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, &sender, ev)?);
             pending.insert(pdu.event_id.clone(), pdu.clone());
-            let new_state = with_event(state, &pdu);
+            let new_state = with_event(state.clone(), &pdu);
+            let grouped = match group_heads.get(&room_id) {
+                Some(g) => Some(self.groups_on(*g, Vec::new(), &pdu, &new_state)),
+                None => self.local_groups(&room_id, &state, &pdu, &new_state).await?,
+            };
+            match grouped {
+                Some((g, next)) => {
+                    groups.push(Some(g));
+                    group_heads.insert(room_id.clone(), next);
+                }
+                None => groups.push(None),
+            }
             heads.insert(room_id.clone(), dag::extremities_after(&head, &pdu));
             states.insert(room_id, new_state.clone());
             built.push((pdu, new_state, self.stream.allocate()));
         }
-        let rows: Vec<(&Pdu, i64)> = built.iter().map(|(p, _, pos)| (p.as_ref(), pos.pos)).collect();
-        self.store.persist_events(&rows).await?;
+        let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> =
+            built.iter().zip(&groups).map(|((p, _, pos), g)| (p.as_ref(), pos.pos, g.as_ref())).collect();
+        self.store.persist_events_grouped(&rows).await?;
+        for (room_id, head) in group_heads {
+            self.set_current_group(&room_id, head);
+        }
         for (pdu, _, _) in &built {
             self.advance_extremities(pdu).await?;
         }

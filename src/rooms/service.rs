@@ -8,6 +8,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 
 use super::state::RoomState;
+use super::state_groups::{GroupCache, GroupHead};
 use super::state_read::EventCache;
 use crate::accounts::Accounts;
 use crate::e2ee::E2ee;
@@ -87,6 +88,11 @@ pub struct Rooms {
     pub(super) memberships: DashMap<String, Arc<Vec<Membership>>>,
     /// Bumped by every membership change, so a loader racing a change does not cache stale data.
     pub(super) membership_gen: std::sync::atomic::AtomicU64,
+    /// The next state group id (`state_groups.rs`).
+    pub(super) next_group: std::sync::atomic::AtomicI64,
+    /// The group of each room's current state (set under the write lock).
+    pub(super) group_heads: DashMap<String, GroupHead>,
+    pub(super) group_cache: GroupCache,
 }
 
 impl Rooms {
@@ -103,6 +109,7 @@ impl Rooms {
         for (room, pos) in store.room_last_positions().await? {
             last_pos.insert(room, pos);
         }
+        let next_group = std::sync::atomic::AtomicI64::new(store.max_state_group().await? + 1);
         Ok(Self {
             federation,
             store,
@@ -120,6 +127,9 @@ impl Rooms {
             joined: DashMap::new(),
             memberships: DashMap::new(),
             membership_gen: Default::default(),
+            next_group,
+            group_heads: DashMap::new(),
+            group_cache: GroupCache::new(),
         })
     }
 

@@ -146,20 +146,6 @@ impl RoomState {
         self.keep_whole
     }
 
-    /// A copy that also holds these member events whole (the ones an auth check asks for),
-    /// so auth rules can run against a compact state.
-    pub(crate) fn with_whole_members(&self, events: impl IntoIterator<Item = Arc<Pdu>>) -> Self {
-        let mut s = self.clone();
-        for e in events {
-            if let (Some(sk), true) = (&e.state_key, e.kind == MEMBER) {
-                if s.is_current(MEMBER, sk, &e.event_id) {
-                    s.whole_members.insert(intern(sk), e.clone());
-                }
-            }
-        }
-        s
-    }
-
     /// A compact state (memberships as ids) from events, as the room cache holds it.
     pub fn compact_from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
         let mut s = Self::default();
@@ -226,6 +212,16 @@ impl RoomState {
     /// [`RoomState::from_events`]).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
         self.events.values().chain(self.whole_members.values())
+    }
+
+    /// Every entry as ids, memberships included (what a state group stores).
+    pub(crate) fn ids(&self) -> crate::store::state_groups::StateIds {
+        let mut out: crate::store::state_groups::StateIds =
+            self.events.iter().map(|((k, sk), e)| ((k.clone(), sk.clone()), e.event_id.clone())).collect();
+        for (user, m) in &self.members {
+            out.insert((MEMBER.to_owned(), user.to_string()), m.event.to_id());
+        }
+        out
     }
 
     /// The ids of the current member events (every membership, any value).

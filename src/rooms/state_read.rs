@@ -9,6 +9,7 @@ use hashlink::LruCache;
 use parking_lot::Mutex;
 
 use super::event::Pdu;
+use super::resolve::AuthEvent;
 use super::service::Rooms;
 use super::state::RoomState;
 use crate::error::Result;
@@ -95,20 +96,42 @@ impl Rooms {
         Ok(self.events_by_id([id]).await?.pop())
     }
 
-    /// `state` with the member events an auth check of `pdu` reads (sender, target, the
-    /// authorising user of a restricted join) whole, when the state keeps them as ids.
-    pub(crate) async fn auth_view(&self, state: &Arc<RoomState>, pdu: &Pdu) -> Result<Arc<RoomState>> {
-        if state.keeps_whole() {
-            return Ok(state.clone());
-        }
-        let mut users = vec![pdu.sender.as_str()];
+    /// The state events of `state` the auth rules read for `pdu` (create, power levels, join
+    /// rules, the memberships of the sender, the target and a restricted join's authoriser,
+    /// a third-party invite), by (type, state key). Member events of a compact state are
+    /// fetched (event cache, then store) beside it; the state is not copied.
+    pub(crate) async fn auth_events_in(
+        &self,
+        state: &RoomState,
+        pdu: &Pdu,
+    ) -> Result<HashMap<(String, String), AuthEvent>> {
+        let mut keys: Vec<(&str, &str)> =
+            vec![("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", "")];
+        keys.push(("m.room.member", pdu.sender.as_str()));
         if pdu.kind == "m.room.member" {
-            users.extend(pdu.state_key.as_deref());
-            users.extend(pdu.content.get("join_authorised_via_users_server").and_then(serde_json::Value::as_str));
+            keys.extend(pdu.state_key.as_deref().map(|t| ("m.room.member", t)));
+            let via = pdu.content.get("join_authorised_via_users_server").and_then(serde_json::Value::as_str);
+            keys.extend(via.map(|u| ("m.room.member", u)));
+            let token = pdu.content.pointer("/third_party_invite/signed/token").and_then(serde_json::Value::as_str);
+            keys.extend(token.map(|t| ("m.room.third_party_invite", t)));
         }
-        let ids = users.into_iter().filter_map(|u| state.event_id("m.room.member", u));
-        let events = self.events_by_id(ids.collect::<Vec<_>>()).await?;
-        Ok(Arc::new(state.with_whole_members(events)))
+        let mut out = HashMap::new();
+        let mut fetch = Vec::new();
+        for (kind, sk) in keys {
+            match state.get(kind, sk) {
+                Some(e) => {
+                    out.insert((kind.to_owned(), sk.to_owned()), e.clone());
+                }
+                None if kind == "m.room.member" => fetch.extend(state.event_id(kind, sk)),
+                None => {}
+            }
+        }
+        for e in self.events_by_id(fetch).await? {
+            if let Some(sk) = &e.state_key {
+                out.insert((e.kind.clone(), sk.clone()), e);
+            }
+        }
+        Ok(out.into_iter().filter_map(|(k, e)| Some((k, AuthEvent::new(&e).ok()?))).collect())
     }
 
     /// The current state event at (`kind`, `state_key`) of a room, whole.

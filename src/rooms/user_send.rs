@@ -65,7 +65,8 @@ impl Rooms {
         if let Some(u) = because.get_mut("unsigned").and_then(Value::as_object_mut) {
             u.remove("age");
         }
-        self.rewrite_event(redacted(&target, because)).await?;
+        let version = super::dag::room_version(&state, None);
+        self.rewrite_event(redacted(&target, because, &version)).await?;
         Ok(pdu)
     }
 }

@@ -26,6 +26,7 @@ mod relations;
 mod remote_presence;
 mod retention;
 mod rooms;
+pub mod state_groups;
 
 pub use account_data::*;
 pub use accounts::*;

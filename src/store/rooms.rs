@@ -1,4 +1,5 @@
 //! Rooms, events, current state, memberships, aliases and transaction ids.
+use super::state_groups::EventGroups;
 use super::Store;
 use crate::rooms::event::Pdu;
 
@@ -44,7 +45,11 @@ impl Store {
     /// directory entry, profile-room row) in one transaction, so a crash or a race never
     /// leaves half a room. `Ok(false)`: an alias was taken (nothing is written).
     /// `pub` for `benches/retention.rs`, which builds profile-room history directly.
-    pub async fn create_room(&self, room: &NewRoom<'_>, events: &[(&Pdu, i64)]) -> sqlx::Result<bool> {
+    pub async fn create_room(
+        &self,
+        room: &NewRoom<'_>,
+        events: &[(&Pdu, i64, Option<&EventGroups>)],
+    ) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
@@ -56,8 +61,8 @@ impl Store {
         .bind(room.now)
         .execute(&mut *tx)
         .await?;
-        for (pdu, pos) in events {
-            write_event(&mut tx, pdu, *pos, None).await?;
+        for (pdu, pos, groups) in events {
+            write_event(&mut tx, pdu, *pos, None, *groups).await?;
         }
         for alias in &room.aliases {
             if room.reclaim_aliases {
@@ -107,16 +112,37 @@ impl Store {
     /// Write one event and everything derived from it (current state, membership, txn id)
     /// in one transaction: either all of it is stored or none.
     pub(crate) async fn persist_event(&self, pdu: &Pdu, pos: i64, txn_owner: Option<&str>) -> sqlx::Result<()> {
+        self.persist_event_with_groups(pdu, pos, txn_owner, None).await
+    }
+
+    /// [`Store::persist_event`] with the groups of the state before and after the event
+    /// (`state_groups.rs`), written in the same transaction.
+    pub(crate) async fn persist_event_with_groups(
+        &self,
+        pdu: &Pdu,
+        pos: i64,
+        txn_owner: Option<&str>,
+        groups: Option<&EventGroups>,
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        write_event(&mut tx, pdu, pos, txn_owner).await?;
+        write_event(&mut tx, pdu, pos, txn_owner, groups).await?;
         tx.commit().await
     }
 
     /// Write several events in one transaction (server-authored: no transaction ids).
     pub async fn persist_events(&self, events: &[(&Pdu, i64)]) -> sqlx::Result<()> {
+        let rows: Vec<(&Pdu, i64, Option<&EventGroups>)> = events.iter().map(|(p, pos)| (*p, *pos, None)).collect();
+        self.persist_events_grouped(&rows).await
+    }
+
+    /// [`Store::persist_events`] with each event's state groups.
+    pub(crate) async fn persist_events_grouped(
+        &self,
+        events: &[(&Pdu, i64, Option<&EventGroups>)],
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (pdu, pos) in events {
-            write_event(&mut tx, pdu, *pos, None).await?;
+        for (pdu, pos, groups) in events {
+            write_event(&mut tx, pdu, *pos, None, *groups).await?;
         }
         tx.commit().await
     }
@@ -301,7 +327,11 @@ async fn write_event(
     pdu: &Pdu,
     pos: i64,
     txn_owner: Option<&str>,
+    groups: Option<&EventGroups>,
 ) -> sqlx::Result<()> {
+    if let Some(g) = groups {
+        super::state_groups::write_groups(tx, &pdu.event_id, g).await?;
+    }
     let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO events (stream_ordering, event_id, room_id, sender, event_type, state_key, depth, origin_server_ts, json) \

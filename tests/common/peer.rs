@@ -39,6 +39,11 @@ struct Inner {
     seen: Mutex<Vec<Seen>>,
     mode: Mutex<Option<Mode>>,
     released: Mutex<Option<watch::Sender<bool>>>,
+    /// Its signing key (`ed25519 <version> <seed>`), served at `/_matrix/key/v2/server`.
+    key_line: String,
+    server_name: String,
+    /// Answers to other `GET`s, by path (query ignored).
+    canned: Mutex<std::collections::HashMap<String, Value>>,
 }
 
 pub struct FakePeer {
@@ -62,10 +67,20 @@ impl FakePeer {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = watch::channel(false);
-        let inner =
-            Arc::new(Inner { mode: Mutex::new(Some(mode)), released: Mutex::new(Some(tx)), ..Default::default() });
+        let seed: [u8; 32] = rand::random();
+        use base64::Engine;
+        let key_line = format!("ed25519 peer {}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(seed));
+        let inner = Arc::new(Inner {
+            mode: Mutex::new(Some(mode)),
+            released: Mutex::new(Some(tx)),
+            key_line,
+            server_name: format!("127.0.0.1:{port}"),
+            ..Default::default()
+        });
         let app = Router::new()
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
+            .route("/_matrix/key/v2/server", axum::routing::get(server_keys))
+            .fallback(canned)
             .with_state((inner.clone(), rx.clone()));
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
@@ -126,6 +141,44 @@ impl FakePeer {
 
     pub fn stop(&self) {
         self.handle.shutdown();
+    }
+
+    /// The peer's signing key line (`ed25519 peer <seed>`): its events and requests are
+    /// signed with it (`seed::federation::signing_key::parse_key_line`).
+    pub fn key_line(&self) -> String {
+        self.inner.key_line.clone()
+    }
+
+    /// Answer `GET path` (the query is ignored) with `body` from now on.
+    pub fn serve(&self, path: &str, body: Value) {
+        self.inner.canned.lock().insert(path.to_owned(), body);
+    }
+}
+
+/// The peer's self-signed server keys (spec "Publishing Keys").
+async fn server_keys(State((inner, _)): State<(Arc<Inner>, watch::Receiver<bool>)>) -> Json<Value> {
+    let key = seed::federation::signing_key::parse_key_line(&inner.key_line).unwrap();
+    use base64::Engine;
+    let public = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key.public_key());
+    let until =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 86_400_000;
+    let body = json!({
+        "server_name": inner.server_name, "valid_until_ts": until,
+        "verify_keys": {"ed25519:peer": {"key": public}}, "old_verify_keys": {},
+    });
+    let mut obj = seed::federation::pdu::to_canonical(body).unwrap();
+    ruma::signatures::sign_json(&inner.server_name, &key, &mut obj).unwrap();
+    Json(serde_json::to_value(obj).unwrap())
+}
+
+async fn canned(
+    State((inner, _)): State<(Arc<Inner>, watch::Receiver<bool>)>,
+    uri: axum::http::Uri,
+) -> (StatusCode, Json<Value>) {
+    let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy().into_owned();
+    match inner.canned.lock().get(&path) {
+        Some(v) => (StatusCode::OK, Json(v.clone())),
+        None => (StatusCode::NOT_FOUND, Json(json!({"errcode": "M_NOT_FOUND", "error": "not served"}))),
     }
 }
 
