@@ -79,7 +79,9 @@ impl Rooms {
         let accepted = self.ingest(origin, pdu, true).await;
         match &accepted {
             Err(e) => tracing::info!(origin, error = %e, "PDU refused"),
-            Ok(a) => self.relay_to_peekers(&a.pdu, &a.state_before, origin),
+            // A soft-failed event is kept but not passed on (spec "Soft failure").
+            Ok(a) if !a.soft_failed => self.relay_to_peekers(&a.pdu, &a.state_before, origin),
+            Ok(_) => {}
         }
         accepted.map(|a| a.pdu.event_id.clone())
     }
