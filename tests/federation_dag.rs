@@ -679,3 +679,83 @@ async fn send_join_answers_the_state_before_the_join_not_the_current_state() {
     assert_eq!(ids[&("m.room.name".to_owned(), String::new())], renamed);
     assert_eq!(ids[&("m.room.member".to_owned(), user.clone())], join_id);
 }
+
+/// Joined members of `room` as `user` on `app` sees them.
+async fn joined_members(app: &TestApp, user: &User, room: &str) -> Value {
+    let (status, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room)), Some(&user.token)).await;
+    assert_eq!(status, 200, "{v}");
+    v["joined"].clone()
+}
+
+#[tokio::test]
+async fn a_state_key_the_resolution_of_a_fork_drops_leaves_the_current_state_also_after_a_restart() {
+    let (mut a, b) = two_servers().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    let room = a.app.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let (status, v) = b.app.join(&bob, &room).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    // Bob may change the join rules.
+    let users = json!({alice.user_id.clone(): 100, bob.user_id.clone(): 100});
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&room));
+    let (status, v) = a.app.put(&path, Some(&alice.token), json!({"users": users})).await;
+    assert_eq!(status, 200, "{v}");
+    let signer = b.signer();
+    let (fork_point, depth) = newest(&a, &alice, &signer, &room).await;
+    let ids = state_ids(&a.app, &alice, &room).await;
+    let id = |t: &str, sk: &str| ids[&(t.to_owned(), sk.to_owned())].clone();
+
+    // Branch 1: carol@B joins the public room.
+    let carol = format!("@carol:{}", b.server_name);
+    let auth = [id("m.room.create", ""), id("m.room.join_rules", ""), id("m.room.power_levels", "")];
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (join, pdu) = event(
+        &signer,
+        &room,
+        &carol,
+        "m.room.member",
+        Some(&carol),
+        json!({"membership": "join"}),
+        &[&fork_point],
+        &auth,
+        depth + 1,
+    );
+    assert!(accepted(&send_txn(&signer, &a, vec![pdu]).await, &join));
+    assert!(joined_members(&a.app, &alice, &room).await.get(&carol).is_some(), "carol joined");
+
+    // Branch 2, from before her join: bob makes the room invite-only. It passes against the
+    // state before it and the current state; merging the branches (state resolution v2) puts
+    // the join rules first, and carol's join then fails: her member key is dropped.
+    let auth = [id("m.room.create", ""), id("m.room.power_levels", ""), id("m.room.member", &bob.user_id)];
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (rules, pdu) = event(
+        &signer,
+        &room,
+        &bob.user_id,
+        "m.room.join_rules",
+        Some(""),
+        json!({"join_rule": "invite"}),
+        &[&fork_point],
+        &auth,
+        depth + 1,
+    );
+    assert!(accepted(&send_txn(&signer, &a, vec![pdu]).await, &rules));
+    let members = joined_members(&a.app, &alice, &room).await;
+    assert!(members.get(&carol).is_none() && members.get(&bob.user_id).is_some(), "{members}");
+    let ids = state_ids(&a.app, &alice, &room).await;
+    assert_eq!(ids.get(&("m.room.join_rules".to_owned(), String::new())), Some(&rules));
+    assert!(!ids.contains_key(&("m.room.member".to_owned(), carol.clone())), "{ids:?}");
+
+    // The stored current state agrees: after a restart carol is still not a member.
+    let running = a.app.running.take().expect("running");
+    let config = running.state.config.clone();
+    running.stop().await;
+    let running = seed::app::spawn(config).await.expect("A restarts");
+    a.app.base = format!("http://{}", running.addr);
+    a.app.running = Some(running);
+    let members = joined_members(&a.app, &alice, &room).await;
+    assert!(members.get(&carol).is_none() && members.get(&bob.user_id).is_some(), "after a restart: {members}");
+    let ids = state_ids(&a.app, &alice, &room).await;
+    assert!(!ids.contains_key(&("m.room.member".to_owned(), carol)), "after a restart: {ids:?}");
+}

@@ -193,13 +193,22 @@ impl Rooms {
         let follows_all = extremities.iter().all(|(id, _)| pdu.prev_events.contains(id));
         let after_event = with_event(state_before.clone(), &pdu);
         let (mut groups, after_head) = self.groups_on(before_group, new_groups, &pdu, &after_event);
+        // State keys the resolution of a fork dropped (e.g. a member event that fails auth
+        // against the resolved power levels): removed from the current state below.
+        let mut dropped: Vec<(String, String)> = Vec::new();
         let (new_state, new_head) = if follows_all {
             (after_event, after_head)
         } else {
             let whole_current = self.whole(&current).await?;
             let whole_after = self.whole(&after_event).await?;
             let resolved = self.resolve_states(&rules, &[whole_current, whole_after]).await?;
-            let g = self.group_for(&room_id, after_head, &after_event.ids(), &resolved.ids());
+            let resolved_ids = resolved.ids();
+            let mut expected_ids = current.ids();
+            if let Some(sk) = &pdu.state_key {
+                expected_ids.insert((pdu.kind.clone(), sk.clone()), pdu.event_id.clone());
+            }
+            dropped = expected_ids.into_keys().filter(|k| !resolved_ids.contains_key(k)).collect();
+            let g = self.group_for(&room_id, after_head, &after_event.ids(), &resolved_ids);
             let h = GroupHead { id: g.id, chain_len: g.chain_len };
             groups.new.push(g);
             (resolved, h)
@@ -222,6 +231,14 @@ impl Rooms {
             for e in &overrides {
                 if let (Some(target), Some(m)) = (&e.state_key, e.membership()) {
                     self.note_membership(&room_id, target, m, pos.pos);
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            self.store.drop_current_state(&room_id, &dropped).await.map_err(reason)?;
+            for (kind, target) in &dropped {
+                if kind == "m.room.member" {
+                    self.note_membership(&room_id, target, "leave", pos.pos);
                 }
             }
         }

@@ -105,6 +105,28 @@ impl Store {
         tx.commit().await
     }
 
+    /// Remove state keys a state resolution dropped from the room's current state (and, for
+    /// `m.room.member`, the user's membership row), in one transaction.
+    pub(crate) async fn drop_current_state(&self, room_id: &str, keys: &[(String, String)]) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (kind, state_key) in keys {
+            sqlx::query("DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3")
+                .bind(room_id)
+                .bind(kind)
+                .bind(state_key)
+                .execute(&mut *tx)
+                .await?;
+            if kind == "m.room.member" {
+                sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+                    .bind(room_id)
+                    .bind(state_key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
     /// A room this server learnt of over federation (a join or an invite), unless known.
     pub(crate) async fn ensure_room(&self, room_id: &str, creator: &str, version: &str, now: i64) -> sqlx::Result<()> {
         sqlx::query(
