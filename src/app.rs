@@ -330,18 +330,14 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     let state = Services::build(config).await?;
     let metrics_task = metrics_listener.map(|l| {
         let app = crate::api::metrics::router(state.clone());
-        tokio::spawn(async move { axum::serve(l, app).await })
+        tokio::spawn(crate::api::serve::serve(l, app, std::future::pending()))
     });
     let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
     let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), async move {
+        let _ = rx.await;
+    }));
     Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 
