@@ -1,95 +1,13 @@
-//! The client listener (`src/api/serve.rs`): idle long-polls are cheap, a client that hangs up
-//! ends its poll, HTTP/2 prior knowledge is still spoken, and the edge (NUL check, Matrix
-//! error JSON, CORS) applies to every route. Memory per poll is measured with the counting
-//! allocator of `tests/common/heap.rs`, which is why this file holds the only test that
-//! opens many polls (the allocator counts the whole process).
+//! The client listener (`src/api/serve.rs`): HTTP/2 prior knowledge is still spoken,
+//! keep-alive works, and the edge (NUL check, Matrix error JSON, CORS) applies to every
+//! route. Memory per idle long-poll and hung-up clients: `tests/idle_poll_memory.rs`.
 mod common;
-#[path = "common/heap.rs"]
-mod heap;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{enc, TestApp};
-
-#[global_allocator]
-static ALLOC: heap::Counting = heap::Counting;
-
-const FILTER: &str = r#"{"room":{"rooms":[]},"presence":{"types":[]},"account_data":{"types":[]}}"#;
-
-async fn wait_parked(app: &TestApp, want: impl Fn(u64) -> bool) -> u64 {
-    let notifier = &app.running.as_ref().unwrap().state.notifier;
-    let t = Instant::now();
-    loop {
-        let p = notifier.parked_polls();
-        if want(p) || t.elapsed() > Duration::from_secs(30) {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn long_poll_request(app: &TestApp, token: &str, since: &str) -> String {
-    let host = app.base.trim_start_matches("http://");
-    format!(
-        "GET /_matrix/client/v3/sync?since={since}&timeout=600000&filter={} HTTP/1.1\r\nhost: {host}\r\n\
-         authorization: Bearer {token}\r\naccept: */*\r\n\r\n",
-        enc(FILTER)
-    )
-}
-
-/// Many idle long-polls over their own connections, each parked; the heap they hold together,
-/// per poll, stays under the bound (issue #13 asks < 16 KB of memory per waiting `/sync`; the
-/// listener used to hold ~38 KB of heap per poll in this measurement). Then the clients hang
-/// up, and the server ends their polls and frees what they held.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
-    const POLLS: usize = 200;
-    let app = TestApp::spawn_with(|c| {
-        c.presence_device_timeout_ms = 3_600_000;
-        c.presence_idle_after_ms = 3_600_000;
-        c.max_sync_timeout_ms = 600_000;
-    })
-    .await;
-    let addr = app.running.as_ref().unwrap().addr;
-    let mut requests = Vec::new();
-    for i in 0..POLLS {
-        let u = app.register(&format!("idle{i}")).await;
-        let first = app.sync(&u, &format!("filter={}", enc(FILTER))).await;
-        requests.push(long_poll_request(&app, &u.token, first["next_batch"].as_str().unwrap()));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = heap::snapshot();
-    let conns = tokio::task::spawn_blocking(move || {
-        requests
-            .iter()
-            .map(|r| {
-                let mut s = TcpStream::connect(addr).unwrap();
-                s.write_all(r.as_bytes()).unwrap();
-                s
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    assert_eq!(wait_parked(&app, |p| p >= POLLS as u64).await, POLLS as u64, "every poll parks");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let with = heap::snapshot();
-    let per_poll = (with.live_bytes - before.live_bytes) / POLLS as i64;
-    eprintln!("heap per idle long-poll: {per_poll} bytes");
-    for (size, blocks) in with.growth_by_size(&before, 12) {
-        eprintln!("  {size:>6} B x {:.2} per poll", blocks as f64 / POLLS as f64);
-    }
-    assert!(per_poll < 24 * 1024, "an idle long-poll holds {per_poll} bytes of heap");
-
-    drop(conns);
-    assert_eq!(wait_parked(&app, |p| p == 0).await, 0, "hung-up clients end their polls");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = heap::snapshot();
-    let freed = (with.live_bytes - after.live_bytes) / POLLS as i64;
-    assert!(freed * 10 >= per_poll * 9, "a closed poll frees what it held: {freed} of {per_poll} bytes");
-}
+use common::TestApp;
 
 /// A client that opens with the HTTP/2 preface (prior knowledge) is answered in HTTP/2: the
 /// server's first frame is its SETTINGS frame.

@@ -40,11 +40,11 @@ fn maybe_trace(size: usize) {
         return;
     }
     let Some(i) = TRACE_SIZES.get().and_then(|sizes| sizes.iter().position(|s| *s == size)) else { return };
-    // Two backtraces per size (a bit per size and count, up to 31 sizes).
-    if i >= 31 || TRACED.load(Relaxed) >> (2 * i) & 3 == 3 || IN_TRACE.with(|t| t.replace(true)) {
+    // Up to 15 backtraces per size (four bits of the counter per size, up to 15 sizes).
+    if i >= 15 || TRACED.load(Relaxed) >> (4 * i) & 15 == 15 || IN_TRACE.with(|t| t.replace(true)) {
         return;
     }
-    TRACED.fetch_add(1 << (2 * i), Relaxed);
+    TRACED.fetch_add(1 << (4 * i), Relaxed);
     eprintln!("=== allocation of {size} bytes:\n{}", std::backtrace::Backtrace::force_capture());
     IN_TRACE.with(|t| t.set(false));
 }
