@@ -320,10 +320,10 @@ impl Running {
 
 /// Bind and serve in the background (tests use port 0). Stops on `Running::stop`.
 pub async fn spawn(config: Config) -> anyhow::Result<Running> {
-    let listener = TcpListener::bind(config.bind).await?;
+    let listener = crate::api::serve::bind(config.bind)?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_bind.filter(|_| config.metrics_enabled) {
-        Some(a) => Some(TcpListener::bind(a).await?),
+        Some(a) => Some(crate::api::serve::bind(a)?),
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;

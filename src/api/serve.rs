@@ -63,6 +63,21 @@ async fn edge(app: Router, req: axum::extract::Request) -> Result<Response, Infa
     Ok(crate::api::guard::matrix_errors(resp).await)
 }
 
+/// Pending connections the kernel queues for the accept loop (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). Tokio's `TcpListener::bind` asks for 1,024; when
+/// thousands of clients (re)connect at once, after a restart or to open their long-polls, a
+/// full queue drops their handshakes and each waits a SYN retransmission (1 s, then 3 s, …).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a client listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind`).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serve `app` on `listener` until `shutdown` resolves, then finish running requests on every
 /// connection and return once all are closed.
 pub async fn serve<S>(listener: TcpListener, app: S, shutdown: impl Future<Output = ()>) -> std::io::Result<()>
