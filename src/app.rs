@@ -341,28 +341,24 @@ impl Running {
 
 /// Bind and serve in the background (tests use port 0). Stops on `Running::stop`.
 pub async fn spawn(config: Config) -> anyhow::Result<Running> {
-    let listener = TcpListener::bind(config.bind).await?;
+    let listener = crate::api::serve::bind(config.bind)?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_bind.filter(|_| config.metrics_enabled) {
-        Some(a) => Some(TcpListener::bind(a).await?),
+        Some(a) => Some(crate::api::serve::bind(a)?),
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let state = Services::build(config).await?;
     let metrics_task = metrics_listener.map(|l| {
         let app = crate::api::metrics::router(state.clone());
-        tokio::spawn(async move { axum::serve(l, app).await })
+        tokio::spawn(crate::api::serve::serve(l, app, std::future::pending()))
     });
     let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
     let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), async move {
+        let _ = rx.await;
+    }));
     Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 

@@ -14,15 +14,25 @@ use crate::error::MatrixError;
 const MAX_REJECTION_TEXT: usize = 1024;
 
 /// Refuse NUL (`%00`) anywhere in the decoded path or query: the spec's identifiers never
-/// contain it, and PostgreSQL text columns cannot store it.
-pub async fn reject_nul(req: Request, next: Next) -> Response {
-    let uri = req.uri();
+/// contain it, and PostgreSQL text columns cannot store it. (Checked for every request by
+/// the client listener's edge, `src/api/serve.rs`.)
+pub fn has_nul(uri: &http::Uri) -> bool {
     let path_has_nul = percent_encoding::percent_decode_str(uri.path()).any(|b| b == 0);
-    let query_has_nul = uri
-        .query()
-        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0')));
-    if path_has_nul || query_has_nul {
-        return MatrixError::invalid_param("NUL characters are not allowed in identifiers").into_response();
+    path_has_nul
+        || uri.query().is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        })
+}
+
+/// The answer to a request [`has_nul`] refuses.
+pub fn nul_rejection() -> MatrixError {
+    MatrixError::invalid_param("NUL characters are not allowed in identifiers")
+}
+
+/// [`has_nul`] as a middleware, for routers served without the client listener's edge.
+pub async fn reject_nul(req: Request, next: Next) -> Response {
+    if has_nul(req.uri()) {
+        return nul_rejection().into_response();
     }
     next.run(req).await
 }

@@ -33,7 +33,6 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use ruma::api::path_builder::PathBuilder;
 use ruma::api::Metadata;
-use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::MatrixError;
@@ -46,6 +45,7 @@ pub mod guard;
 pub mod metrics;
 pub mod ratelimit;
 pub mod response;
+pub mod serve;
 
 /// Register `handler` for every path (r0, v3, unstable) ruma knows for `Req`.
 pub(crate) fn ruma_route<Req: Metadata, H, T>(mut router: Router<AppState>, handler: H) -> Router<AppState>
@@ -98,6 +98,8 @@ pub(crate) fn seed_route(
     }
 }
 
+/// The client-server routes with their fallbacks; what every request passes through around
+/// them (trace span, CORS, NUL check, Matrix error JSON) is [`serve::edge_service`].
 pub fn router(state: AppState) -> Router {
     let router = client::routes(Router::new());
     let router = admin::routes(router);
@@ -108,9 +110,5 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             MatrixError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }.into_response()
         })
-        .layer(axum::middleware::from_fn(guard::reject_nul))
-        .layer(axum::middleware::map_response(guard::matrix_errors))
-        .layer(tower_http::cors::CorsLayer::permissive())
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,0 +1,237 @@
+//! The client listener: our own accept loop over hyper's connection types instead of
+//! `axum::serve`, so a connection holds only what its protocol needs while a long-poll waits
+//! (issue #13: 10,000 idle `/sync` long-polls, README "Idle long-poll memory").
+//!
+//! What differs from `axum::serve` (hyper-util's `auto` builder):
+//! - A connection is handed to hyper only once its first bytes have arrived: an accepted
+//!   socket that has sent nothing yet holds a task and its socket, no HTTP buffers.
+//! - HTTP/1.1 and HTTP/2 (prior knowledge, `PRI * HTTP/2.0` preface) are told apart by
+//!   peeking at those bytes, and each runs in a task of its own type: an HTTP/1 connection's
+//!   task is sized for HTTP/1 only, not for the larger of the two protocols.
+//! - `TCP_NODELAY` on every socket (responses are written whole; no Nagle delay), and
+//!   accept errors such as running out of file descriptors back off instead of spinning.
+//!
+//! Graceful shutdown is as before: stop accepting, tell every connection to finish its
+//! running requests and close, and wait for all of them.
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The bytes an HTTP/2 prior-knowledge client starts with (RFC 9113 §3.4); no HTTP/1
+/// request line starts with `PRI`.
+const H2_PREFACE_START: &[u8] = b"PRI ";
+
+/// How long a connection may take to send its first bytes before it is closed: an accepted
+/// socket that never speaks must not hold a file descriptor for ever.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After an accept error that is not about one connection (out of file descriptors, out of
+/// memory), wait this long before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Largest HTTP/1 read buffer per connection (hyper's default is ~400 KB): request heads
+/// beyond this are refused, and bodies are read in chunks of at most this.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
+/// What every request passes through around the router, in this order: a trace span,
+/// permissive CORS, then (one inline future, [`edge`]) NUL characters refused and every
+/// error answered as Matrix error JSON (`src/api/guard.rs`). Applied here, around the whole
+/// router, rather than as router layers: a router layer boxes its future once per layer on
+/// every request, and a long-poll holds all of them while it waits.
+pub fn edge_service(app: Router) -> impl Edge {
+    tower::ServiceBuilder::new()
+        .map_response(|r: http::Response<_>| r.map(axum::body::Body::new))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .service_fn(move |req| edge(app.clone(), req))
+}
+
+async fn edge(app: Router, req: axum::extract::Request) -> Result<Response, Infallible> {
+    if crate::api::guard::has_nul(req.uri()) {
+        return Ok(crate::api::guard::nul_rejection().into_response());
+    }
+    let resp = tower::ServiceExt::oneshot(app, req).await?;
+    Ok(crate::api::guard::matrix_errors(resp).await)
+}
+
+/// Pending connections the kernel queues for the accept loop (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). Tokio's `TcpListener::bind` asks for 1,024; when
+/// thousands of clients (re)connect at once, after a restart or to open their long-polls, a
+/// full queue drops their handshakes and each waits a SYN retransmission (1 s, then 3 s, …).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a client listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind`).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, then finish running requests on every
+/// connection and return once all are closed.
+pub async fn serve<S>(listener: TcpListener, app: S, shutdown: impl Future<Output = ()>) -> std::io::Result<()>
+where
+    S: Edge,
+{
+    // `stop` tells connections to shut down gracefully; every connection holds an `open`
+    // receiver, so `open_tx.closed()` resolves once the last one is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (open_tx, open_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, peer, app.clone(), stop_rx.clone(), open_rx.clone()));
+    }
+    drop(listener);
+    drop(open_rx);
+    let _ = stop_tx.send(true);
+    open_tx.closed().await;
+    Ok(())
+}
+
+/// Errors that concern only the connection being accepted (as hyper and axum treat them).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+/// Which protocol a connection speaks, from its first bytes.
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Wait for the connection's first bytes (or shutdown, or [`FIRST_BYTES_TIMEOUT`]) and tell
+/// the protocol from them; `None` when the connection should just be closed.
+async fn first_bytes(stream: &TcpStream, stop: &mut watch::Receiver<bool>) -> Option<Protocol> {
+    let mut head = [0u8; H2_PREFACE_START.len()];
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    loop {
+        let n = tokio::select! {
+            n = stream.peek(&mut head) => n.ok()?,
+            () = stopping(stop) => return None,
+            () = tokio::time::sleep_until(deadline) => return None,
+        };
+        if n == 0 {
+            return None;
+        }
+        if !H2_PREFACE_START.starts_with(&head[..n]) {
+            return Some(Protocol::Http1);
+        }
+        if n == head.len() {
+            return Some(Protocol::Http2);
+        }
+        // A prefix of the preface: wait for the rest (peek returns what is there now).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What [`serve`] serves: a cloneable service that answers every request (the router behind
+/// [`edge_service`]).
+pub trait Edge:
+    tower::Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Edge for S where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+async fn connection<S: Edge>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: S,
+    mut stop: watch::Receiver<bool>,
+    _open: watch::Receiver<()>,
+) {
+    let Some(protocol) = first_bytes(&stream, &mut stop).await else { return };
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        // Every service here is always ready (the router and the layers of `edge_service`).
+        app.clone().call(req)
+    });
+    let io = TokioIo::new(stream);
+    let result = match protocol {
+        Protocol::Http1 => serve_http1(io, service, stop).await,
+        // Boxed: the (rare) HTTP/2 connection's larger state does not size every task.
+        Protocol::Http2 => Box::pin(serve_http2(io, service, stop)).await,
+    };
+    if let Err(e) = result {
+        tracing::trace!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn serve_http1<S>(io: TokioIo<TcpStream>, service: S, mut stop: watch::Receiver<bool>) -> hyper::Result<()>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_READ_BUFFER)
+        // Bodies are queued as they are, not copied into (and growing) the connection's buffer.
+        .writev(true)
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+async fn serve_http2<S>(io: TokioIo<TcpStream>, service: S, mut stop: watch::Receiver<bool>) -> hyper::Result<()>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Resolves once the listener is told to stop.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
