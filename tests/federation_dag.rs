@@ -682,7 +682,8 @@ async fn send_join_answers_the_state_before_the_join_not_the_current_state() {
 
 /// Joined members of `room` as `user` on `app` sees them.
 async fn joined_members(app: &TestApp, user: &User, room: &str) -> Value {
-    let (status, v) = app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room)), Some(&user.token)).await;
+    let (status, v) =
+        app.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room)), Some(&user.token)).await;
     assert_eq!(status, 200, "{v}");
     v["joined"].clone()
 }
