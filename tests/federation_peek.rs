@@ -53,6 +53,30 @@ async fn profile_room(app: &TestApp, user: &User) -> String {
     v["org.matrix.msc1769.profile_room_id"].as_str().expect("profile room id").to_owned()
 }
 
+/// Two servers (B serving peeks with `renewal_ms`), alice@A and bob@B sharing a room, and
+/// alice peeking bob's profile room by its id until her sync shows it.
+struct Peeking {
+    a: FedApp,
+    b: FedApp,
+    alice: User,
+    bob: User,
+    room: String,
+    /// The sync that first showed the peeked room.
+    first: Value,
+}
+
+async fn alice_peeks_bobs_profile_room(renewal_ms: i64) -> Peeking {
+    let (a, b) = two_servers(renewal_ms).await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    share_a_room(&a, &alice, &b, &bob).await;
+    let room = profile_room(&b.app, &bob).await;
+    let (status, v) = client_peek(&a.app, &alice, &room).await;
+    assert_eq!(status, 200, "peek: {v}");
+    let first = sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    Peeking { a, b, alice, bob, room, first }
+}
+
 async fn client_peek(app: &TestApp, user: &User, target: &str) -> (StatusCode, Value) {
     app.post(&format!("{CLIENT_PEEK}/peek/{}", enc(target)), Some(&user.token), json!({})).await
 }
@@ -155,14 +179,7 @@ async fn a_remote_profile_room_peek_delivers_presence_and_lives_past_its_renewal
 
 #[tokio::test]
 async fn unpeeking_sends_delete_and_the_peeked_server_stops_sending() {
-    let (a, b) = two_servers(60_000).await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    share_a_room(&a, &alice, &b, &bob).await;
-    let room = profile_room(&b.app, &bob).await;
-    let (status, v) = client_peek(&a.app, &alice, &room).await;
-    assert_eq!(status, 200, "peek by room id: {v}");
-    let first = sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let Peeking { a, b, alice, bob, room, first } = alice_peeks_bobs_profile_room(60_000).await;
     let create = peeked_events(&first, &room).into_iter().find(|e| e["type"] == "m.room.create").unwrap();
     let create_id = create["event_id"].as_str().unwrap().to_owned();
     assert_eq!(may_read(&a.signer(), &b, &create_id).await, 200, "A peeks, so it may read the room");
@@ -387,14 +404,7 @@ async fn a_server_without_msc2444_gives_the_client_a_clear_error() {
 async fn peeks_survive_restarts_of_both_servers() {
     // A long interval: nothing is renewed during the test, so what works after a restart
     // works because the peek was stored, not because a renewal started it again.
-    let (mut a, mut b) = two_servers(60_000).await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    share_a_room(&a, &alice, &b, &bob).await;
-    let room = profile_room(&b.app, &bob).await;
-    let (status, v) = client_peek(&a.app, &alice, &room).await;
-    assert_eq!(status, 200, "{v}");
-    let first = sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let Peeking { mut a, mut b, alice, bob, room, first } = alice_peeks_bobs_profile_room(60_000).await;
     let create = peeked_events(&first, &room).into_iter().find(|e| e["type"] == "m.room.create").unwrap();
     let create_id = create["event_id"].as_str().unwrap().to_owned();
     let signer = a.signer();
@@ -428,14 +438,7 @@ async fn send_pdu(from: &Signer, to: &FedApp, pdu: &Value) -> Value {
 
 #[tokio::test]
 async fn events_of_a_room_whose_peek_ended_are_refused() {
-    let (a, b) = two_servers(60_000).await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    share_a_room(&a, &alice, &b, &bob).await;
-    let room = profile_room(&b.app, &bob).await;
-    let (status, v) = client_peek(&a.app, &alice, &room).await;
-    assert_eq!(status, 200, "{v}");
-    sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let Peeking { a, b, alice, bob, room, .. } = alice_peeks_bobs_profile_room(60_000).await;
     let (status, v) =
         a.app.post(&format!("{CLIENT_PEEK}/rooms/{}/unpeek", enc(&room)), Some(&alice.token), json!({})).await;
     assert_eq!(status, 200, "{v}");
@@ -488,14 +491,7 @@ async fn events_of_a_room_whose_peek_ended_are_refused() {
 
 #[tokio::test]
 async fn a_peek_that_lapsed_while_the_peeked_server_was_down_is_taken_up_again() {
-    let (a, mut b) = two_servers(2_000).await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    share_a_room(&a, &alice, &b, &bob).await;
-    let room = profile_room(&b.app, &bob).await;
-    let (status, v) = client_peek(&a.app, &alice, &room).await;
-    assert_eq!(status, 200, "{v}");
-    sync_until(&a.app, &alice, "the peeked state", |v| v["rooms"]["peek"][&room].is_object()).await;
+    let Peeking { a, mut b, alice, bob, room, .. } = alice_peeks_bobs_profile_room(2_000).await;
 
     // B is down for longer than the renewal interval: A's renewals fail and are retried; at
     // B the stored peek has expired when it comes back, so A's next renewal is a new peek

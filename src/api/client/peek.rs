@@ -45,18 +45,7 @@ async fn peek(
         via.extend(servers.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
     }
     // An alias of another server is resolved there (`query/directory`), as for joins.
-    let remote = match target.starts_with('#') {
-        true => s.federation.remote_alias(&target).await?,
-        false => None,
-    };
-    let room_id = match remote {
-        Some(answer) => {
-            let servers = answer["servers"].as_array().into_iter().flatten().filter_map(Value::as_str);
-            via.extend(servers.take(10).map(str::to_owned));
-            answer["room_id"].as_str().ok_or_else(|| MatrixError::not_found("Room alias not found"))?.to_owned()
-        }
-        None => s.directory.aliases.resolve_room(&target).await?,
-    };
+    let room_id = super::rooms::resolve_room_or_alias(&s, &target, &mut via).await?;
     let expires = s.peeks.peek_via(&session, &room_id, &via).await?;
     Ok(Json(json!({"room_id": room_id, "peek_expiry_ts": expires})))
 }

@@ -121,26 +121,31 @@ async fn create_room_handler(
     Ok(create_room::v3::Response::new(owned_room_id(&room_id)?).into())
 }
 
-async fn join_by_id_or_alias(
-    State(s): State<AppState>,
-    Auth(session): Auth,
-    Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
-    let mut via: Vec<String> = req.via.iter().map(|s| s.to_string()).collect();
-    let target = req.room_id_or_alias.as_str();
-    // An alias of another server is resolved there (`query/directory`).
+/// The room a room id or alias names. An alias of another server is resolved there
+/// (`query/directory`), and the servers it names join `via` (at most 10); a local alias or a
+/// room id is resolved here. Used by joins and by peeks (MSC2753/MSC2444).
+pub(super) async fn resolve_room_or_alias(s: &AppState, target: &str, via: &mut Vec<String>) -> Result<String> {
     let remote = match target.starts_with('#') {
         true => s.federation.remote_alias(target).await?,
         false => None,
     };
-    let room_id = match remote {
+    Ok(match remote {
         Some(answer) => {
             let servers = answer["servers"].as_array().into_iter().flatten().filter_map(Value::as_str);
             via.extend(servers.take(10).map(str::to_owned));
             answer["room_id"].as_str().ok_or_else(|| MatrixError::not_found("Room alias not found"))?.to_owned()
         }
         None => s.directory.aliases.resolve_room(target).await?,
-    };
+    })
+}
+
+async fn join_by_id_or_alias(
+    State(s): State<AppState>,
+    Auth(session): Auth,
+    Ruma(req): Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
+    let mut via: Vec<String> = req.via.iter().map(|s| s.to_string()).collect();
+    let room_id = resolve_room_or_alias(&s, req.room_id_or_alias.as_str(), &mut via).await?;
     s.rooms.join(&room_id, &session.user_id, &via, req.reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(owned_room_id(&room_id)?).into())
 }
