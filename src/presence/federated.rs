@@ -171,6 +171,15 @@ impl PresenceFederation {
         *self.extra.write() = Some(f);
     }
 
+    /// A remote server was newly allowed to see local `user` (a presence-list grant): the
+    /// user's presence goes with the next flush, as after a change (nothing when presence or
+    /// federation is off).
+    pub fn grant_added(&self, user: &str) {
+        if self.federation.enabled() && self.engine.mode() == super::policy::PresenceMode::Enabled {
+            self.outbox.changed(user);
+        }
+    }
+
     /// Where room joins are reported (`Rooms` calls it after a membership event).
     pub fn outbox(&self) -> Arc<FederationOutbox> {
         self.outbox.clone()
