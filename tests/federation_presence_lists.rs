@@ -257,3 +257,30 @@ async fn list_edus_from_a_server_that_may_not_speak_for_the_user_are_ignored() {
     send_edus(&signer, &a, vec![edu("m.presence_accept", &alice.user_id, &bob_id)]).await;
     assert!(list(&a.app, &alice).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_request_lost_with_the_senders_queue_is_sent_again_when_the_peer_speaks() {
+    let (mut a, mut b) = pair().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+
+    // B is down: the invite waits in A's (in-memory) EDU queue, and A restarts, losing it.
+    let running = b.app.running.take().expect("running");
+    let config = running.state.config.clone();
+    running.stop().await;
+    invite(&a.app, &alice, &bob.user_id).await;
+    a.app.restart().await;
+    let running = seed::app::spawn(config).await.expect("B restarts");
+    b.app.base = format!("http://{}", running.addr);
+    b.app.running = Some(running);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(requests(&b.app, &bob).await.is_empty(), "nothing should have carried the request yet");
+
+    // B speaks to A (any transaction): A sends what B should know again.
+    send_edus(&b.signer(), &a, vec![]).await;
+    wait_for("the request on B", || async { requests(&b.app, &bob).await == vec![alice.user_id.clone()] }).await;
+
+    // bob's answer then reaches A as usual.
+    answer(&b.app, &bob, &alice.user_id, "accept").await;
+    wait_status(&a.app, &alice, &bob, "bob visible on A", |_| true).await;
+}

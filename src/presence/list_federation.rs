@@ -66,7 +66,31 @@ impl ListFederation {
         federation: Arc<Federation>,
         presence: Arc<PresenceFederation>,
     ) -> Arc<Self> {
-        Arc::new(Self { lists, account_data, accounts, federation, presence })
+        let this = Arc::new(Self { lists, account_data, accounts, federation, presence });
+        // List EDUs wait in the outgoing queue's memory: a restart of either side can lose
+        // them. When a server is back or speaks after a silence, what it should know is sent again.
+        let weak = Arc::downgrade(&this);
+        let hook: super::federated::PeerHook = Arc::new(move |server: &str| {
+            if let Some(this) = weak.upgrade() {
+                this.resend_to(server);
+            }
+        });
+        this.federation.on_peer_back(hook.clone());
+        this.presence.on_silence_ended(hook);
+        this
+    }
+
+    /// Send `server` again what it should know of our side: our users' pending requests to its
+    /// users (`m.presence_invite`) and the grants our users gave its users (`m.presence_accept`).
+    /// Both are idempotent at the other end.
+    pub fn resend_to(&self, server: &str) {
+        for (owner, target, entry) in self.lists.entries_with_server(server) {
+            match (self.is_local(&owner), entry) {
+                (true, ListEntry::Pending) => self.send(&target, PRESENCE_INVITE, &owner, &target),
+                (false, ListEntry::Accepted) => self.send(&owner, PRESENCE_ACCEPT, &owner, &target),
+                _ => {}
+            }
+        }
     }
 
     /// Whether users of other servers can be put on a list (federation on).

@@ -249,6 +249,33 @@ impl PresenceLists {
     }
 }
 
+impl PresenceLists {
+    /// Every entry between a user of this server and a user of `server`, as (owner, target,
+    /// state). Read when that server comes back (a pass over the in-memory entries, once per
+    /// such event, never per tick).
+    pub fn entries_with_server(&self, server: &str) -> Vec<(String, String, ListEntry)> {
+        let of = |u: &str| u.split_once(':').map(|(_, s)| s) == Some(server);
+        let index = self.index.read();
+        let mut out = Vec::new();
+        for (owner, targets) in &index.following {
+            for target in targets.keys() {
+                if of(owner) != of(target) {
+                    out.push((owner.clone(), target.clone(), ListEntry::Accepted));
+                }
+            }
+        }
+        for (target, owners) in &index.requests {
+            for owner in owners.keys() {
+                if of(owner) != of(target) {
+                    out.push((owner.clone(), target.clone(), ListEntry::Pending));
+                }
+            }
+        }
+        out.retain(|(o, t, _)| (of(o) || of(t)) && (self.is_local(o) || self.is_local(t)));
+        out
+    }
+}
+
 /// What the presence list grants beyond shared rooms (read by [`super::access::PresenceAccess`]).
 impl PresenceLists {
     /// Users allowed to see `target` although they share no room with them.
