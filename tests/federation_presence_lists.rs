@@ -190,6 +190,14 @@ async fn a_reverse_subscription_is_accepted_by_the_target_server_and_a_drop_reac
     wait_for("B dropped the entry", || async { state(&b).lists.entry(&alice.user_id, &bob.user_id).is_none() }).await;
     assert!(state(&b).lists.entry(&bob.user_id, &alice.user_id).is_some(), "bob's own entry went too");
     assert_eq!(presence_status(&b.app, &bob, &alice).await["presence"], "online");
+
+    // A request to a user B does not have is refused by B: A does not keep it.
+    let ghost = format!("@ghost:{}", b.server_name);
+    invite(&a.app, &alice, &ghost).await;
+    wait_for("A dropped the request to an unknown user", || async {
+        state(&a).lists.entry(&alice.user_id, &ghost).is_none()
+    })
+    .await;
 }
 
 /// A signed `PUT /send` from `from` to `to` carrying `edus`.

@@ -218,6 +218,8 @@ impl ListFederation {
         match edu_type {
             PRESENCE_INVITE => {
                 if !self.accounts.exists(&observed).await.map_err(failed)? {
+                    // Refused, so the observer's server does not keep the request forever.
+                    self.send(&observer, PRESENCE_DENY, &observer, &observed);
                     return Err(format!("unknown user {observed}"));
                 }
                 if self.lists.entry(&observer, &observed).is_none()
