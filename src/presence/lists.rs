@@ -320,4 +320,49 @@ mod tests {
         assert_eq!(i.entry("@o:x", "@t:x"), None);
         assert!(i.following.is_empty() && i.followers.is_empty() && i.requests.is_empty());
     }
+
+    /// A server decides only for its own users: it auto-accepts a request to a local target that
+    /// already follows the owner, never one to a remote target (that target's server answers).
+    #[tokio::test]
+    async fn only_local_users_are_accepted_on_their_behalf() {
+        let dir = std::env::temp_dir().join(format!("seed-lists-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/seed.db?mode=rwc", dir.display()), 2).await.unwrap();
+        let stream = StreamHub::new(store.clone()).await.unwrap();
+        let lists = PresenceLists::load(store, "a", stream, Arc::new(Notifier::default())).await.unwrap();
+        let (alice, bob, carol) = ("@alice:a", "@bob:b", "@carol:a");
+
+        // bob (remote) follows alice: alice accepts here.
+        lists.invite(bob, alice).await.unwrap();
+        assert_eq!(lists.accept(alice, bob).await.unwrap(), vec![(bob.to_owned(), alice.to_owned())]);
+        // alice asks for bob: pending here although bob follows her; b decides.
+        assert_eq!(lists.invite(alice, bob).await.unwrap(), ListEntry::Pending);
+        // b's accept (as `m.presence_accept` would apply it) grants it.
+        assert_eq!(lists.accept(bob, alice).await.unwrap(), vec![(alice.to_owned(), bob.to_owned())]);
+
+        // carol (local) asks for bob, bob asks for carol: carol accepting bob does not accept
+        // "carol follows bob" on bob's behalf.
+        lists.invite(carol, bob).await.unwrap();
+        lists.invite(bob, carol).await.unwrap();
+        assert_eq!(lists.accept(carol, bob).await.unwrap(), vec![(bob.to_owned(), carol.to_owned())]);
+        assert_eq!(lists.entry(carol, bob), Some(ListEntry::Pending));
+        // Between local users the reverse subscription is still accepted at once (seed 004).
+        assert_eq!(lists.invite(alice, carol).await.unwrap(), ListEntry::Pending);
+        assert_eq!(lists.accept(carol, alice).await.unwrap(), vec![(alice.to_owned(), carol.to_owned())]);
+        assert_eq!(lists.invite(carol, alice).await.unwrap(), ListEntry::Accepted);
+
+        let mut with_b = lists.entries_with_server("b");
+        with_b.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        assert_eq!(
+            with_b,
+            vec![
+                (alice.to_owned(), bob.to_owned(), ListEntry::Accepted),
+                (bob.to_owned(), alice.to_owned(), ListEntry::Accepted),
+                (bob.to_owned(), carol.to_owned(), ListEntry::Accepted),
+                (carol.to_owned(), bob.to_owned(), ListEntry::Pending),
+            ]
+        );
+        assert!(lists.entries_with_server("c").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
