@@ -54,6 +54,8 @@ pub struct Services {
     pub inbox: Arc<crate::federation::inbox::Inbox>,
     /// Presence across servers (`m.presence` EDUs out and in, watchdogs).
     pub presence_federation: Arc<crate::presence::federated::PresenceFederation>,
+    /// Presence lists across servers (the list EDUs out and in).
+    pub list_federation: Arc<crate::presence::list_federation::ListFederation>,
     pub change_log: Arc<crate::experiment::ChangeLog>,
     pub limiter: crate::api::ratelimit::AuthLimiter,
     pub uia_sessions: dashmap::DashMap<String, i64>,
@@ -101,7 +103,7 @@ impl Services {
         .await?;
         let inbox = crate::federation::inbox::Inbox::new(store.clone(), rooms.clone(), ephemeral.clone());
         let forgotten = Arc::new(ForgottenRooms::new(store.clone(), rooms.clone()));
-        let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await?;
+        let lists = PresenceLists::load(store.clone(), &config.server_name, stream.clone(), notifier.clone()).await?;
         let access = Arc::new(PresenceAccess::new(
             rooms.clone(),
             lists.clone(),
@@ -181,6 +183,14 @@ impl Services {
             metrics.clone(),
         );
         inbox.attach_presence(presence_federation.clone());
+        let list_federation = crate::presence::list_federation::ListFederation::new(
+            lists.clone(),
+            account_data.clone(),
+            accounts.clone(),
+            federation.clone(),
+            presence_federation.clone(),
+        );
+        inbox.attach_lists(list_federation.clone());
         // Servers peeking a user's profile room (MSC2444) also get the user's presence EDUs.
         {
             let (profiles, peeks) = (profiles.clone(), peeks.clone());
@@ -265,6 +275,7 @@ impl Services {
             federation,
             inbox,
             presence_federation,
+            list_federation,
             change_log,
             limiter,
             uia_sessions: Default::default(),

@@ -124,8 +124,13 @@ pub struct PresenceFederation {
     /// When each server last sent us a transaction.
     last_heard: DashMap<String, i64>,
     extra: RwLock<Option<ExtraDestinations>>,
+    /// Called with a server that speaks to us after a silence (see [`Self::on_silence_ended`]).
+    silence_hooks: RwLock<Vec<PeerHook>>,
     metrics: Arc<Metrics>,
 }
+
+/// A hook called with a server's name.
+pub type PeerHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Servers remembered in `last_heard` at most; past it the table starts over (every server
 /// then counts as silent once, i.e. gets one refresh).
@@ -150,6 +155,7 @@ impl PresenceFederation {
             present: Mutex::default(),
             last_heard: DashMap::new(),
             extra: RwLock::new(None),
+            silence_hooks: RwLock::default(),
             engine,
             rooms,
             federation,
@@ -169,6 +175,22 @@ impl PresenceFederation {
     /// sharing a room or holding a grant.
     pub fn set_extra_destinations(&self, f: ExtraDestinations) {
         *self.extra.write() = Some(f);
+    }
+
+    /// A remote server was newly allowed to see local `user` (a presence-list grant): the
+    /// user's presence goes with the next flush, as after a change (nothing when presence or
+    /// federation is off).
+    pub fn grant_added(&self, user: &str) {
+        if self.federation.enabled() && self.engine.mode() == super::policy::PresenceMode::Enabled {
+            self.outbox.changed(user);
+        }
+    }
+
+    /// `hook` is called with every server that sends us a transaction after a silence of more
+    /// than `presence_reannounce_ms` (or for the first time since we started): it may have
+    /// restarted and lost what we queued for it, or we may have.
+    pub fn on_silence_ended(&self, hook: PeerHook) {
+        self.silence_hooks.write().push(hook);
     }
 
     /// Where room joins are reported (`Rooms` calls it after a membership event).
@@ -347,6 +369,9 @@ impl PresenceFederation {
         let before = self.last_heard.insert(origin.to_owned(), now);
         if before.is_none_or(|t| now - t > self.reannounce_ms) {
             self.outbox.refresh(origin);
+            for hook in self.silence_hooks.read().iter() {
+                hook(origin);
+            }
         }
     }
 

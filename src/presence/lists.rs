@@ -92,6 +92,9 @@ impl Index {
 
 pub struct PresenceLists {
     store: Store,
+    /// This server's name: only its own users' answers are decided here (a remote target
+    /// answers on its server, which tells us with `m.presence_accept`; see `list_federation`).
+    server_name: String,
     stream: Arc<StreamHub>,
     notifier: Arc<Notifier>,
     index: RwLock<Index>,
@@ -100,7 +103,12 @@ pub struct PresenceLists {
 }
 
 impl PresenceLists {
-    pub async fn load(store: Store, stream: Arc<StreamHub>, notifier: Arc<Notifier>) -> anyhow::Result<Arc<Self>> {
+    pub async fn load(
+        store: Store,
+        server_name: &str,
+        stream: Arc<StreamHub>,
+        notifier: Arc<Notifier>,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut index = Index::default();
         for row in store.load_presence_lists().await? {
             match row.state.as_str() {
@@ -108,7 +116,19 @@ impl PresenceLists {
                 _ => index.add_request(&row.owner, &row.target, row.created_ts),
             }
         }
-        Ok(Arc::new(Self { store, stream, notifier, index: RwLock::new(index), writes: Default::default() }))
+        Ok(Arc::new(Self {
+            store,
+            server_name: server_name.to_owned(),
+            stream,
+            notifier,
+            index: RwLock::new(index),
+            writes: Default::default(),
+        }))
+    }
+
+    /// Whether `user_id` is a user of this server.
+    pub fn is_local(&self, user_id: &str) -> bool {
+        user_id.split_once(':').map(|(_, s)| s) == Some(self.server_name.as_str())
     }
 
     pub fn entry(&self, owner: &str, target: &str) -> Option<ListEntry> {
@@ -132,7 +152,8 @@ impl PresenceLists {
     }
 
     /// `owner` asks to follow `target`. Accepted at once if `target` already follows `owner`
-    /// (seed 004 reverse subscription); otherwise pending until `target` answers.
+    /// (seed 004 reverse subscription) and `target` is a user of this server (a remote target's
+    /// server decides that and answers); otherwise pending until `target` answers.
     pub async fn invite(&self, owner: &str, target: &str) -> Result<ListEntry> {
         if owner == target {
             return Err(MatrixError::invalid_param("You cannot add yourself to your presence list"));
@@ -146,7 +167,7 @@ impl PresenceLists {
             return Ok(e);
         }
         let now = now_ms();
-        if reverse == Some(ListEntry::Accepted) {
+        if reverse == Some(ListEntry::Accepted) && self.is_local(target) {
             self.store.put_presence_list_entries(&[row(owner, target, ACCEPTED, now)]).await?;
             self.grant(&[(owner, target)]);
             return Ok(ListEntry::Accepted);
@@ -156,9 +177,11 @@ impl PresenceLists {
         Ok(ListEntry::Pending)
     }
 
-    /// `target` accepts `owner`'s request. A pending request of `target` to follow `owner`
-    /// is accepted with it (the reverse subscription now exists). Idempotent once accepted.
-    pub async fn accept(&self, target: &str, owner: &str) -> Result<()> {
+    /// `target` accepts `owner`'s request (said by `target` here, or by `target`'s server in an
+    /// `m.presence_accept`). A pending request of `target` to follow `owner` is accepted with
+    /// it (the reverse subscription now exists) when `owner` is a user of this server.
+    /// Idempotent once accepted. Returns the (owner, target) entries this call accepted.
+    pub async fn accept(&self, target: &str, owner: &str) -> Result<Vec<(String, String)>> {
         let _w = self.writes.lock().await;
         let (current, reverse, ts, reverse_ts) = {
             let index = self.index.read();
@@ -171,19 +194,19 @@ impl PresenceLists {
         };
         match current {
             None => return Err(MatrixError::not_found("No presence list request from this user")),
-            Some(ListEntry::Accepted) => return Ok(()),
+            Some(ListEntry::Accepted) => return Ok(Vec::new()),
             Some(ListEntry::Pending) => {}
         }
         let now = now_ms();
         let mut rows = vec![row(owner, target, ACCEPTED, ts.unwrap_or(now))];
         let mut grants = vec![(owner, target)];
-        if reverse == Some(ListEntry::Pending) {
+        if reverse == Some(ListEntry::Pending) && self.is_local(owner) {
             rows.push(row(target, owner, ACCEPTED, reverse_ts.unwrap_or(now)));
             grants.push((target, owner));
         }
         self.store.put_presence_list_entries(&rows).await?;
         self.grant(&grants);
-        Ok(())
+        Ok(grants.iter().map(|(o, t)| (o.to_string(), t.to_string())).collect())
     }
 
     /// `target` turns down `owner`: a pending request is refused, an accepted entry revoked
@@ -199,14 +222,15 @@ impl PresenceLists {
     }
 
     /// `owner` removes `target` from their list (pending or accepted); absent is fine.
-    pub async fn drop_entry(&self, owner: &str, target: &str) -> Result<()> {
+    /// Returns whether there was an entry.
+    pub async fn drop_entry(&self, owner: &str, target: &str) -> Result<bool> {
         let _w = self.writes.lock().await;
         if self.entry(owner, target).is_none() {
-            return Ok(());
+            return Ok(false);
         }
         self.store.delete_presence_list_entries(&[(owner.to_owned(), target.to_owned())]).await?;
         self.index.write().remove(owner, target);
-        Ok(())
+        Ok(true)
     }
 
     /// Record accepted (owner, target) pairs at a fresh stream position and wake the owners,
@@ -221,7 +245,34 @@ impl PresenceLists {
         }
         let at = pos.pos;
         pos.complete();
-        self.notifier.wake(pairs.iter().map(|(owner, _)| *owner), at);
+        self.notifier.wake(pairs.iter().map(|(owner, _)| *owner).filter(|o| self.is_local(o)), at);
+    }
+}
+
+impl PresenceLists {
+    /// Every entry between a user of this server and a user of `server`, as (owner, target,
+    /// state). Read when that server comes back (a pass over the in-memory entries, once per
+    /// such event, never per tick).
+    pub fn entries_with_server(&self, server: &str) -> Vec<(String, String, ListEntry)> {
+        let of = |u: &str| u.split_once(':').map(|(_, s)| s) == Some(server);
+        let index = self.index.read();
+        let mut out = Vec::new();
+        for (owner, targets) in &index.following {
+            for target in targets.keys() {
+                if of(owner) != of(target) {
+                    out.push((owner.clone(), target.clone(), ListEntry::Accepted));
+                }
+            }
+        }
+        for (target, owners) in &index.requests {
+            for owner in owners.keys() {
+                if of(owner) != of(target) {
+                    out.push((owner.clone(), target.clone(), ListEntry::Pending));
+                }
+            }
+        }
+        out.retain(|(o, t, _)| (of(o) || of(t)) && (self.is_local(o) || self.is_local(t)));
+        out
     }
 }
 
@@ -268,5 +319,50 @@ mod tests {
         i.remove("@o:x", "@t:x");
         assert_eq!(i.entry("@o:x", "@t:x"), None);
         assert!(i.following.is_empty() && i.followers.is_empty() && i.requests.is_empty());
+    }
+
+    /// A server decides only for its own users: it auto-accepts a request to a local target that
+    /// already follows the owner, never one to a remote target (that target's server answers).
+    #[tokio::test]
+    async fn only_local_users_are_accepted_on_their_behalf() {
+        let dir = std::env::temp_dir().join(format!("seed-lists-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/seed.db?mode=rwc", dir.display()), 2).await.unwrap();
+        let stream = StreamHub::new(store.clone()).await.unwrap();
+        let lists = PresenceLists::load(store, "a", stream, Arc::new(Notifier::default())).await.unwrap();
+        let (alice, bob, carol) = ("@alice:a", "@bob:b", "@carol:a");
+
+        // bob (remote) follows alice: alice accepts here.
+        lists.invite(bob, alice).await.unwrap();
+        assert_eq!(lists.accept(alice, bob).await.unwrap(), vec![(bob.to_owned(), alice.to_owned())]);
+        // alice asks for bob: pending here although bob follows her; b decides.
+        assert_eq!(lists.invite(alice, bob).await.unwrap(), ListEntry::Pending);
+        // b's accept (as `m.presence_accept` would apply it) grants it.
+        assert_eq!(lists.accept(bob, alice).await.unwrap(), vec![(alice.to_owned(), bob.to_owned())]);
+
+        // carol (local) asks for bob, bob asks for carol: carol accepting bob does not accept
+        // "carol follows bob" on bob's behalf.
+        lists.invite(carol, bob).await.unwrap();
+        lists.invite(bob, carol).await.unwrap();
+        assert_eq!(lists.accept(carol, bob).await.unwrap(), vec![(bob.to_owned(), carol.to_owned())]);
+        assert_eq!(lists.entry(carol, bob), Some(ListEntry::Pending));
+        // Between local users the reverse subscription is still accepted at once (seed 004).
+        assert_eq!(lists.invite(alice, carol).await.unwrap(), ListEntry::Pending);
+        assert_eq!(lists.accept(carol, alice).await.unwrap(), vec![(alice.to_owned(), carol.to_owned())]);
+        assert_eq!(lists.invite(carol, alice).await.unwrap(), ListEntry::Accepted);
+
+        let mut with_b = lists.entries_with_server("b");
+        with_b.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        assert_eq!(
+            with_b,
+            vec![
+                (alice.to_owned(), bob.to_owned(), ListEntry::Accepted),
+                (bob.to_owned(), alice.to_owned(), ListEntry::Accepted),
+                (bob.to_owned(), carol.to_owned(), ListEntry::Accepted),
+                (carol.to_owned(), bob.to_owned(), ListEntry::Pending),
+            ]
+        );
+        assert!(lists.entries_with_server("c").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

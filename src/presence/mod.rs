@@ -9,6 +9,7 @@ pub mod engine;
 pub mod explain;
 pub mod federated;
 pub mod legacy;
+pub mod list_federation;
 pub mod lists;
 pub mod merge;
 pub mod newcomers;

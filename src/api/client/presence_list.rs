@@ -8,7 +8,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::account_data::Scope;
 use crate::api::extract::{Auth, MatrixJson};
 use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;
@@ -19,57 +18,28 @@ use crate::rooms::now_ms;
 /// The unstable prefix of the endpoints the r0 API never had (the target's side), named once.
 pub const MSC3032_UNSTABLE: &str = "org.matrix.msc3032";
 
-/// Global account data through which a target learns of pending requests in `/sync`.
-pub const PRESENCE_REQUESTS_ACCOUNT_DATA: &str = "org.matrix.msc3032.presence_requests";
-
-/// At most this many requests are listed in the account data (oldest first); `count` says how
-/// many are pending in all, and `…/presence/requests/{userId}` lists every one.
-pub const MAX_LISTED_REQUESTS: usize = 100;
-
 /// One pending request: `{"user_id": owner}`.
 #[derive(Serialize)]
 struct PendingRequest<'a> {
     user_id: &'a str,
 }
 
-/// Pending requests: the body of `…/presence/requests/{userId}` (all of them) and the
-/// `org.matrix.msc3032.presence_requests` account data (the first [`MAX_LISTED_REQUESTS`], and
-/// `count`).
+/// Pending requests: the body of `…/presence/requests/{userId}` (all of them; the account
+/// data `org.matrix.msc3032.presence_requests` is written by `presence::list_federation`).
 #[derive(Serialize)]
 struct PresenceRequests<'a> {
     requests: Vec<PendingRequest<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<usize>,
 }
 
 impl<'a> PresenceRequests<'a> {
-    fn new(pending: &'a [String], limit: usize, with_count: bool) -> Self {
-        let requests = pending.iter().take(limit).map(|u| PendingRequest { user_id: u }).collect();
-        Self { requests, count: with_count.then_some(pending.len()) }
+    fn new(pending: &'a [String]) -> Self {
+        Self { requests: pending.iter().map(|u| PendingRequest { user_id: u }).collect() }
     }
 }
 
 /// The empty object the write endpoints answer.
 #[derive(Serialize)]
 struct Empty {}
-
-/// Keep the target's `org.matrix.msc3032.presence_requests` account data equal to their pending
-/// requests, so a request (and its end) reaches the target's `/sync` and wakes its long-poll.
-/// Written only when it changes.
-async fn announce_requests(s: &AppState, target: &str) -> Result<()> {
-    let pending = s.lists.pending_requests(target);
-    let content = serde_json::to_value(PresenceRequests::new(&pending, MAX_LISTED_REQUESTS, true))
-        .map_err(|e| MatrixError::Internal(e.into()))?;
-    let current = s.account_data.get(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA).await?;
-    let unchanged = match &current {
-        Some(c) => *c == content,
-        None => pending.is_empty(),
-    };
-    if !unchanged {
-        s.account_data.set(target, Scope::Global, PRESENCE_REQUESTS_ACCOUNT_DATA, &content).await?;
-    }
-    Ok(())
-}
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = seed_route(r, SeedPath::Client("/presence/list/{user_id}"), get(get_list).post(change_list));
@@ -134,18 +104,20 @@ async fn change_list(
     if invite.contains(&user_id) {
         return Err(MatrixError::invalid_param("You cannot add yourself to your presence list"));
     }
+    let lf = &s.list_federation;
     for u in &invite {
-        if !s.accounts.exists(u).await? {
+        // A user of another server is asked through its server (`m.presence_invite`); with
+        // federation off there is no such user.
+        let known = if lf.is_local(u) { s.accounts.exists(u).await? } else { lf.remote_enabled() };
+        if !known {
             return Err(MatrixError::not_found(format!("Unknown user {u}")));
         }
     }
     for u in &invite {
-        s.lists.invite(&user_id, u).await?;
-        announce_requests(&s, u).await?;
+        lf.invite(&user_id, u).await?;
     }
     for u in &drop {
-        s.lists.drop_entry(&user_id, u).await?;
-        announce_requests(&s, u).await?;
+        lf.drop_entry(&user_id, u).await?;
     }
     Ok(Json(Empty {}))
 }
@@ -171,10 +143,7 @@ async fn accept(
 ) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
-    s.lists.accept(&user_id, &owner).await?;
-    announce_requests(&s, &user_id).await?;
-    // Accepting may also accept the owner's pending reverse request (seed 004).
-    announce_requests(&s, &owner).await?;
+    s.list_federation.accept(&user_id, &owner).await?;
     Ok(Json(Empty {}))
 }
 
@@ -188,8 +157,7 @@ async fn reject(
 ) -> Result<Json<Empty>> {
     own_path(&user_id, &session.user_id)?;
     let owner = answered_owner(&body)?;
-    s.lists.reject(&user_id, &owner).await?;
-    announce_requests(&s, &user_id).await?;
+    s.list_federation.reject(&user_id, &owner).await?;
     Ok(Json(Empty {}))
 }
 
@@ -197,7 +165,6 @@ async fn reject(
 async fn requests(State(s): State<AppState>, Auth(session): Auth, Path(user_id): Path<String>) -> Result<Json<Value>> {
     own_path(&user_id, &session.user_id)?;
     let pending = s.lists.pending_requests(&user_id);
-    let body = serde_json::to_value(PresenceRequests::new(&pending, usize::MAX, false))
-        .map_err(|e| MatrixError::Internal(e.into()))?;
+    let body = serde_json::to_value(PresenceRequests::new(&pending)).map_err(|e| MatrixError::Internal(e.into()))?;
     Ok(Json(body))
 }

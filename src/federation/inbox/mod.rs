@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use crate::ephemeral::Ephemeral;
 use crate::error::Result;
 use crate::presence::federated::PresenceFederation;
+use crate::presence::list_federation::{self, ListFederation};
 use crate::rooms::Rooms;
 use crate::store::Store;
 
@@ -43,6 +44,8 @@ pub struct Inbox {
     processed: AtomicU64,
     /// Presence across servers (`m.presence` EDUs, and who we last heard from).
     presence: std::sync::OnceLock<Arc<PresenceFederation>>,
+    /// Presence lists across servers (`m.presence_invite`/`_accept`/`_deny`, and our drop).
+    lists: std::sync::OnceLock<Arc<ListFederation>>,
 }
 
 impl Inbox {
@@ -54,12 +57,18 @@ impl Inbox {
             in_flight: DashMap::new(),
             processed: AtomicU64::new(0),
             presence: std::sync::OnceLock::new(),
+            lists: std::sync::OnceLock::new(),
         })
     }
 
     /// Where `m.presence` EDUs go (set once at start-up; built after the inbox).
     pub fn attach_presence(&self, presence: Arc<PresenceFederation>) {
         let _ = self.presence.set(presence);
+    }
+
+    /// Where the presence-list EDUs go (set once at start-up).
+    pub fn attach_lists(&self, lists: Arc<ListFederation>) {
+        let _ = self.lists.set(lists);
     }
 
     /// Process a transaction from `origin` once and answer `{"pdus": {event_id: {} | {"error"}}}`.
@@ -132,6 +141,13 @@ impl Inbox {
                 "m.receipt" => self.ephemeral.remote_receipts(origin, content).await,
                 "m.presence" => match self.presence.get() {
                     Some(p) => p.receive(origin, content).await,
+                    None => Ok(()),
+                },
+                list_federation::PRESENCE_INVITE
+                | list_federation::PRESENCE_ACCEPT
+                | list_federation::PRESENCE_DENY
+                | list_federation::PRESENCE_DROP => match self.lists.get() {
+                    Some(l) => l.receive(origin, kind, content).await,
                     None => Ok(()),
                 },
                 _ => Ok(()),

@@ -45,7 +45,7 @@ async fn harness() -> Harness {
         .await
         .unwrap(),
     );
-    let lists = PresenceLists::load(store.clone(), stream.clone(), notifier.clone()).await.unwrap();
+    let lists = PresenceLists::load(store.clone(), "x", stream.clone(), notifier.clone()).await.unwrap();
     let access = Arc::new(PresenceAccess::new(rooms, lists, None));
     let clock = Clock::manual(START);
     let engine = PresenceEngine::new(
