@@ -10,8 +10,7 @@ mod federation_common;
 use std::time::{Duration, Instant};
 
 use common::{enc, presence_status, set_status, wait_presence_status, TestApp, User};
-use federation_common::{sync_until, tls_client, FedApp, Host, Signer};
-use reqwest::Method;
+use federation_common::{send_edus, sync_until, FedApp, Host};
 use serde_json::{json, Value};
 
 /// Short watchdog timings, fast retries, and devices that stay live for the whole test.
@@ -222,23 +221,6 @@ async fn changes_in_one_window_go_as_one_edu_with_one_entry_per_user() {
         1,
         "one transaction for the window"
     );
-}
-
-/// A signed `PUT /send` from `from` to `to` carrying `edus`.
-async fn send_edus(from: &Signer, to: &FedApp, edus: Vec<Value>) {
-    let path = format!("/_matrix/federation/v1/send/{}", uuid::Uuid::new_v4().simple());
-    let body = json!({"origin": from.origin, "origin_server_ts": 0, "pdus": [], "edus": edus});
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let auth = from.header(&to.server_name, &Method::PUT, &path, &bytes);
-    let resp = tls_client()
-        .put(format!("{}{path}", to.fed_base()))
-        .header("authorization", auth)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ mod federation_common;
 use std::time::{Duration, Instant};
 
 use common::{enc, presence_status, set_status, TestApp, User};
-use federation_common::{sync_until, tls_client, FedApp, Host, Signer};
-use reqwest::{Method, StatusCode};
+use federation_common::{send_edus, sync_until, FedApp, Host};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
@@ -198,23 +198,6 @@ async fn a_reverse_subscription_is_accepted_by_the_target_server_and_a_drop_reac
         state(&a).lists.entry(&alice.user_id, &ghost).is_none()
     })
     .await;
-}
-
-/// A signed `PUT /send` from `from` to `to` carrying `edus`.
-async fn send_edus(from: &Signer, to: &FedApp, edus: Vec<Value>) {
-    let path = format!("/_matrix/federation/v1/send/{}", uuid::Uuid::new_v4().simple());
-    let body = json!({"origin": from.origin, "origin_server_ts": 0, "pdus": [], "edus": edus});
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let auth = from.header(&to.server_name, &Method::PUT, &path, &bytes);
-    let resp = tls_client()
-        .put(format!("{}{path}", to.fed_base()))
-        .header("authorization", auth)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
 }
 
 fn edu(kind: &str, observer: &str, observed: &str) -> Value {

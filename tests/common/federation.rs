@@ -132,3 +132,20 @@ pub async fn sync_until(app: &TestApp, user: &User, what: &str, pred: impl Fn(&V
         since = v["next_batch"].as_str().map(str::to_owned);
     }
 }
+
+/// A signed `PUT /send` from `from` to `to` carrying `edus`.
+pub async fn send_edus(from: &Signer, to: &FedApp, edus: Vec<Value>) {
+    let path = format!("/_matrix/federation/v1/send/{}", uuid::Uuid::new_v4().simple());
+    let body = serde_json::json!({"origin": from.origin, "origin_server_ts": 0, "pdus": [], "edus": edus});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let auth = from.header(&to.server_name, &Method::PUT, &path, &bytes);
+    let resp = tls_client()
+        .put(format!("{}{path}", to.fed_base()))
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
