@@ -61,11 +61,7 @@ fn main() {
     let rooms = rooms();
     let viewer = user(100);
     let set = PeerSet::from_rooms(rooms.iter().map(|s| &**s), None);
-    println!(
-        "{} peers from {ROOMS} rooms of {ROOM_SIZE}; a cached set holds ~{} bytes",
-        set.len(),
-        set.approx_bytes()
-    );
+    println!("{} peers from {ROOMS} rooms of {ROOM_SIZE}; a cached set holds ~{} bytes", set.len(), set.approx_bytes());
     let cache = PeerCache::new(1_000);
     let Err(epoch) = cache.get(&viewer) else { unreachable!("empty cache") };
     cache.insert(&viewer, Arc::new(set), epoch);

@@ -46,8 +46,7 @@ impl Audience {
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         let user = self.user.as_str();
         let peers = self.peers.iter().filter(move |p| *p != user);
-        let granted =
-            self.granted.iter().map(String::as_str).filter(move |g| *g != user && !self.peers.contains(g));
+        let granted = self.granted.iter().map(String::as_str).filter(move |g| *g != user && !self.peers.contains(g));
         std::iter::once(user).chain(peers).chain(granted)
     }
 }
