@@ -108,6 +108,7 @@ impl Services {
             rooms.clone(),
             lists.clone(),
             usize::try_from(config.presence_max_room_members).ok(),
+            usize::try_from(config.presence_visibility_cache_users).unwrap_or(usize::MAX),
         ));
         let public_changes = Arc::new(PublicChanges::default());
         let profiles = ProfileRooms::new(

@@ -77,6 +77,9 @@ pub struct Config {
     pub presence_initial_sync_offline: bool,
     /// A shared room with more joined members than this grants no presence visibility (0 = no limit).
     pub presence_max_room_members: u64,
+    /// How many users' room peers (who shares a joined room with them) are kept between
+    /// requests for presence visibility checks, least recently used dropped first (0 = none).
+    pub presence_visibility_cache_users: u64,
     /// Presence history retention (README "Presence history retention"): newest versions of
     /// `m.presence` and of `m.status` kept per profile room, the current state included.
     pub presence_history_keep_last: u32,
@@ -155,6 +158,7 @@ impl Default for Config {
             legacy_busy_as: LegacyBusy::Msc3026,
             presence_initial_sync_offline: false,
             presence_max_room_members: 0,
+            presence_visibility_cache_users: 20_000,
             presence_history_keep_last: 10,
             presence_history_keep_ms: 3_600_000,
             presence_history_vacuum_after: 20_000,
@@ -404,6 +408,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PRESENCE_MAX_ROOM_MEMBERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_max_room_members: Option<u64>,
+    /// Users whose room peers are cached for presence visibility checks, 0 = none [default: 20000]
+    #[arg(long, env = "SEED_PRESENCE_VISIBILITY_CACHE_USERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_visibility_cache_users: Option<u64>,
     /// Newest presence/status versions kept per profile room [default: 10]
     #[arg(long, env = "SEED_PRESENCE_HISTORY_KEEP_LAST")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,11 +2,19 @@
 //! in `/sync`, `GET /presence/.../status`, peeking the profile room): a viewer sees a user
 //! if they are the user, share a joined room, or the user allowed them through the presence
 //! list (see `lists`).
-use std::collections::HashSet;
+//!
+//! Sharing a room is symmetric, so one set per user answers both "whom does the viewer see"
+//! and "who sees the target": the user's room peers ([`PeerSet`]), kept in a bounded cache
+//! between requests (issue #13: rebuilding ~200 names from ~100 rooms on every `/sync` and
+//! every change was a third of the server's CPU). A set changes only when the joined members
+//! of one of the user's rooms change, which `Rooms` announces ([`PresenceAccess::joined_changed`]);
+//! a room crossing `presence_max_room_members` is such a change. Presence-list grants are not
+//! cached: `lists` answers them from its own index.
 use std::sync::Arc;
 
-use super::lists::PresenceLists;
+use super::lists::{ListEntry, PresenceLists};
 use crate::error::Result;
+use crate::rooms::peers::{PeerCache, PeerSet};
 use crate::rooms::Rooms;
 
 pub struct PresenceAccess {
@@ -16,75 +24,106 @@ pub struct PresenceAccess {
     /// A shared room with more joined members than this grants no visibility
     /// (`presence_max_room_members`; seed 000 "in large public rooms this could be undesirable").
     max_room_members: Option<usize>,
+    peers: PeerCache,
+}
+
+/// The users on one side of the visibility relation of `user`: everyone `user` may see
+/// ([`PresenceAccess::visible_to`]) or everyone who may see `user`
+/// ([`PresenceAccess::viewers_of`]). `user` is always in it.
+pub struct Audience {
+    user: String,
+    peers: Arc<PeerSet>,
+    /// Presence-list grants (targets or viewers), often empty.
+    granted: Vec<String>,
+}
+
+impl Audience {
+    pub fn contains(&self, other: &str) -> bool {
+        other == self.user || self.peers.contains(other) || self.granted.iter().any(|g| g == other)
+    }
+
+    /// Each user once.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let user = self.user.as_str();
+        let peers = self.peers.iter().filter(move |p| *p != user);
+        let granted = self.granted.iter().map(String::as_str).filter(move |g| *g != user && !self.peers.contains(g));
+        std::iter::once(user).chain(peers).chain(granted)
+    }
 }
 
 impl PresenceAccess {
-    /// `max_room_members`: `None` or 0, no limit.
-    pub fn new(rooms: Arc<Rooms>, lists: Arc<PresenceLists>, max_room_members: Option<usize>) -> Self {
-        Self { rooms, lists, max_room_members: max_room_members.filter(|&n| n > 0) }
-    }
-
-    /// Joined members of `room` if the room grants presence visibility (not over the limit).
-    async fn members_if_small(&self, room: &str, max: usize) -> Result<Option<Vec<String>>> {
-        let state = self.rooms.state(room).await?;
-        let members: Vec<String> = state.members_with(&["join"]).map(str::to_owned).collect();
-        Ok((members.len() <= max).then_some(members))
-    }
-
-    /// Everyone sharing a joined room with `user` (and the user), rooms over the limit left out.
-    async fn room_peers(&self, user: &str) -> Result<HashSet<String>> {
-        let Some(max) = self.max_room_members else { return self.rooms.room_peers(user).await };
-        let mut peers = HashSet::from([user.to_owned()]);
-        for room in self.rooms.joined_rooms(user).await?.iter() {
-            peers.extend(self.members_if_small(room, max).await?.unwrap_or_default());
+    /// `max_room_members`: `None` or 0, no limit. `cached_users`: how many users' room peers
+    /// are kept between requests (`presence_visibility_cache_users`; 0: none).
+    pub fn new(
+        rooms: Arc<Rooms>,
+        lists: Arc<PresenceLists>,
+        max_room_members: Option<usize>,
+        cached_users: usize,
+    ) -> Self {
+        Self {
+            rooms,
+            lists,
+            max_room_members: max_room_members.filter(|&n| n > 0),
+            peers: PeerCache::new(cached_users),
         }
-        Ok(peers)
     }
 
-    async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
-        let Some(max) = self.max_room_members else { return self.rooms.share_a_room(a, b).await };
-        let theirs = self.rooms.joined_rooms(b).await?;
-        for room in self.rooms.joined_rooms(a).await?.iter().filter(|r| theirs.contains(*r)) {
-            if self.members_if_small(room, max).await?.is_some() {
-                return Ok(true);
+    /// Everyone sharing a joined room with `user` (and the user, when joined anywhere), rooms
+    /// over the limit left out.
+    async fn room_peers(&self, user: &str) -> Result<Arc<PeerSet>> {
+        match self.peers.get(user) {
+            Ok(set) => Ok(set),
+            Err(epoch) => {
+                let set = Arc::new(self.rooms.peer_set(user, self.max_room_members).await?);
+                self.peers.insert(user, set.clone(), epoch);
+                Ok(set)
             }
         }
-        Ok(false)
+    }
+
+    /// The joined members of a room changed from `before` to `after` (see `Rooms`): forget
+    /// the cached peers of everyone the room granted visibility to, before or after.
+    pub(crate) fn joined_changed(&self, before: &[&str], after: &[&str]) {
+        let grants = |m: &[&str]| self.max_room_members.is_none_or(|max| m.len() <= max);
+        let before = if grants(before) { before } else { &[] };
+        let after = if grants(after) { after } else { &[] };
+        self.peers.invalidate(before.iter().chain(after).copied());
     }
 
     pub async fn can_see(&self, viewer: &str, target: &str) -> Result<bool> {
-        if viewer == target || self.share_a_room(viewer, target).await? {
+        if viewer == target || self.lists.entry(viewer, target) == Some(ListEntry::Accepted) {
             return Ok(true);
         }
-        Ok(self.lists.granted_targets(viewer).iter().any(|t| t == target))
+        Ok(self.room_peers(viewer).await?.contains(target))
     }
 
     /// May some user of `server` see `target`? Peeks over federation (MSC2444) are made by a
     /// server, not a user: a server may peek a profile room if one of its users could.
     pub async fn server_can_see(&self, server: &str, target: &str) -> Result<bool> {
-        let of_server = |u: &String| u.split_once(':').map(|(_, s)| s) == Some(server);
-        if self.room_peers(target).await?.iter().any(of_server) {
-            return Ok(true);
-        }
-        Ok(self.lists.granted_viewers(target).iter().any(of_server))
+        let of_server = |u: &str| u.split_once(':').map(|(_, s)| s) == Some(server);
+        Ok(self.viewers_of(target).await?.iter().any(of_server))
     }
 
     /// Everyone who may see `target` (to wake them when it changes).
-    pub async fn viewers_of(&self, target: &str) -> Result<HashSet<String>> {
-        let mut set = self.room_peers(target).await?;
-        set.extend(self.lists.granted_viewers(target));
-        Ok(set)
+    pub async fn viewers_of(&self, target: &str) -> Result<Audience> {
+        let peers = self.room_peers(target).await?;
+        Ok(Audience { user: target.to_owned(), peers, granted: self.lists.granted_viewers(target) })
     }
 
     /// Users granted to `viewer` in `(since, upto]` (for an incremental sync).
-    pub fn newly_visible(&self, viewer: &str, since: i64, upto: i64) -> HashSet<String> {
-        self.lists.granted_between(viewer, since, upto).into_iter().collect()
+    pub fn newly_visible(&self, viewer: &str, since: i64, upto: i64) -> Vec<String> {
+        self.lists.granted_between(viewer, since, upto)
     }
 
-    /// Everyone `viewer` may see (for an initial sync).
-    pub async fn visible_to(&self, viewer: &str) -> Result<HashSet<String>> {
-        let mut set = self.room_peers(viewer).await?;
-        set.extend(self.lists.granted_targets(viewer));
-        Ok(set)
+    /// Everyone `viewer` may see: for an initial sync, and for checking many users at once
+    /// (each check is a lookup, whatever the viewer's rooms).
+    pub async fn visible_to(&self, viewer: &str) -> Result<Audience> {
+        let peers = self.room_peers(viewer).await?;
+        Ok(Audience { user: viewer.to_owned(), peers, granted: self.lists.granted_targets(viewer) })
+    }
+
+    /// Users whose room peers are cached (for tests and the benchmark).
+    pub fn cached_users(&self) -> usize {
+        self.peers.len()
     }
 }

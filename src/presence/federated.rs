@@ -403,7 +403,9 @@ impl PresenceFederation {
         }
         for (user, update) in updates {
             let viewers: HashSet<String> = match self.access.viewers_of(&user).await {
-                Ok(v) => v.into_iter().filter(|v| server_of(v) == Some(self.server_name.as_str())).collect(),
+                Ok(v) => {
+                    v.iter().filter(|v| server_of(v) == Some(self.server_name.as_str())).map(str::to_owned).collect()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, user, "could not find who sees a remote user");
                     continue;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::event::Pdu;
+use super::peers::PeerSet;
 use super::service::{Membership, NewEvent, Rooms};
+use super::state::RoomState;
 use crate::error::{MatrixError, Result};
 
 impl Rooms {
@@ -80,6 +82,36 @@ impl Rooms {
             peers.extend(state.members_with(&["join"]).map(str::to_owned));
         }
         Ok(peers)
+    }
+
+    /// Everyone who shares a joined room with `user_id` (the user too, when joined anywhere),
+    /// rooms with more than `max_members` joined left out; see `peers`.
+    pub(crate) async fn peer_set(&self, user_id: &str, max_members: Option<usize>) -> Result<PeerSet> {
+        let rooms = self.joined_rooms(user_id).await?;
+        let mut states = Vec::with_capacity(rooms.len());
+        for room in rooms.iter() {
+            states.push(self.state(room).await?);
+        }
+        Ok(PeerSet::from_rooms(states.iter().map(|s| &**s), max_members))
+    }
+
+    /// A room's joined members changed from `before` to `after` (a new state was just put in
+    /// place, `before` is `None` if none was cached): whoever shared it may see different
+    /// people now. Told before the event's stream position completes, so a `/sync` that
+    /// reads up to it sees the change.
+    pub(super) fn note_joined_change(&self, before: Option<&RoomState>, after: &RoomState) {
+        if before.is_some_and(|b| b.members_rev() == after.members_rev()) {
+            return;
+        }
+        let after_ids: Vec<&str> = after.joined_ids().map(|u| &**u).collect();
+        let before_ids: Vec<&str> = before.map(|b| b.joined_ids().map(|u| &**u).collect()).unwrap_or_default();
+        // A member event that leaves the joined set as it was (a profile change, an invite).
+        if before.is_some() && before_ids == after_ids {
+            return;
+        }
+        if let Ok(links) = self.links() {
+            links.presence.access.joined_changed(&before_ids, &after_ids);
+        }
     }
 
     /// Do `a` and `b` share a joined room?

@@ -10,6 +10,7 @@ pub mod inbound;
 mod membership;
 mod outbound;
 mod peeked;
+pub mod peers;
 pub(crate) mod redaction;
 mod remote;
 mod resolve;

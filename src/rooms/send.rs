@@ -259,13 +259,16 @@ impl Rooms {
     /// changes for device-list deltas.
     pub(super) fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
         let room_id = pdu.room_id.as_str();
-        self.states.insert(room_id.to_owned(), new_state.clone());
+        let before = self.states.insert(room_id.to_owned(), new_state.clone());
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.note_membership(room_id, target, membership, pos.pos);
             // The room state keeps only its id; a new member event is the likeliest to be read.
             self.event_cache.put(pdu.clone());
         }
+        // After both the state and the per-user joined rooms are current (state resolution
+        // may also have changed memberships other than this event's).
+        self.note_joined_change(before.as_deref(), &new_state);
         let position = pos.pos;
         pos.complete();
 
@@ -307,7 +310,9 @@ impl Rooms {
             let mut s = (*state).clone();
             let room_id = pdu.room_id.clone();
             s.apply(pdu);
-            self.states.insert(room_id, Arc::new(s));
+            let s = Arc::new(s);
+            let before = self.states.insert(room_id, s.clone());
+            self.note_joined_change(before.as_deref(), &s);
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! kept whole. Whole member events, for a `/sync` `state` section or `/state`, come from the
 //! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
@@ -20,15 +21,35 @@ const MEMBER: &str = "m.room.member";
 /// A user id shared by every room state that names it: a user in 100 rooms costs one
 /// allocation, not 100. Interned ids are never freed (accounts are never removed; remote ids
 /// only arrive with a membership, which is bounded by the rooms).
+///
+/// Because there is one `Arc` per user id, its address identifies the user: sets of users
+/// built from room states (`rooms::peers`) compare and hash addresses, not text.
 fn intern(user_id: &str) -> Arc<str> {
-    static USER_IDS: OnceLock<DashSet<Arc<str>>> = OnceLock::new();
-    let ids = USER_IDS.get_or_init(DashSet::new);
+    let ids = user_ids();
     if let Some(id) = ids.get(user_id) {
         return id.clone();
     }
     let id: Arc<str> = Arc::from(user_id);
+    // `insert` keeps the first of two racing copies; answer with the one kept.
     ids.insert(id.clone());
-    id
+    ids.get(user_id).map(|kept| kept.clone()).unwrap_or(id)
+}
+
+fn user_ids() -> &'static DashSet<Arc<str>> {
+    static USER_IDS: OnceLock<DashSet<Arc<str>>> = OnceLock::new();
+    USER_IDS.get_or_init(DashSet::new)
+}
+
+/// The interned copy of `user_id`, if some room state ever named it (none: the user is in no
+/// room this process has loaded). Never interns, so any text may be asked about.
+pub(crate) fn interned(user_id: &str) -> Option<Arc<str>> {
+    user_ids().get(user_id).map(|id| id.clone())
+}
+
+/// A fresh [`RoomState::members_rev`]: unique across every state of the process.
+fn next_members_rev() -> u64 {
+    static REV: AtomicU64 = AtomicU64::new(1);
+    REV.fetch_add(1, Ordering::Relaxed)
 }
 
 /// An event id without its heap allocation when it is a room-version-4+ reference hash
@@ -123,6 +144,8 @@ pub struct RoomState {
     /// cached current state of a room is compact and leaves this empty.
     whole_members: BTreeMap<Arc<str>, Arc<Pdu>>,
     keep_whole: bool,
+    /// Changes with every change to `members` (see [`RoomState::members_rev`]).
+    members_rev: u64,
 }
 
 impl RoomState {
@@ -164,6 +187,7 @@ impl RoomState {
                 Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
             s.members.insert(intern(&user), member);
         }
+        s.members_rev = next_members_rev();
         s
     }
 
@@ -177,6 +201,7 @@ impl RoomState {
                 self.whole_members.insert(user.clone(), pdu.clone());
             }
             self.members.insert(user, member);
+            self.members_rev = next_members_rev();
         } else {
             self.events.insert((pdu.kind.clone(), sk.clone()), pdu);
         }
@@ -233,8 +258,20 @@ impl RoomState {
         self.members.get(user_id).and_then(|m| m.membership.as_str())
     }
 
+    /// Equal for two states only if their memberships are the same: a state cloned from
+    /// another keeps its value until a member event is applied to it, which takes a value no
+    /// other state has. Lets a caller skip comparing memberships after a non-member event.
+    pub(crate) fn members_rev(&self) -> u64 {
+        self.members_rev
+    }
+
+    /// Joined members as their interned ids, in user-id order.
+    pub(crate) fn joined_ids(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.members.iter().filter(|(_, m)| m.membership == MembershipKind::Join).map(|(u, _)| u)
+    }
+
     /// Users whose membership is one of `which`.
-    pub(crate) fn members_with<'a>(&'a self, which: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn members_with<'a>(&'a self, which: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
         self.members
             .iter()
             .filter(move |(_, m)| m.membership.as_str().is_some_and(|m| which.contains(&m)))

@@ -172,7 +172,7 @@ impl PresenceEngine {
         pos.complete();
         self.notifier.wake_presence([user_id], p);
         if let Ok(viewers) = self.access.viewers_of(user_id).await {
-            self.notifier.wake_presence(viewers.iter().map(String::as_str), p);
+            self.notifier.wake_presence(viewers.iter(), p);
         }
         let _ = snapshot;
     }

@@ -123,7 +123,7 @@ impl PresenceEngine {
             presence.active_kinds.clear();
             let status_msg = self.remote.get(&user).and_then(|e| e.status_msg.clone());
             let viewers = match self.access.viewers_of(&user).await {
-                Ok(v) => v,
+                Ok(v) => v.iter().map(str::to_owned).collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not find who sees {user}");
                     HashSet::new()

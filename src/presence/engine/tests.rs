@@ -46,7 +46,7 @@ async fn harness() -> Harness {
         .unwrap(),
     );
     let lists = PresenceLists::load(store.clone(), "x", stream.clone(), notifier.clone()).await.unwrap();
-    let access = Arc::new(PresenceAccess::new(rooms, lists, None));
+    let access = Arc::new(PresenceAccess::new(rooms, lists, None, 1000));
     let clock = Clock::manual(START);
     let engine = PresenceEngine::new(
         Arc::new(Metrics::default()),

@@ -101,7 +101,7 @@ impl PresenceEngine {
         }
         if let Some(snapshot) = emitted.public {
             match self.access.viewers_of(user_id).await {
-                Ok(viewers) => self.notifier.wake_presence(viewers.iter().map(String::as_str), snapshot.pos),
+                Ok(viewers) => self.notifier.wake_presence(viewers.iter(), snapshot.pos),
                 Err(e) => tracing::warn!(error = %e, "could not find who sees {user_id}"),
             }
             self.public_changes.push(&snapshot);

@@ -13,9 +13,6 @@ use crate::presence::policy::{LegacyBusy, PresenceMode};
 use crate::presence::PresenceEngine;
 use crate::rooms::{now_ms, Rooms};
 
-/// Past this many changed users, the section reads the viewer's whole visible set once.
-const PER_USER_CHECKS: usize = 256;
-
 /// What the `presence` section reads and how the operator configured it.
 pub struct PresenceSource<'a> {
     pub engine: &'a PresenceEngine,
@@ -48,37 +45,28 @@ pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -
         }
         PresenceMode::Enabled => match since {
             None => {
-                for u in src.engine.access.visible_to(viewer).await? {
+                for u in src.engine.access.visible_to(viewer).await?.iter() {
                     // Synapse leaves offline users out of an initial sync; so do we unless
                     // the operator asks otherwise (`presence_initial_sync_offline`).
                     if u == viewer || src.initial_sync_offline {
-                        if src.engine.knows(&u) {
-                            users.insert(u);
+                        if src.engine.knows(u) {
+                            users.insert(u.to_owned());
                         }
-                    } else if src.engine.publicly_present(&u) {
-                        users.insert(u);
+                    } else if src.engine.publicly_present(u) {
+                        users.insert(u.to_owned());
                     }
                 }
             }
             Some(since) => {
-                let changed = src.engine.changed_between(since, upto);
-                // One check per changed user is O(changes × rooms per user); reading everyone
-                // the viewer may see is O(rooms × members), ~10,000 names in the `watchers`
-                // benchmark shape: worth it only for a long catch-up.
-                if changed.len() > PER_USER_CHECKS {
-                    let visible = src.engine.access.visible_to(viewer).await?;
-                    users.extend(changed.into_iter().filter(|u| visible.contains(u)));
-                } else {
-                    for u in changed {
-                        if src.engine.access.can_see(viewer, &u).await? {
-                            users.insert(u);
-                        }
-                    }
-                }
+                // The viewer's visible set is cached between polls (`PresenceAccess`), so
+                // checking the k changed users costs k lookups, not a walk of the viewer's
+                // rooms.
+                let visible = src.engine.access.visible_to(viewer).await?;
+                users.extend(src.engine.changed_between(since, upto).into_iter().filter(|u| visible.contains(u)));
                 users.extend(src.engine.access.newly_visible(viewer, since, upto));
                 // New room-mates: their current presence, once (see `newcomers`).
                 for u in new_room_mates(src.rooms, viewer, since, upto).await? {
-                    if src.engine.knows(&u) && src.engine.access.can_see(viewer, &u).await? {
+                    if src.engine.knows(&u) && visible.contains(&u) {
                         users.insert(u);
                     }
                 }
