@@ -81,6 +81,11 @@ impl PresenceAccess {
         self.lists.granted_between(viewer, since, upto).into_iter().collect()
     }
 
+    /// This server's name (whose users are local).
+    pub fn server_name(&self) -> &str {
+        &self.rooms.server_name
+    }
+
     /// Everyone `viewer` may see (for an initial sync).
     pub async fn visible_to(&self, viewer: &str) -> Result<HashSet<String>> {
         let mut set = self.room_peers(viewer).await?;

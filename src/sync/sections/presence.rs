@@ -61,7 +61,7 @@ pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -
                 }
             }
             Some(since) => {
-                let changed = src.engine.changed_between(since, upto);
+                let changed = src.engine.changed_for(viewer, since, upto);
                 // One check per changed user is O(changes × rooms per user); reading everyone
                 // the viewer may see is O(rooms × members), ~10,000 names in the `watchers`
                 // benchmark shape: worth it only for a long catch-up.
