@@ -15,6 +15,10 @@ pub struct Metrics {
     pub presence_public_changes: IntCounter,
     /// Changes only the user's own devices can see.
     pub presence_own_changes: IntCounter,
+    /// Incremental syncs that read their presence changes from the viewer's inbox.
+    pub presence_inbox_reads: IntCounter,
+    /// Incremental syncs whose token was older than the inbox keeps (read every change).
+    pub presence_inbox_fallbacks: IntCounter,
     /// Users whose deadline passed and were re-merged by the timer.
     pub presence_deadlines_fired: IntCounter,
     /// Presence rows written to the database (write-behind batches).
@@ -209,6 +213,16 @@ impl Default for Metrics {
                 "Presence changes others can see",
             ),
             presence_own_changes: counter(&r, "seed_presence_own_changes_total", "Presence changes only the user sees"),
+            presence_inbox_reads: counter(
+                &r,
+                "seed_presence_inbox_reads_total",
+                "Incremental syncs that read presence changes from the viewer's inbox",
+            ),
+            presence_inbox_fallbacks: counter(
+                &r,
+                "seed_presence_inbox_fallbacks_total",
+                "Incremental syncs that read every presence change (token older than the inbox)",
+            ),
             presence_deadlines_fired: counter(
                 &r,
                 "seed_presence_deadlines_fired_total",

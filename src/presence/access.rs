@@ -122,6 +122,11 @@ impl PresenceAccess {
         Ok(Audience { user: viewer.to_owned(), peers, granted: self.lists.granted_targets(viewer) })
     }
 
+    /// This server's name (whose users are local).
+    pub fn server_name(&self) -> &str {
+        &self.rooms.server_name
+    }
+
     /// Users whose room peers are cached (for tests and the benchmark).
     pub fn cached_users(&self) -> usize {
         self.peers.len()

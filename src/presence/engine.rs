@@ -106,6 +106,8 @@ pub struct PresenceEngine {
     clock: Clock,
     /// The newest public change per user, keyed by stream position (one entry per user).
     changes: Mutex<BTreeMap<i64, String>>,
+    /// The same changes per viewer, for incremental syncs (`inbox.rs`).
+    inboxes: inbox::Inboxes,
     dirty: Mutex<HashSet<String>>,
     stream: Arc<StreamHub>,
     notifier: Arc<Notifier>,
@@ -154,6 +156,7 @@ impl PresenceEngine {
             federation_outbox: std::sync::OnceLock::new(),
             clock,
             changes: Mutex::new(BTreeMap::new()),
+            inboxes: inbox::Inboxes::new(access.server_name(), stream.current()),
             dirty: Mutex::new(HashSet::new()),
             stream,
             notifier,
@@ -319,6 +322,26 @@ impl PresenceEngine {
         self.changes.lock().range(since + 1..=upto).map(|(_, u)| u.clone()).collect()
     }
 
+    /// Users with a public change in `(since, upto]` that may concern `viewer`: those whose
+    /// change was delivered to the viewer's inbox, else (a token older than the inbox keeps)
+    /// everyone who changed, as [`Self::changed_between`]. The caller still checks that the
+    /// viewer may see each of them.
+    pub fn changed_for(&self, viewer: &str, since: i64, upto: i64) -> Vec<String> {
+        if since >= upto {
+            return vec![];
+        }
+        match self.inboxes.read(viewer, since, upto, self.clock.now_ms()) {
+            Some(users) => {
+                Metrics::inc(&self.metrics.presence_inbox_reads);
+                users
+            }
+            None => {
+                Metrics::inc(&self.metrics.presence_inbox_fallbacks);
+                self.changed_between(since, upto)
+            }
+        }
+    }
+
     /// Position of the user's last change visible to themselves.
     pub fn own_position(&self, user_id: &str) -> i64 {
         self.users.get(user_id).map(|e| e.own_pos.max(e.public_pos)).unwrap_or(0)
@@ -336,6 +359,7 @@ impl PresenceEngine {
 // Admin introspection (console): a child module so it may read the engine's private state.
 #[path = "admin_view.rs"]
 mod admin_view;
+mod inbox;
 mod inputs;
 mod remote;
 mod update;

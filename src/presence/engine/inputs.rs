@@ -159,6 +159,7 @@ impl PresenceEngine {
                 changes.remove(&entry.public_pos);
             }
             changes.insert(pos.pos, user_id.to_owned());
+            self.inboxes.begin(pos.pos, user_id, self.clock.now_ms());
             entry.public_pos = pos.pos;
             entry.own_pos = pos.pos;
             PresenceSnapshot {
@@ -171,8 +172,12 @@ impl PresenceEngine {
         let p = pos.pos;
         pos.complete();
         self.notifier.wake_presence([user_id], p);
-        if let Ok(viewers) = self.access.viewers_of(user_id).await {
-            self.notifier.wake_presence(viewers.iter(), p);
+        match self.access.viewers_of(user_id).await {
+            Ok(viewers) => {
+                self.inboxes.deliver(p, viewers.iter());
+                self.notifier.wake_presence(viewers.iter(), p);
+            }
+            Err(_) => self.inboxes.abandon(p),
         }
         let _ = snapshot;
     }

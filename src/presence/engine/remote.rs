@@ -160,6 +160,12 @@ impl PresenceEngine {
                     changes.remove(&entry.pos);
                 }
                 changes.insert(pos.pos, user_id.to_owned());
+                self.inboxes.begin_and_deliver(
+                    pos.pos,
+                    user_id,
+                    self.clock.now_ms(),
+                    viewers.iter().map(String::as_str),
+                );
             }
             entry.presence = presence;
             entry.status_msg = status_msg;

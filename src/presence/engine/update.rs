@@ -76,6 +76,7 @@ impl PresenceEngine {
                         changes.remove(&entry.public_pos);
                     }
                     changes.insert(pos.pos, user_id.to_owned());
+                    self.inboxes.begin(pos.pos, user_id, now);
                     entry.public_pos = pos.pos;
                     emitted.public = Some(PresenceSnapshot {
                         user_id: user_id.to_owned(),
@@ -101,8 +102,14 @@ impl PresenceEngine {
         }
         if let Some(snapshot) = emitted.public {
             match self.access.viewers_of(user_id).await {
-                Ok(viewers) => self.notifier.wake_presence(viewers.iter(), snapshot.pos),
-                Err(e) => tracing::warn!(error = %e, "could not find who sees {user_id}"),
+                Ok(viewers) => {
+                    self.inboxes.deliver(snapshot.pos, viewers.iter());
+                    self.notifier.wake_presence(viewers.iter(), snapshot.pos)
+                }
+                Err(e) => {
+                    self.inboxes.abandon(snapshot.pos);
+                    tracing::warn!(error = %e, "could not find who sees {user_id}")
+                }
             }
             self.public_changes.push(&snapshot);
             if let Some(outbox) = self.federation_outbox.get() {

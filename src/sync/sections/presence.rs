@@ -58,11 +58,11 @@ pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -
                 }
             }
             Some(since) => {
-                // The viewer's visible set is cached between polls (`PresenceAccess`), so
-                // checking the k changed users costs k lookups, not a walk of the viewer's
-                // rooms.
+                // The changes delivered to the viewer's inbox (`PresenceEngine::changed_for`),
+                // each checked against the viewer's visible set, which is cached between polls
+                // (`PresenceAccess`): k lookups, not a walk of the viewer's rooms.
                 let visible = src.engine.access.visible_to(viewer).await?;
-                users.extend(src.engine.changed_between(since, upto).into_iter().filter(|u| visible.contains(u)));
+                users.extend(src.engine.changed_for(viewer, since, upto).into_iter().filter(|u| visible.contains(u)));
                 users.extend(src.engine.access.newly_visible(viewer, since, upto));
                 // New room-mates: their current presence, once (see `newcomers`).
                 for u in new_room_mates(src.rooms, viewer, since, upto).await? {

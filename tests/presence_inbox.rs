@@ -1,0 +1,111 @@
+//! Per-viewer presence inboxes (`src/presence/engine/inbox.rs`, README "Presence inboxes"):
+//! an incremental `/sync` reads the presence changes delivered to its viewer instead of every
+//! change on the server, and a token older than the inbox keeps falls back to every change,
+//! with the same answer either way.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{set_status, TestApp, User};
+use serde_json::{json, Value};
+
+/// Watchers never change their own presence, so their own changes stay out of the way.
+const QUIET: &str = "set_presence=offline";
+
+async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `m.presence` senders in a sync response, with their status text.
+fn presence_of(v: &Value) -> Vec<(String, Option<String>)> {
+    v["presence"]["events"]
+        .as_array()
+        .map(|evs| {
+            evs.iter()
+                .map(|e| {
+                    (e["sender"].as_str().unwrap().to_owned(), e["content"]["status_msg"].as_str().map(str::to_owned))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sync `user` from `since` until the response carries `sender`'s presence (at most 10 s);
+/// returns everything the syncs carried and the last `next_batch`.
+async fn sync_until(app: &TestApp, user: &User, since: &str, sender: &str) -> (Vec<(String, Option<String>)>, String) {
+    let start = Instant::now();
+    let (mut seen, mut since) = (vec![], since.to_owned());
+    loop {
+        let v = app.sync(user, &format!("{QUIET}&timeout=2000&since={since}")).await;
+        seen.extend(presence_of(&v));
+        since = v["next_batch"].as_str().unwrap().to_owned();
+        if seen.iter().any(|(s, _)| s == sender) {
+            return (seen, since);
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{sender}'s presence never arrived; saw {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn incremental_syncs_read_their_own_inbox_and_see_exactly_their_room_mates() {
+    let app = TestApp::spawn_with(|c| c.presence_delivery_window_ms = 0).await;
+    let amy = app.register("amy").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let dan = app.register("dan").await;
+    let room = app.create_room(&amy, json!({"preset": "public_chat"})).await;
+    app.join(&bob, &room).await;
+    let other = app.create_room(&cat, json!({"preset": "public_chat"})).await;
+    app.join(&dan, &other).await;
+    let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
+    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+
+    set_status(&app, &dan, json!({"presence": "online", "status_msg": "not for amy"})).await;
+    set_status(&app, &bob, json!({"presence": "online", "status_msg": "for amy"})).await;
+    let (seen, _) = sync_until(&app, &amy, &since, &bob.user_id).await;
+
+    assert!(seen.contains(&(bob.user_id.clone(), Some("for amy".into()))), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(s, _)| s == &dan.user_id || s == &cat.user_id),
+        "amy shares no room with them: {seen:?}"
+    );
+    assert!(counter(&app, "seed_presence_inbox_reads_total").await > 0, "the syncs read amy's inbox");
+    assert_eq!(
+        counter(&app, "seed_presence_inbox_fallbacks_total").await,
+        fallbacks,
+        "a client syncing in a loop never reads every change"
+    );
+}
+
+#[tokio::test]
+async fn a_token_older_than_the_inbox_keeps_falls_back_and_misses_nothing() {
+    let app = TestApp::spawn_with(|c| c.presence_delivery_window_ms = 0).await;
+    let amy = app.register("amy").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let room = app.create_room(&amy, json!({"preset": "public_chat"})).await;
+    app.join(&bob, &room).await;
+    app.join(&cat, &room).await;
+    let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
+
+    // bob changes once, then cat changes more often than an inbox keeps: bob's entry is
+    // dropped from amy's inbox, and only the fallback still finds it.
+    set_status(&app, &bob, json!({"presence": "online", "status_msg": "bob, once"})).await;
+    for i in 0..70 {
+        let presence = if i % 2 == 0 { "unavailable" } else { "online" };
+        set_status(&app, &cat, json!({"presence": presence, "status_msg": format!("cat {i}")})).await;
+    }
+    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+    let (seen, _) = sync_until(&app, &amy, &since, &cat.user_id).await;
+
+    assert!(seen.contains(&(bob.user_id.clone(), Some("bob, once".into()))), "bob's change is not lost: {seen:?}");
+    assert!(seen.contains(&(cat.user_id.clone(), Some("cat 69".into()))), "cat's latest: {seen:?}");
+    assert!(counter(&app, "seed_presence_inbox_fallbacks_total").await > fallbacks, "the old token fell back");
+}
