@@ -368,9 +368,10 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
     let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), http1, async move {
-        let _ = rx.await;
-    }));
+    let task =
+        tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), http1, async move {
+            let _ = rx.await;
+        }));
     Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 

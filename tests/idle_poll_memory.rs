@@ -92,7 +92,11 @@ async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = heap::snapshot();
     let freed = (with.live_bytes - after.live_bytes) / POLLS as i64;
-    // Most of it: containers that grew for 200 polls (the runtime's socket slab, maps) keep
-    // their capacity.
-    assert!(freed * 4 >= per_poll * 3, "a closed poll frees what it held: {freed} of {per_poll} bytes");
+    let blocks = (with.live_blocks - before.live_blocks) as f64 / POLLS as f64;
+    let freed_blocks = (with.live_blocks - after.live_blocks) as f64 / POLLS as f64;
+    eprintln!("freed per closed poll: {freed} of {per_poll} bytes, {freed_blocks:.1} of {blocks:.1} blocks");
+    // Counted in blocks: containers that grew for 200 polls (the runtime's socket slab, maps)
+    // keep their capacity, a few large blocks that are ~1 MB together, a third of what the
+    // polls themselves held.
+    assert!(freed_blocks >= blocks * 0.9, "a closed poll frees what it held: {freed_blocks:.1} of {blocks:.1} blocks");
 }

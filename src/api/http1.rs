@@ -87,7 +87,7 @@ enum Refused {
     /// The client went away, timed out or the server is stopping: close without answering.
     Close,
     /// A bad request: answer this (Matrix error JSON), then close.
-    Answer(Response),
+    Answer(Box<Response>),
 }
 
 impl From<io::Error> for Refused {
@@ -99,7 +99,7 @@ impl From<io::Error> for Refused {
 fn refuse(status: StatusCode, err: MatrixError) -> Refused {
     let mut resp = err.into_response();
     *resp.status_mut() = status;
-    Refused::Answer(resp)
+    Refused::Answer(Box::new(resp))
 }
 
 fn bad_request(msg: impl Into<String>) -> Refused {
@@ -144,7 +144,7 @@ pub async fn serve<S: Edge>(
                 Ok(r) => r,
                 Err(Refused::Close) => return,
                 Err(Refused::Answer(resp)) => {
-                    if write_response(&mut stream, resp, false, Version::HTTP_11, false).await.is_ok() {
+                    if write_response(&mut stream, *resp, false, Version::HTTP_11, false).await.is_ok() {
                         linger(&mut stream).await;
                     }
                     return;
@@ -301,10 +301,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
         .method
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or_else(|| bad_request("Malformed HTTP method"))?;
-    let uri = parsed
-        .path
-        .and_then(|p| p.parse::<Uri>().ok())
-        .ok_or_else(|| bad_request("Malformed request target"))?;
+    let uri = parsed.path.and_then(|p| p.parse::<Uri>().ok()).ok_or_else(|| bad_request("Malformed request target"))?;
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -343,7 +340,8 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Option<Framing>, Ref
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
             .map(|c| c.trim_ascii())
             .filter(|c| !c.is_empty());
-        let only_chunked = codings.next().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
+        let only_chunked =
+            codings.next().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
         if !only_chunked || version != Version::HTTP_11 {
             return Err(bad_request("Unsupported Transfer-Encoding"));
         }
@@ -411,7 +409,11 @@ async fn read_body(
 
 /// Decode a `chunked` body (RFC 9112 §7.1) from `raw` (bytes already read) and the socket;
 /// extensions and trailers are skipped. Returns the body and the bytes that follow it.
-async fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>, limit: usize) -> Result<(Vec<u8>, Option<Vec<u8>>), Refused> {
+async fn read_chunked(
+    stream: &mut TcpStream,
+    mut raw: Vec<u8>,
+    limit: usize,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), Refused> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
