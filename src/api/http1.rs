@@ -53,6 +53,9 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest read while decoding a chunked body.
 const CHUNKED_READ: usize = 16 * 1024;
 
+/// Largest read of a `Content-Length` body.
+const BODY_READ: usize = 64 * 1024;
+
 /// After refusing a request, how long the unread rest of it is read and discarded before the
 /// socket is closed: closing with unread bytes sends a reset, which can destroy the refusal
 /// before the client reads it.
@@ -388,10 +391,15 @@ async fn read_body(
             if expects_continue {
                 stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             }
-            let have = raw.len();
-            raw.reserve_exact(n - have);
-            raw.resize(n, 0);
-            stream.read_exact(&mut raw[have..]).await?;
+            // Grown as bytes arrive, not allocated for the announced length: a client that
+            // announces 50 MB and sends nothing holds nothing.
+            while raw.len() < n {
+                let want = (n - raw.len()).min(BODY_READ);
+                raw.reserve(want);
+                if (&mut *stream).take(want as u64).read_buf(&mut raw).await? == 0 {
+                    return Err(Refused::Close);
+                }
+            }
             Ok(raw)
         }
         Framing::Chunked => {
