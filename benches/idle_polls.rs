@@ -9,7 +9,8 @@
 //! say where it goes. Then half the clients hang up, to show the server notices and frees
 //! their polls.
 //!
-//! Run: `cargo bench --bench idle_polls` (`IDLE_POLLS=n`, default 2000; SQLite in a temp dir).
+//! Run: `cargo bench --bench idle_polls` (`IDLE_POLLS=n`, default 2000; SQLite in a temp dir;
+//! `IDLE_HTTP1_DRIVER=hyper` serves HTTP/1 with hyper instead of our own driver, to compare).
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/common/heap.rs"]
@@ -26,18 +27,24 @@ const IDLE_FILTER: &str = r#"{"room":{"rooms":[]},"presence":{"types":[]},"accou
 
 fn main() {
     let n: usize = std::env::var("IDLE_POLLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let driver = match std::env::var("IDLE_HTTP1_DRIVER").as_deref() {
+        Ok("hyper") => seed::config::Http1Driver::Hyper,
+        _ => seed::config::Http1Driver::Seed,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(run(n));
+    rt.block_on(run(n, driver));
 }
 
-async fn run(n: usize) {
+async fn run(n: usize, driver: seed::config::Http1Driver) {
     let app = common::TestApp::spawn_with(|c| {
         // The delivery timers of test_config are sub-second; an idle poll must stay idle.
         c.presence_device_timeout_ms = 3_600_000;
         c.presence_idle_after_ms = 3_600_000;
         c.max_sync_timeout_ms = 600_000;
+        c.http1_driver = driver;
     })
     .await;
+    eprintln!("idle_polls: HTTP/1 driver {driver:?}");
     let running = app.running.as_ref().expect("running");
     let (addr, state) = (running.addr, running.state.clone());
     let t = Instant::now();

@@ -360,17 +360,19 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let http1 = crate::api::serve::Http1Options::from_config(&config);
     let state = Services::build(config).await?;
     let metrics_task = metrics_listener.map(|l| {
         let app = crate::api::metrics::router(state.clone());
-        tokio::spawn(crate::api::serve::serve(l, app, std::future::pending()))
+        tokio::spawn(crate::api::serve::serve(l, app, http1, std::future::pending()))
     });
     let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
     let federation = crate::api::federation::serve(state.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), async move {
-        let _ = rx.await;
-    }));
+    let task =
+        tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), http1, async move {
+            let _ = rx.await;
+        }));
     Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 

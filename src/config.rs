@@ -119,8 +119,28 @@ pub struct Config {
     /// Whole events (member events for `/sync` `state`) kept in memory, least recently used
     /// dropped first; the room-state caches keep memberships as ids only.
     pub event_cache_capacity: usize,
+    /// Who speaks HTTP/1 on the client listener: `seed` (our own driver, `src/api/http1.rs`,
+    /// which holds no buffer while a long-poll waits) or `hyper` (hyper's connection, the
+    /// fallback). HTTP/2 is always hyper's.
+    pub http1_driver: Http1Driver,
+    /// `seed` driver: a request head must be complete this long after its first byte, ms.
+    pub http1_head_timeout_ms: u64,
+    /// `seed` driver: a keep-alive connection with no new request for this long is closed, ms.
+    pub http1_keep_alive_timeout_ms: u64,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
+}
+
+/// `http1_driver`: which implementation serves HTTP/1 connections on the client listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1Driver {
+    /// Our own: request heads parsed with `httparse`, no per-connection buffers while a
+    /// request is being handled (README "Idle long-poll memory").
+    #[default]
+    Seed,
+    /// hyper's `http1` connection (8 KB read and 8 KB write buffer per connection).
+    Hyper,
 }
 
 impl Default for Config {
@@ -175,6 +195,9 @@ impl Default for Config {
             experiment_log_max_records: 1_000_000,
             initial_sync_concurrency: 0,
             event_cache_capacity: 10_000,
+            http1_driver: Http1Driver::Seed,
+            http1_head_timeout_ms: 30_000,
+            http1_keep_alive_timeout_ms: 120_000,
             federation: FederationConfig::default(),
         }
     }
@@ -476,6 +499,18 @@ pub struct Cli {
     #[arg(long, env = "SEED_EVENT_CACHE_CAPACITY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_cache_capacity: Option<usize>,
+    /// HTTP/1 on the client listener: seed (own driver) or hyper [default: seed]
+    #[arg(long, env = "SEED_HTTP1_DRIVER", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http1_driver: Option<Http1Driver>,
+    /// A request head must arrive whole within this long of its first byte, ms [default: 30000]
+    #[arg(long, env = "SEED_HTTP1_HEAD_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http1_head_timeout_ms: Option<u64>,
+    /// An idle keep-alive connection is closed after this long, ms [default: 120000]
+    #[arg(long, env = "SEED_HTTP1_KEEP_ALIVE_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http1_keep_alive_timeout_ms: Option<u64>,
 }
 
 impl Config {

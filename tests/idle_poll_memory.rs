@@ -38,11 +38,11 @@ fn long_poll_request(app: &TestApp, token: &str, since: &str) -> String {
 }
 
 /// Many idle long-polls over their own connections, each parked; the heap they hold together,
-/// per poll, stays under the bound. In this debug build the listener of `axum::serve` held
-/// ~38 KB per poll (two hyper read buffers, one grown to 16 KB, the per-route layer futures);
-/// the own listener ~29 KB, of which 16 KB are hyper's 8 KB read and write buffers and most
-/// of the rest futures that are smaller in a release build (README "Idle long-poll memory").
-/// Then the clients hang up, and the server ends their polls and frees what they held.
+/// per poll, stays under the bound of issue #13 (16 KB). In this debug build the listener of
+/// `axum::serve` held ~38 KB per poll, the own listener over hyper's HTTP/1 connection ~28 KB
+/// (16 KB of it hyper's 8 KB read and write buffers; `SEED_TEST_HTTP1_DRIVER=hyper` still
+/// fails this test), our own HTTP/1 driver keeps no buffer while a request waits (README "Idle long-poll
+/// memory"). Then the clients hang up, and the server ends their polls and frees what they held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     const POLLS: usize = 200;
@@ -50,6 +50,10 @@ async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
         c.presence_device_timeout_ms = 3_600_000;
         c.presence_idle_after_ms = 3_600_000;
         c.max_sync_timeout_ms = 600_000;
+        // `SEED_TEST_HTTP1_DRIVER=hyper` shows the bound failing on hyper's HTTP/1 connection.
+        if std::env::var("SEED_TEST_HTTP1_DRIVER").as_deref() == Ok("hyper") {
+            c.http1_driver = seed::config::Http1Driver::Hyper;
+        }
     })
     .await;
     let addr = app.running.as_ref().unwrap().addr;
@@ -81,14 +85,18 @@ async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     for (size, blocks) in with.growth_by_size(&before, 12) {
         eprintln!("  {size:>6} B x {:.2} per poll", blocks as f64 / POLLS as f64);
     }
-    assert!(per_poll < 32 * 1024, "an idle long-poll holds {per_poll} bytes of heap");
+    assert!(per_poll < 16 * 1024, "an idle long-poll holds {per_poll} bytes of heap");
 
     drop(conns);
     assert_eq!(wait_parked(&app, |p| p == 0).await, 0, "hung-up clients end their polls");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = heap::snapshot();
     let freed = (with.live_bytes - after.live_bytes) / POLLS as i64;
-    // Most of it: containers that grew for 200 polls (the runtime's socket slab, maps) keep
-    // their capacity.
-    assert!(freed * 4 >= per_poll * 3, "a closed poll frees what it held: {freed} of {per_poll} bytes");
+    let blocks = (with.live_blocks - before.live_blocks) as f64 / POLLS as f64;
+    let freed_blocks = (with.live_blocks - after.live_blocks) as f64 / POLLS as f64;
+    eprintln!("freed per closed poll: {freed} of {per_poll} bytes, {freed_blocks:.1} of {blocks:.1} blocks");
+    // Counted in blocks: containers that grew for 200 polls (the runtime's socket slab, maps)
+    // keep their capacity, a few large blocks that are ~1 MB together, a third of what the
+    // polls themselves held.
+    assert!(freed_blocks >= blocks * 0.9, "a closed poll frees what it held: {freed_blocks:.1} of {blocks:.1} blocks");
 }

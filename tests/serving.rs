@@ -94,3 +94,379 @@ async fn the_edge_applies_cors_nul_check_and_matrix_errors() {
     let (status, body) = app.get("/_matrix/client/v3/no/such/route", Some(&u.token)).await;
     common::assert_err(status, &body, 404, "M_UNRECOGNIZED");
 }
+
+/// A raw HTTP/1 client on one TCP connection, to see exactly what the server writes.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One response as read by [`Raw`]: the status, the head (lower-cased) and the decoded body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+
+    fn errcode(&self) -> String {
+        self.json()["errcode"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Raw {
+    fn connect(addr: std::net::SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// Read more bytes; false at EOF (or a reset).
+    fn more(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.s.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.more(), "connection closed in the middle of a response");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.take(i + 2);
+                return String::from_utf8_lossy(&line[..i]).into_owned();
+            }
+            assert!(self.more(), "connection closed in the middle of a line");
+        }
+    }
+
+    /// Read one response (`head_only`: the answer to a HEAD request, which has no body).
+    fn answer(&mut self, head_only: bool) -> Answer {
+        let status_line = self.line();
+        let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect(&status_line);
+        let mut head = status_line.to_lowercase();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                break;
+            }
+            head.push('\n');
+            head.push_str(&l.to_lowercase());
+        }
+        let length = head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|n| n.parse::<usize>().unwrap());
+        let body = if head_only || status < 200 || status == 204 || status == 304 {
+            Vec::new()
+        } else if head.contains("transfer-encoding: chunked") {
+            let mut body = Vec::new();
+            loop {
+                let size = usize::from_str_radix(self.line().split(';').next().unwrap(), 16).unwrap();
+                if size == 0 {
+                    while !self.line().is_empty() {}
+                    break body;
+                }
+                body.extend(self.take(size));
+                assert_eq!(self.take(2), b"\r\n");
+            }
+        } else if let Some(n) = length {
+            self.take(n)
+        } else {
+            while self.more() {}
+            std::mem::take(&mut self.buf)
+        };
+        Answer { status, head, body }
+    }
+
+    /// Whether the server closes the connection (EOF) without sending anything more.
+    fn closed(&mut self) -> bool {
+        !self.more() && self.buf.is_empty()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn addr(app: &TestApp) -> std::net::SocketAddr {
+    app.running.as_ref().unwrap().addr
+}
+
+const VERSIONS: &[u8] = b"GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\n\r\n";
+
+/// Two requests sent at once (pipelined) are both answered, in order, on the same connection.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let app = TestApp::spawn().await;
+    let addr = addr(&app);
+    let (a, b) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        let mut both = VERSIONS.to_vec();
+        both.extend_from_slice(b"GET /_matrix/client/v3/no/such/route HTTP/1.1\r\nhost: seed\r\n\r\n");
+        c.send(&both);
+        (c.answer(false), c.answer(false))
+    })
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.json()["versions"].is_array(), "{a:?}");
+    assert!(a.head.contains("\ndate: "), "a date header, as hyper writes: {a:?}");
+    assert_eq!((b.status, b.errcode()), (404, "M_UNRECOGNIZED".to_owned()), "{b:?}");
+}
+
+/// A chunked request body (with a chunk extension and a trailer) is decoded: logging in with it works.
+#[tokio::test]
+async fn chunked_request_bodies_are_read() {
+    let app = TestApp::spawn().await;
+    app.register("chunky").await;
+    let addr = addr(&app);
+    let login = serde_json::json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "chunky"}, "password": "pw-123456"}).to_string();
+    let answer = blocking(move || {
+        let (one, two) = login.split_at(20);
+        let mut c = Raw::connect(addr);
+        c.send(b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+        c.send(format!("{:x};ext=1\r\n{one}\r\n", one.len()).as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+        c.send(format!("{:X}\r\n{two}\r\n0\r\nx-trailer: yes\r\n\r\n", two.len()).as_bytes());
+        c.answer(false)
+    })
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.json()["access_token"].is_string(), "{answer:?}");
+}
+
+/// `Expect: 100-continue`: the server says `100 Continue` before the client sends the body.
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body() {
+    let app = TestApp::spawn().await;
+    app.register("patient").await;
+    let addr = addr(&app);
+    let login = serde_json::json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "patient"}, "password": "pw-123456"}).to_string();
+    let (interim, answer) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(
+            format!(
+                "POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+                login.len()
+            )
+            .as_bytes(),
+        );
+        let interim = c.answer(false);
+        c.send(login.as_bytes());
+        (interim, c.answer(false))
+    })
+    .await;
+    assert_eq!(interim.status, 100, "{interim:?}");
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// HTTP/1.0 without `keep-alive`, and HTTP/1.1 with `Connection: close`: answered, then closed.
+#[tokio::test]
+async fn http10_and_connection_close_end_the_connection() {
+    let app = TestApp::spawn().await;
+    let addr = addr(&app);
+    let (old, old_closed, close, close_closed) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(b"GET /_matrix/client/versions HTTP/1.0\r\n\r\n");
+        let old = c.answer(false);
+        let old_closed = c.closed();
+        let mut c = Raw::connect(addr);
+        c.send(b"GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\nconnection: close\r\n\r\n");
+        let close = c.answer(false);
+        (old, old_closed, close, c.closed())
+    })
+    .await;
+    assert!(old.head.starts_with("http/1.0 200"), "{old:?}");
+    assert!(old.json()["versions"].is_array(), "{old:?}");
+    assert!(old_closed, "HTTP/1.0 closes after the response");
+    assert_eq!(close.status, 200, "{close:?}");
+    assert!(close.head.contains("\nconnection: close"), "{close:?}");
+    assert!(close_closed, "Connection: close closes after the response");
+}
+
+/// HEAD is answered without a body, and the connection goes on to the next request.
+#[tokio::test]
+async fn head_requests_have_no_body() {
+    let app = TestApp::spawn().await;
+    let addr = addr(&app);
+    let (head, next) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(b"HEAD /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\n\r\n");
+        let head = c.answer(true);
+        c.send(VERSIONS);
+        (head, c.answer(false))
+    })
+    .await;
+    assert_eq!(head.status, 200, "{head:?}");
+    assert!(head.body.is_empty());
+    assert_eq!(next.status, 200, "{next:?}");
+    assert!(next.json()["versions"].is_array(), "the next response starts where HEAD's head ended: {next:?}");
+}
+
+/// Bad request heads are refused with Matrix error JSON and the connection is closed: a head
+/// over 64 KB or with more than 100 fields (431), garbage, both framings at once (smuggling),
+/// conflicting lengths, or a transfer coding we do not speak (400).
+#[tokio::test]
+async fn bad_heads_are_refused_as_matrix_errors() {
+    let app = TestApp::spawn().await;
+    let addr = addr(&app);
+    let long = format!("GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\nx-long: {}\r\n\r\n", "a".repeat(70_000));
+    let many = format!(
+        "GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\n{}\r\n",
+        (0..101).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+    );
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (long.into_bytes(), 431),
+        (many.into_bytes(), 431),
+        (b"\x16\x03\x01\x02\x00 hello\r\n\r\n".to_vec(), 400),
+        (b"GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\nbad header\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}".to_vec(), 400),
+        (b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(), 400),
+    ];
+    for (request, want) in cases {
+        let shown = String::from_utf8_lossy(&request[..request.len().min(120)]).into_owned();
+        let (answer, closed) = blocking(move || {
+            let mut c = Raw::connect(addr);
+            c.send(&request);
+            let a = c.answer(false);
+            (a, c.closed())
+        })
+        .await;
+        assert_eq!(answer.status, want, "{shown}: {answer:?}");
+        assert_eq!(answer.errcode(), "M_UNKNOWN", "{shown}: {answer:?}");
+        assert!(closed, "{shown}: closed after the refusal");
+    }
+}
+
+/// A body over `max(max_request_bytes, max_upload_bytes)` is refused with 413 `M_TOO_LARGE`:
+/// at once when `Content-Length` says so (no `100 Continue`), and when chunks add up to it.
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_request_bytes = 1000;
+        c.max_upload_bytes = 2000;
+    })
+    .await;
+    let addr = addr(&app);
+    let (early, chunked) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\nexpect: 100-continue\r\ncontent-length: 2001\r\n\r\n");
+        let early = c.answer(false);
+        let mut c = Raw::connect(addr);
+        c.send(b"POST /_matrix/client/v3/login HTTP/1.1\r\nhost: seed\r\ntransfer-encoding: chunked\r\n\r\n");
+        let chunk = format!("3e8\r\n{}\r\n", "x".repeat(1000));
+        c.send(chunk.as_bytes());
+        c.send(chunk.as_bytes());
+        c.send(b"1\r\nx\r\n0\r\n\r\n");
+        (early, c.answer(false))
+    })
+    .await;
+    assert_eq!((early.status, early.errcode()), (413, "M_TOO_LARGE".to_owned()), "{early:?}");
+    assert_eq!((chunked.status, chunked.errcode()), (413, "M_TOO_LARGE".to_owned()), "{chunked:?}");
+}
+
+/// A client that sends half a head is closed once the head timeout passes (slowloris), and a
+/// keep-alive connection with no next request is closed after the keep-alive timeout.
+#[tokio::test]
+async fn slow_heads_and_idle_keep_alive_connections_are_closed() {
+    let app = TestApp::spawn_with(|c| {
+        c.http1_head_timeout_ms = 400;
+        c.http1_keep_alive_timeout_ms = 600;
+    })
+    .await;
+    let addr = addr(&app);
+    let (slow, idle) = blocking(move || {
+        let t = std::time::Instant::now();
+        let mut c = Raw::connect(addr);
+        c.send(b"GET /_matrix/client/versions HTTP/1.1\r\nhost: se");
+        assert!(c.closed(), "half a head gets no answer");
+        let slow = t.elapsed();
+        let mut c = Raw::connect(addr);
+        c.send(VERSIONS);
+        assert_eq!(c.answer(false).status, 200);
+        let t = std::time::Instant::now();
+        assert!(c.closed(), "an idle keep-alive connection is closed without an answer");
+        (slow, t.elapsed())
+    })
+    .await;
+    assert!(slow >= Duration::from_millis(350) && slow < Duration::from_secs(5), "closed after {slow:?}");
+    assert!(idle >= Duration::from_millis(550) && idle < Duration::from_secs(5), "closed after {idle:?}");
+}
+
+/// `http1_driver = "hyper"` still serves HTTP/1 (the operator's fallback).
+#[tokio::test]
+async fn the_hyper_driver_can_be_chosen() {
+    let app = TestApp::spawn_with(|c| c.http1_driver = seed::config::Http1Driver::Hyper).await;
+    let addr = addr(&app);
+    let (a, b) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(VERSIONS);
+        let a = c.answer(false);
+        c.send(b"GET /_matrix/client/versions HTTP/1.1\r\nhost: seed\r\nx-long: 1\r\n\r\n");
+        (a, c.answer(false))
+    })
+    .await;
+    assert_eq!((a.status, b.status), (200, 200), "{a:?} {b:?}");
+}
+
+/// A `Content-Length` body larger than one read (300 KB, sent in pieces) arrives whole, and
+/// the download gives the same bytes back.
+#[tokio::test]
+async fn large_bodies_arrive_whole() {
+    let app = TestApp::spawn().await;
+    let u = app.register("uploader").await;
+    let addr = addr(&app);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = data.clone();
+    let token = u.token.clone();
+    let answer = blocking(move || {
+        let mut c = Raw::connect(addr);
+        c.send(
+            format!(
+                "POST /_matrix/media/v3/upload HTTP/1.1\r\nhost: seed\r\nauthorization: Bearer {token}\r\n\
+                 content-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+                sent.len()
+            )
+            .as_bytes(),
+        );
+        for piece in sent.chunks(70_000) {
+            c.send(piece);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        c.answer(false)
+    })
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let uri = answer.json()["content_uri"].as_str().unwrap().to_owned();
+    let media = uri.trim_start_matches("mxc://");
+    let got = app
+        .http
+        .get(format!("{}/_matrix/client/v1/media/download/{media}", app.base))
+        .bearer_auth(&u.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == data, "the same bytes back");
+}

@@ -42,6 +42,7 @@ pub mod client;
 pub mod extract;
 pub mod federation;
 pub mod guard;
+pub mod http1;
 pub mod metrics;
 pub mod ratelimit;
 pub mod response;

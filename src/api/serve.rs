@@ -10,6 +10,8 @@
 //!   task is sized for HTTP/1 only, not for the larger of the two protocols.
 //! - `TCP_NODELAY` on every socket (responses are written whole; no Nagle delay), and
 //!   accept errors such as running out of file descriptors back off instead of spinning.
+//! - HTTP/1 is served by our own driver (`src/api/http1.rs`), which holds no buffer while a
+//!   request waits, unless `http1_driver = "hyper"`; HTTP/2 is always hyper's.
 //!
 //! Graceful shutdown is as before: stop accepting, tell every connection to finish its
 //! running requests and close, and wait for all of them.
@@ -25,6 +27,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use crate::config::{Config, Http1Driver};
 
 /// The bytes an HTTP/2 prior-knowledge client starts with (RFC 9113 §3.4); no HTTP/1
 /// request line starts with `PRI`.
@@ -78,9 +82,27 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// How the listener serves HTTP/1 (`http1_driver` and the own driver's limits).
+#[derive(Debug, Clone, Copy)]
+pub struct Http1Options {
+    pub driver: Http1Driver,
+    pub limits: super::http1::Limits,
+}
+
+impl Http1Options {
+    pub fn from_config(c: &Config) -> Self {
+        Self { driver: c.http1_driver, limits: super::http1::Limits::from_config(c) }
+    }
+}
+
 /// Serve `app` on `listener` until `shutdown` resolves, then finish running requests on every
 /// connection and return once all are closed.
-pub async fn serve<S>(listener: TcpListener, app: S, shutdown: impl Future<Output = ()>) -> std::io::Result<()>
+pub async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    http1: Http1Options,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
 where
     S: Edge,
 {
@@ -103,7 +125,7 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, peer, app.clone(), stop_rx.clone(), open_rx.clone()));
+        tokio::spawn(connection(stream, peer, app.clone(), http1, stop_rx.clone(), open_rx.clone()));
     }
     drop(listener);
     drop(open_rx);
@@ -171,10 +193,14 @@ async fn connection<S: Edge>(
     stream: TcpStream,
     peer: SocketAddr,
     app: S,
+    http1: Http1Options,
     mut stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
     let Some(protocol) = first_bytes(&stream, &mut stop).await else { return };
+    if let (Protocol::Http1, Http1Driver::Seed) = (&protocol, http1.driver) {
+        return super::http1::serve(stream, peer, app, stop, http1.limits).await;
+    }
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -183,7 +209,8 @@ async fn connection<S: Edge>(
     });
     let io = TokioIo::new(stream);
     let result = match protocol {
-        Protocol::Http1 => serve_http1(io, service, stop).await,
+        // Boxed, as HTTP/2: the fallback's state does not size every own-driver task.
+        Protocol::Http1 => Box::pin(serve_http1(io, service, stop)).await,
         // Boxed: the (rare) HTTP/2 connection's larger state does not size every task.
         Protocol::Http2 => Box::pin(serve_http2(io, service, stop)).await,
     };
