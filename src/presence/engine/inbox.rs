@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// Most changes one inbox holds; older ones are dropped (and the inbox's floor raised).
-pub(super) const MAX_ENTRIES: usize = 64;
+/// Most changed users one inbox holds (one entry each); older ones are dropped (and the
+/// inbox's floor raised).
+pub(super) const MAX_ENTRIES: usize = 256;
 
 /// Changes older than this are dropped from an inbox when it is next written or read. Longer
 /// than a long-poll (30 s by default) plus a delivery window, so a client syncing in a loop
@@ -126,6 +127,12 @@ impl Inboxes {
                 inner.boxes.insert(Arc::from(viewer), Inbox::default());
             }
             let Some(inbox) = inner.boxes.get_mut(viewer) else { continue };
+            // One entry per changed user: a newer change replaces the older one (the section
+            // shows a user's current presence either way), so a burst of changes by the same
+            // few users cannot push other users' changes out.
+            if let Some(i) = inbox.entries.iter().position(|e| *e.user == **user) {
+                inbox.entries.remove(i);
+            }
             inbox.entries.push_back(Entry { pos, at, user: user.clone() });
             inbox.trim(at);
         }
@@ -195,11 +202,23 @@ mod tests {
         let i = inboxes();
         assert_eq!(i.read("@amy:hs", 9, 20, 0), None, "older than the start");
         for p in 11..11 + MAX_ENTRIES as i64 + 1 {
+            i.begin_and_deliver(p, &format!("@u{p}:hs"), 0, ["@amy:hs"]);
+        }
+        assert_eq!(i.read("@amy:hs", 10, 10_000, 0), None, "the oldest entry was dropped");
+        assert_eq!(i.read("@amy:hs", 11, 10_000, 0).map(|u| u.len()), Some(MAX_ENTRIES));
+        assert_eq!(i.read("@amy:hs", 11, 10_000, MAX_AGE_MS + 1), None, "aged out");
+    }
+
+    #[test]
+    fn a_newer_change_of_the_same_user_replaces_the_older_entry() {
+        let i = inboxes();
+        for p in 11..11 + 2 * MAX_ENTRIES as i64 {
             i.begin_and_deliver(p, "@bob:hs", 0, ["@amy:hs"]);
         }
-        assert_eq!(i.read("@amy:hs", 10, 100, 0), None, "the oldest entry was dropped");
-        assert_eq!(i.read("@amy:hs", 11, 100, 0).map(|u| u.len()), Some(MAX_ENTRIES));
-        assert_eq!(i.read("@amy:hs", 11, 100, MAX_AGE_MS + 1), None, "aged out");
+        assert_eq!(i.sizes(), (1, 1), "one entry for bob, however often he changes");
+        let last = 10 + 2 * MAX_ENTRIES as i64;
+        assert_eq!(i.read("@amy:hs", 10, last, 0), Some(vec!["@bob:hs".to_owned()]), "nothing was dropped");
+        assert_eq!(i.read("@amy:hs", last, last, 0), Some(vec![]));
     }
 
     #[test]
