@@ -85,7 +85,7 @@ async fn incremental_syncs_read_their_own_inbox_and_see_exactly_their_room_mates
 }
 
 #[tokio::test]
-async fn a_token_older_than_the_inbox_keeps_falls_back_and_misses_nothing() {
+async fn a_burst_of_one_users_changes_does_not_push_another_users_change_out() {
     let app = TestApp::spawn_with(|c| c.presence_delivery_window_ms = 0).await;
     let amy = app.register("amy").await;
     let bob = app.register("bob").await;
@@ -95,10 +95,10 @@ async fn a_token_older_than_the_inbox_keeps_falls_back_and_misses_nothing() {
     app.join(&cat, &room).await;
     let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
 
-    // bob changes once, then cat changes more often than an inbox keeps: bob's entry is
-    // dropped from amy's inbox, and only the fallback still finds it.
+    // bob changes once, then cat changes 300 times (more than an inbox holds entries): cat
+    // keeps one entry, so bob's change is still in amy's inbox.
     set_status(&app, &bob, json!({"presence": "online", "status_msg": "bob, once"})).await;
-    for i in 0..70 {
+    for i in 0..300 {
         let presence = if i % 2 == 0 { "unavailable" } else { "online" };
         set_status(&app, &cat, json!({"presence": presence, "status_msg": format!("cat {i}")})).await;
     }
@@ -106,6 +106,29 @@ async fn a_token_older_than_the_inbox_keeps_falls_back_and_misses_nothing() {
     let (seen, _) = sync_until(&app, &amy, &since, &cat.user_id).await;
 
     assert!(seen.contains(&(bob.user_id.clone(), Some("bob, once".into()))), "bob's change is not lost: {seen:?}");
-    assert!(seen.contains(&(cat.user_id.clone(), Some("cat 69".into()))), "cat's latest: {seen:?}");
-    assert!(counter(&app, "seed_presence_inbox_fallbacks_total").await > fallbacks, "the old token fell back");
+    assert!(seen.contains(&(cat.user_id.clone(), Some("cat 299".into()))), "cat's latest: {seen:?}");
+    assert_eq!(counter(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks, "read from the inbox");
+}
+
+#[tokio::test]
+async fn a_token_from_before_a_restart_reads_every_change_and_misses_nothing() {
+    let mut app = TestApp::spawn_with(|c| c.presence_delivery_window_ms = 0).await;
+    let amy = app.register("amy").await;
+    let bob = app.register("bob").await;
+    let room = app.create_room(&amy, json!({"preset": "public_chat"})).await;
+    app.join(&bob, &room).await;
+    let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
+
+    app.restart().await;
+    set_status(&app, &bob, json!({"presence": "unavailable", "status_msg": "after the restart"})).await;
+    let (seen, next) = sync_until(&app, &amy, &since, &bob.user_id).await;
+    assert!(seen.contains(&(bob.user_id.clone(), Some("after the restart".into()))), "{seen:?}");
+    assert!(counter(&app, "seed_presence_inbox_fallbacks_total").await > 0, "the old token read every change");
+
+    // The token the fallback answered with is new: the next change comes from the inbox.
+    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+    set_status(&app, &bob, json!({"presence": "online", "status_msg": "and again"})).await;
+    let (seen, _) = sync_until(&app, &amy, &next, &bob.user_id).await;
+    assert!(seen.contains(&(bob.user_id.clone(), Some("and again".into()))), "{seen:?}");
+    assert_eq!(counter(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks);
 }
