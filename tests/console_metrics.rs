@@ -4,20 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, set_status, TestApp, User};
+use common::{assert_err, enc, quiet_app, set_status, TestApp, User};
 use serde_json::json;
-
-/// A server whose presence timers are long enough that only the scripted inputs (and the
-/// timers a test shortens) change anything.
-async fn quiet_app(tweak: impl FnOnce(&mut seed::config::Config)) -> TestApp {
-    TestApp::spawn_with(|c| {
-        c.presence_device_timeout_ms = 60_000;
-        c.presence_idle_after_ms = 60_000;
-        c.presence_currently_active_ms = 60_000;
-        tweak(c);
-    })
-    .await
-}
 
 async fn set_presence(app: &TestApp, user: &User, presence: &str) {
     set_status(app, user, json!({"presence": presence})).await;

@@ -6,22 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{set_status, TestApp, User};
+use common::{metric, set_status, TestApp, User};
 use serde_json::{json, Value};
 
 /// Watchers never change their own presence, so their own changes stay out of the way.
 const QUIET: &str = "set_presence=offline";
-
-async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 /// `m.presence` senders in a sync response, with their status text.
 fn presence_of(v: &Value) -> Vec<(String, Option<String>)> {
@@ -65,7 +54,7 @@ async fn incremental_syncs_read_their_own_inbox_and_see_exactly_their_room_mates
     let other = app.create_room(&cat, json!({"preset": "public_chat"})).await;
     app.join(&dan, &other).await;
     let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
-    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+    let fallbacks = metric(&app, "seed_presence_inbox_fallbacks_total").await;
 
     set_status(&app, &dan, json!({"presence": "online", "status_msg": "not for amy"})).await;
     set_status(&app, &bob, json!({"presence": "online", "status_msg": "for amy"})).await;
@@ -76,9 +65,9 @@ async fn incremental_syncs_read_their_own_inbox_and_see_exactly_their_room_mates
         !seen.iter().any(|(s, _)| s == &dan.user_id || s == &cat.user_id),
         "amy shares no room with them: {seen:?}"
     );
-    assert!(counter(&app, "seed_presence_inbox_reads_total").await > 0, "the syncs read amy's inbox");
+    assert!(metric(&app, "seed_presence_inbox_reads_total").await > 0, "the syncs read amy's inbox");
     assert_eq!(
-        counter(&app, "seed_presence_inbox_fallbacks_total").await,
+        metric(&app, "seed_presence_inbox_fallbacks_total").await,
         fallbacks,
         "a client syncing in a loop never reads every change"
     );
@@ -102,12 +91,12 @@ async fn a_burst_of_one_users_changes_does_not_push_another_users_change_out() {
         let presence = if i % 2 == 0 { "unavailable" } else { "online" };
         set_status(&app, &cat, json!({"presence": presence, "status_msg": format!("cat {i}")})).await;
     }
-    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+    let fallbacks = metric(&app, "seed_presence_inbox_fallbacks_total").await;
     let (seen, _) = sync_until(&app, &amy, &since, &cat.user_id).await;
 
     assert!(seen.contains(&(bob.user_id.clone(), Some("bob, once".into()))), "bob's change is not lost: {seen:?}");
     assert!(seen.contains(&(cat.user_id.clone(), Some("cat 299".into()))), "cat's latest: {seen:?}");
-    assert_eq!(counter(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks, "read from the inbox");
+    assert_eq!(metric(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks, "read from the inbox");
 }
 
 #[tokio::test]
@@ -123,12 +112,12 @@ async fn a_token_from_before_a_restart_reads_every_change_and_misses_nothing() {
     set_status(&app, &bob, json!({"presence": "unavailable", "status_msg": "after the restart"})).await;
     let (seen, next) = sync_until(&app, &amy, &since, &bob.user_id).await;
     assert!(seen.contains(&(bob.user_id.clone(), Some("after the restart".into()))), "{seen:?}");
-    assert!(counter(&app, "seed_presence_inbox_fallbacks_total").await > 0, "the old token read every change");
+    assert!(metric(&app, "seed_presence_inbox_fallbacks_total").await > 0, "the old token read every change");
 
     // The token the fallback answered with is new: the next change comes from the inbox.
-    let fallbacks = counter(&app, "seed_presence_inbox_fallbacks_total").await;
+    let fallbacks = metric(&app, "seed_presence_inbox_fallbacks_total").await;
     set_status(&app, &bob, json!({"presence": "online", "status_msg": "and again"})).await;
     let (seen, _) = sync_until(&app, &amy, &next, &bob.user_id).await;
     assert!(seen.contains(&(bob.user_id.clone(), Some("and again".into()))), "{seen:?}");
-    assert_eq!(counter(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks);
+    assert_eq!(metric(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks);
 }

@@ -6,22 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_err, enc, presence_status, set_status, TestApp, User};
+use common::{assert_err, enc, presence_status, quiet_app, set_status, TestApp, User};
 use serde_json::{json, Value};
 
 const V3: &str = "/_matrix/client/v3";
 const UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc3032";
-
-/// Long presence timers: nobody's presence changes on its own while a test runs.
-async fn app_with(tweak: impl FnOnce(&mut seed::config::Config)) -> TestApp {
-    TestApp::spawn_with(|c| {
-        c.presence_device_timeout_ms = 60_000;
-        c.presence_idle_after_ms = 120_000;
-        c.presence_currently_active_ms = 60_000;
-        tweak(c);
-    })
-    .await
-}
 
 async fn forbidden(app: &TestApp, viewer: &User, of: &User) {
     let (code, v) = app.get(&format!("{V3}/presence/{}/status", enc(&of.user_id)), Some(&viewer.token)).await;
@@ -68,7 +57,7 @@ async fn leave(app: &TestApp, user: &User, room: &str) {
 
 #[tokio::test]
 async fn joining_and_leaving_a_shared_room_is_seen_at_once() {
-    let app = app_with(|_| {}).await;
+    let app = quiet_app(|_| {}).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let room = app.create_room(&alice, json!({"preset": "public_chat"})).await;
@@ -97,7 +86,7 @@ async fn joining_and_leaving_a_shared_room_is_seen_at_once() {
 
 #[tokio::test]
 async fn a_list_grant_and_its_revocation_are_seen_at_once() {
-    let app = app_with(|_| {}).await;
+    let app = quiet_app(|_| {}).await;
     let alice = app.register("alice").await;
     let carol = app.register("carol").await;
     say(&app, &alice, "hello").await;
@@ -128,7 +117,7 @@ async fn a_list_grant_and_its_revocation_are_seen_at_once() {
 
 #[tokio::test]
 async fn a_room_crossing_the_member_limit_is_seen_at_once() {
-    let app = app_with(|c| c.presence_max_room_members = 2).await;
+    let app = quiet_app(|c| c.presence_max_room_members = 2).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let carol = app.register("carol").await;

@@ -262,6 +262,30 @@ impl TestApp {
     }
 }
 
+/// A server whose presence timers are long enough that only the scripted inputs (and the
+/// timers a test shortens in `tweak`) change anyone's presence while a test runs.
+pub async fn quiet_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.presence_device_timeout_ms = 60_000;
+        c.presence_idle_after_ms = 120_000;
+        c.presence_currently_active_ms = 60_000;
+        tweak(c);
+    })
+    .await
+}
+
+/// The value of an unlabelled counter or gauge in the server's `/metrics` scrape.
+pub async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// `PUT /presence/{user}/status` with `body` as that user, asserting a `200`.
 pub async fn set_status(app: &TestApp, user: &User, body: Value) {
     let (code, v) =
