@@ -9,8 +9,7 @@ mod federation_common;
 use std::time::{Duration, Instant};
 
 use common::{enc, TestApp, User};
-use federation_common::{sync_until, tls_client, FedApp, Host, Signer};
-use reqwest::Method;
+use federation_common::{sync_until, FedApp, Host, Signer};
 use ruma::RoomVersionId;
 use serde_json::{json, Value};
 
@@ -151,20 +150,7 @@ async fn join_by_alias_leave_and_rejoin() {
 
 /// `PUT /send/{txnId}` to `to`, signed by `from`.
 async fn send_txn(from: &Signer, to: &FedApp, pdus: Vec<Value>) -> Value {
-    let path = format!("/_matrix/federation/v1/send/{}", uuid::Uuid::new_v4().simple());
-    let body = json!({"origin": from.origin, "origin_server_ts": 0, "pdus": pdus, "edus": []});
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let auth = from.header(&to.server_name, &Method::PUT, &path, &bytes);
-    let resp = tls_client()
-        .put(format!("{}{path}", to.fed_base()))
-        .header("authorization", auth)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    federation_common::send_transaction(from, to, pdus, vec![]).await
 }
 
 /// A message PDU of `sender` on top of the room's newest event, signed by `signer`.

@@ -135,8 +135,13 @@ pub async fn sync_until(app: &TestApp, user: &User, what: &str, pred: impl Fn(&V
 
 /// A signed `PUT /send` from `from` to `to` carrying `edus`.
 pub async fn send_edus(from: &Signer, to: &FedApp, edus: Vec<Value>) {
+    send_transaction(from, to, vec![], edus).await;
+}
+
+/// A signed `PUT /send/{txnId}` from `from` to `to`, asserting a `200`; the per-PDU answers.
+pub async fn send_transaction(from: &Signer, to: &FedApp, pdus: Vec<Value>, edus: Vec<Value>) -> Value {
     let path = format!("/_matrix/federation/v1/send/{}", uuid::Uuid::new_v4().simple());
-    let body = serde_json::json!({"origin": from.origin, "origin_server_ts": 0, "pdus": [], "edus": edus});
+    let body = serde_json::json!({"origin": from.origin, "origin_server_ts": 0, "pdus": pdus, "edus": edus});
     let bytes = serde_json::to_vec(&body).unwrap();
     let auth = from.header(&to.server_name, &Method::PUT, &path, &bytes);
     let resp = tls_client()
@@ -148,4 +153,5 @@ pub async fn send_edus(from: &Signer, to: &FedApp, edus: Vec<Value>) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }
