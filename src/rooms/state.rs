@@ -5,7 +5,11 @@
 //! about 70 bytes each instead of a whole `m.room.member` event (~1 KB with its
 //! `prev_content`). Every other state event (create, power levels, join rules, history
 //! visibility, name, topic, profile-room `m.presence`/`m.status`, …) is few per room and is
-//! kept whole. Whole member events, for a `/sync` `state` section or `/state`, come from the
+//! kept as its JSON text ([`Kept`]), decoded when read: parsed, an event costs ~5 KB of small
+//! allocations against ~700 bytes of text, and with a profile room per user the parsed form
+//! was most of the server's memory (10,000 users: ~450 of 580 MB). The few values read on
+//! every `/sync` (room type, join rule, history visibility) are kept decoded beside them.
+//! Whole member events, for a `/sync` `state` section or `/state`, come from the
 //! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,7 @@ const MEMBER: &str = "m.room.member";
 ///
 /// Because there is one `Arc` per user id, its address identifies the user: sets of users
 /// built from room states (`rooms::peers`) compare and hash addresses, not text.
-fn intern(user_id: &str) -> Arc<str> {
+pub(crate) fn intern(user_id: &str) -> Arc<str> {
     let ids = user_ids();
     if let Some(id) = ids.get(user_id) {
         return id.clone();
@@ -133,10 +137,81 @@ struct Member {
     membership: MembershipKind,
 }
 
+/// A state event other than a membership, as the cached state keeps it: its id and its JSON.
+/// The decoded event is kept only while this state object lives ([`Kept::pdu`]): cloning a
+/// state (the next event builds the next state from a clone) leaves it behind, so a room
+/// whose state is read between two changes decodes once, and a room at rest holds text.
+#[derive(Debug)]
+struct Kept {
+    id: EventRef,
+    json: Arc<str>,
+    decoded: OnceLock<Option<Arc<Pdu>>>,
+}
+
+impl Kept {
+    fn new(pdu: &Pdu, json: Option<Arc<str>>) -> Option<Self> {
+        let json = match json {
+            Some(j) => j,
+            None => match serde_json::to_string(pdu) {
+                Ok(j) => Arc::from(j),
+                Err(e) => {
+                    tracing::error!(event_id = %pdu.event_id, error = %e, "state event not kept: cannot encode it");
+                    return None;
+                }
+            },
+        };
+        Some(Self { id: EventRef::new(&pdu.event_id), json, decoded: OnceLock::new() })
+    }
+
+    /// The event, decoded on first use by this state object.
+    fn pdu(&self) -> Option<&Arc<Pdu>> {
+        self.decoded
+            .get_or_init(|| match serde_json::from_str::<Pdu>(&self.json) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    // Only text this process encoded or read back from its own store gets here.
+                    tracing::error!(error = %e, "undecodable state event skipped");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+impl Clone for Kept {
+    fn clone(&self) -> Self {
+        Self { id: self.id.clone(), json: self.json.clone(), decoded: OnceLock::new() }
+    }
+}
+
+/// The values of three state events read on every `/sync` and room check, kept decoded.
+#[derive(Debug, Clone, Default)]
+struct Derived {
+    room_type: Option<Box<str>>,
+    join_rule: Option<Box<str>>,
+    history_visibility: Option<Box<str>>,
+}
+
+impl Derived {
+    fn note(&mut self, pdu: &Pdu) {
+        if pdu.state_key.as_deref() != Some("") {
+            return;
+        }
+        let field = |name: &str| pdu.content.get(name).and_then(serde_json::Value::as_str).map(Box::from);
+        match pdu.kind.as_str() {
+            "m.room.create" => self.room_type = field("type"),
+            "m.room.join_rules" => self.join_rule = field("join_rule"),
+            "m.room.history_visibility" => self.history_visibility = field("history_visibility"),
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RoomState {
-    /// Every state event but memberships, whole.
-    events: BTreeMap<(String, String), Arc<Pdu>>,
+    /// Every state event but memberships, as text (see [`Kept`]).
+    events: BTreeMap<(String, String), Kept>,
+    derived: Derived,
     /// Memberships by (interned) user id.
     members: BTreeMap<Arc<str>, Member>,
     /// Whole member events, kept only by a state built for federation auth and DAG reads
@@ -180,8 +255,12 @@ impl RoomState {
 
     /// The state as the store keeps it: whole non-member events, and (user id, event id,
     /// membership) per member (`Store::load_room_state_compact`).
-    pub(crate) fn from_parts(events: Vec<Pdu>, members: Vec<(String, String, Option<String>)>) -> Self {
-        let mut s = Self::compact_from_events(events.into_iter().filter(|e| e.kind != MEMBER));
+    /// Each non-member event comes with the JSON it was decoded from, which is what is kept.
+    pub(crate) fn from_parts(events: Vec<(Pdu, String)>, members: Vec<(String, String, Option<String>)>) -> Self {
+        let mut s = Self::default();
+        for (e, json) in events.into_iter().filter(|(e, _)| e.kind != MEMBER) {
+            s.keep(&e, Some(Arc::from(json)));
+        }
         for (user, event_id, membership) in members {
             let member =
                 Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
@@ -203,7 +282,16 @@ impl RoomState {
             self.members.insert(user, member);
             self.members_rev = next_members_rev();
         } else {
-            self.events.insert((pdu.kind.clone(), sk.clone()), pdu);
+            self.keep(&pdu, None);
+        }
+    }
+
+    /// Keep a non-member state event (`json`: its text, when the caller has it).
+    fn keep(&mut self, pdu: &Pdu, json: Option<Arc<str>>) {
+        let Some(sk) = &pdu.state_key else { return };
+        self.derived.note(pdu);
+        if let Some(kept) = Kept::new(pdu, json) {
+            self.events.insert((pdu.kind.clone(), sk.clone()), kept);
         }
     }
 
@@ -214,7 +302,7 @@ impl RoomState {
         if kind == MEMBER {
             return self.whole_members.get(state_key);
         }
-        self.events.get(&(kind.to_owned(), state_key.to_owned()))
+        self.events.get(&(kind.to_owned(), state_key.to_owned()))?.pdu()
     }
 
     /// The id of the current state event at (`kind`, `state_key`), whatever its type.
@@ -222,7 +310,7 @@ impl RoomState {
         if kind == MEMBER {
             return self.members.get(state_key).map(|m| m.event.to_id());
         }
-        self.get(kind, state_key).map(|e| e.event_id.clone())
+        self.events.get(&(kind.to_owned(), state_key.to_owned())).map(|k| k.id.to_id())
     }
 
     /// Whether the current state event at (`kind`, `state_key`) is `event_id`.
@@ -230,19 +318,19 @@ impl RoomState {
         if kind == MEMBER {
             return self.members.get(state_key).is_some_and(|m| m.event.is(event_id));
         }
-        self.get(kind, state_key).is_some_and(|e| e.event_id == event_id)
+        self.events.get(&(kind.to_owned(), state_key.to_owned())).is_some_and(|k| k.id.is(event_id))
     }
 
     /// The state events kept whole (all but memberships, unless built by
     /// [`RoomState::from_events`]).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
-        self.events.values().chain(self.whole_members.values())
+        self.events.values().filter_map(Kept::pdu).chain(self.whole_members.values())
     }
 
     /// Every entry as ids, memberships included (what a state group stores).
     pub(crate) fn ids(&self) -> crate::store::state_groups::StateIds {
         let mut out: crate::store::state_groups::StateIds =
-            self.events.iter().map(|((k, sk), e)| ((k.clone(), sk.clone()), e.event_id.clone())).collect();
+            self.events.iter().map(|((k, sk), e)| ((k.clone(), sk.clone()), e.id.to_id())).collect();
         for (user, m) in &self.members {
             out.insert((MEMBER.to_owned(), user.to_string()), m.event.to_id());
         }
@@ -279,17 +367,15 @@ impl RoomState {
     }
 
     pub(crate) fn join_rule(&self) -> &str {
-        self.get("m.room.join_rules", "").and_then(|e| e.content.get("join_rule")?.as_str()).unwrap_or("invite")
+        self.derived.join_rule.as_deref().unwrap_or("invite")
     }
 
     pub(crate) fn history_visibility(&self) -> &str {
-        self.get("m.room.history_visibility", "")
-            .and_then(|e| e.content.get("history_visibility")?.as_str())
-            .unwrap_or("shared")
+        self.derived.history_visibility.as_deref().unwrap_or("shared")
     }
 
     pub(crate) fn room_type(&self) -> Option<&str> {
-        self.get("m.room.create", "").and_then(|e| e.content.get("type")?.as_str())
+        self.derived.room_type.as_deref()
     }
 
     /// Stripped state shown with an invite (spec: `invite_state`).
@@ -303,12 +389,17 @@ impl RoomState {
             "m.room.canonical_alias",
             "m.room.encryption",
         ];
-        self.events.values().filter(|e| KEEP.contains(&e.kind.as_str())).map(|e| e.to_stripped()).collect()
+        self.events
+            .iter()
+            .filter(|((kind, _), _)| KEEP.contains(&kind.as_str()))
+            .filter_map(|(_, e)| e.pdu())
+            .map(|e| e.to_stripped())
+            .collect()
     }
 
     /// Approximate heap bytes this state holds, for the size benchmark and test. Interned
-    /// user ids are shared between rooms and not counted; the events kept whole are
-    /// counted by their JSON size.
+    /// user ids are shared between rooms and not counted; the other events are counted by
+    /// their JSON text (decoded copies, kept only while a state object is read, are not).
     pub fn approx_bytes(&self) -> usize {
         // A B-tree entry costs its key and value plus about half again in node slack.
         let member_entry = (std::mem::size_of::<Arc<str>>() + std::mem::size_of::<Member>()) * 3 / 2;
@@ -320,8 +411,7 @@ impl RoomState {
                 EventRef::Text(t) => t.len() + 16,
             })
             .sum();
-        let whole: usize =
-            self.events.values().map(|e| serde_json::to_vec(&**e).map(|v| v.len()).unwrap_or(0) + 64).sum();
+        let whole: usize = self.events.iter().map(|((k, sk), e)| e.json.len() + k.len() + sk.len() + 96).sum();
         std::mem::size_of::<Self>() + self.members.len() * member_entry + text_ids + whole
     }
 }

@@ -153,7 +153,7 @@ impl Store {
     pub(crate) async fn load_room_state_compact(
         &self,
         room_id: &str,
-    ) -> sqlx::Result<(Vec<Pdu>, Vec<(String, String, Option<String>)>)> {
+    ) -> sqlx::Result<(Vec<(Pdu, String)>, Vec<(String, String, Option<String>)>)> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id \
              WHERE c.room_id = $1 AND c.event_type <> 'm.room.member'",
@@ -161,7 +161,8 @@ impl Store {
         .bind(room_id)
         .fetch_all(&self.pool)
         .await?;
-        let events = rows.iter().filter_map(|r| decode_or_skip(None, &r.0)).collect();
+        // The text is what the room state keeps; the decoded event only builds it.
+        let events = rows.into_iter().filter_map(|(json,)| Some((decode_or_skip(None, &json)?, json))).collect();
         // `memberships` is written with `current_state` in the same transaction
         // (`write_event`); a member event without a valid membership has no row there.
         let members = sqlx::query_as(
