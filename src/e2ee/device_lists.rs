@@ -63,23 +63,6 @@ impl E2ee {
         Ok(())
     }
 
-    /// Might `room_id` have had a membership event after `since`? `false` only when sure,
-    /// so the caller skips the query. The observer hears of an event just after its position
-    /// is published; until it has seen the room's newest event, the answer is "maybe".
-    fn membership_changed_since(&self, room_id: &str, since: i64) -> bool {
-        let last = self.rooms.last_position(room_id);
-        if last <= since {
-            return false;
-        }
-        if since < self.started_at {
-            return true;
-        }
-        match self.member_pos.get(room_id).map(|e| *e) {
-            Some((seen, member)) if seen >= last => member > since,
-            _ => true,
-        }
-    }
-
     /// Users whose device lists `viewer` must re-fetch (`changed`) or may stop tracking
     /// (`left`) for the changes in `(since, upto]`.
     pub async fn device_list_delta(&self, viewer: &str, since: i64, upto: i64) -> Result<(Vec<String>, Vec<String>)> {
@@ -103,7 +86,7 @@ impl E2ee {
                 // The viewer's own membership changed: everyone in the room is a candidate.
                 let state = self.rooms.state(room_id).await?;
                 candidates.extend(state.members_with(&["join"]).map(str::to_owned));
-            } else if *mpos <= since && self.membership_changed_since(room_id, since) {
+            } else if *mpos <= since && self.rooms.members_changed_since(room_id, since) {
                 for (_, ev) in self.rooms.state_changes_between(room_id, since, upto).await? {
                     if ev.kind == "m.room.member" && matches!(ev.membership(), Some("join" | "leave" | "ban")) {
                         if let Some(target) = ev.state_key {

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use crate::accounts::{Accounts, Session};
 use crate::error::Result;
 use crate::ground::{Notifier, StreamHub};
-use crate::rooms::{Pdu, Rooms};
+use crate::rooms::Rooms;
 use crate::store::Store;
 
 pub mod backup;
@@ -88,12 +88,6 @@ pub struct E2ee {
     /// Per device: (messages queued, queue seen empty at). Equal numbers mean nothing waits,
     /// so a `/sync` costs no query; a missing entry means "not known, ask the database".
     to_device_seen: DashMap<DeviceKey, (u64, u64)>,
-    /// Per room, since start-up: (position of the newest event observed, of the newest
-    /// membership event), so a `/sync` looks for membership changes only in rooms that had
-    /// one (see `membership_changed_since`).
-    member_pos: DashMap<String, (i64, i64)>,
-    /// The stream position at start-up: before it, `member_pos` knows nothing.
-    started_at: i64,
     /// `/sendToDevice` calls served; every 1000th prunes old transaction ids.
     to_device_sends: AtomicU64,
 }
@@ -107,7 +101,6 @@ impl E2ee {
         notifier: Arc<Notifier>,
         max_to_device_bytes: usize,
     ) -> anyhow::Result<Arc<Self>> {
-        let started_at = stream.current();
         let device_list_pos = device_lists::DeviceListLog::default();
         for (user, pos) in store.e2e_device_list_changes().await? {
             device_list_pos.note(&user, pos);
@@ -123,8 +116,6 @@ impl E2ee {
             key_counts: DashMap::new(),
             key_counts_gen: AtomicU64::new(0),
             to_device_seen: DashMap::new(),
-            member_pos: DashMap::new(),
-            started_at,
             to_device_sends: AtomicU64::new(0),
         }))
     }
@@ -166,16 +157,3 @@ impl E2ee {
     }
 }
 
-impl E2ee {
-    /// `Rooms` stored `pdu` at `pos`: note it for `membership_changed_since`.
-    pub(crate) fn room_event_persisted(&self, pdu: &Pdu, pos: i64) {
-        let member = if pdu.kind == "m.room.member" { pos } else { 0 };
-        self.member_pos
-            .entry(pdu.room_id.clone())
-            .and_modify(|(seen, m)| {
-                *seen = (*seen).max(pos);
-                *m = (*m).max(member);
-            })
-            .or_insert((pos, member));
-    }
-}

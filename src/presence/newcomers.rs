@@ -9,9 +9,9 @@ use crate::error::Result;
 use crate::rooms::Rooms;
 
 /// Users who joined a room together with `viewer` in `(since, upto]`, other than the viewer.
-/// Costs one query per joined room with an event in the window (rooms without one are skipped
-/// from memory), and none for rooms the viewer joined in the window (their members are read
-/// from the cached state).
+/// Costs one query per joined room with a membership event in the window (rooms without one
+/// are skipped from memory: `Rooms::members_changed_since`), and none for rooms the viewer
+/// joined in the window (their members are read from the cached state).
 pub async fn new_room_mates(rooms: &Rooms, viewer: &str, since: i64, upto: i64) -> Result<HashSet<String>> {
     let mut mates = HashSet::new();
     if since >= upto {
@@ -25,7 +25,7 @@ pub async fn new_room_mates(rooms: &Rooms, viewer: &str, since: i64, upto: i64) 
             // The viewer joined in the window: everyone in the room is new to them.
             let state = rooms.state(room_id).await?;
             mates.extend(state.members_with(&["join"]).map(str::to_owned));
-        } else if rooms.last_position(room_id) > since {
+        } else if rooms.members_changed_since(room_id, since) {
             for (_, ev) in rooms.state_changes_between(room_id, since, upto).await? {
                 // A join that follows a join is a profile change, not a newcomer.
                 let was_joined =

@@ -260,6 +260,10 @@ impl Rooms {
     pub(super) fn after_persist(&self, pdu: &Arc<Pdu>, new_state: Arc<RoomState>, pos: StreamPos) {
         let room_id = pdu.room_id.as_str();
         let before = self.states.insert(room_id.to_owned(), new_state.clone());
+        if pdu.kind == "m.room.member" {
+            // Before `last_pos`, so whoever sees the room's new position sees this too.
+            self.member_pos.insert(room_id.to_owned(), pos.pos);
+        }
         self.last_pos.insert(room_id.to_owned(), pos.pos);
         if let (Some(target), Some(membership)) = (&pdu.state_key, pdu.membership()) {
             self.note_membership(room_id, target, membership, pos.pos);
@@ -290,9 +294,6 @@ impl Rooms {
             self.notifier.wake_presence(wake.iter().map(String::as_str), position);
         } else {
             self.notifier.wake(wake.iter().map(String::as_str), position);
-        }
-        if let Some(l) = links {
-            l.e2ee.room_event_persisted(pdu, position);
         }
     }
 

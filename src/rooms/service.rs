@@ -81,6 +81,11 @@ pub struct Rooms {
     /// Recently used whole events (member events for `/sync` `state`), bounded.
     pub(super) event_cache: EventCache,
     pub(super) last_pos: DashMap<String, i64>,
+    /// Per room, since start-up: the position of its newest membership event (see
+    /// [`Rooms::members_changed_since`]).
+    pub(super) member_pos: DashMap<String, i64>,
+    /// The stream position at start-up: before it, `member_pos` knows nothing.
+    started_at: i64,
     pub(super) links: OnceLock<RoomLinks>,
     /// Joined rooms per user, loaded on first use and kept current by membership events.
     pub(super) joined: DashMap<String, Arc<HashSet<String>>>,
@@ -110,6 +115,7 @@ impl Rooms {
             last_pos.insert(room, pos);
         }
         let next_group = std::sync::atomic::AtomicI64::new(store.max_state_group().await? + 1);
+        let started_at = stream.current();
         Ok(Self {
             federation,
             store,
@@ -123,6 +129,8 @@ impl Rooms {
             extremities: DashMap::new(),
             event_cache: EventCache::new(EventCache::DEFAULT_CAPACITY),
             last_pos,
+            member_pos: DashMap::new(),
+            started_at,
             links: OnceLock::new(),
             joined: DashMap::new(),
             memberships: DashMap::new(),
@@ -153,6 +161,21 @@ impl Rooms {
     /// Newest stream position of a room's events (0 if none).
     pub(crate) fn last_position(&self, room_id: &str) -> i64 {
         self.last_pos.get(room_id).map(|p| *p).unwrap_or(0)
+    }
+
+    /// Whether a membership event of `room_id` may have been stored after `since`: `false`
+    /// only when it is known that none was, so `/sync` looks for joins and leaves (newcomers'
+    /// presence, device-list changes) only in rooms that had one, without a query for the
+    /// others (issue #13: a user's own profile room gets an event with each of their presence
+    /// changes, and each of their next syncs read its state changes from the database).
+    pub(crate) fn members_changed_since(&self, room_id: &str, since: i64) -> bool {
+        if self.last_position(room_id) <= since {
+            return false;
+        }
+        if since < self.started_at {
+            return true;
+        }
+        self.member_pos.get(room_id).is_some_and(|p| *p > since)
     }
 
     /// The current state of a room, or 404 if there is no such room.
