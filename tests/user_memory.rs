@@ -74,6 +74,7 @@ async fn a_user_s_state_after_a_restart_costs_a_few_kilobytes() {
         .iter()
         .any(|e| e["sender"] == users[2].user_id.as_str() && e["content"]["presence"] == "online");
     assert!(seen, "{}", v["presence"]);
-    let own = app.get(&format!("/_matrix/client/v3/profile/{}", common::enc(&users[2].user_id)), Some(&users[2].token)).await;
+    let own =
+        app.get(&format!("/_matrix/client/v3/profile/{}", common::enc(&users[2].user_id)), Some(&users[2].token)).await;
     assert_eq!(own.0, 200, "{}", own.1);
 }

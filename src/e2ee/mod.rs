@@ -156,4 +156,3 @@ impl E2ee {
         self.device_list_changed(&session.user_id).await
     }
 }
-

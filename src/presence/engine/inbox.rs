@@ -179,7 +179,8 @@ impl Inboxes {
         }
         let mut inner = self.inner.lock();
         let global_floor = inner.floor;
-        let mut users: Vec<String> = inner.pending.range(since + 1..=upto).map(|(_, (_, u))| u.id.to_string()).collect();
+        let mut users: Vec<String> =
+            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| u.id.to_string()).collect();
         let floor = match inner.boxes.get_mut(viewer) {
             Some(inbox) => {
                 inbox.trim(now);
