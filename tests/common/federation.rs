@@ -16,8 +16,24 @@ use super::common::User;
 use super::TestApp;
 
 /// A loopback port free right now (bound and released; the server binds it again).
+///
+/// It is taken below the kernel's ephemeral range (32768–60999 by default), so the gap between
+/// release and the server's bind cannot be filled by another test's outgoing connection or
+/// `127.0.0.1:0` listener; a per-process counter keeps the tests of one binary apart, and the
+/// start is spread by process id so binaries running at once rarely meet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// A Seed instance with federation on.

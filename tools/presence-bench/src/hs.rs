@@ -57,10 +57,11 @@ pub fn enc(seg: &str) -> String {
 }
 
 fn transport_key(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connect() {
+    // A connect timeout is both; it is a connection that never opened, not a slow answer.
+    if e.is_connect() {
         "connect".into()
+    } else if e.is_timeout() {
+        "timeout".into()
     } else if e.is_body() || e.is_decode() {
         "body".into()
     } else if e.is_request() {

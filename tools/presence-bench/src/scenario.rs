@@ -94,10 +94,14 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     let timeout = a.sync_timeout_ms.to_string();
     let client_timeout = Duration::from_millis(a.sync_timeout_ms) + hs.req_timeout;
     let mut tasks = Vec::with_capacity(a.users);
-    for (acc, mut since) in s.accounts.iter().zip(since) {
+    for (i, (acc, mut since)) in s.accounts.iter().zip(since).enumerate() {
         let (hs, token, timeout) = (hs.clone(), acc.access_token.clone(), timeout.clone());
         let (opened, returned, errors, mut stop) = (opened.clone(), returned.clone(), errors.clone(), stop_rx.clone());
+        // Connections open at 5,000 a second: all at once would overflow the server's accept
+        // queue (somaxconn) and the SYN retries would outlast the connect timeout.
+        let start_after = Duration::from_micros(200 * i as u64);
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(start_after).await;
             loop {
                 opened.fetch_add(1, Ordering::Relaxed);
                 let q = [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", IDLE_FILTER)];
