@@ -8,28 +8,35 @@
 //! changes a client must get at once (messages, state, to-device, typing, …) and
 //! [`Notifier::wake_presence`] for presence-only changes, which a long-poll may hold for
 //! `presence_delivery_window_ms` to answer several of them in one response.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
-/// The newest positions a user was woken for: any change, and the newest change that is
-/// not presence-only. Two words per waiting user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One waiting user: the newest positions they were woken for (any change, and the newest
+/// change that is not presence-only) and the two ways to wait for them.
+///
+/// A parked long-poll waits on `any_changed`; a long-poll inside its presence delivery
+/// window waits only on `urgent_changed`, so the presence changes that arrive during the
+/// window cost an atomic store each and wake nothing (the window's end reads them).
+#[derive(Default)]
 struct Marks {
-    any: i64,
-    urgent: i64,
+    any: AtomicI64,
+    urgent: AtomicI64,
+    any_changed: Notify,
+    urgent_changed: Notify,
 }
 
-type Users = Arc<DashMap<Box<str>, watch::Sender<Marks>>>;
+type Users = Arc<DashMap<Box<str>, Arc<Marks>>>;
 
 #[derive(Default)]
 pub struct Notifier {
     users: Users,
     /// Set when the server stops: every long-poll answers at once with what it has.
     closing: watch::Sender<bool>,
-    /// Waiting subscriptions woken so far (the `seed_sync_wakeups_total` metric).
+    /// Waiting users whose marks a change advanced so far (the `seed_sync_wakeups_total`
+    /// metric).
     woken: AtomicU64,
     /// Long-polls parked right now, waiting for a wake-up (see [`Notifier::park`]).
     parked: Arc<AtomicU64>,
@@ -63,21 +70,21 @@ pub struct Wake {
 }
 
 /// A subscription to one user's changes. Dropping the last subscription of a user frees the
-/// user's channel, also when the request holding it is cancelled (client gone mid long-poll).
+/// user's entry, also when the request holding it is cancelled (client gone mid long-poll).
 pub struct Subscription {
-    rx: Option<watch::Receiver<Marks>>,
+    marks: Option<Arc<Marks>>,
     users: Users,
     user: Box<str>,
-    /// The newest urgent position this subscription has reported.
+    /// The newest positions this subscription has reported.
+    seen_any: i64,
     seen_urgent: i64,
 }
 
 impl Notifier {
     pub fn subscribe(&self, user_id: &str) -> Subscription {
-        let tx = self.users.entry(user_id.into()).or_insert_with(|| watch::channel(Marks::default()).0);
-        let mut rx = tx.subscribe();
-        let seen_urgent = rx.borrow_and_update().urgent;
-        Subscription { rx: Some(rx), users: self.users.clone(), user: user_id.into(), seen_urgent }
+        let marks = self.users.entry(user_id.into()).or_default().clone();
+        let (seen_any, seen_urgent) = (marks.any.load(Ordering::SeqCst), marks.urgent.load(Ordering::SeqCst));
+        Subscription { marks: Some(marks), users: self.users.clone(), user: user_id.into(), seen_any, seen_urgent }
     }
 
     /// Tell `user_ids` that a change at stream position `pos` concerns them and must be
@@ -95,24 +102,19 @@ impl Notifier {
     fn send<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>, pos: i64, urgent: bool) {
         let mut woken = 0;
         for user in user_ids {
-            let Some(tx) = self.users.get(user) else { continue };
-            if tx.receiver_count() == 0 {
-                continue;
+            let Some(marks) = self.users.get(user) else { continue };
+            // Stored before the notifications, so a waiter that registers after them finds
+            // the new position when it looks (`Subscription::take`).
+            let mut advanced = marks.any.fetch_max(pos, Ordering::SeqCst) < pos;
+            // Positions complete out of order: an urgent change below `any` still counts.
+            if urgent && marks.urgent.fetch_max(pos, Ordering::SeqCst) < pos {
+                advanced = true;
+                marks.urgent_changed.notify_waiters();
             }
-            let woke = tx.send_if_modified(|cur| {
-                let mut modified = false;
-                if pos > cur.any {
-                    cur.any = pos;
-                    modified = true;
-                }
-                // Positions complete out of order: an urgent change below `any` still counts.
-                if urgent && pos > cur.urgent {
-                    cur.urgent = pos;
-                    modified = true;
-                }
-                modified
-            });
-            woken += u64::from(woke);
+            if advanced {
+                marks.any_changed.notify_waiters();
+                woken += 1;
+            }
         }
         if woken > 0 {
             self.woken.fetch_add(woken, Ordering::Relaxed);
@@ -151,6 +153,22 @@ impl Notifier {
 }
 
 impl Subscription {
+    fn marks(&self) -> Arc<Marks> {
+        self.marks.clone().expect("a subscription holds its marks until dropped")
+    }
+
+    /// What changed since the last wake-up this subscription reported, if anything.
+    fn take(&mut self, marks: &Marks) -> Option<Wake> {
+        let (any, urgent) = (marks.any.load(Ordering::SeqCst), marks.urgent.load(Ordering::SeqCst));
+        if any <= self.seen_any && urgent <= self.seen_urgent {
+            return None;
+        }
+        let kind = if urgent > self.seen_urgent { WakeKind::Urgent } else { WakeKind::Presence };
+        self.seen_any = self.seen_any.max(any);
+        self.seen_urgent = self.seen_urgent.max(urgent);
+        Some(Wake { pos: any.max(urgent), kind })
+    }
+
     /// Resolves with the stream position of the change that woke us.
     pub async fn changed(&mut self) -> i64 {
         self.next().await.pos
@@ -159,42 +177,50 @@ impl Subscription {
     /// Resolves with the next wake-up and its kind: `Urgent` if any change since the previous
     /// wake-up (or the subscription) was not presence-only.
     pub async fn next(&mut self) -> Wake {
-        let Some(rx) = self.rx.as_mut() else { return std::future::pending().await };
-        if rx.changed().await.is_err() {
-            // The sender was released; nothing will ever wake us, so wait for the timeout.
-            std::future::pending::<()>().await;
+        let marks = self.marks();
+        loop {
+            // Registered before looking, so a change between the look and the wait wakes us.
+            let notified = marks.any_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(wake) = self.take(&marks) {
+                return wake;
+            }
+            notified.await;
         }
-        let marks = *rx.borrow_and_update();
-        let kind = if marks.urgent > self.seen_urgent { WakeKind::Urgent } else { WakeKind::Presence };
-        self.seen_urgent = self.seen_urgent.max(marks.urgent);
-        Wake { pos: marks.any.max(marks.urgent), kind }
     }
 
-    /// The delivery window: after the presence-only wake-up `first`, keep taking wake-ups
-    /// until `end` or an urgent one (which ends it at once); returns the newest position seen.
+    /// The delivery window: after the presence-only wake-up `first`, wait until `end` or an
+    /// urgent change (which ends it at once), then take every change that arrived; returns
+    /// the newest position seen. Presence changes during the window do not wake the waiter.
     pub async fn collect_presence(&mut self, first: Wake, end: tokio::time::Instant) -> i64 {
-        let mut pos = first.pos;
         if first.kind == WakeKind::Urgent {
-            return pos;
+            return first.pos;
         }
+        let marks = self.marks();
+        let sleep = tokio::time::sleep_until(end);
+        tokio::pin!(sleep);
         loop {
+            let notified = marks.urgent_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if marks.urgent.load(Ordering::SeqCst) > self.seen_urgent {
+                break;
+            }
             tokio::select! {
-                next = self.next() => {
-                    pos = pos.max(next.pos);
-                    if next.kind == WakeKind::Urgent {
-                        return pos;
-                    }
-                }
-                _ = tokio::time::sleep_until(end) => return pos,
+                _ = notified => {}
+                _ = &mut sleep => break,
             }
         }
+        self.take(&marks).map_or(first.pos, |w| w.pos.max(first.pos))
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        drop(self.rx.take());
-        self.users.remove_if(&self.user, |_, tx| tx.receiver_count() == 0);
+        drop(self.marks.take());
+        // Only the map holds the marks now: nobody waits for this user any more.
+        self.users.remove_if(&self.user, |_, marks| Arc::strong_count(marks) == 1);
     }
 }
 
@@ -253,5 +279,63 @@ mod tests {
         let far = tokio::time::Instant::now() + Duration::from_secs(600);
         let got = tokio::time::timeout(Duration::from_secs(60), sub.collect_presence(first, far)).await;
         assert_eq!(got, Ok(5), "an urgent wake-up ends the window at once");
+    }
+
+    /// A waker that counts how often it was woken.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_changes_inside_the_window_wake_nothing_until_its_end() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        use std::time::Duration;
+        let n = Notifier::default();
+        let mut sub = n.subscribe("@a:x");
+        n.wake_presence(["@a:x"], 1);
+        let first = sub.next().await;
+        let end = tokio::time::Instant::now() + Duration::from_secs(600);
+        let counter = Arc::new(Counting(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut window = Box::pin(sub.collect_presence(first, end));
+        assert!(window.as_mut().poll(&mut cx).is_pending());
+        for pos in 2..=50 {
+            n.wake_presence(["@a:x"], pos);
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "49 presence changes woke the window");
+        assert_eq!(n.wakeups(), 50, "each change is still counted");
+        // An urgent change ends the window at once, with every position that came before it.
+        n.wake(["@a:x"], 51);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(window.as_mut().poll(&mut cx), Poll::Ready(51));
+        drop(window);
+        // Nothing is left over for the next wait.
+        let mut next = Box::pin(sub.next());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        n.wake_presence(["@a:x"], 52);
+        assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(Wake { pos: 52, kind: WakeKind::Presence }));
+    }
+
+    #[tokio::test]
+    async fn a_parked_waiter_is_woken_once_per_change_and_a_second_subscription_too() {
+        let n = Notifier::default();
+        let mut a = n.subscribe("@a:x");
+        let mut b = n.subscribe("@a:x");
+        let task = tokio::spawn(async move { (a.next().await, a) });
+        tokio::task::yield_now().await;
+        n.wake_presence(["@a:x"], 3);
+        let (wake, a) = task.await.unwrap();
+        assert_eq!(wake, Wake { pos: 3, kind: WakeKind::Presence });
+        assert_eq!(b.next().await, Wake { pos: 3, kind: WakeKind::Presence });
+        drop(a);
+        assert_eq!(n.waiting_users(), 1, "b still waits");
+        drop(b);
+        assert_eq!(n.waiting_users(), 0);
     }
 }
