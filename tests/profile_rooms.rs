@@ -426,3 +426,71 @@ async fn the_creators_join_carries_displayname_and_avatar() {
     assert_eq!(m["displayname"], "bob", "{m}");
     assert!(m.get("avatar_url").is_none(), "no null avatar_url: {m}");
 }
+
+/// The publisher writes one window's changes of many users as one batch (multi-row statements,
+/// issue #13): every room gets its own `m.status` then `m.presence`, in order, and all of it
+/// is what a restarted server reads back and builds on.
+#[tokio::test]
+async fn a_window_of_changes_by_many_users_is_written_whole_and_survives_a_restart() {
+    let mut app = TestApp::spawn_with(|c| c.presence_publish_window_ms = 400).await;
+    let mut users = vec![];
+    for i in 0..6 {
+        let u = app.register(&format!("batch{i}")).await;
+        let room = profile_room(&app, &u).await;
+        users.push((u, room));
+    }
+    // Let the registrations' own presence writes pass, then change everyone inside one window.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for (i, (u, _)) in users.iter().enumerate() {
+        let p = if i % 2 == 0 { "unavailable" } else { "online" };
+        set_presence(&app, u, p, Some(&format!("batch message {i}"))).await;
+    }
+    let start = Instant::now();
+    for (i, (u, room)) in users.iter().enumerate() {
+        let want = if i % 2 == 0 { "unavailable" } else { "online" };
+        loop {
+            let presence = state_content(&app, u, room, "m.presence", "").await;
+            if presence["presence"] == want {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{}: {presence}", u.user_id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    check_batch(&app, &users, "before").await;
+    app.restart().await;
+    check_batch(&app, &users, "before").await;
+    // The restarted server continues each room's state from what the batch wrote.
+    for (i, (u, _)) in users.iter().enumerate() {
+        set_presence(&app, u, "busy", Some(&format!("after {i}"))).await;
+    }
+    let start = Instant::now();
+    for (u, room) in &users {
+        loop {
+            let presence = state_content(&app, u, room, "m.presence", "").await;
+            if presence["presence"] == "org.matrix.msc3026.busy" || presence["presence"] == "busy" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{}: {presence}", u.user_id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    check_batch(&app, &users, "after").await;
+}
+
+/// Each profile room's `m.status` says what `round` set, and the event written right after
+/// that `m.status` is the same change's `m.presence` (the batch keeps each room's order).
+async fn check_batch(app: &TestApp, users: &[(User, String)], round: &str) {
+    for (i, (u, room)) in users.iter().enumerate() {
+        let status = state_content(app, u, room, "m.status", "").await;
+        let msg = if round == "after" { format!("after {i}") } else { format!("batch message {i}") };
+        assert_eq!(status["status"], json!(msg), "{round} {}: {status}", u.user_id);
+        let (code, msgs) =
+            app.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10", enc(room)), Some(&u.token)).await;
+        assert_eq!(code, 200, "{msgs}");
+        let chunk = msgs["chunk"].as_array().unwrap();
+        let at = chunk.iter().position(|e| e["type"] == "m.status" && e["content"]["status"] == json!(msg));
+        let at = at.unwrap_or_else(|| panic!("{round} {}: no m.status {msg:?} in {msgs}", u.user_id));
+        assert!(at > 0 && chunk[at - 1]["type"] == "m.presence", "{round} {}: {msgs}", u.user_id);
+    }
+}

@@ -10,6 +10,7 @@ use sqlx::{AnyPool, Executor};
 
 mod account_data;
 mod accounts;
+mod batch;
 mod dag;
 mod directory;
 mod experiment;

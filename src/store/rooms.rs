@@ -141,8 +141,12 @@ impl Store {
         events: &[(&Pdu, i64, Option<&EventGroups>)],
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (pdu, pos, groups) in events {
-            write_event(&mut tx, pdu, *pos, None, *groups).await?;
+        if events.len() > 1 && batchable(events) {
+            write_events_batched(&mut tx, events).await?;
+        } else {
+            for (pdu, pos, groups) in events {
+                write_event(&mut tx, pdu, *pos, None, *groups).await?;
+            }
         }
         tx.commit().await
     }
@@ -321,6 +325,103 @@ impl Store {
         sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Whether [`write_events_batched`] writes these exactly as [`write_event`] would one by one:
+/// no membership (its own table, rare in a batch) and no state key set twice (a multi-row
+/// upsert may not touch one row twice, and each superseded version must reach the
+/// `presence_history` trigger).
+fn batchable(events: &[(&Pdu, i64, Option<&EventGroups>)]) -> bool {
+    let mut keys = std::collections::HashSet::new();
+    events.iter().all(|(pdu, _, _)| {
+        pdu.membership().is_none()
+            && pdu.state_key.as_deref().is_none_or(|sk| keys.insert((&pdu.room_id, &pdu.kind, sk)))
+    })
+}
+
+/// A batch of events (the profile-room publisher's) in one multi-row statement per table,
+/// in the order [`write_event`] writes each event's rows (issue #13: one statement per row
+/// cost ten hand-offs to the database per presence change).
+async fn write_events_batched(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[(&Pdu, i64, Option<&EventGroups>)],
+) -> sqlx::Result<()> {
+    use super::batch::insert_rows;
+    let new_groups: Vec<&super::state_groups::NewGroup> =
+        events.iter().filter_map(|(_, _, g)| *g).flat_map(|g| &g.new).collect();
+    insert_rows(
+        tx,
+        "INSERT INTO state_groups (group_id, room_id, parent, chain_len) VALUES ",
+        "",
+        4,
+        &new_groups,
+        |q, g| q.bind(g.id).bind(g.room_id.as_str()).bind(g.parent).bind(g.chain_len),
+    )
+    .await?;
+    let entries: Vec<(i64, &(String, String, String))> =
+        new_groups.iter().flat_map(|g| g.entries.iter().map(move |e| (g.id, e))).collect();
+    insert_rows(
+        tx,
+        "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES ",
+        "",
+        4,
+        &entries,
+        |q, (id, (kind, sk, event))| q.bind(*id).bind(kind.as_str()).bind(sk.as_str()).bind(event.as_str()),
+    )
+    .await?;
+    let grouped: Vec<(&str, &EventGroups)> =
+        events.iter().filter_map(|(pdu, _, g)| Some((pdu.event_id.as_str(), (*g)?))).collect();
+    insert_rows(
+        tx,
+        "INSERT INTO event_state_groups (event_id, before_group, after_group) VALUES ",
+        " ON CONFLICT (event_id) DO UPDATE SET before_group = excluded.before_group, after_group = excluded.after_group",
+        3,
+        &grouped,
+        |q, (event_id, g)| q.bind(*event_id).bind(g.before).bind(g.after),
+    )
+    .await?;
+    let rows = events
+        .iter()
+        .map(|(pdu, pos, _)| {
+            Ok((*pdu, *pos, serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?))
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    insert_rows(
+        tx,
+        "INSERT INTO events (stream_ordering, event_id, room_id, sender, event_type, state_key, depth, origin_server_ts, json) VALUES ",
+        "",
+        9,
+        &rows,
+        |q, (pdu, pos, json)| {
+            q.bind(*pos)
+                .bind(pdu.event_id.as_str())
+                .bind(pdu.room_id.as_str())
+                .bind(pdu.sender.as_str())
+                .bind(pdu.kind.as_str())
+                .bind(pdu.state_key.as_deref())
+                .bind(pdu.depth)
+                .bind(pdu.origin_server_ts)
+                .bind(json.as_str())
+        },
+    )
+    .await?;
+    let state: Vec<(&Pdu, i64)> =
+        events.iter().filter(|(pdu, _, _)| pdu.state_key.is_some()).map(|(p, pos, _)| (*p, *pos)).collect();
+    insert_rows(
+        tx,
+        "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_ordering) VALUES ",
+        " ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+        5,
+        &state,
+        |q, (pdu, pos)| {
+            q.bind(pdu.room_id.as_str())
+                .bind(pdu.kind.as_str())
+                .bind(pdu.state_key.as_deref())
+                .bind(pdu.event_id.as_str())
+                .bind(*pos)
+        },
+    )
+    .await
 }
 
 async fn write_event(
