@@ -2,7 +2,7 @@
 //! put together here in one visible function. Sections never see each other's output; the
 //! rules that relate them (forgotten rooms, peeks turning into joins, privacy masks) are the
 //! explicit steps below.
-use super::response::{JoinedRoom, Rooms, SyncResponse};
+use super::response::{JoinedRoom, PresenceEvents, Rooms, SyncResponse};
 use super::sections::account_data::account_data_section;
 use super::sections::e2ee::e2ee_section;
 use super::sections::ephemeral::ephemeral_section;
@@ -84,7 +84,7 @@ impl SyncService {
         let response = SyncResponse {
             next_batch: token::sync_token(ctx.upto),
             rooms,
-            presence: presence.into(),
+            presence: PresenceEvents { events: presence },
             account_data: account_data.global.into(),
             to_device: e2ee.to_device.into(),
             device_lists: e2ee.device_lists.unwrap_or_default(),

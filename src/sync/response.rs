@@ -18,6 +18,12 @@ pub struct Events {
     pub events: Vec<Value>,
 }
 
+/// The top-level `presence` section: typed legacy events (`presence::legacy`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PresenceEvents {
+    pub events: Vec<crate::presence::legacy::PresenceEvent>,
+}
+
 impl From<Vec<Value>> for Events {
     fn from(events: Vec<Value>) -> Self {
         Self { events }
@@ -110,7 +116,7 @@ pub struct DeviceLists {
 pub struct SyncResponse {
     pub next_batch: String,
     pub rooms: Rooms,
-    pub presence: Events,
+    pub presence: PresenceEvents,
     pub account_data: Events,
     pub to_device: Events,
     pub device_lists: DeviceLists,

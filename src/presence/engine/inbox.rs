@@ -153,12 +153,12 @@ impl Inboxes {
         viewers: impl IntoIterator<Item = &'a str>,
     ) {
         for viewer in viewers.into_iter().filter(|v| v.ends_with(local_suffix)) {
-            if !inner.boxes.contains_key(viewer) {
+            let inbox = match inner.boxes.get_mut(viewer) {
+                Some(inbox) => inbox,
                 // A new inbox is complete from the global floor on: nothing was delivered to
                 // this viewer before (inboxes are never removed).
-                inner.boxes.insert(Arc::from(viewer), Inbox::default());
-            }
-            let Some(inbox) = inner.boxes.get_mut(viewer) else { continue };
+                None => inner.boxes.entry(Arc::from(viewer)).or_default(),
+            };
             // One entry per changed user: a newer change replaces the older one (the section
             // shows a user's current presence either way), so a burst of changes by the same
             // few users cannot push other users' changes out.

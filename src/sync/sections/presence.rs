@@ -2,12 +2,10 @@
 //! built from the engine's effective presence.
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
-
 use super::SyncContext;
 use crate::accounts::Accounts;
 use crate::error::Result;
-use crate::presence::legacy::presence_event;
+use crate::presence::legacy::PresenceEvent;
 use crate::presence::newcomers::new_room_mates;
 use crate::presence::policy::{LegacyBusy, PresenceMode};
 use crate::presence::PresenceEngine;
@@ -26,7 +24,7 @@ pub struct PresenceSource<'a> {
 /// The `m.presence` events the viewer gets in `(since, upto]`: every visible user on an
 /// initial sync, else those whose presence changed, who became visible, or who are new
 /// room-mates.
-pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -> Result<Vec<Value>> {
+pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -> Result<Vec<PresenceEvent>> {
     let pf = &ctx.filter.presence;
     if pf.excludes_type("m.presence") {
         return Ok(vec![]);
@@ -84,16 +82,10 @@ pub async fn presence_section(src: &PresenceSource<'_>, ctx: &SyncContext<'_>) -
     // Seed 000: presence events carry the display name and avatar; asked for all at once (an
     // initial sync after a restart would otherwise query them one by one).
     let mut profiles = src.accounts.profiles(shown.iter().copied()).await?;
-    let mut events: Vec<Value> = Vec::with_capacity(shown.len());
+    let mut events = Vec::with_capacity(shown.len());
     for u in shown {
-        let mut ev = presence_event(&src.engine.legacy_snapshot(u, viewer), now, src.busy_as);
-        let (displayname, avatar_url) = profiles.remove(u).unwrap_or_default();
-        if let Some(n) = displayname {
-            ev["content"]["displayname"] = json!(n);
-        }
-        if let Some(a) = avatar_url {
-            ev["content"]["avatar_url"] = json!(a);
-        }
+        let mut ev = PresenceEvent::new(&src.engine.legacy_snapshot(u, viewer), now, src.busy_as);
+        (ev.content.displayname, ev.content.avatar_url) = profiles.remove(u).unwrap_or_default();
         events.push(ev);
     }
     Ok(events)
