@@ -285,6 +285,9 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
     let timeout = ctx.a.sync_timeout_ms.to_string();
     let mut backoff = Duration::from_millis(100);
     let path = format!("{CS}/sync");
+    // Long-polls open at 5,000 a second (inside the warm-up): all at once would overflow the
+    // server's accept queue, and the SYN retries outlast the drivers' request timeout.
+    tokio::time::sleep(Duration::from_micros(200 * i as u64)).await;
     loop {
         if *stop.borrow() {
             break;
