@@ -21,24 +21,14 @@ pub(super) fn chunk_lengths(mut n: usize) -> Vec<usize> {
     out
 }
 
+/// Placeholders `$from, $from+1, …` for `n` binds.
+pub(super) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// `($1, $2, …), ($k, …)` for `rows` rows of `cols` binds each.
 pub(super) fn value_rows(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
-        }
-        s.push(')');
-    }
-    s
+    (0..rows).map(|r| format!("({})", placeholders(r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
 }
 
 /// `{head}{value rows}{tail}` for every chunk of `rows`, each row's `cols` values bound by

@@ -2,15 +2,11 @@
 //! profile rooms, noted by a trigger when they are superseded, and deleted with their events
 //! by the retention task (`profile::retention`). Every query here is an index range read
 //! bounded by its `LIMIT`, so a pruning run costs O(rows it prunes), never a scan.
+use super::batch::placeholders;
 use super::Store;
 
 /// One superseded event the pruner may look at: (stream position, room id, event type).
 pub type HistoryRow = (i64, String, String);
-
-/// Placeholders `$from, $from+1, …` for `n` binds.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
 
 impl Store {
     /// The oldest superseded events not yet looked at, sent before `cutoff_ts`, oldest first.
