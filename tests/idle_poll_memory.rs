@@ -42,7 +42,8 @@ fn long_poll_request(app: &TestApp, token: &str, since: &str) -> String {
 /// `axum::serve` held ~38 KB per poll, the own listener over hyper's HTTP/1 connection ~28 KB
 /// (16 KB of it hyper's 8 KB read and write buffers; `SEED_TEST_HTTP1_DRIVER=hyper` still
 /// fails this test), our own HTTP/1 driver keeps no buffer while a request waits (README "Idle long-poll
-/// memory"). Then the clients hang up, and the server ends their polls and frees what they held.
+/// memory"), and the futures a waiting poll holds keep no copy of its request (README "Smaller
+/// parked polls"). Then the clients hang up, and the server ends their polls and frees what they held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     const POLLS: usize = 200;
@@ -85,7 +86,10 @@ async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     for (size, blocks) in with.growth_by_size(&before, 12) {
         eprintln!("  {size:>6} B x {:.2} per poll", blocks as f64 / POLLS as f64);
     }
-    assert!(per_poll < 16 * 1024, "an idle long-poll holds {per_poll} bytes of heap");
+    // Issue #13 asks < 16 KB; the bound is tighter, so that a future that grows back fails
+    // here (10.4 KB now; 14.5 KB before the `/sync` handler, the edge and the latency metric
+    // stopped keeping the request in their futures).
+    assert!(per_poll < 12 * 1024, "an idle long-poll holds {per_poll} bytes of heap");
 
     drop(conns);
     assert_eq!(wait_parked(&app, |p| p == 0).await, 0, "hung-up clients end their polls");

@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
     let router = client::routes(Router::new());
     let router = admin::routes(router);
     let router = metrics::routes(router, state.config.metrics_enabled && state.config.metrics_bind.is_none())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track_latency));
+        .route_layer(metrics::LatencyLayer::new(state.metrics.clone()));
     router
         .fallback(|| async { MatrixError::Unrecognized { status: http::StatusCode::NOT_FOUND }.into_response() })
         .method_not_allowed_fallback(|| async {

@@ -59,12 +59,16 @@ pub fn edge_service(app: Router) -> impl Edge {
         .service_fn(move |req| edge(app.clone(), req))
 }
 
-async fn edge(app: Router, req: axum::extract::Request) -> Result<Response, Infallible> {
-    if crate::api::guard::has_nul(req.uri()) {
-        return Ok(crate::api::guard::nul_rejection().into_response());
+/// A plain function returning the future, not an `async fn`: an `async fn` keeps its
+/// arguments (the router and the whole request head) for its whole life, and a connection's
+/// task holds this future inline while a long-poll waits (issue #13: idle long-poll memory).
+fn edge(app: Router, req: axum::extract::Request) -> impl Future<Output = Result<Response, Infallible>> + Send {
+    let routed = (!crate::api::guard::has_nul(req.uri())).then(|| tower::ServiceExt::oneshot(app, req));
+    async move {
+        let Some(routed) = routed else { return Ok(crate::api::guard::nul_rejection().into_response()) };
+        let resp = routed.await?;
+        Ok(crate::api::guard::matrix_errors(resp).await)
     }
-    let resp = tower::ServiceExt::oneshot(app, req).await?;
-    Ok(crate::api::guard::matrix_errors(resp).await)
 }
 
 /// Pending connections the kernel queues for the accept loop (Linux caps it at

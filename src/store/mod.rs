@@ -73,6 +73,12 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // No `ping` before each acquire (sqlx's default): on SQLite it is a round trip to
+            // the connection's worker thread, on PostgreSQL one over the network, for every
+            // query (issue #13: a status `PUT` was acquire + ping + BEGIN + INSERT + COMMIT). A
+            // connection that broke is closed by the pool when a query on it fails with an I/O
+            // error; `max_lifetime` and `idle_timeout` keep recycling the rest.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

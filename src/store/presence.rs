@@ -65,37 +65,28 @@ impl Store {
     /// per kind: a group of hundreds of PUTs costs a handful of round trips, not hundreds.
     pub async fn save_status_batch(&self, writes: &[&StatusWrite]) -> sqlx::Result<()> {
         let (full, status_only) = fold_status_writes(writes);
-        if full.is_empty() && status_only.is_empty() {
+        let statements = full.len().div_ceil(STATUS_ROWS_PER_STATEMENT)
+            + status_only.len().div_ceil(STATUS_ROWS_PER_STATEMENT);
+        if statements == 0 {
             return Ok(());
+        }
+        // One statement is atomic on its own: it runs without BEGIN and COMMIT, which on
+        // SQLite are two more hand-offs to the connection's thread and on PostgreSQL two more
+        // round trips (issue #13: most groups are one PUT, so this is the common case).
+        if statements == 1 {
+            let mut conn = self.pool.acquire().await?;
+            return if full.is_empty() {
+                upsert_status_only(&mut conn, &status_only).await
+            } else {
+                upsert_full(&mut conn, &full).await
+            };
         }
         let mut tx = self.pool.begin().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(${}, ${}, ${}, NULL)", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
-            let sql = format!(
-                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
-                 ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for (user_id, manual, status_msg) in chunk {
-                q = q.bind(*user_id).bind(*manual).bind(*status_msg);
-            }
-            q.execute(&mut *tx).await?;
+            upsert_full(&mut tx, chunk).await?;
         }
         for chunk in status_only.chunks(STATUS_ROWS_PER_STATEMENT) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(${}, 'online', ${}, NULL)", 2 * i + 1, 2 * i + 2)).collect();
-            let sql = format!(
-                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
-                 ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for (user_id, status_msg) in chunk {
-                q = q.bind(*user_id).bind(*status_msg);
-            }
-            q.execute(&mut *tx).await?;
+            upsert_status_only(&mut tx, chunk).await?;
         }
         tx.commit().await
     }
@@ -117,6 +108,38 @@ impl Store {
 
 /// Rows per multi-row upsert (3 parameters each: far below SQLite's and PostgreSQL's limits).
 const STATUS_ROWS_PER_STATEMENT: usize = 500;
+
+/// One multi-row upsert of users' manual status and status text.
+async fn upsert_full(conn: &mut sqlx::AnyConnection, rows: &[FullRow<'_>]) -> sqlx::Result<()> {
+    let values: Vec<String> =
+        (0..rows.len()).map(|i| format!("(${}, ${}, ${}, NULL)", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+    let sql = format!(
+        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+         ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (user_id, manual, status_msg) in rows {
+        q = q.bind(*user_id).bind(*manual).bind(*status_msg);
+    }
+    q.execute(conn).await.map(drop)
+}
+
+/// One multi-row upsert of users' status text alone.
+async fn upsert_status_only(conn: &mut sqlx::AnyConnection, rows: &[StatusOnlyRow<'_>]) -> sqlx::Result<()> {
+    let values: Vec<String> =
+        (0..rows.len()).map(|i| format!("(${}, 'online', ${}, NULL)", 2 * i + 1, 2 * i + 2)).collect();
+    let sql = format!(
+        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
+         ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (user_id, status_msg) in rows {
+        q = q.bind(*user_id).bind(*status_msg);
+    }
+    q.execute(conn).await.map(drop)
+}
 
 /// A user's full row (manual status and text) or their status text alone.
 type FullRow<'a> = (&'a str, &'a str, Option<&'a str>);

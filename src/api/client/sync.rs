@@ -1,4 +1,5 @@
 //! `GET /sync`: long-poll with `since`, `timeout`, `filter`, `full_state`, `set_presence`.
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,42 +13,69 @@ use crate::app::AppState;
 use crate::error::{MatrixError, Result};
 use crate::ground::token;
 use crate::presence::{DeviceKind, Presence};
-use crate::sync::{SyncRequest, SyncResponse};
+use crate::sync::{SyncFilter, SyncRequest, SyncResponse};
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
     ruma_route::<sync_v3::Request, _, _>(r, sync)
 }
 
-async fn sync(
+/// Where the request's filter comes from: ready (none, inline, or cached), or a filter id to
+/// load.
+enum FilterSource {
+    Ready(Arc<SyncFilter>),
+    Id(String),
+}
+
+/// The handler is a plain function that reads the request and returns the long-poll's future:
+/// the future then holds only what the poll needs (the session, the parsed parameters), not
+/// the ruma request (~1 KB, most of it the inline `FilterDefinition`). An `async fn` would keep
+/// its arguments for its whole life, and a waiting poll holds its future while it is parked
+/// (issue #13: idle long-poll memory; README "Idle long-poll memory").
+fn sync(
     State(s): State<AppState>,
     Auth(session): Auth,
     RawQuery(raw_query): RawQuery,
     Ruma(req): Ruma<sync_v3::Request>,
-) -> Result<Json<SyncResponse>> {
+) -> impl Future<Output = Result<Json<SyncResponse>>> + Send {
+    let parsed = parse(&s, raw_query.as_deref(), req);
+    async move {
+        let (set_presence, kind, filter, since, timeout, full_state) = parsed?;
+        let filter = match filter {
+            FilterSource::Ready(f) => f,
+            FilterSource::Id(id) => s.sync.filters.load(&session.user_id, &id).await?,
+        };
+        let request = SyncRequest { since, timeout, full_state, filter };
+        Ok(Json(s.sync.sync_with_presence(&session, set_presence, kind, request).await?))
+    }
+}
+
+type Parsed = (Presence, Option<DeviceKind>, FilterSource, Option<i64>, Duration, bool);
+
+/// The request's parameters, each checked (Matrix errors for bad values).
+fn parse(s: &AppState, raw_query: Option<&str>, req: sync_v3::Request) -> Result<Parsed> {
     let set_presence: Presence = req
         .set_presence
         .as_str()
         .parse()
         .map_err(|_| MatrixError::invalid_param(format!("invalid set_presence '{}'", req.set_presence.as_str())))?;
-    let kind = device_kind(raw_query.as_deref())?;
+    let kind = device_kind(raw_query)?;
     let filter = match req.filter {
-        None => Arc::default(),
+        None => FilterSource::Ready(Arc::default()),
         Some(sync_v3::Filter::FilterDefinition(def)) => {
             let to_value = || serde_json::to_value(&def).map_err(|e| MatrixError::bad_json(e.to_string()));
             // Cached by its text only when the text is unambiguous (one `filter` parameter).
-            match single_query_param(raw_query.as_deref(), "filter") {
+            FilterSource::Ready(match single_query_param(raw_query, "filter") {
                 Some(raw) => s.sync.filters.inline(&raw, to_value)?,
                 None => Arc::new(s.sync.filters.parse_inline(to_value()?)?),
-            }
+            })
         }
-        Some(sync_v3::Filter::FilterId(id)) => s.sync.filters.load(&session.user_id, &id).await?,
-        Some(_) => Arc::default(),
+        Some(sync_v3::Filter::FilterId(id)) => FilterSource::Id(id),
+        Some(_) => FilterSource::Ready(Arc::default()),
     };
     let since = req.since.as_deref().map(token::parse).transpose()?;
     let max = Duration::from_millis(s.config.max_sync_timeout_ms);
-    let request =
-        SyncRequest { since, timeout: req.timeout.unwrap_or_default().min(max), full_state: req.full_state, filter };
-    Ok(Json(s.sync.sync_with_presence(&session, set_presence, kind, request).await?))
+    let timeout = req.timeout.unwrap_or_default().min(max);
+    Ok((set_presence, kind, filter, since, timeout, req.full_state))
 }
 
 /// Our unstable device-type field (seed 004 "Device Type"): `/sync?org.matrix.msc3032.device_kind=mobile`.
