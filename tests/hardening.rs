@@ -493,3 +493,47 @@ async fn one_bad_presence_row_does_not_block_the_flush_batch() {
     let saved = store.load_presence().await.unwrap();
     assert!(saved.iter().any(|r| r.user_id == "@b:localhost" && r.status_msg.as_deref() == Some("fine")), "{saved:?}");
 }
+
+/// A status-log group is written as one upsert when it can be (no `BEGIN`/`COMMIT`) and as
+/// several in one transaction when it mixes full writes and text-only writes; either way
+/// every write lands, a text-only write keeps the user's manual status, and a failed
+/// statement leaves nothing behind.
+#[tokio::test]
+async fn status_groups_of_one_and_of_several_statements_are_stored_whole() {
+    use seed::store::StatusWrite;
+    let app = TestApp::spawn().await;
+    let store = app.running.as_ref().unwrap().state.store.clone();
+    let manual = |user: &str, m: &str, msg: &str| StatusWrite::Manual {
+        user_id: user.into(),
+        manual: m.into(),
+        status_msg: Some(msg.into()),
+    };
+    let text = |user: &str, msg: &str| StatusWrite::StatusMsg { user_id: user.into(), status_msg: Some(msg.into()) };
+    let row = |rows: &[seed::store::PresenceRow], user: &str| {
+        rows.iter().find(|r| r.user_id == user).map(|r| (r.manual.clone(), r.status_msg.clone()))
+    };
+    // One statement: a single full write, then a single text-only write of the same user.
+    store.save_status_batch(&[&manual("@one:localhost", "busy", "first")]).await.unwrap();
+    store.save_status_batch(&[&text("@one:localhost", "second")]).await.unwrap();
+    // Two statements in one transaction: a full write and a text-only write of another user,
+    // with a later full write of the first one (the later write of a user wins).
+    let (a, b, c) = (
+        manual("@two:localhost", "unavailable", "x"),
+        text("@one:localhost", "third"),
+        manual("@two:localhost", "busy", "y"),
+    );
+    store.save_status_batch(&[&a, &b, &c]).await.unwrap();
+    let rows = store.load_presence().await.unwrap();
+    assert_eq!(row(&rows, "@one:localhost"), Some(("busy".into(), Some("third".into()))), "{rows:?}");
+    assert_eq!(row(&rows, "@two:localhost"), Some(("busy".into(), Some("y".into()))), "{rows:?}");
+    // A statement the database refuses: PostgreSQL rejects NUL in text. Alone it fails and
+    // stores nothing; in a transaction with a good statement, neither is stored.
+    if std::env::var("SEED_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        assert!(store.save_status_batch(&[&manual("@three:localhost", "busy", "bad\u{0}")]).await.is_err());
+        let (good, bad) = (text("@one:localhost", "fourth"), manual("@three:localhost", "busy", "bad\u{0}"));
+        assert!(store.save_status_batch(&[&bad, &good]).await.is_err());
+        let rows = store.load_presence().await.unwrap();
+        assert_eq!(row(&rows, "@three:localhost"), None, "{rows:?}");
+        assert_eq!(row(&rows, "@one:localhost"), Some(("busy".into(), Some("third".into()))), "{rows:?}");
+    }
+}

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::response::IntoResponse;
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
 use axum::routing::get;
 use axum::Router;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use crate::api::{seed_route, SeedPath};
 use crate::app::AppState;

@@ -76,8 +76,8 @@ impl Store {
             // No `ping` before each acquire (sqlx's default): on SQLite it is a round trip to
             // the connection's worker thread, on PostgreSQL one over the network, for every
             // query (issue #13: a status `PUT` was acquire + ping + BEGIN + INSERT + COMMIT). A
-            // connection that broke is closed by the pool when a query on it fails with an I/O
-            // error; `max_lifetime` and `idle_timeout` keep recycling the rest.
+            // broken connection is still found: sqlx pings each connection when it goes back
+            // to the pool (after the query, off the request's path) and closes it if that fails.
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {

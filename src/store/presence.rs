@@ -65,8 +65,8 @@ impl Store {
     /// per kind: a group of hundreds of PUTs costs a handful of round trips, not hundreds.
     pub async fn save_status_batch(&self, writes: &[&StatusWrite]) -> sqlx::Result<()> {
         let (full, status_only) = fold_status_writes(writes);
-        let statements = full.len().div_ceil(STATUS_ROWS_PER_STATEMENT)
-            + status_only.len().div_ceil(STATUS_ROWS_PER_STATEMENT);
+        let statements =
+            full.len().div_ceil(STATUS_ROWS_PER_STATEMENT) + status_only.len().div_ceil(STATUS_ROWS_PER_STATEMENT);
         if statements == 0 {
             return Ok(());
         }
