@@ -65,6 +65,8 @@ impl Store {
     /// per kind: a group of hundreds of PUTs costs a handful of round trips, not hundreds.
     pub async fn save_status_batch(&self, writes: &[&StatusWrite]) -> sqlx::Result<()> {
         let (full, status_only) = fold_status_writes(writes);
+        // A text-only write of a user without a row gives them the default manual status.
+        let status_only: Vec<FullRow<'_>> = status_only.into_iter().map(|(u, msg)| (u, "online", msg)).collect();
         let statements =
             full.len().div_ceil(STATUS_ROWS_PER_STATEMENT) + status_only.len().div_ceil(STATUS_ROWS_PER_STATEMENT);
         if statements == 0 {
@@ -76,17 +78,17 @@ impl Store {
         if statements == 1 {
             let mut conn = self.pool.acquire().await?;
             return if full.is_empty() {
-                upsert_status_only(&mut conn, &status_only).await
+                upsert_status(&mut conn, &status_only, SET_STATUS_ONLY).await
             } else {
-                upsert_full(&mut conn, &full).await
+                upsert_status(&mut conn, &full, SET_FULL).await
             };
         }
         let mut tx = self.pool.begin().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
-            upsert_full(&mut tx, chunk).await?;
+            upsert_status(&mut tx, chunk, SET_FULL).await?;
         }
         for chunk in status_only.chunks(STATUS_ROWS_PER_STATEMENT) {
-            upsert_status_only(&mut tx, chunk).await?;
+            upsert_status(&mut tx, chunk, SET_STATUS_ONLY).await?;
         }
         tx.commit().await
     }
@@ -109,34 +111,21 @@ impl Store {
 /// Rows per multi-row upsert (3 parameters each: far below SQLite's and PostgreSQL's limits).
 const STATUS_ROWS_PER_STATEMENT: usize = 500;
 
-/// One multi-row upsert of users' manual status and status text.
-async fn upsert_full(conn: &mut sqlx::AnyConnection, rows: &[FullRow<'_>]) -> sqlx::Result<()> {
-    let values: Vec<String> =
-        (0..rows.len()).map(|i| format!("(${}, ${}, ${}, NULL)", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+/// What a conflicting row takes from the new one: both columns for a full write, the status
+/// text alone for a text-only write.
+const SET_FULL: &str = "manual = excluded.manual, status_msg = excluded.status_msg";
+const SET_STATUS_ONLY: &str = "status_msg = excluded.status_msg";
+
+/// One multi-row upsert of (user, manual status, status text); `set` names what an existing
+/// row takes ([`SET_FULL`], [`SET_STATUS_ONLY`]).
+async fn upsert_status(conn: &mut sqlx::AnyConnection, rows: &[FullRow<'_>], set: &str) -> sqlx::Result<()> {
     let sql = format!(
-        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
-         ON CONFLICT (user_id) DO UPDATE SET manual = excluded.manual, status_msg = excluded.status_msg",
-        values.join(", ")
+        "INSERT INTO presence_state (user_id, manual, status_msg) VALUES {} ON CONFLICT (user_id) DO UPDATE SET {set}",
+        super::batch::value_rows(rows.len(), 3)
     );
     let mut q = sqlx::query(&sql);
     for (user_id, manual, status_msg) in rows {
         q = q.bind(*user_id).bind(*manual).bind(*status_msg);
-    }
-    q.execute(conn).await.map(drop)
-}
-
-/// One multi-row upsert of users' status text alone.
-async fn upsert_status_only(conn: &mut sqlx::AnyConnection, rows: &[StatusOnlyRow<'_>]) -> sqlx::Result<()> {
-    let values: Vec<String> =
-        (0..rows.len()).map(|i| format!("(${}, 'online', ${}, NULL)", 2 * i + 1, 2 * i + 2)).collect();
-    let sql = format!(
-        "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES {} \
-         ON CONFLICT (user_id) DO UPDATE SET status_msg = excluded.status_msg",
-        values.join(", ")
-    );
-    let mut q = sqlx::query(&sql);
-    for (user_id, status_msg) in rows {
-        q = q.bind(*user_id).bind(*status_msg);
     }
     q.execute(conn).await.map(drop)
 }

@@ -39,17 +39,25 @@ fn sync(
 ) -> impl Future<Output = Result<Json<SyncResponse>>> + Send {
     let parsed = parse(&s, raw_query.as_deref(), req);
     async move {
-        let (set_presence, kind, filter, since, timeout, full_state) = parsed?;
-        let filter = match filter {
+        let p = parsed?;
+        let filter = match p.filter {
             FilterSource::Ready(f) => f,
             FilterSource::Id(id) => s.sync.filters.load(&session.user_id, &id).await?,
         };
-        let request = SyncRequest { since, timeout, full_state, filter };
-        Ok(Json(s.sync.sync_with_presence(&session, set_presence, kind, request).await?))
+        let request = SyncRequest { since: p.since, timeout: p.timeout, full_state: p.full_state, filter };
+        Ok(Json(s.sync.sync_with_presence(&session, p.set_presence, p.kind, request).await?))
     }
 }
 
-type Parsed = (Presence, Option<DeviceKind>, FilterSource, Option<i64>, Duration, bool);
+/// The request's parameters, checked; what the long-poll's future keeps of the request.
+struct Parsed {
+    set_presence: Presence,
+    kind: Option<DeviceKind>,
+    filter: FilterSource,
+    since: Option<i64>,
+    timeout: Duration,
+    full_state: bool,
+}
 
 /// The request's parameters, each checked (Matrix errors for bad values).
 fn parse(s: &AppState, raw_query: Option<&str>, req: sync_v3::Request) -> Result<Parsed> {
@@ -75,7 +83,7 @@ fn parse(s: &AppState, raw_query: Option<&str>, req: sync_v3::Request) -> Result
     let since = req.since.as_deref().map(token::parse).transpose()?;
     let max = Duration::from_millis(s.config.max_sync_timeout_ms);
     let timeout = req.timeout.unwrap_or_default().min(max);
-    Ok((set_presence, kind, filter, since, timeout, req.full_state))
+    Ok(Parsed { set_presence, kind, filter, since, timeout, full_state: req.full_state })
 }
 
 /// Our unstable device-type field (seed 004 "Device Type"): `/sync?org.matrix.msc3032.device_kind=mobile`.
