@@ -181,6 +181,7 @@ pub trait Edge:
     tower::Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send + 'static>
     + Clone
     + Send
+    + Sync
     + 'static
 {
 }
@@ -189,12 +190,13 @@ impl<S> Edge for S where
     S: tower::Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send + 'static>
         + Clone
         + Send
+        + Sync
         + 'static
 {
 }
 
 async fn connection<S: Edge>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     app: S,
     http1: Http1Options,
@@ -203,7 +205,7 @@ async fn connection<S: Edge>(
 ) {
     let Some(protocol) = first_bytes(&stream, &mut stop).await else { return };
     if let (Protocol::Http1, Http1Driver::Seed) = (&protocol, http1.driver) {
-        return super::http1::serve(stream, peer, app, stop, http1.limits).await;
+        return super::http1::serve(&mut stream, peer, &app, &mut stop, http1.limits).await;
     }
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);

@@ -10,6 +10,10 @@
 //! inbox. A reader takes the pending changes and its own inbox under one lock, so a change
 //! whose position is already covered by a sync token is always in one of the two.
 //!
+//! An entry is 16 bytes (position, changed user as an index into the inboxes' user table,
+//! time in seconds): 10,000 viewers with 100 changed peers each hold a million entries, 41 MB
+//! at the earlier 32 bytes (issue #13, heaptrack).
+//!
 //! Inboxes are bounded ([`MAX_ENTRIES`], [`MAX_AGE_MS`]). When an entry is dropped, the inbox
 //! remembers the position below which it is no longer complete (its floor); a sync whose
 //! `since` is older than that (a device coming back after a while, a token from before a
@@ -36,8 +40,9 @@ pub(super) struct Inboxes {
 
 struct Inner {
     /// Public changes whose viewers are not known yet: position -> (time, user).
-    pending: BTreeMap<i64, (i64, User)>,
+    pending: BTreeMap<i64, (i64, UserIx)>,
     boxes: HashMap<Arc<str>, Inbox>,
+    users: Users,
     /// No inbox is complete for a `since` below this (set at start, and when a pending change
     /// could not be delivered).
     floor: i64,
@@ -49,47 +54,58 @@ struct Inbox {
     entries: VecDeque<Entry>,
 }
 
+/// One changed user in an inbox: 16 bytes.
+#[derive(Clone, Copy)]
 struct Entry {
     pos: i64,
-    at: i64,
-    user: Arc<str>,
+    user: UserIx,
+    /// When the change was delivered, in whole seconds since the Unix epoch ([`seconds`]).
+    at: u32,
 }
 
-/// A changed user's id, as the interned copy room states share when there is one
-/// (`rooms::state::interned`; every local user with a profile room has one): finding the
-/// user's older entry in an inbox then compares addresses, not text (issue #13: the text
-/// comparisons of 100 viewers × 100 entries per change were a tenth of the delivery cost).
-#[derive(Clone)]
-struct User {
-    id: Arc<str>,
-    interned: bool,
+/// A changed user's place in [`Users`].
+type UserIx = u32;
+
+/// The ids of the users that changed, each kept once and named in entries by its index: an
+/// entry is smaller, and finding a user's older entry in an inbox compares integers. The
+/// table grows with the users whose changes had a local viewer (local users, and remote users
+/// sharing a room with one), as the interned room-state ids do; it is never pruned.
+#[derive(Default)]
+struct Users {
+    ids: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, UserIx>,
 }
 
-impl User {
-    fn new(user: &str) -> Self {
-        match crate::rooms::state::interned(user) {
-            Some(id) => Self { id, interned: true },
-            None => Self { id: Arc::from(user), interned: false },
+impl Users {
+    fn ix(&mut self, user: &str) -> UserIx {
+        if let Some(ix) = self.index.get(user) {
+            return *ix;
         }
+        // Shares the interned copy room states hold, when there is one.
+        let id = crate::rooms::state::interned(user).unwrap_or_else(|| Arc::from(user));
+        // Each id is tens of bytes: memory runs out long before 2^32 of them.
+        let ix = UserIx::try_from(self.ids.len()).expect("fewer than 2^32 users changed");
+        self.ids.push(id.clone());
+        self.index.insert(id, ix);
+        ix
     }
 
-    /// Whether `e` is this user's entry. An interned id is one allocation per user, so the
-    /// address decides; an entry written before the id was interned is not found, and the
-    /// inbox holds the user twice until it ages out (readers see each user once either way).
-    fn owns(&self, e: &Entry) -> bool {
-        if self.interned {
-            Arc::ptr_eq(&self.id, &e.user)
-        } else {
-            *self.id == *e.user
-        }
+    fn id(&self, ix: UserIx) -> &str {
+        &self.ids[ix as usize]
     }
+}
+
+/// `now_ms` in whole seconds since the Unix epoch, as entries keep it (rounded down, so an
+/// entry's age is never under-estimated: it may leave up to a second early).
+fn seconds(now_ms: i64) -> u32 {
+    u32::try_from(now_ms.max(0) / 1000).unwrap_or(u32::MAX)
 }
 
 impl Inbox {
     /// Drop entries past the bounds, raising the floor over what was dropped.
     fn trim(&mut self, now: i64) {
         while let Some(front) = self.entries.front() {
-            if self.entries.len() <= MAX_ENTRIES && now - front.at <= MAX_AGE_MS {
+            if self.entries.len() <= MAX_ENTRIES && now - i64::from(front.at) * 1000 <= MAX_AGE_MS {
                 break;
             }
             self.floor = self.floor.max(front.pos);
@@ -104,22 +120,28 @@ impl Inboxes {
     pub(super) fn new(server_name: &str, start: i64) -> Self {
         Self {
             local_suffix: format!(":{server_name}"),
-            inner: Mutex::new(Inner { pending: BTreeMap::new(), boxes: HashMap::new(), floor: start }),
+            inner: Mutex::new(Inner {
+                pending: BTreeMap::new(),
+                boxes: HashMap::new(),
+                users: Users::default(),
+                floor: start,
+            }),
         }
     }
 
     /// A public change of `user` at `pos`, before `pos` completes; its viewers follow in
     /// [`Self::deliver`] (or [`Self::abandon`]).
     pub(super) fn begin(&self, pos: i64, user: &str, now: i64) {
-        let user = User::new(user);
-        self.inner.lock().pending.insert(pos, (now, user));
+        let mut inner = self.inner.lock();
+        let user = inner.users.ix(user);
+        inner.pending.insert(pos, (now, user));
     }
 
     /// The change at `pos` (registered by [`Self::begin`]) is for these viewers.
     pub(super) fn deliver<'a>(&self, pos: i64, viewers: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.inner.lock();
         let Some((at, user)) = inner.pending.remove(&pos) else { return };
-        Self::append(&mut inner, &self.local_suffix, pos, at, &user, viewers);
+        Self::append(&mut inner, &self.local_suffix, pos, at, user, viewers);
     }
 
     /// A change whose viewers are known at once (remote users: the viewers are read before).
@@ -130,9 +152,9 @@ impl Inboxes {
         now: i64,
         viewers: impl IntoIterator<Item = &'a str>,
     ) {
-        let user = User::new(user);
         let mut inner = self.inner.lock();
-        Self::append(&mut inner, &self.local_suffix, pos, now, &user, viewers);
+        let user = inner.users.ix(user);
+        Self::append(&mut inner, &self.local_suffix, pos, now, user, viewers);
     }
 
     /// The viewers of the change at `pos` could not be found: no inbox is complete past it, so
@@ -149,9 +171,10 @@ impl Inboxes {
         local_suffix: &str,
         pos: i64,
         at: i64,
-        user: &User,
+        user: UserIx,
         viewers: impl IntoIterator<Item = &'a str>,
     ) {
+        let entry = Entry { pos, user, at: seconds(at) };
         for viewer in viewers.into_iter().filter(|v| v.ends_with(local_suffix)) {
             let inbox = match inner.boxes.get_mut(viewer) {
                 Some(inbox) => inbox,
@@ -162,10 +185,10 @@ impl Inboxes {
             // One entry per changed user: a newer change replaces the older one (the section
             // shows a user's current presence either way), so a burst of changes by the same
             // few users cannot push other users' changes out.
-            if let Some(i) = inbox.entries.iter().position(|e| user.owns(e)) {
+            if let Some(i) = inbox.entries.iter().position(|e| e.user == user) {
                 inbox.entries.remove(i);
             }
-            inbox.entries.push_back(Entry { pos, at, user: user.id.clone() });
+            inbox.entries.push_back(entry);
             inbox.trim(at);
         }
     }
@@ -177,15 +200,20 @@ impl Inboxes {
         if since >= upto {
             return Some(vec![]);
         }
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let global_floor = inner.floor;
         let mut users: Vec<String> =
-            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| u.id.to_string()).collect();
+            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| inner.users.id(*u).to_owned()).collect();
         let floor = match inner.boxes.get_mut(viewer) {
             Some(inbox) => {
                 inbox.trim(now);
                 users.extend(
-                    inbox.entries.iter().filter(|e| e.pos > since && e.pos <= upto).map(|e| e.user.to_string()),
+                    inbox
+                        .entries
+                        .iter()
+                        .filter(|e| e.pos > since && e.pos <= upto)
+                        .map(|e| inner.users.id(e.user).to_owned()),
                 );
                 inbox.floor.max(global_floor)
             }
@@ -254,20 +282,31 @@ mod tests {
         assert_eq!(i.read("@amy:hs", last, last, 0), Some(vec![]));
     }
 
-    /// The same with an interned id (as every local user with a profile room has): the older
-    /// entry is found by address.
+    /// Entries name users by index: each id is kept once, and shares the interned copy room
+    /// states hold when there is one.
     #[test]
-    fn an_interned_user_s_newer_change_replaces_the_older_entry() {
+    fn entries_are_small_and_each_user_id_is_kept_once() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
         let i = inboxes();
         let carl = crate::rooms::state::intern("@carl:hs");
         for p in 11..11 + 2 * MAX_ENTRIES as i64 {
-            i.begin_and_deliver(p, "@carl:hs", 0, ["@amy:hs"]);
+            i.begin_and_deliver(p, "@carl:hs", 0, ["@amy:hs", "@bea:hs"]);
             i.begin_and_deliver(p + 10_000, "@dan:hs", 0, ["@amy:hs"]);
         }
-        assert_eq!(i.sizes(), (1, 2), "one entry each for carl (interned) and dan (not)");
+        assert_eq!(i.sizes(), (2, 3), "one entry each for carl and dan in amy's inbox, carl's in bea's");
         let inner = i.inner.lock();
-        let kept = inner.boxes.get("@amy:hs").unwrap();
-        assert!(kept.entries.iter().any(|e| Arc::ptr_eq(&e.user, &carl)), "carl's entry shares the interned id");
+        assert_eq!(inner.users.ids.len(), 2, "two user ids kept");
+        assert!(inner.users.ids.iter().any(|id| Arc::ptr_eq(id, &carl)), "carl's id is the interned copy");
+    }
+
+    /// An entry's age is counted in whole seconds, never less than it is.
+    #[test]
+    fn an_entry_ages_out_by_its_delivery_second() {
+        let i = inboxes();
+        i.begin_and_deliver(11, "@bob:hs", 1_999, ["@amy:hs"]);
+        let at = 1_000; // 1,999 ms kept as second 1
+        assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS).map(|u| u.len()), Some(1));
+        assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS + 1), None, "aged out");
     }
 
     #[test]
