@@ -53,6 +53,14 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pub pool: AnyPool,
+    /// Where the steady write paths run: status writes, last-active flushes and event
+    /// persistence (issue #13). On SQLite it is one connection of its own: SQLite has one
+    /// writer at a time anyway, and a connection drops its page cache whenever another one
+    /// has written, so writes spread over the pool's connections read their pages back from
+    /// the file each time, and wait for each other in SQLite's sleeping busy handler instead of
+    /// in the pool's queue. On PostgreSQL (and an in-memory SQLite database, which is per
+    /// connection) it is the pool.
+    writer: AnyPool,
     pub backend: Backend,
 }
 
@@ -70,29 +78,8 @@ impl Store {
             create_sqlite_parent_dir(url)?;
         }
         let opts = AnyConnectOptions::from_str(url).context("parsing database URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            // No `ping` before each acquire (sqlx's default): on SQLite it is a round trip to
-            // the connection's worker thread, on PostgreSQL one over the network, for every
-            // query (issue #13: a status `PUT` was acquire + ping + BEGIN + INSERT + COMMIT). A
-            // broken connection is still found: sqlx pings each connection when it goes back
-            // to the pool (after the query, off the request's path) and closes it if that fails.
-            .test_before_acquire(false)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the single writer; NORMAL sync is
-                        // durable across application crashes, which is what we promise.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(opts)
+        let pool = pool_options(backend, max_connections.max(1))
+            .connect_with(opts.clone())
             .await
             .with_context(|| format!("connecting to {}", redact(url)))?;
         let migrator = match backend {
@@ -100,7 +87,15 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("running migrations")?;
-        Ok(Self { pool, backend })
+        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
+            pool_options(backend, 1)
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("connecting the writer to {}", redact(url)))?
+        } else {
+            pool.clone()
+        };
+        Ok(Self { pool, writer, backend })
     }
 
     /// Highest stream position already written by any table, used to seed the stream.
@@ -121,10 +116,36 @@ impl Store {
              ELSE stream_reservation.reserved_up_to END",
         )
         .bind(up_to)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
+}
+
+/// The pool settings both pools share (`max`: most connections).
+fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        // No `ping` before each acquire (sqlx's default): on SQLite it is a round trip to
+        // the connection's worker thread, on PostgreSQL one over the network, for every
+        // query (issue #13: a status `PUT` was acquire + ping + BEGIN + INSERT + COMMIT). A
+        // broken connection is still found: sqlx pings each connection when it goes back
+        // to the pool (after the query, off the request's path) and closes it if that fails.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the single writer; NORMAL sync is
+                    // durable across application crashes, which is what we promise.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 fn create_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {

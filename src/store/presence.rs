@@ -35,26 +35,25 @@ impl Store {
             .collect())
     }
 
-    /// Write the last-active times of a batch of users in one transaction (write-behind: the
-    /// engine flushes them every `presence_flush_interval_ms`). Only `last_active_ts` is
-    /// written: the manual status and status text are written durably by
-    /// [`Store::save_status_batch`] before they are acknowledged, and a flush of an older
-    /// in-memory copy must never overwrite them.
+    /// Write the last-active times of a batch of users (each once) in one transaction
+    /// (write-behind: the engine flushes them every `presence_flush_interval_ms`), as
+    /// multi-row upserts. Only `last_active_ts` is written: the manual status and status text
+    /// are written durably by [`Store::save_status_batch`] before they are acknowledged, and a
+    /// flush of an older in-memory copy must never overwrite them.
     pub async fn save_last_active(&self, rows: &[(String, i64)]) -> sqlx::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for (user_id, ts) in rows {
-            sqlx::query(
-                "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ($1, 'online', NULL, $2) \
-                 ON CONFLICT (user_id) DO UPDATE SET last_active_ts = excluded.last_active_ts",
-            )
-            .bind(user_id)
-            .bind(ts)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let mut tx = self.writer.begin().await?;
+        super::batch::insert_rows(
+            &mut tx,
+            "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ",
+            " ON CONFLICT (user_id) DO UPDATE SET last_active_ts = excluded.last_active_ts",
+            4,
+            rows,
+            |q, (user_id, ts)| q.bind(user_id).bind("online").bind(None::<&str>).bind(*ts),
+        )
+        .await?;
         tx.commit().await
     }
 
@@ -76,14 +75,14 @@ impl Store {
         // SQLite are two more hand-offs to the connection's thread and on PostgreSQL two more
         // round trips (issue #13: most groups are one PUT, so this is the common case).
         if statements == 1 {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.writer.acquire().await?;
             return if full.is_empty() {
                 upsert_status(&mut conn, &status_only, SET_STATUS_ONLY).await
             } else {
                 upsert_status(&mut conn, &full, SET_FULL).await
             };
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
             upsert_status(&mut tx, chunk, SET_FULL).await?;
         }

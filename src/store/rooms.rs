@@ -124,7 +124,7 @@ impl Store {
         txn_owner: Option<&str>,
         groups: Option<&EventGroups>,
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         write_event(&mut tx, pdu, pos, txn_owner, groups).await?;
         tx.commit().await
     }
@@ -140,7 +140,7 @@ impl Store {
         &self,
         events: &[(&Pdu, i64, Option<&EventGroups>)],
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if events.len() > 1 && batchable(events) {
             write_events_batched(&mut tx, events).await?;
         } else {
