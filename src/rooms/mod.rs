@@ -19,6 +19,7 @@ pub(crate) mod service;
 pub(crate) mod state;
 mod state_groups;
 mod state_read;
+mod state_text;
 mod timeline;
 mod user_send;
 

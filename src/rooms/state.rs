@@ -5,9 +5,10 @@
 //! about 70 bytes each instead of a whole `m.room.member` event (~1 KB with its
 //! `prev_content`). Every other state event (create, power levels, join rules, history
 //! visibility, name, topic, profile-room `m.presence`/`m.status`, …) is few per room and is
-//! kept as its JSON text ([`Kept`]), decoded when read: parsed, an event costs ~5 KB of small
-//! allocations against ~700 bytes of text, and with a profile room per user the parsed form
-//! was most of the server's memory (10,000 users: ~450 of 580 MB). The few values read on
+//! kept as its JSON text ([`Kept`], compressed: `state_text.rs`), decoded when read: parsed,
+//! an event costs ~5 KB of small allocations against ~700 bytes of text, and with a profile
+//! room per user the parsed form was most of the server's memory (10,000 users: ~450 of
+//! 580 MB). The few values read on
 //! every `/sync` (room type, join rule, history visibility) are kept decoded beside them.
 //! Whole member events, for a `/sync` `state` section or `/state`, come from the
 //! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
@@ -19,6 +20,7 @@ use base64::Engine;
 use dashmap::DashSet;
 
 use super::event::Pdu;
+use super::state_text::StateText;
 
 const MEMBER: &str = "m.room.member";
 
@@ -137,41 +139,52 @@ struct Member {
     membership: MembershipKind,
 }
 
-/// A state event other than a membership, as the cached state keeps it: its id and its JSON.
-/// The decoded event is kept only while this state object lives ([`Kept::pdu`]): cloning a
+/// A state event other than a membership, as the cached state keeps it: its id and its JSON,
+/// compressed ([`StateText`]). The decoded event is kept only while this state object lives ([`Kept::pdu`]): cloning a
 /// state (the next event builds the next state from a clone) leaves it behind, so a room
 /// whose state is read between two changes decodes once, and a room at rest holds text.
 #[derive(Debug)]
 struct Kept {
     id: EventRef,
-    json: Arc<str>,
+    json: StateText,
     decoded: OnceLock<Option<Arc<Pdu>>>,
 }
 
 impl Kept {
-    fn new(pdu: &Pdu, json: Option<Arc<str>>) -> Option<Self> {
+    fn new(pdu: &Pdu, json: Option<&str>) -> Option<Self> {
+        let encoded;
         let json = match json {
             Some(j) => j,
             None => match serde_json::to_string(pdu) {
-                Ok(j) => Arc::from(j),
+                Ok(j) => {
+                    encoded = j;
+                    &encoded
+                }
                 Err(e) => {
                     tracing::error!(event_id = %pdu.event_id, error = %e, "state event not kept: cannot encode it");
                     return None;
                 }
             },
         };
+        let json = StateText::new(json)?;
         Some(Self { id: EventRef::new(&pdu.event_id), json, decoded: OnceLock::new() })
     }
 
     /// The event, decoded on first use by this state object.
     fn pdu(&self) -> Option<&Arc<Pdu>> {
         self.decoded
-            .get_or_init(|| match serde_json::from_str::<Pdu>(&self.json) {
-                Ok(p) => Some(Arc::new(p)),
-                Err(e) => {
-                    // Only text this process encoded or read back from its own store gets here.
-                    tracing::error!(error = %e, "undecodable state event skipped");
-                    None
+            .get_or_init(|| {
+                let Some(text) = self.json.text() else {
+                    tracing::error!(event_id = %self.id.to_id(), "damaged state event text skipped");
+                    return None;
+                };
+                match serde_json::from_str::<Pdu>(&text) {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(e) => {
+                        // Only text this process encoded or read back from its own store gets here.
+                        tracing::error!(error = %e, "undecodable state event skipped");
+                        None
+                    }
                 }
             })
             .as_ref()
@@ -259,7 +272,7 @@ impl RoomState {
     pub(crate) fn from_parts(events: Vec<(Pdu, String)>, members: Vec<(String, String, Option<String>)>) -> Self {
         let mut s = Self::default();
         for (e, json) in events.into_iter().filter(|(e, _)| e.kind != MEMBER) {
-            s.keep(&e, Some(Arc::from(json)));
+            s.keep(&e, Some(&json));
         }
         for (user, event_id, membership) in members {
             let member =
@@ -287,7 +300,7 @@ impl RoomState {
     }
 
     /// Keep a non-member state event (`json`: its text, when the caller has it).
-    fn keep(&mut self, pdu: &Pdu, json: Option<Arc<str>>) {
+    fn keep(&mut self, pdu: &Pdu, json: Option<&str>) {
         let Some(sk) = &pdu.state_key else { return };
         self.derived.note(pdu);
         if let Some(kept) = Kept::new(pdu, json) {
@@ -411,7 +424,7 @@ impl RoomState {
                 EventRef::Text(t) => t.len() + 16,
             })
             .sum();
-        let whole: usize = self.events.iter().map(|((k, sk), e)| e.json.len() + k.len() + sk.len() + 96).sum();
+        let whole: usize = self.events.iter().map(|((k, sk), e)| e.json.packed_len() + k.len() + sk.len() + 96).sum();
         std::mem::size_of::<Self>() + self.members.len() * member_entry + text_ids + whole
     }
 }
