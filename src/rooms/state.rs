@@ -8,8 +8,8 @@
 //! kept as its JSON text ([`Kept`], compressed: `state_text.rs`), decoded when read: parsed,
 //! an event costs ~5 KB of small allocations against ~700 bytes of text, and with a profile
 //! room per user the parsed form was most of the server's memory (10,000 users: ~450 of
-//! 580 MB). The few values read on
-//! every `/sync` (room type, join rule, history visibility) are kept decoded beside them.
+//! 580 MB). The few values read on every `/sync` (room type, join rule, history visibility)
+//! are kept decoded beside them.
 //! Whole member events, for a `/sync` `state` section or `/state`, come from the
 //! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
 use std::collections::BTreeMap;
@@ -140,9 +140,10 @@ struct Member {
 }
 
 /// A state event other than a membership, as the cached state keeps it: its id and its JSON,
-/// compressed ([`StateText`]). The decoded event is kept only while this state object lives ([`Kept::pdu`]): cloning a
-/// state (the next event builds the next state from a clone) leaves it behind, so a room
-/// whose state is read between two changes decodes once, and a room at rest holds text.
+/// compressed ([`StateText`]). The decoded event is kept only while this state object lives
+/// ([`Kept::pdu`]): cloning a state (the next event builds the next state from a clone) leaves
+/// it behind, so a room whose state is read between two changes decodes once, and a room at
+/// rest holds compressed text.
 #[derive(Debug)]
 struct Kept {
     id: EventRef,
