@@ -127,6 +127,9 @@ pub struct Config {
     pub http1_head_timeout_ms: u64,
     /// `seed` driver: a keep-alive connection with no new request for this long is closed, ms.
     pub http1_keep_alive_timeout_ms: u64,
+    /// Let the kernel back the heap with transparent huge pages (off: the process turns them
+    /// off for itself, which keeps the RSS near the heap; `ground/memory.rs`).
+    pub transparent_huge_pages: bool,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
 }
@@ -198,6 +201,7 @@ impl Default for Config {
             http1_driver: Http1Driver::Seed,
             http1_head_timeout_ms: 30_000,
             http1_keep_alive_timeout_ms: 120_000,
+            transparent_huge_pages: false,
             federation: FederationConfig::default(),
         }
     }
@@ -511,6 +515,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_HTTP1_KEEP_ALIVE_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http1_keep_alive_timeout_ms: Option<u64>,
+    /// Let the kernel back the heap with transparent huge pages [default: false]
+    #[arg(long, env = "SEED_TRANSPARENT_HUGE_PAGES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transparent_huge_pages: Option<bool>,
 }
 
 impl Config {

@@ -17,5 +17,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()))
         .init();
+    // Before the server allocates its state (`ground/memory.rs`).
+    let off = seed::ground::memory::set_transparent_huge_pages(config.transparent_huge_pages);
+    tracing::info!(transparent_huge_pages = config.transparent_huge_pages, process_thp_off = ?off, "memory");
     seed::app::run(config).await
 }

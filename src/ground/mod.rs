@@ -6,8 +6,10 @@
 //! - `clock`: the injected [`Clock`] (system or manual).
 //! - `deadline` + `timer`: [`DeadlineQueue`] and the [`Timer`] that runs one on a clock.
 //! - `workers`: the one lifecycle of background tasks ([`Workers`]).
+//! - `memory`: the process's transparent-huge-pages switch.
 pub mod clock;
 pub mod deadline;
+pub mod memory;
 pub mod notifier;
 pub mod stream;
 pub mod timer;

@@ -5,7 +5,7 @@
 //! about 70 bytes each instead of a whole `m.room.member` event (~1 KB with its
 //! `prev_content`). Every other state event (create, power levels, join rules, history
 //! visibility, name, topic, profile-room `m.presence`/`m.status`, …) is few per room and is
-//! kept as its JSON text ([`Kept`], compressed: `state_text.rs`), decoded when read: parsed,
+//! kept as its JSON text (compressed in blocks: `state_text.rs`), decoded when read: parsed,
 //! an event costs ~5 KB of small allocations against ~700 bytes of text, and with a profile
 //! room per user the parsed form was most of the server's memory (10,000 users: ~450 of
 //! 580 MB). The few values read on every `/sync` (room type, join rule, history visibility)
@@ -20,7 +20,7 @@ use base64::Engine;
 use dashmap::DashSet;
 
 use super::event::Pdu;
-use super::state_text::StateText;
+use super::state_text::{NewText, Texts};
 
 const MEMBER: &str = "m.room.member";
 
@@ -139,62 +139,57 @@ struct Member {
     membership: MembershipKind,
 }
 
-/// A state event other than a membership, as the cached state keeps it: its id and its JSON,
-/// compressed ([`StateText`]). The decoded event is kept only while this state object lives
-/// ([`Kept::pdu`]): cloning a state (the next event builds the next state from a clone) leaves
-/// it behind, so a room whose state is read between two changes decodes once, and a room at
-/// rest holds compressed text.
-#[derive(Debug)]
-struct Kept {
-    id: EventRef,
-    json: StateText,
-    decoded: OnceLock<Option<Arc<Pdu>>>,
-}
-
-impl Kept {
-    fn new(pdu: &Pdu, json: Option<&str>) -> Option<Self> {
-        let encoded;
-        let json = match json {
-            Some(j) => j,
-            None => match serde_json::to_string(pdu) {
-                Ok(j) => {
-                    encoded = j;
-                    &encoded
-                }
-                Err(e) => {
-                    tracing::error!(event_id = %pdu.event_id, error = %e, "state event not kept: cannot encode it");
-                    return None;
-                }
-            },
-        };
-        let json = StateText::new(json)?;
-        Some(Self { id: EventRef::new(&pdu.event_id), json, decoded: OnceLock::new() })
-    }
-
-    /// The event, decoded on first use by this state object.
-    fn pdu(&self) -> Option<&Arc<Pdu>> {
-        self.decoded
-            .get_or_init(|| {
-                let Some(text) = self.json.text() else {
-                    tracing::error!(event_id = %self.id.to_id(), "damaged state event text skipped");
-                    return None;
-                };
-                match serde_json::from_str::<Pdu>(&text) {
-                    Ok(p) => Some(Arc::new(p)),
-                    Err(e) => {
-                        // Only text this process encoded or read back from its own store gets here.
-                        tracing::error!(error = %e, "undecodable state event skipped");
-                        None
-                    }
-                }
-            })
-            .as_ref()
+impl Member {
+    fn of(pdu: &Pdu) -> Self {
+        Self { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) }
     }
 }
 
-impl Clone for Kept {
-    fn clone(&self) -> Self {
-        Self { id: self.id.clone(), json: self.json.clone(), decoded: OnceLock::new() }
+/// Memberships by (interned) user id, in user-id order: a sorted vector, sized to what it
+/// holds (a B-tree node is allocated for 11 entries; a profile room has one member).
+#[derive(Debug, Clone, Default)]
+struct Members(Vec<(Arc<str>, Member)>);
+
+impl Members {
+    /// From memberships in any order; of two for one user the later wins.
+    fn from_unsorted(mut all: Vec<(Arc<str>, Member)>) -> Self {
+        // Stable: one user's memberships stay in the given order, and the last is kept.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<(Arc<str>, Member)> = Vec::with_capacity(all.len());
+        for (user, m) in all {
+            match kept.last_mut() {
+                Some(last) if last.0 == user => last.1 = m,
+                _ => kept.push((user, m)),
+            }
+        }
+        kept.shrink_to_fit();
+        Self(kept)
+    }
+
+    fn find(&self, user_id: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(u, _)| (**u).cmp(user_id))
+    }
+
+    fn get(&self, user_id: &str) -> Option<&Member> {
+        self.find(user_id).ok().map(|i| &self.0[i].1)
+    }
+
+    fn insert(&mut self, user: Arc<str>, member: Member) {
+        match self.find(&user) {
+            Ok(i) => self.0[i].1 = member,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (user, member));
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Member)> {
+        self.0.iter().map(|(u, m)| (u, m))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Member> {
+        self.0.iter().map(|(_, m)| m)
     }
 }
 
@@ -223,11 +218,11 @@ impl Derived {
 
 #[derive(Debug, Clone, Default)]
 pub struct RoomState {
-    /// Every state event but memberships, as text (see [`Kept`]).
-    events: BTreeMap<(String, String), Kept>,
+    /// Every state event but memberships, as compressed text (`state_text.rs`).
+    texts: Texts,
     derived: Derived,
     /// Memberships by (interned) user id.
-    members: BTreeMap<Arc<str>, Member>,
+    members: Members,
     /// Whole member events, kept only by a state built for federation auth and DAG reads
     /// ([`RoomState::from_events`]): the state at an event, replayed from the timeline. The
     /// cached current state of a room is compact and leaves this empty.
@@ -241,11 +236,7 @@ impl RoomState {
     /// A state that keeps its member events whole too (federation: auth checks against the
     /// state at an event, `/state`, `send_join`). Not for the cached current state.
     pub fn from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
-        let mut s = Self { keep_whole: true, ..Self::default() };
-        for e in events {
-            s.apply(Arc::new(e));
-        }
-        s
+        Self::built(events, true)
     }
 
     /// An empty state that keeps its member events whole (see [`RoomState::from_events`]).
@@ -260,10 +251,37 @@ impl RoomState {
 
     /// A compact state (memberships as ids) from events, as the room cache holds it.
     pub fn compact_from_events(events: impl IntoIterator<Item = Pdu>) -> Self {
-        let mut s = Self::default();
+        Self::built(events, false)
+    }
+
+    /// The state `events` (oldest first) add up to, built at once: texts compressed once per
+    /// block and memberships sorted once, not once per event.
+    fn built(events: impl IntoIterator<Item = Pdu>, keep_whole: bool) -> Self {
+        let mut s = Self { keep_whole, ..Self::default() };
+        let mut members = Vec::new();
+        let mut others = Vec::new();
         for e in events {
-            s.apply(Arc::new(e));
+            let Some(sk) = &e.state_key else { continue };
+            if e.kind == MEMBER {
+                let user = intern(sk);
+                let e = Arc::new(e);
+                if keep_whole {
+                    s.whole_members.insert(user.clone(), e.clone());
+                }
+                members.push((user, Member::of(&e)));
+            } else {
+                s.derived.note(&e);
+                match serde_json::to_string(&e) {
+                    Ok(json) => others.push((e, json)),
+                    Err(err) => {
+                        tracing::error!(event_id = %e.event_id, error = %err, "state event not kept: cannot encode it")
+                    }
+                }
+            }
         }
+        s.texts = Texts::build(others.iter().map(|(e, json)| NewText::of(e, json)));
+        s.members = Members::from_unsorted(members);
+        s.members_rev = next_members_rev();
         s
     }
 
@@ -272,14 +290,23 @@ impl RoomState {
     /// Each non-member event comes with the JSON it was decoded from, which is what is kept.
     pub(crate) fn from_parts(events: Vec<(Pdu, String)>, members: Vec<(String, String, Option<String>)>) -> Self {
         let mut s = Self::default();
-        for (e, json) in events.into_iter().filter(|(e, _)| e.kind != MEMBER) {
-            s.keep(&e, Some(&json));
+        let events: Vec<(Pdu, String)> =
+            events.into_iter().filter(|(e, _)| e.kind != MEMBER && e.state_key.is_some()).collect();
+        for (e, _) in &events {
+            s.derived.note(e);
         }
-        for (user, event_id, membership) in members {
-            let member =
-                Member { event: EventRef::new(&event_id), membership: MembershipKind::parse(membership.as_deref()) };
-            s.members.insert(intern(&user), member);
-        }
+        s.texts = Texts::build(events.iter().map(|(e, json)| NewText::of(e, json)));
+        let members = members
+            .into_iter()
+            .map(|(user, event_id, membership)| {
+                let member = Member {
+                    event: EventRef::new(&event_id),
+                    membership: MembershipKind::parse(membership.as_deref()),
+                };
+                (intern(&user), member)
+            })
+            .collect();
+        s.members = Members::from_unsorted(members);
         s.members_rev = next_members_rev();
         s
     }
@@ -287,25 +314,22 @@ impl RoomState {
     pub fn apply(&mut self, pdu: Arc<Pdu>) {
         let Some(sk) = &pdu.state_key else { return };
         if pdu.kind == MEMBER {
-            let member =
-                Member { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) };
             let user = intern(sk);
             if self.keep_whole {
                 self.whole_members.insert(user.clone(), pdu.clone());
             }
-            self.members.insert(user, member);
+            self.members.insert(user, Member::of(&pdu));
             self.members_rev = next_members_rev();
         } else {
-            self.keep(&pdu, None);
-        }
-    }
-
-    /// Keep a non-member state event (`json`: its text, when the caller has it).
-    fn keep(&mut self, pdu: &Pdu, json: Option<&str>) {
-        let Some(sk) = &pdu.state_key else { return };
-        self.derived.note(pdu);
-        if let Some(kept) = Kept::new(pdu, json) {
-            self.events.insert((pdu.kind.clone(), sk.clone()), kept);
+            self.derived.note(&pdu);
+            match serde_json::to_string(&*pdu) {
+                Ok(json) => {
+                    self.texts.put(NewText::of(&pdu, &json));
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %pdu.event_id, error = %e, "state event not kept: cannot encode it")
+                }
+            }
         }
     }
 
@@ -316,7 +340,7 @@ impl RoomState {
         if kind == MEMBER {
             return self.whole_members.get(state_key);
         }
-        self.events.get(&(kind.to_owned(), state_key.to_owned()))?.pdu()
+        self.texts.get(kind, state_key)
     }
 
     /// The id of the current state event at (`kind`, `state_key`), whatever its type.
@@ -324,7 +348,7 @@ impl RoomState {
         if kind == MEMBER {
             return self.members.get(state_key).map(|m| m.event.to_id());
         }
-        self.events.get(&(kind.to_owned(), state_key.to_owned())).map(|k| k.id.to_id())
+        self.texts.id(kind, state_key).map(EventRef::to_id)
     }
 
     /// Whether the current state event at (`kind`, `state_key`) is `event_id`.
@@ -332,20 +356,20 @@ impl RoomState {
         if kind == MEMBER {
             return self.members.get(state_key).is_some_and(|m| m.event.is(event_id));
         }
-        self.events.get(&(kind.to_owned(), state_key.to_owned())).is_some_and(|k| k.id.is(event_id))
+        self.texts.id(kind, state_key).is_some_and(|id| id.is(event_id))
     }
 
     /// The state events kept whole (all but memberships, unless built by
     /// [`RoomState::from_events`]).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Pdu>> {
-        self.events.values().filter_map(Kept::pdu).chain(self.whole_members.values())
+        self.texts.events().chain(self.whole_members.values())
     }
 
     /// Every entry as ids, memberships included (what a state group stores).
     pub(crate) fn ids(&self) -> crate::store::state_groups::StateIds {
         let mut out: crate::store::state_groups::StateIds =
-            self.events.iter().map(|((k, sk), e)| ((k.clone(), sk.clone()), e.id.to_id())).collect();
-        for (user, m) in &self.members {
+            self.texts.keys().map(|(k, sk, id)| ((k.to_owned(), sk.to_owned()), id.to_id())).collect();
+        for (user, m) in self.members.iter() {
             out.insert((MEMBER.to_owned(), user.to_string()), m.event.to_id());
         }
         out
@@ -403,20 +427,20 @@ impl RoomState {
             "m.room.canonical_alias",
             "m.room.encryption",
         ];
-        self.events
-            .iter()
-            .filter(|((kind, _), _)| KEEP.contains(&kind.as_str()))
-            .filter_map(|(_, e)| e.pdu())
+        self.texts
+            .keys()
+            .filter(|(kind, _, _)| KEEP.contains(kind))
+            .filter_map(|(kind, state_key, _)| self.texts.get(kind, state_key))
             .map(|e| e.to_stripped())
             .collect()
     }
 
     /// Approximate heap bytes this state holds, for the size benchmark and test. Interned
     /// user ids are shared between rooms and not counted; the other events are counted by
-    /// their JSON text (decoded copies, kept only while a state object is read, are not).
+    /// their entries and compressed text (decoded copies, kept only while a state object is
+    /// read, are not).
     pub fn approx_bytes(&self) -> usize {
-        // A B-tree entry costs its key and value plus about half again in node slack.
-        let member_entry = (std::mem::size_of::<Arc<str>>() + std::mem::size_of::<Member>()) * 3 / 2;
+        let members = self.members.0.capacity() * std::mem::size_of::<(Arc<str>, Member)>();
         let text_ids: usize = self
             .members
             .values()
@@ -425,8 +449,7 @@ impl RoomState {
                 EventRef::Text(t) => t.len() + 16,
             })
             .sum();
-        let whole: usize = self.events.iter().map(|((k, sk), e)| e.json.packed_len() + k.len() + sk.len() + 96).sum();
-        std::mem::size_of::<Self>() + self.members.len() * member_entry + text_ids + whole
+        std::mem::size_of::<Self>() + members + text_ids + self.texts.approx_bytes()
     }
 }
 

@@ -1,14 +1,28 @@
-//! The JSON text of the state events a room's cached state keeps ([`super::state`]),
-//! compressed (issue #13): a profile room's nine non-member state events are ~6 KB of text, so
-//! 10,000 users' profile rooms held ~60 MB of it. Each text is compressed alone (LZ4 block
-//! format, `lz4_flex`), against a fixed dictionary of what every event's text shares: the field
-//! names in the order events are written, the event types and their usual contents. What stays
-//! is mostly what is unique to the event: its ids, hashes and signature (base64, which LZ4 does
-//! not shrink), its room, sender and times. A profile room's nine texts: 5,955 → 4,027 bytes.
+//! The non-member state events a room's cached state keeps ([`super::state`]), as text
+//! compressed in blocks (issue #13): a profile room's nine non-member state events are ~6 KB of
+//! JSON, and 10,000 users' profile rooms held ~60 MB of it.
+//!
+//! The texts of neighbouring events (in (type, state key) order) are compressed together, one
+//! LZ4 block (`lz4_flex`) of up to [`BLOCK_TEXT`] bytes of text, against a fixed dictionary of
+//! what event texts share (field names in the order events are written, the usual types and
+//! contents). Together, because the events of one room repeat one another's ids: the room id,
+//! the sender, the same three `auth_events`, and each event's predecessor in `prev_events`. That
+//! is random base64, which a dictionary cannot know and LZ4 does not shrink alone. A profile
+//! room's nine texts: 5,955 bytes of JSON, 4,027 compressed one by one, ~2,200 as one block.
+//!
+//! A change rewrites one block (a profile room's only one: ~6 KB, tens of µs); a block that grows
+//! past twice [`BLOCK_TEXT`] is split, so a room with many state events never recompresses
+//! more than that for one change. Each entry keeps its type, state key and event id decoded,
+//! so ids and lookups never decompress; the event itself is decoded on first use and kept only
+//! while this state object lives (a clone, which the next change builds on, leaves it behind).
 //!
 //! The dictionary is part of this process only (nothing compressed is stored or sent), so it
 //! may change between versions freely.
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use super::event::Pdu;
+use super::state::EventRef;
 
 /// What event texts share, in the order `Pdu` writes its fields.
 const DICTIONARY: &[u8] = concat!(
@@ -37,57 +51,538 @@ const DICTIONARY: &[u8] = concat!(
 )
 .as_bytes();
 
-/// One event's text, compressed; cloning shares it.
+/// Text of one block, in bytes, before a new block is started when blocks are built; a block
+/// that a change grows past twice this is split.
+pub(crate) const BLOCK_TEXT: usize = 8 * 1024;
+
+/// Event types named by their static text instead of a copy per entry.
+const KNOWN_TYPES: &[&str] = &[
+    "m.presence",
+    "m.profile",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.create",
+    "m.room.encryption",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.pinned_events",
+    "m.room.power_levels",
+    "m.room.server_acl",
+    "m.room.third_party_invite",
+    "m.room.tombstone",
+    "m.room.topic",
+    "m.space.child",
+    "m.space.parent",
+    "m.status",
+];
+
+fn kind_of(kind: &str) -> Cow<'static, str> {
+    match KNOWN_TYPES.iter().find(|k| **k == kind) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(kind.to_owned()),
+    }
+}
+
+/// Compressed text; cloning shares it.
 #[derive(Debug, Clone)]
-pub(crate) struct StateText {
+struct Block {
     packed: Arc<[u8]>,
     /// The text's length in bytes.
     len: u32,
 }
 
-impl StateText {
-    /// `None` for a text over 4 GiB (an event is at most 64 KiB: never).
-    pub(crate) fn new(json: &str) -> Option<Self> {
-        let len = u32::try_from(json.len()).ok()?;
-        let packed = lz4_flex::block::compress_with_dict(json.as_bytes(), DICTIONARY);
+impl Block {
+    /// `None` for a text over 4 GiB (a block holds at most twice [`BLOCK_TEXT`] plus one event,
+    /// and an event is at most 64 KiB: never).
+    fn new(text: &[u8]) -> Option<Self> {
+        let len = u32::try_from(text.len()).ok()?;
+        let packed = lz4_flex::block::compress_with_dict(text, DICTIONARY);
         Some(Self { packed: Arc::from(packed), len })
     }
 
     /// The text back. `None` only if the bytes were damaged in memory.
-    pub(crate) fn text(&self) -> Option<String> {
-        let bytes = lz4_flex::block::decompress_with_dict(&self.packed, self.len as usize, DICTIONARY).ok()?;
-        String::from_utf8(bytes).ok()
+    fn text(&self) -> Option<Vec<u8>> {
+        if self.len == 0 {
+            return Some(Vec::new());
+        }
+        lz4_flex::block::decompress_with_dict(&self.packed, self.len as usize, DICTIONARY).ok()
+    }
+}
+
+/// One kept event: its key and id, and where its text is.
+#[derive(Debug)]
+struct Entry {
+    kind: Cow<'static, str>,
+    state_key: Box<str>,
+    id: EventRef,
+    block: u32,
+    /// The text's place in its block's text.
+    start: u32,
+    len: u32,
+    decoded: OnceLock<Option<Arc<Pdu>>>,
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        Self {
+            kind: self.kind.clone(),
+            state_key: self.state_key.clone(),
+            id: self.id.clone(),
+            block: self.block,
+            start: self.start,
+            len: self.len,
+            decoded: OnceLock::new(),
+        }
+    }
+}
+
+impl Entry {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// Kept events in (type, state key) order, their texts in blocks (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Texts {
+    entries: Vec<Entry>,
+    blocks: Vec<Block>,
+}
+
+/// One event to keep: type, state key, id and JSON text.
+pub(crate) struct NewText<'a> {
+    pub kind: &'a str,
+    pub state_key: &'a str,
+    pub event_id: &'a str,
+    pub json: &'a str,
+}
+
+impl<'a> NewText<'a> {
+    /// `pdu` (a state event) with its JSON text.
+    pub(crate) fn of(pdu: &'a Pdu, json: &'a str) -> Self {
+        Self { kind: &pdu.kind, state_key: pdu.state_key.as_deref().unwrap_or_default(), event_id: &pdu.event_id, json }
+    }
+}
+
+impl Texts {
+    /// Kept events from events in any order; of two at one (type, state key) the later wins.
+    pub(crate) fn build<'a>(items: impl IntoIterator<Item = NewText<'a>>) -> Self {
+        let mut items: Vec<NewText<'a>> = items.into_iter().collect();
+        // Stable: equal keys stay in the given order, and the last of each run is kept.
+        items.sort_by(|a, b| (a.kind, a.state_key).cmp(&(b.kind, b.state_key)));
+        let mut kept: Vec<NewText<'a>> = Vec::with_capacity(items.len());
+        for item in items {
+            match kept.last_mut() {
+                Some(last) if (last.kind, last.state_key) == (item.kind, item.state_key) => *last = item,
+                _ => kept.push(item),
+            }
+        }
+        let mut texts = Self { entries: Vec::with_capacity(kept.len()), blocks: Vec::new() };
+        let mut text: Vec<u8> = Vec::new();
+        for item in kept {
+            if !text.is_empty() && text.len() + item.json.len() > BLOCK_TEXT {
+                texts.close_block(&mut text);
+            }
+            let (Ok(start), Ok(len)) = (u32::try_from(text.len()), u32::try_from(item.json.len())) else { continue };
+            text.extend_from_slice(item.json.as_bytes());
+            texts.entries.push(Entry {
+                kind: kind_of(item.kind),
+                state_key: item.state_key.into(),
+                id: EventRef::new(item.event_id),
+                block: texts.blocks.len() as u32,
+                start,
+                len,
+                decoded: OnceLock::new(),
+            });
+        }
+        if !text.is_empty() {
+            texts.close_block(&mut text);
+        }
+        texts
     }
 
-    /// Bytes held for the text.
+    /// Compress `text` as the next block (the entries already point at it).
+    fn close_block(&mut self, text: &mut Vec<u8>) {
+        let block = Block::new(text).unwrap_or_else(|| {
+            // Unreachable (see `Block::new`); the entries of the block are dropped rather
+            // than pointed at text that is not there.
+            tracing::error!(bytes = text.len(), "state text block too large; its events are not kept");
+            let ix = self.blocks.len() as u32;
+            self.entries.retain(|e| e.block != ix);
+            Block { packed: Arc::from(Vec::new()), len: 0 }
+        });
+        self.blocks.push(block);
+        text.clear();
+    }
+
+    fn position(&self, kind: &str, state_key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| (&*e.kind, &*e.state_key).cmp(&(kind, state_key)))
+    }
+
+    /// Keep `item`, replacing the event at its (type, state key). Rewrites one block. `false`
+    /// (logged) only if that block's text was damaged in memory; nothing changes then.
+    pub(crate) fn put(&mut self, item: NewText<'_>) -> bool {
+        let json = item.json.as_bytes();
+        let Ok(len) = u32::try_from(json.len()) else { return false };
+        let at = self.position(item.kind, item.state_key);
+        if self.blocks.is_empty() {
+            self.blocks.push(Block { packed: Arc::from(Vec::new()), len: 0 });
+        }
+        // The block the event goes into, and where in its text: its own place, or right after
+        // the entry before it (the first block's start for the first entry).
+        let (i, block, start, old_len) = match at {
+            Ok(i) => (i, self.entries[i].block, self.entries[i].start, self.entries[i].len),
+            Err(i) if i > 0 => {
+                let before = &self.entries[i - 1];
+                (i, before.block, before.start + before.len, 0)
+            }
+            Err(i) => (i, 0, 0, 0),
+        };
+        let Some(mut text) = self.blocks[block as usize].text() else {
+            tracing::error!(event_id = item.event_id, "damaged state text block; state event not kept");
+            return false;
+        };
+        let (s, old_end) = (start as usize, start as usize + old_len as usize);
+        text.splice(s..old_end, json.iter().copied());
+        let entry = Entry {
+            kind: kind_of(item.kind),
+            state_key: item.state_key.into(),
+            id: EventRef::new(item.event_id),
+            block,
+            start,
+            len,
+            decoded: OnceLock::new(),
+        };
+        match at {
+            Ok(i) => self.entries[i] = entry,
+            Err(i) => {
+                self.entries.reserve_exact(1);
+                self.entries.insert(i, entry);
+            }
+        }
+        // The entries after it in the same block moved by the difference in length.
+        for e in self.entries[i + 1..].iter_mut().take_while(|e| e.block == block) {
+            e.start = e.start + len - old_len;
+        }
+        self.store_block(block, text);
+        true
+    }
+
+    /// Compress `text` as block `b`; split it first if it grew past twice [`BLOCK_TEXT`].
+    fn store_block(&mut self, b: u32, text: Vec<u8>) {
+        let first = self.entries.partition_point(|e| e.block < b);
+        let end = self.entries.partition_point(|e| e.block <= b);
+        if text.len() <= 2 * BLOCK_TEXT || end - first < 2 {
+            match Block::new(&text) {
+                Some(block) => self.blocks[b as usize] = block,
+                None => tracing::error!(bytes = text.len(), "state text block too large; not rewritten"),
+            }
+            return;
+        }
+        // Split greedily, as `build` does, renumbering the blocks after it.
+        let mut pieces: Vec<Block> = Vec::new();
+        let mut piece: Vec<u8> = Vec::new();
+        for e in &mut self.entries[first..end] {
+            if !piece.is_empty() && piece.len() + e.len as usize > BLOCK_TEXT {
+                pieces.extend(Block::new(&piece));
+                piece.clear();
+            }
+            let range = e.range();
+            e.block = b + pieces.len() as u32;
+            e.start = piece.len() as u32;
+            piece.extend_from_slice(&text[range]);
+        }
+        pieces.extend(Block::new(&piece));
+        let added = pieces.len() as u32 - 1;
+        for e in &mut self.entries[end..] {
+            e.block += added;
+        }
+        self.blocks.splice(b as usize..=b as usize, pieces);
+    }
+
+    /// The id of the event at (`kind`, `state_key`).
+    pub(crate) fn id(&self, kind: &str, state_key: &str) -> Option<&EventRef> {
+        self.position(kind, state_key).ok().map(|i| &self.entries[i].id)
+    }
+
+    /// The event at (`kind`, `state_key`), decoded on first use by this state object.
+    pub(crate) fn get(&self, kind: &str, state_key: &str) -> Option<&Arc<Pdu>> {
+        let i = self.position(kind, state_key).ok()?;
+        self.decode(i, None)
+    }
+
+    /// Entry `i`'s event: from its cache, else parsed from `text` (its block's text) or from
+    /// the block decompressed for it.
+    fn decode(&self, i: usize, text: Option<&[u8]>) -> Option<&Arc<Pdu>> {
+        let e = &self.entries[i];
+        e.decoded
+            .get_or_init(|| {
+                let owned;
+                let text = match text {
+                    Some(t) => t,
+                    None => match self.blocks.get(e.block as usize).and_then(Block::text) {
+                        Some(t) => {
+                            owned = t;
+                            &owned
+                        }
+                        None => {
+                            tracing::error!(event_id = %e.id.to_id(), "damaged state event text skipped");
+                            return None;
+                        }
+                    },
+                };
+                match text.get(e.range()).map(serde_json::from_slice::<Pdu>) {
+                    Some(Ok(p)) => Some(Arc::new(p)),
+                    other => {
+                        // Only text this process encoded or read back from its own store gets here.
+                        let error = other.and_then(Result::err).map(|e| e.to_string());
+                        tracing::error!(event_id = %e.id.to_id(), ?error, "undecodable state event skipped");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Every kept event, in (type, state key) order, each block decompressed at most once.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        let mut text: Option<(u32, Option<Vec<u8>>)> = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.decoded.get().is_some() {
+                continue;
+            }
+            if text.as_ref().is_none_or(|(b, _)| *b != e.block) {
+                text = Some((e.block, self.blocks.get(e.block as usize).and_then(Block::text)));
+            }
+            self.decode(i, text.as_ref().and_then(|(_, t)| t.as_deref()));
+        }
+        self.entries.iter().filter_map(|e| e.decoded.get().and_then(Option::as_ref))
+    }
+
+    /// Every kept event's (type, state key, id), in that order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = (&str, &str, &EventRef)> {
+        self.entries.iter().map(|e| (&*e.kind, &*e.state_key, &e.id))
+    }
+
+    /// Heap bytes held (entries and compressed blocks; decoded events are not counted).
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let entries = self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self
+                .entries
+                .iter()
+                .map(|e| e.state_key.len() + matches!(e.kind, Cow::Owned(_)) as usize * e.kind.len())
+                .sum::<usize>();
+        let blocks = self.blocks.capacity() * std::mem::size_of::<Block>()
+            + self.blocks.iter().map(|b| b.packed.len() + 16).sum::<usize>();
+        entries + blocks
+    }
+
+    /// Bytes of compressed text held.
+    #[cfg(test)]
     pub(crate) fn packed_len(&self) -> usize {
-        self.packed.len()
+        self.blocks.iter().map(|b| b.packed.len()).sum()
+    }
+
+    /// Blocks held (for tests of the splitting).
+    #[cfg(test)]
+    pub(crate) fn block_count(&self) -> usize {
+        self.blocks.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use serde_json::json;
+    use sha2::Digest;
+    use std::collections::BTreeMap;
 
-    /// A profile room's `m.presence` event as this server writes it.
-    const PRESENCE: &str = r#"{"event_id":"$xQEFXc1nse03rxBglmGpDyjundKicDwcDUkvXuRqI60","room_id":"!03tYNjSDdf6We53JEw:localhost","sender":"@c803:localhost","type":"m.presence","state_key":"","content":{"currently_active":false,"presence":"offline"},"origin_server_ts":1795731407211,"depth":9,"prev_events":["$dR2uVchvHMMAme1iLIEwWZ9BEkKG0aye7NauH6m51Mc"],"auth_events":["$oQgSNYJylGv41YV7tTQRrFxO-AFOe7PvlBVpygjj7Hs","$tTAcHvxcd38E2pV7RY3nbtW5XBqxwGhm_BNg0Fjkx-k","$jUP0doQLo5bYWhhQyRpfGrWrwtFgLqjLndbFibncX5A"],"hashes":{"sha256":"j1K7t+CDmq9k0/VQFY36vFQTPZHGKX9YAjzHyhxjMxw"},"signatures":{"localhost":{"ed25519:a_o71E":"a09rNVmfy4qxKwr85hRVtXMTZSfCMHFnanuLoh3Hopk2i9HEKHAzCrfuMyrpDuGPVorUaMckjw/b6Wzc2rxNDQ"}}}"#;
+    /// A state event as this server writes one: reference-hash ids, three auth events, a hash
+    /// and a signature (random base64, like the real ones).
+    fn event(room: &str, kind: &str, state_key: &str, n: usize, content: serde_json::Value) -> (Pdu, String) {
+        let b64 = |seed: String, bytes: usize| {
+            let mut out = Vec::new();
+            while out.len() < bytes {
+                out.extend_from_slice(&sha2::Sha256::digest(format!("{seed}{}", out.len()).as_bytes()));
+            }
+            out.truncate(bytes);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+        };
+        let auth: Vec<String> = (0..3).map(|i| format!("${}", b64(format!("{room}auth{i}"), 32))).collect();
+        let pdu = Pdu {
+            event_id: format!("${}", b64(format!("{room}{kind}{state_key}{n}"), 32)),
+            room_id: room.into(),
+            sender: "@c7998:localhost".into(),
+            kind: kind.into(),
+            state_key: Some(state_key.into()),
+            content,
+            origin_server_ts: 1_795_744_801_880 + n as i64,
+            depth: n as i64 + 2,
+            prev_events: vec![format!("${}", b64(format!("{room}prev{n}"), 32))],
+            auth_events: auth,
+            hashes: Some(json!({"sha256": b64(format!("{room}hash{n}"), 32)})),
+            signatures: Some(json!({"localhost": {"ed25519:a_Oeuk": b64(format!("{room}sig{n}"), 64)}})),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&pdu).unwrap();
+        (pdu, text)
+    }
 
-    #[test]
-    fn texts_come_back_unchanged_and_smaller() {
-        let kept = StateText::new(PRESENCE).unwrap();
-        assert_eq!(kept.text().as_deref(), Some(PRESENCE));
-        assert!(
-            kept.packed_len() * 100 < PRESENCE.len() * 75,
-            "{} of {} bytes: the shared frame should compress",
-            kept.packed_len(),
-            PRESENCE.len()
-        );
+    /// A profile room's nine non-member state events.
+    fn profile_room(room: &str) -> Vec<(Pdu, String)> {
+        [
+            ("m.room.create", json!({"creator": "@c7998:localhost", "room_version": "10", "type": "org.matrix.msc1769.profile"})),
+            ("m.room.power_levels", json!({"users": {"@c7998:localhost": 100}, "users_default": 0, "events_default": 100, "state_default": 100})),
+            ("m.room.join_rules", json!({"join_rule": "invite"})),
+            ("m.room.history_visibility", json!({"history_visibility": "shared"})),
+            ("m.room.guest_access", json!({"guest_access": "forbidden"})),
+            ("m.room.name", json!({"name": "c7998"})),
+            ("m.profile", json!({"m.profile": {"fn": "c7998"}})),
+            ("m.status", json!({})),
+            ("m.presence", json!({"currently_active": false, "presence": "offline"})),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, (kind, content))| event(room, kind, "", n, content))
+        .collect()
+    }
+
+    fn texts_of(events: &[(Pdu, String)]) -> Texts {
+        Texts::build(events.iter().map(|(e, j)| NewText::of(e, j)))
+    }
+
+    /// What `texts` holds, as (type, state key) -> (event id, JSON text again).
+    fn contents(texts: &Texts) -> BTreeMap<(String, String), (String, String)> {
+        let keys: Vec<(String, String, String)> =
+            texts.keys().map(|(k, sk, id)| (k.to_owned(), sk.to_owned(), id.to_id())).collect();
+        let events: Vec<&Arc<Pdu>> = texts.events().collect();
+        assert_eq!(keys.len(), events.len(), "every entry decodes");
+        keys.into_iter()
+            .zip(events)
+            .map(|((k, sk, id), e)| {
+                assert_eq!((&e.kind, e.state_key.as_deref(), &e.event_id), (&k, Some(sk.as_str()), &id));
+                ((k, sk), (id, serde_json::to_string(&**e).unwrap()))
+            })
+            .collect()
     }
 
     #[test]
-    fn any_text_round_trips() {
+    fn a_profile_room_comes_back_unchanged_in_one_small_block() {
+        let events = profile_room("!001jYO7N9yp2jSFMUe:localhost");
+        let texts = texts_of(&events);
+        let want: BTreeMap<_, _> =
+            events.iter().map(|(e, j)| ((e.kind.clone(), String::new()), (e.event_id.clone(), j.clone()))).collect();
+        assert_eq!(contents(&texts), want);
+        assert_eq!(texts.block_count(), 1);
+        let raw: usize = events.iter().map(|(_, j)| j.len()).sum();
+        let alone: usize =
+            events.iter().map(|(_, j)| lz4_flex::block::compress_with_dict(j.as_bytes(), DICTIONARY).len()).sum();
+        println!(
+            "profile room: {raw} bytes of JSON, {alone} compressed one by one, {} as one block",
+            texts.packed_len()
+        );
+        // Compressed together, the ids the events share are kept once.
+        assert!(texts.packed_len() * 100 < alone * 70, "{} vs {alone}", texts.packed_len());
+        // Lookups by key, the way the room state asks.
+        let presence = texts.get("m.presence", "").expect("kept");
+        assert_eq!(presence.content["presence"], "offline");
+        assert!(texts.id("m.room.create", "").is_some_and(|id| id.is(&events[0].0.event_id)));
+        assert!(texts.get("m.presence", "x").is_none() && texts.id("m.nothing", "").is_none());
+    }
+
+    #[test]
+    fn a_change_replaces_one_event_and_keeps_the_others() {
+        let room = "!r:localhost";
+        let events = profile_room(room);
+        let mut texts = texts_of(&events);
+        let before = contents(&texts);
+        let (next, json) = event(room, "m.presence", "", 100, json!({"presence": "online", "currently_active": true}));
+        assert!(texts.put(NewText::of(&next, &json)));
+        let after = contents(&texts);
+        assert_eq!(after.len(), before.len());
+        for (key, value) in &before {
+            if key.0 == "m.presence" {
+                assert_eq!(after[key], (next.event_id.clone(), json.clone()));
+            } else {
+                assert_eq!(&after[key], value, "{key:?} unchanged");
+            }
+        }
+        assert_eq!(texts.get("m.presence", "").unwrap().content["presence"], "online");
+    }
+
+    /// Puts in random order (new keys at the front, middle and end, replacements longer and
+    /// shorter) agree with a plain map, and blocks stay bounded as they grow and split.
+    #[test]
+    fn many_changes_agree_with_a_map_and_blocks_stay_bounded() {
+        let room = "!big:localhost";
+        let mut texts = Texts::default();
+        let mut model: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for n in 0..600 {
+            let r = next();
+            let kind = ["m.space.child", "m.room.name", "org.example.custom", "m.room.topic"][(r % 4) as usize];
+            let state_key = format!("!k{:03}:localhost", (r >> 8) % 150);
+            let padding = "x".repeat(((r >> 20) % 1500) as usize);
+            let (e, json) = event(room, kind, &state_key, n, json!({"via": ["localhost"], "pad": padding}));
+            assert!(texts.put(NewText::of(&e, &json)));
+            model.insert((kind.to_owned(), state_key), (e.event_id.clone(), json));
+            if n % 50 == 0 {
+                assert_eq!(contents(&texts), model, "after {n} changes");
+            }
+        }
+        assert_eq!(contents(&texts), model);
+        // Every block's text is bounded: at most twice BLOCK_TEXT, plus the one event that
+        // made it grow.
+        for b in 0..texts.block_count() {
+            let len = texts.blocks[b].len as usize;
+            assert!(len <= 2 * BLOCK_TEXT + 2_000, "block {b}: {len} bytes of text");
+        }
+        assert!(texts.block_count() > 10, "{} blocks", texts.block_count());
+        // Built at once from the same events, the state is the same.
+        let rebuilt = Texts::build(model.iter().map(|((k, sk), (id, json))| NewText {
+            kind: k,
+            state_key: sk,
+            event_id: id,
+            json,
+        }));
+        assert_eq!(contents(&rebuilt), model);
+    }
+
+    #[test]
+    fn the_later_of_two_events_at_one_key_wins_when_built() {
+        let room = "!r:localhost";
+        let (a, ja) = event(room, "m.room.name", "", 1, json!({"name": "first"}));
+        let (b, jb) = event(room, "m.room.name", "", 2, json!({"name": "second"}));
+        let texts = Texts::build([NewText::of(&a, &ja), NewText::of(&b, &jb)]);
+        assert_eq!(texts.get("m.room.name", "").unwrap().content["name"], "second");
+        assert_eq!(texts.keys().count(), 1);
+    }
+
+    #[test]
+    fn a_clone_decodes_again_and_shares_the_text() {
+        let events = profile_room("!r:localhost");
+        let texts = texts_of(&events);
+        let first = texts.get("m.room.create", "").unwrap().clone();
+        let copy = texts.clone();
+        let again = copy.get("m.room.create", "").unwrap();
+        assert!(!Arc::ptr_eq(&first, again), "a clone does not carry decoded events");
+        assert!(Arc::ptr_eq(&texts.blocks[0].packed, &copy.blocks[0].packed));
+    }
+
+    #[test]
+    fn odd_texts_round_trip() {
         for text in ["", "{}", "ü", &"x".repeat(70_000), r#"{"a":"\u0000\n"}"#] {
-            assert_eq!(StateText::new(text).unwrap().text().as_deref(), Some(text));
+            let block = Block::new(text.as_bytes()).unwrap();
+            assert_eq!(block.text().as_deref(), Some(text.as_bytes()));
         }
     }
 }

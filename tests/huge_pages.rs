@@ -1,0 +1,91 @@
+//! Transparent huge pages (issue #13, README "Transparent huge pages"): the server turns them
+//! off for its own process unless `transparent_huge_pages` is on. Checked on the real binary
+//! (built by cargo) through the kernel's view of it, `/proc/<pid>/status` `THP_enabled`.
+#![cfg(target_os = "linux")]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The binary on a random port with a fresh SQLite database (the switch is about the process,
+/// not the store). Answers once `/versions` is served.
+struct Server {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("seed-thp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
+            .args(["--bind", "127.0.0.1:0", "--database-url", &db, "--argon2-memory-kib", "8"])
+            .args(["--media-path", &dir.join("media").display().to_string(), "--log", "info,sqlx=warn"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn seed-homeserver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(at) = line.find("addr=").filter(|_| line.contains("listening")) {
+                    let addr: String =
+                        line[at + 5..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+                    return addr;
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens within 30 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let versions = reqwest::get(format!("http://{addr}/_matrix/client/versions")).await.expect("GET /versions");
+        assert_eq!(versions.status(), 200);
+        Self { child, dir }
+    }
+
+    /// The kernel's `THP_enabled` for the server process (1: huge pages allowed, 0: off).
+    fn thp_enabled(&self) -> u8 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+        let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("a THP_enabled line (Linux 5.0+)");
+        line["THP_enabled:".len()..].trim().parse().expect("0 or 1")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages_by_default() {
+    let server = Server::start(&[]).await;
+    assert_eq!(server.thp_enabled(), 0, "huge pages are off for the server process");
+}
+
+#[tokio::test]
+async fn an_operator_can_leave_huge_pages_to_the_system() {
+    let server = Server::start(&["--transparent-huge-pages", "true"]).await;
+    assert_eq!(server.thp_enabled(), 1, "the process does not turn huge pages off");
+    // And off again when asked explicitly.
+    let server = Server::start(&["--transparent-huge-pages", "false"]).await;
+    assert_eq!(server.thp_enabled(), 0);
+}
+
+#[tokio::test]
+async fn a_bad_switch_value_stops_the_server_with_a_message() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
+        .args(["--bind", "127.0.0.1:0", "--transparent-huge-pages", "sometimes"])
+        .output()
+        .await
+        .expect("run seed-homeserver");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("transparent-huge-pages"), "{stderr}");
+}
