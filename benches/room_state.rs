@@ -39,6 +39,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// Profile-room events as the server writes them (shared with `src/rooms/state_text.rs`).
+#[path = "../tests/common/profile_room.rs"]
+mod profile;
+
 /// A join as Seed writes it: display name, avatar, and the invite it replaces.
 fn member(room: &str, user: &str) -> Pdu {
     let mut unsigned = serde_json::Map::new();
@@ -108,63 +112,22 @@ fn report_sizes() {
     }
 }
 
-/// Random-looking url-safe base64 of `bytes` bytes (ids, hashes and signatures are).
-fn b64(seed: &str, bytes: usize) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let mut out = Vec::new();
-    while out.len() < bytes {
-        out.extend_from_slice(&sha2::Sha256::digest(format!("{seed}{}", out.len()).as_bytes()));
-    }
-    out.truncate(bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-}
-
-/// A state event of a profile room as Seed writes it (ids, three auth events, hash, signature).
-fn profile_event(room: &str, kind: &str, state_key: &str, n: usize, content: serde_json::Value) -> Pdu {
-    Pdu {
-        event_id: format!("${}", b64(&format!("{room}{kind}{state_key}{n}"), 32)),
-        room_id: room.into(),
-        sender: "@c7998:localhost".into(),
-        kind: kind.into(),
-        state_key: Some(state_key.into()),
-        content,
-        origin_server_ts: 1_795_744_801_880 + n as i64,
-        depth: n as i64 + 2,
-        prev_events: vec![format!("${}", b64(&format!("{room}prev{n}"), 32))],
-        auth_events: (0..3).map(|i| format!("${}", b64(&format!("{room}auth{i}"), 32))).collect(),
-        hashes: Some(json!({"sha256": b64(&format!("{room}hash{n}"), 32)})),
-        signatures: Some(json!({"localhost": {"ed25519:a_Oeuk": b64(&format!("{room}sig{n}"), 64)}})),
-        ..Default::default()
-    }
-}
-
 /// A user's profile room: its nine non-member state events and the owner's membership.
 fn profile_room(room: &str) -> Vec<Pdu> {
-    let mut events: Vec<Pdu> = [
-        ("m.room.create", json!({"creator": "@c7998:localhost", "room_version": "10", "type": "org.matrix.msc1769.profile"})),
-        ("m.room.power_levels", json!({"users": {"@c7998:localhost": 100}, "users_default": 0, "events_default": 100, "state_default": 100})),
-        ("m.room.join_rules", json!({"join_rule": "invite"})),
-        ("m.room.history_visibility", json!({"history_visibility": "shared"})),
-        ("m.room.guest_access", json!({"guest_access": "forbidden"})),
-        ("m.room.name", json!({"name": "c7998"})),
-        ("m.profile", json!({"m.profile": {"fn": "c7998"}})),
-        ("m.status", json!({})),
-        ("m.presence", json!({"currently_active": false, "presence": "offline"})),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(n, (kind, content))| profile_event(room, kind, "", n, content))
-    .collect();
-    events.push(profile_event(room, "m.room.member", "@c7998:localhost", 20, json!({"membership": "join"})));
+    let mut events = profile::non_member_events(room);
+    events.push(profile::member(room));
     events
 }
 
 /// Issue #13: what the cached state of one profile room holds (10,000 users hold 10,000).
 fn report_profile_room() {
     let n = 1_000;
-    let rooms: Vec<Vec<Pdu>> = (0..n).map(|i| profile_room(&format!("!profile{i:05}:localhost"))).collect();
-    let (bytes, states) = held(|| rooms.into_iter().map(RoomState::compact_from_events).collect::<Vec<_>>());
+    // The events are built inside: what the states keep of them is counted, not the events.
+    let (bytes, states) = held(|| {
+        (0..n)
+            .map(|i| RoomState::compact_from_events(profile_room(&format!("!profile{i:05}:localhost"))))
+            .collect::<Vec<_>>()
+    });
     println!("profile room state: {} heap bytes each ({n} rooms, counting allocator)", bytes / n as isize);
     drop(states);
 }
@@ -186,7 +149,7 @@ fn main() {
     let room = "!profile:localhost";
     let state = RoomState::compact_from_events(profile_room(room));
     let change =
-        Arc::new(profile_event(room, "m.presence", "", 99, json!({"presence": "online", "currently_active": true})));
+        Arc::new(profile::event(room, "m.presence", "", 99, json!({"presence": "online", "currently_active": true})));
     c.bench_function("profile_room_change", |b| {
         b.iter(|| {
             let mut next = state.clone();

@@ -392,62 +392,35 @@ impl Texts {
     }
 }
 
+/// Profile-room events as the server writes them (shared with `benches/room_state.rs`).
+#[cfg(test)]
+#[path = "../../tests/common/profile_room.rs"]
+mod profile_fixture;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
     use serde_json::json;
-    use sha2::Digest;
     use std::collections::BTreeMap;
 
-    /// A state event as this server writes one: reference-hash ids, three auth events, a hash
-    /// and a signature (random base64, like the real ones).
+    use super::profile_fixture as profile;
+
+    /// A state event with its JSON text.
     fn event(room: &str, kind: &str, state_key: &str, n: usize, content: serde_json::Value) -> (Pdu, String) {
-        let b64 = |seed: String, bytes: usize| {
-            let mut out = Vec::new();
-            while out.len() < bytes {
-                out.extend_from_slice(&sha2::Sha256::digest(format!("{seed}{}", out.len()).as_bytes()));
-            }
-            out.truncate(bytes);
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
-        };
-        let auth: Vec<String> = (0..3).map(|i| format!("${}", b64(format!("{room}auth{i}"), 32))).collect();
-        let pdu = Pdu {
-            event_id: format!("${}", b64(format!("{room}{kind}{state_key}{n}"), 32)),
-            room_id: room.into(),
-            sender: "@c7998:localhost".into(),
-            kind: kind.into(),
-            state_key: Some(state_key.into()),
-            content,
-            origin_server_ts: 1_795_744_801_880 + n as i64,
-            depth: n as i64 + 2,
-            prev_events: vec![format!("${}", b64(format!("{room}prev{n}"), 32))],
-            auth_events: auth,
-            hashes: Some(json!({"sha256": b64(format!("{room}hash{n}"), 32)})),
-            signatures: Some(json!({"localhost": {"ed25519:a_Oeuk": b64(format!("{room}sig{n}"), 64)}})),
-            ..Default::default()
-        };
+        let pdu = profile::event(room, kind, state_key, n, content);
         let text = serde_json::to_string(&pdu).unwrap();
         (pdu, text)
     }
 
-    /// A profile room's nine non-member state events.
+    /// A profile room's nine non-member state events with their texts.
     fn profile_room(room: &str) -> Vec<(Pdu, String)> {
-        [
-            ("m.room.create", json!({"creator": "@c7998:localhost", "room_version": "10", "type": "org.matrix.msc1769.profile"})),
-            ("m.room.power_levels", json!({"users": {"@c7998:localhost": 100}, "users_default": 0, "events_default": 100, "state_default": 100})),
-            ("m.room.join_rules", json!({"join_rule": "invite"})),
-            ("m.room.history_visibility", json!({"history_visibility": "shared"})),
-            ("m.room.guest_access", json!({"guest_access": "forbidden"})),
-            ("m.room.name", json!({"name": "c7998"})),
-            ("m.profile", json!({"m.profile": {"fn": "c7998"}})),
-            ("m.status", json!({})),
-            ("m.presence", json!({"currently_active": false, "presence": "offline"})),
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(n, (kind, content))| event(room, kind, "", n, content))
-        .collect()
+        profile::non_member_events(room)
+            .into_iter()
+            .map(|pdu| {
+                let text = serde_json::to_string(&pdu).unwrap();
+                (pdu, text)
+            })
+            .collect()
     }
 
     fn texts_of(events: &[(Pdu, String)]) -> Texts {
