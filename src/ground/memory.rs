@@ -6,7 +6,8 @@
 //! heap is backed whole. The server's heap is many small, long-lived objects spread over that
 //! memory (room states, parked polls, inboxes), so most of each huge page is not in use: at
 //! 10,000 users × 100 watchers, 164–215 MB of the RSS were huge pages, and with them off the
-//! same run held ~80 MB less (issue #13; README "Transparent huge pages").
+//! same binary held ~40 MB less, for ~10 % more CPU (issue #13; README "Transparent huge
+//! pages").
 //!
 //! `prctl(PR_SET_THP_DISABLE)` turns THP off for the whole process whatever the system's mode;
 //! the kernel checks it on every page fault, so memory touched after the call (all but the
