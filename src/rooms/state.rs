@@ -152,16 +152,8 @@ struct Members(Vec<(Arc<str>, Member)>);
 
 impl Members {
     /// From memberships in any order; of two for one user the later wins.
-    fn from_unsorted(mut all: Vec<(Arc<str>, Member)>) -> Self {
-        // Stable: one user's memberships stay in the given order, and the last is kept.
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(Arc<str>, Member)> = Vec::with_capacity(all.len());
-        for (user, m) in all {
-            match kept.last_mut() {
-                Some(last) if last.0 == user => last.1 = m,
-                _ => kept.push((user, m)),
-            }
-        }
+    fn from_unsorted(all: Vec<(Arc<str>, Member)>) -> Self {
+        let mut kept = latest_per_key_sorted(all, |a, b| a.0.cmp(&b.0));
         kept.shrink_to_fit();
         Self(kept)
     }
@@ -451,6 +443,22 @@ impl RoomState {
             .sum();
         std::mem::size_of::<Self>() + members + text_ids + self.texts.approx_bytes()
     }
+}
+
+/// `items` (given oldest first) sorted by `order`, keeping only the last of the items it finds
+/// equal: the room-state builders' "a later event at the same key replaces an earlier one".
+pub(super) fn latest_per_key_sorted<T>(mut items: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    // Stable: equal items stay in the given order.
+    items.sort_by(&order);
+    // `dedup_by` keeps the first of a run; swapping in each later one leaves the last.
+    items.dedup_by(|later, kept| {
+        let same = order(later, kept).is_eq();
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    items
 }
 
 /// The newest event per (type, state key) among `events` (given oldest first): the state a

@@ -169,16 +169,9 @@ impl<'a> NewText<'a> {
 impl Texts {
     /// Kept events from events in any order; of two at one (type, state key) the later wins.
     pub(crate) fn build<'a>(items: impl IntoIterator<Item = NewText<'a>>) -> Self {
-        let mut items: Vec<NewText<'a>> = items.into_iter().collect();
-        // Stable: equal keys stay in the given order, and the last of each run is kept.
-        items.sort_by(|a, b| (a.kind, a.state_key).cmp(&(b.kind, b.state_key)));
-        let mut kept: Vec<NewText<'a>> = Vec::with_capacity(items.len());
-        for item in items {
-            match kept.last_mut() {
-                Some(last) if (last.kind, last.state_key) == (item.kind, item.state_key) => *last = item,
-                _ => kept.push(item),
-            }
-        }
+        let kept = super::state::latest_per_key_sorted(items.into_iter().collect(), |a: &NewText<'a>, b| {
+            (a.kind, a.state_key).cmp(&(b.kind, b.state_key))
+        });
         let mut texts = Self { entries: Vec::with_capacity(kept.len()), blocks: Vec::new() };
         let mut text: Vec<u8> = Vec::new();
         for item in kept {
