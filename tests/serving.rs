@@ -86,13 +86,40 @@ async fn the_edge_applies_cors_nul_check_and_matrix_errors() {
         .await
         .unwrap();
     assert!(preflight.status().is_success(), "preflight: {}", preflight.status());
-    assert!(preflight.headers().contains_key("access-control-allow-methods"));
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    // The spec's recommended headers ("Web Browser Clients"), on the preflight and on answers.
+    for r in [&resp, &preflight] {
+        assert_eq!(header(r, "access-control-allow-origin"), "*");
+        assert_eq!(header(r, "access-control-allow-methods"), "GET, POST, PUT, DELETE, OPTIONS");
+        assert!(header(r, "access-control-allow-headers").contains("Authorization"), "{:?}", r.headers());
+    }
+    // No endpoint logic for OPTIONS: /sync without a token is not refused, nothing is synced.
+    assert_eq!(preflight.text().await.unwrap(), "{}");
+    // A preflight asking for more request headers is allowed them, besides the spec's three.
+    let asked = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/_matrix/client/v3/no/such/route", app.base))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "x-custom-thing")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200);
+    let allowed = header(&asked, "access-control-allow-headers");
+    assert!(allowed.contains("Authorization") && allowed.contains("x-custom-thing"), "{allowed}");
 
     let u = app.register("edge").await;
     let (status, body) = app.get("/_matrix/client/v3/rooms/%00x/state", Some(&u.token)).await;
     common::assert_err(status, &body, 400, "M_INVALID_PARAM");
     let (status, body) = app.get("/_matrix/client/v3/no/such/route", Some(&u.token)).await;
     common::assert_err(status, &body, 404, "M_UNRECOGNIZED");
+    // Errors carry the CORS headers too, so a browser client can read them.
+    let err = app.http.get(format!("{}/_matrix/client/v3/sync", app.base)).send().await.unwrap();
+    assert_eq!(err.status(), 401);
+    assert_eq!(header(&err, "access-control-allow-origin"), "*");
 }
 
 /// A raw HTTP/1 client on one TCP connection, to see exactly what the server writes.

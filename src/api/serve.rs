@@ -46,8 +46,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// beyond this are refused, and bodies are read in chunks of at most this.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
-/// What every request passes through around the router, in this order: a trace span,
-/// permissive CORS, then (one inline future, [`edge`]) NUL characters refused and every
+/// What every request passes through around the router, in this order: a trace span, then
+/// (one inline future, [`edge`]) CORS (`src/api/cors.rs`), NUL characters refused and every
 /// error answered as Matrix error JSON (`src/api/guard.rs`). Applied here, around the whole
 /// router, rather than as router layers: a router layer boxes its future once per layer on
 /// every request, and a long-poll holds all of them while it waits.
@@ -55,19 +55,39 @@ pub fn edge_service(app: Router) -> impl Edge {
     tower::ServiceBuilder::new()
         .map_response(|r: http::Response<_>| r.map(axum::body::Body::new))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::cors::CorsLayer::permissive())
         .service_fn(move |req| edge(app.clone(), req))
+}
+
+/// What [`edge`] does with a request: answer it at once, or route it.
+enum Start<F> {
+    Answer(Response),
+    Route(F),
 }
 
 /// A plain function returning the future, not an `async fn`: an `async fn` keeps its
 /// arguments (the router and the whole request head) for its whole life, and a connection's
 /// task holds this future inline while a long-poll waits (issue #13: idle long-poll memory).
 fn edge(app: Router, req: axum::extract::Request) -> impl Future<Output = Result<Response, Infallible>> + Send {
-    let routed = (!crate::api::guard::has_nul(req.uri())).then(|| tower::ServiceExt::oneshot(app, req));
+    let start = if req.method() == http::Method::OPTIONS {
+        // A CORS preflight: no endpoint logic runs for `OPTIONS` (client-server API,
+        // "Web Browser Clients").
+        Start::Answer(crate::api::cors::preflight(req.headers()))
+    } else if crate::api::guard::has_nul(req.uri()) {
+        let mut resp = crate::api::guard::nul_rejection().into_response();
+        crate::api::cors::add_headers(resp.headers_mut());
+        Start::Answer(resp)
+    } else {
+        Start::Route(tower::ServiceExt::oneshot(app, req))
+    };
     async move {
-        let Some(routed) = routed else { return Ok(crate::api::guard::nul_rejection().into_response()) };
-        let resp = routed.await?;
-        Ok(crate::api::guard::matrix_errors(resp).await)
+        let routed = match start {
+            // Its CORS headers are already set.
+            Start::Answer(resp) => return Ok(resp),
+            Start::Route(routed) => routed,
+        };
+        let mut resp = crate::api::guard::matrix_errors(routed.await?).await;
+        crate::api::cors::add_headers(resp.headers_mut());
+        Ok(resp)
     }
 }
 

@@ -1,68 +1,59 @@
 //! Everyone a user shares a joined room with, as a set of interned user ids (issue #13).
 //!
-//! The room state names each user by one shared `Arc<str>` (`state.rs`), so a set of users is
-//! a set of addresses: building one hashes integers instead of copying and SipHashing every
-//! name of every room, and asking "is this user in it" costs one interner lookup and a binary
-//! search. [`PeerCache`] keeps such sets between requests, bounded, for callers that say when
-//! they stop being true ([`PeerCache::invalidate`]).
+//! The room state numbers each user it names ([`UserIx`], `state.rs`), so a set of users is a
+//! sorted array of 4-byte numbers: building one sorts integers instead of copying and hashing
+//! every name of every room, and asking "is this user in it" costs one interner lookup and a
+//! binary search. [`PeerCache`] keeps such sets between requests, bounded, for callers that
+//! say when they stop being true ([`PeerCache::invalidate`]).
 use std::sync::Arc;
 
 use hashlink::LruCache;
 use parking_lot::Mutex;
-use rustc_hash::FxHashSet;
 
-use super::state::{interned, RoomState};
+use super::state::{interned_ix, user_at, RoomState, UserIx};
 
-/// A set of users, each an interned id, sorted by address.
+/// A set of users, each an interned id's number, sorted.
 #[derive(Debug, Default)]
 pub struct PeerSet {
-    ids: Box<[Arc<str>]>,
-}
-
-fn addr(id: &Arc<str>) -> usize {
-    Arc::as_ptr(id) as *const u8 as usize
+    ixs: Box<[UserIx]>,
 }
 
 impl PeerSet {
     /// The joined members of `rooms`, leaving out a room with more than `max_members` joined
     /// (`presence_max_room_members`; `None`: no limit).
     pub fn from_rooms<'a>(rooms: impl IntoIterator<Item = &'a RoomState>, max_members: Option<usize>) -> Self {
-        let mut seen: FxHashSet<usize> = FxHashSet::default();
-        let mut ids: Vec<Arc<str>> = Vec::new();
+        let mut ixs: Vec<UserIx> = Vec::new();
         for state in rooms {
             // Counting first costs a second walk of a small room, and spares copying a large one.
-            if max_members.is_some_and(|max| state.joined_ids().nth(max).is_some()) {
+            if max_members.is_some_and(|max| state.joined_ixs().nth(max).is_some()) {
                 continue;
             }
-            for id in state.joined_ids() {
-                if seen.insert(addr(id)) {
-                    ids.push(id.clone());
-                }
-            }
+            ixs.extend(state.joined_ixs());
         }
-        ids.sort_unstable_by_key(addr);
-        Self { ids: ids.into_boxed_slice() }
+        ixs.sort_unstable();
+        ixs.dedup();
+        Self { ixs: ixs.into_boxed_slice() }
     }
 
     pub fn contains(&self, user_id: &str) -> bool {
-        interned(user_id).is_some_and(|id| self.ids.binary_search_by_key(&addr(&id), addr).is_ok())
+        interned_ix(user_id).is_some_and(|ix| self.ixs.binary_search(&ix).is_ok())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        self.ids.iter().map(|id| &**id)
+        self.ixs.iter().map(|&ix| user_at(ix))
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ixs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ixs.is_empty()
     }
 
     /// Heap bytes held (the ids themselves are shared with the room states).
     pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + std::mem::size_of_val(&*self.ids)
+        std::mem::size_of::<Self>() + std::mem::size_of_val(&*self.ixs)
     }
 }
 

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
-use dashmap::DashSet;
 
 use super::event::Pdu;
 use super::state_text::{NewText, Texts};
@@ -26,30 +25,55 @@ const MEMBER: &str = "m.room.member";
 
 /// A user id shared by every room state that names it: a user in 100 rooms costs one
 /// allocation, not 100. Interned ids are never freed (accounts are never removed; remote ids
-/// only arrive with a membership, which is bounded by the rooms).
+/// only arrive with a membership, bounded by the rooms, or with a presence change a local user
+/// may see, i.e. a room peer's or a presence-list grant's).
 ///
-/// Because there is one `Arc` per user id, its address identifies the user: sets of users
-/// built from room states (`rooms::peers`) compare and hash addresses, not text.
-pub(crate) fn intern(user_id: &str) -> Arc<str> {
+/// Each interned id also has a number ([`UserIx`], its place in the order ids were first
+/// interned): sets of users built from room states (`rooms::peers`) and the presence inboxes
+/// keep 4-byte numbers instead of 16-byte pointers, and compare integers, not text.
+pub(crate) fn intern_ix(user_id: &str) -> (Arc<str>, UserIx) {
     let ids = user_ids();
-    if let Some(id) = ids.get(user_id) {
-        return id.clone();
+    if let Some(found) = ids.index.get(user_id) {
+        return (found.key().clone(), *found.value());
     }
-    let id: Arc<str> = Arc::from(user_id);
-    // `insert` keeps the first of two racing copies; answer with the one kept.
-    ids.insert(id.clone());
-    ids.get(user_id).map(|kept| kept.clone()).unwrap_or(id)
+    // The entry locks its shard: of two racing callers one numbers the id, the other finds it.
+    match ids.index.entry(Arc::from(user_id)) {
+        dashmap::Entry::Occupied(e) => (e.key().clone(), *e.get()),
+        dashmap::Entry::Vacant(e) => {
+            let id = e.key().clone();
+            // Each id is tens of bytes: memory runs out long before 2^32 of them.
+            let ix = UserIx::try_from(ids.by_ix.push(id.clone())).expect("fewer than 2^32 user ids");
+            e.insert(ix);
+            (id, ix)
+        }
+    }
 }
 
-fn user_ids() -> &'static DashSet<Arc<str>> {
-    static USER_IDS: OnceLock<DashSet<Arc<str>>> = OnceLock::new();
-    USER_IDS.get_or_init(DashSet::new)
+/// A user id's number among the interned ids (see [`intern_ix`]).
+pub(crate) type UserIx = u32;
+
+struct UserIds {
+    index: dashmap::DashMap<Arc<str>, UserIx>,
+    /// Append-only: an id's number is its place here.
+    by_ix: boxcar::Vec<Arc<str>>,
 }
 
-/// The interned copy of `user_id`, if some room state ever named it (none: the user is in no
-/// room this process has loaded). Never interns, so any text may be asked about.
-pub(crate) fn interned(user_id: &str) -> Option<Arc<str>> {
-    user_ids().get(user_id).map(|id| id.clone())
+fn user_ids() -> &'static UserIds {
+    static USER_IDS: OnceLock<UserIds> = OnceLock::new();
+    USER_IDS.get_or_init(|| UserIds { index: dashmap::DashMap::new(), by_ix: boxcar::Vec::new() })
+}
+
+/// The number of `user_id` if it was interned (none: no room state this process loaded named
+/// it, nor a presence change a local user could see). Never interns, so any text may be asked
+/// about.
+pub(crate) fn interned_ix(user_id: &str) -> Option<UserIx> {
+    user_ids().index.get(user_id).map(|e| *e.value())
+}
+
+/// The user id numbered `ix` (see [`intern_ix`]). Numbers only come from interning, so every
+/// number handed out names an id; an unknown one (a bug) reads as the empty id.
+pub(crate) fn user_at(ix: UserIx) -> &'static str {
+    user_ids().by_ix.get(ix as usize).map_or("", |id| &**id)
 }
 
 /// A fresh [`RoomState::members_rev`]: unique across every state of the process.
@@ -137,11 +161,13 @@ impl MembershipKind {
 struct Member {
     event: EventRef,
     membership: MembershipKind,
+    /// The member's number among interned ids (fits in what was padding).
+    user: UserIx,
 }
 
 impl Member {
-    fn of(pdu: &Pdu) -> Self {
-        Self { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()) }
+    fn of(pdu: &Pdu, user: UserIx) -> Self {
+        Self { event: EventRef::new(&pdu.event_id), membership: MembershipKind::parse(pdu.membership()), user }
     }
 }
 
@@ -255,12 +281,12 @@ impl RoomState {
         for e in events {
             let Some(sk) = &e.state_key else { continue };
             if e.kind == MEMBER {
-                let user = intern(sk);
+                let (user, ix) = intern_ix(sk);
                 let e = Arc::new(e);
                 if keep_whole {
                     s.whole_members.insert(user.clone(), e.clone());
                 }
-                members.push((user, Member::of(&e)));
+                members.push((user, Member::of(&e, ix)));
             } else {
                 s.derived.note(&e);
                 match serde_json::to_string(&e) {
@@ -291,11 +317,13 @@ impl RoomState {
         let members = members
             .into_iter()
             .map(|(user, event_id, membership)| {
+                let (user, ix) = intern_ix(&user);
                 let member = Member {
                     event: EventRef::new(&event_id),
                     membership: MembershipKind::parse(membership.as_deref()),
+                    user: ix,
                 };
-                (intern(&user), member)
+                (user, member)
             })
             .collect();
         s.members = Members::from_unsorted(members);
@@ -306,11 +334,11 @@ impl RoomState {
     pub fn apply(&mut self, pdu: Arc<Pdu>) {
         let Some(sk) = &pdu.state_key else { return };
         if pdu.kind == MEMBER {
-            let user = intern(sk);
+            let (user, ix) = intern_ix(sk);
             if self.keep_whole {
                 self.whole_members.insert(user.clone(), pdu.clone());
             }
-            self.members.insert(user, Member::of(&pdu));
+            self.members.insert(user, Member::of(&pdu, ix));
             self.members_rev = next_members_rev();
         } else {
             self.derived.note(&pdu);
@@ -386,6 +414,11 @@ impl RoomState {
     /// Joined members as their interned ids, in user-id order.
     pub(crate) fn joined_ids(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.members.iter().filter(|(_, m)| m.membership == MembershipKind::Join).map(|(u, _)| u)
+    }
+
+    /// Joined members as the numbers of their interned ids, in user-id order.
+    pub(crate) fn joined_ixs(&self) -> impl Iterator<Item = UserIx> + '_ {
+        self.members.values().filter(|m| m.membership == MembershipKind::Join).map(|m| m.user)
     }
 
     /// Users whose membership is one of `which`.

@@ -10,18 +10,23 @@
 //! inbox. A reader takes the pending changes and its own inbox under one lock, so a change
 //! whose position is already covered by a sync token is always in one of the two.
 //!
-//! An entry is 16 bytes (position, changed user as an index into the inboxes' user table,
-//! time in seconds): 10,000 viewers with 100 changed peers each hold a million entries, 41 MB
-//! at the earlier 32 bytes (issue #13, heaptrack).
+//! An entry is 8 bytes: the position as an offset from its inbox's base, and the changed user
+//! as the number of its interned id (`rooms::state::intern_ix`, shared with room states and
+//! peer sets). 10,000 viewers with 100 changed peers each hold a million entries: 41 MB at the
+//! first 32 bytes, 16 MB at 16 (issue #13, heaptrack). Entries carry no time: the inboxes keep
+//! one mark per second in which changes were delivered (the highest position delivered then),
+//! and an entry ages by its position against those marks.
 //!
 //! Inboxes are bounded ([`MAX_ENTRIES`], [`MAX_AGE_MS`]). When an entry is dropped, the inbox
 //! remembers the position below which it is no longer complete (its floor); a sync whose
 //! `since` is older than that (a device coming back after a while, a token from before a
 //! restart) falls back to the engine's whole change list, as before.
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::rooms::state::{intern_ix, interned_ix, user_at, UserIx};
 
 /// Most changed users one inbox holds (one entry each); older ones are dropped (and the
 /// inbox's floor raised).
@@ -32,6 +37,10 @@ pub(super) const MAX_ENTRIES: usize = 256;
 /// never falls back.
 pub(super) const MAX_AGE_MS: i64 = 90_000;
 
+/// How far below an inbox's first position its base is put, so that changes delivered out of
+/// order (a lower position after a higher one) still fit an entry's offset.
+const BASE_MARGIN: i64 = 1 << 31;
+
 pub(super) struct Inboxes {
     /// `@user:server` ends with this: only local users sync here, so only they get an inbox.
     local_suffix: String,
@@ -41,76 +50,111 @@ pub(super) struct Inboxes {
 struct Inner {
     /// Public changes whose viewers are not known yet: position -> (time, user).
     pending: BTreeMap<i64, (i64, UserIx)>,
-    boxes: HashMap<Arc<str>, Inbox>,
-    users: Users,
+    /// By the viewer's interned id.
+    boxes: FxHashMap<UserIx, Inbox>,
+    /// Per second (since the Unix epoch) in which changes were delivered, oldest first: the
+    /// highest position delivered in it. Only the last [`MAX_AGE_MS`] are kept.
+    marks: VecDeque<(u32, i64)>,
+    /// The highest position delivered in a second that is past [`MAX_AGE_MS`]: entries at or
+    /// below it are too old.
+    aged: i64,
     /// No inbox is complete for a `since` below this (set at start, and when a pending change
     /// could not be delivered).
     floor: i64,
 }
 
-#[derive(Default)]
 struct Inbox {
     floor: i64,
+    /// Entry positions are offsets from this.
+    base: i64,
+    /// In delivery order.
     entries: VecDeque<Entry>,
 }
 
-/// One changed user in an inbox: 16 bytes.
+/// One changed user in an inbox: 8 bytes.
 #[derive(Clone, Copy)]
 struct Entry {
-    pos: i64,
+    /// The change's position minus the inbox's base.
+    off: u32,
     user: UserIx,
-    /// When the change was delivered, in whole seconds since the Unix epoch ([`seconds`]).
-    at: u32,
 }
 
-/// A changed user's place in [`Users`].
-type UserIx = u32;
-
-/// The ids of the users that changed, each kept once and named in entries by its index: an
-/// entry is smaller, and finding a user's older entry in an inbox compares integers. The
-/// table grows with the users whose changes had a local viewer (local users, and remote users
-/// sharing a room with one), as the interned room-state ids do; it is never pruned.
-#[derive(Default)]
-struct Users {
-    ids: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, UserIx>,
-}
-
-impl Users {
-    fn ix(&mut self, user: &str) -> UserIx {
-        if let Some(ix) = self.index.get(user) {
-            return *ix;
-        }
-        // Shares the interned copy room states hold, when there is one.
-        let id = crate::rooms::state::interned(user).unwrap_or_else(|| Arc::from(user));
-        // Each id is tens of bytes: memory runs out long before 2^32 of them.
-        let ix = UserIx::try_from(self.ids.len()).expect("fewer than 2^32 users changed");
-        self.ids.push(id.clone());
-        self.index.insert(id, ix);
-        ix
-    }
-
-    fn id(&self, ix: UserIx) -> &str {
-        &self.ids[ix as usize]
-    }
-}
-
-/// `now_ms` in whole seconds since the Unix epoch, as entries keep it (rounded down, so an
+/// `now_ms` in whole seconds since the Unix epoch, as marks keep it (rounded down, so an
 /// entry's age is never under-estimated: it may leave up to a second early).
 fn seconds(now_ms: i64) -> u32 {
     u32::try_from(now_ms.max(0) / 1000).unwrap_or(u32::MAX)
 }
 
-impl Inbox {
-    /// Drop entries past the bounds, raising the floor over what was dropped.
-    fn trim(&mut self, now: i64) {
-        while let Some(front) = self.entries.front() {
-            if self.entries.len() <= MAX_ENTRIES && now - i64::from(front.at) * 1000 <= MAX_AGE_MS {
+impl Inner {
+    /// Changes at or below the returned position are older than [`MAX_AGE_MS`] at `now`.
+    fn aged_below(&mut self, now: i64) -> i64 {
+        while let Some(&(second, pos)) = self.marks.front() {
+            if now - i64::from(second) * 1000 <= MAX_AGE_MS {
                 break;
             }
-            self.floor = self.floor.max(front.pos);
+            self.aged = self.aged.max(pos);
+            self.marks.pop_front();
+        }
+        self.aged
+    }
+
+    /// Changes up to `pos` were delivered at `at`.
+    fn mark(&mut self, pos: i64, at: i64) {
+        let second = seconds(at);
+        match self.marks.back_mut() {
+            // A change that began earlier than the last mark counts as of that mark's second
+            // (it may stay a second longer, never leave early).
+            Some((last, top)) if *last >= second => *top = (*top).max(pos),
+            _ => self.marks.push_back((second, pos)),
+        }
+    }
+}
+
+impl Inbox {
+    fn new(floor: i64) -> Self {
+        Self { floor, base: 0, entries: VecDeque::new() }
+    }
+
+    fn pos(&self, e: &Entry) -> i64 {
+        self.base + i64::from(e.off)
+    }
+
+    /// Drop entries past the bounds, raising the floor over what was dropped.
+    fn trim(&mut self, aged: i64) {
+        while let Some(front) = self.entries.front() {
+            let pos = self.pos(front);
+            if self.entries.len() <= MAX_ENTRIES && pos > aged {
+                break;
+            }
+            self.floor = self.floor.max(pos);
             self.entries.pop_front();
         }
+    }
+
+    /// The change of `user` at `pos`, replacing the user's older entry.
+    fn push(&mut self, pos: i64, user: UserIx) {
+        // One entry per changed user: a newer change replaces the older one (the section
+        // shows a user's current presence either way), so a burst of changes by the same
+        // few users cannot push other users' changes out.
+        if let Some(i) = self.entries.iter().position(|e| e.user == user) {
+            self.entries.remove(i);
+        }
+        if self.entries.is_empty() {
+            self.base = pos - BASE_MARGIN;
+        }
+        let off = match u32::try_from(pos - self.base) {
+            Ok(off) => off,
+            Err(_) => {
+                // Over 2^31 positions from the first entry: start again from this one (the
+                // dropped entries raise the floor, as any dropped entry does).
+                let dropped = self.entries.iter().map(|e| self.pos(e)).max();
+                self.floor = self.floor.max(dropped.unwrap_or(i64::MIN));
+                self.entries.clear();
+                self.base = pos - BASE_MARGIN;
+                BASE_MARGIN as u32
+            }
+        };
+        self.entries.push_back(Entry { off, user });
     }
 }
 
@@ -122,8 +166,9 @@ impl Inboxes {
             local_suffix: format!(":{server_name}"),
             inner: Mutex::new(Inner {
                 pending: BTreeMap::new(),
-                boxes: HashMap::new(),
-                users: Users::default(),
+                boxes: FxHashMap::default(),
+                marks: VecDeque::new(),
+                aged: i64::MIN,
                 floor: start,
             }),
         }
@@ -132,9 +177,8 @@ impl Inboxes {
     /// A public change of `user` at `pos`, before `pos` completes; its viewers follow in
     /// [`Self::deliver`] (or [`Self::abandon`]).
     pub(super) fn begin(&self, pos: i64, user: &str, now: i64) {
-        let mut inner = self.inner.lock();
-        let user = inner.users.ix(user);
-        inner.pending.insert(pos, (now, user));
+        let user = intern_ix(user).1;
+        self.inner.lock().pending.insert(pos, (now, user));
     }
 
     /// The change at `pos` (registered by [`Self::begin`]) is for these viewers.
@@ -152,8 +196,8 @@ impl Inboxes {
         now: i64,
         viewers: impl IntoIterator<Item = &'a str>,
     ) {
+        let user = intern_ix(user).1;
         let mut inner = self.inner.lock();
-        let user = inner.users.ix(user);
         Self::append(&mut inner, &self.local_suffix, pos, now, user, viewers);
     }
 
@@ -174,22 +218,14 @@ impl Inboxes {
         user: UserIx,
         viewers: impl IntoIterator<Item = &'a str>,
     ) {
-        let entry = Entry { pos, user, at: seconds(at) };
+        inner.mark(pos, at);
+        let aged = inner.aged_below(at);
         for viewer in viewers.into_iter().filter(|v| v.ends_with(local_suffix)) {
-            let inbox = match inner.boxes.get_mut(viewer) {
-                Some(inbox) => inbox,
-                // A new inbox is complete from the global floor on: nothing was delivered to
-                // this viewer before (inboxes are never removed).
-                None => inner.boxes.entry(Arc::from(viewer)).or_default(),
-            };
-            // One entry per changed user: a newer change replaces the older one (the section
-            // shows a user's current presence either way), so a burst of changes by the same
-            // few users cannot push other users' changes out.
-            if let Some(i) = inbox.entries.iter().position(|e| e.user == user) {
-                inbox.entries.remove(i);
-            }
-            inbox.entries.push_back(entry);
-            inbox.trim(at);
+            // A new inbox is complete from the global floor on: nothing was delivered to this
+            // viewer before (inboxes are never removed).
+            let inbox = inner.boxes.entry(intern_ix(viewer).1).or_insert_with(|| Inbox::new(i64::MIN));
+            inbox.push(pos, user);
+            inbox.trim(aged);
         }
     }
 
@@ -203,18 +239,17 @@ impl Inboxes {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let global_floor = inner.floor;
+        let aged = inner.aged_below(now);
         let mut users: Vec<String> =
-            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| inner.users.id(*u).to_owned()).collect();
-        let floor = match inner.boxes.get_mut(viewer) {
+            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| user_at(*u).to_owned()).collect();
+        let inbox = interned_ix(viewer).and_then(|v| inner.boxes.get_mut(&v));
+        let floor = match inbox {
             Some(inbox) => {
-                inbox.trim(now);
-                users.extend(
-                    inbox
-                        .entries
-                        .iter()
-                        .filter(|e| e.pos > since && e.pos <= upto)
-                        .map(|e| inner.users.id(e.user).to_owned()),
-                );
+                inbox.trim(aged);
+                users.extend(inbox.entries.iter().filter_map(|e| {
+                    let pos = inbox.pos(e);
+                    (pos > since && pos <= upto).then(|| user_at(e.user).to_owned())
+                }));
                 inbox.floor.max(global_floor)
             }
             None => global_floor,
@@ -282,21 +317,38 @@ mod tests {
         assert_eq!(i.read("@amy:hs", last, last, 0), Some(vec![]));
     }
 
-    /// Entries name users by index: each id is kept once, and shares the interned copy room
-    /// states hold when there is one.
+    /// Entries name users by their interned id's number, and positions by an offset.
     #[test]
-    fn entries_are_small_and_each_user_id_is_kept_once() {
-        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    fn entries_are_small_and_name_users_by_their_interned_id() {
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
         let i = inboxes();
-        let carl = crate::rooms::state::intern("@carl:hs");
+        let (carl, carl_ix) = crate::rooms::state::intern_ix("@carl:hs");
         for p in 11..11 + 2 * MAX_ENTRIES as i64 {
             i.begin_and_deliver(p, "@carl:hs", 0, ["@amy:hs", "@bea:hs"]);
             i.begin_and_deliver(p + 10_000, "@dan:hs", 0, ["@amy:hs"]);
         }
         assert_eq!(i.sizes(), (2, 3), "one entry each for carl and dan in amy's inbox, carl's in bea's");
         let inner = i.inner.lock();
-        assert_eq!(inner.users.ids.len(), 2, "two user ids kept");
-        assert!(inner.users.ids.iter().any(|id| Arc::ptr_eq(id, &carl)), "carl's id is the interned copy");
+        let bea = inner.boxes.get(&interned_ix("@bea:hs").expect("bea interned")).expect("bea's inbox");
+        assert_eq!(bea.entries[0].user, carl_ix);
+        assert!(std::ptr::eq(user_at(carl_ix), &*carl), "the interned copy, not another");
+        assert_eq!(bea.pos(&bea.entries[0]), 10 + 2 * MAX_ENTRIES as i64, "carl's last change");
+    }
+
+    /// A change delivered after a later one (out of position order) is kept, and positions
+    /// more than 2^31 apart start the inbox again, raising its floor.
+    #[test]
+    fn positions_out_of_order_or_far_apart_are_kept_or_fall_back() {
+        let i = inboxes();
+        i.begin_and_deliver(1_000, "@bob:hs", 0, ["@amy:hs"]);
+        i.begin_and_deliver(500, "@cat:hs", 0, ["@amy:hs"]);
+        let mut got = i.read("@amy:hs", 10, 1_000, 0).expect("complete");
+        got.sort();
+        assert_eq!(got, ["@bob:hs", "@cat:hs"]);
+        let far = 1_000 + (1i64 << 32);
+        i.begin_and_deliver(far, "@dan:hs", 0, ["@amy:hs"]);
+        assert_eq!(i.read("@amy:hs", 10, far, 0), None, "bob's and cat's entries were dropped");
+        assert_eq!(i.read("@amy:hs", 1_000, far, 0), Some(vec!["@dan:hs".to_owned()]));
     }
 
     /// An entry's age is counted in whole seconds, never less than it is.
