@@ -173,7 +173,9 @@ impl Accounts {
         if let Some(s) = self.tokens.get(token) {
             return Ok(s.clone());
         }
-        match self.store.token_owner(token).await? {
+        // Boxed: the query's future is large, and every request's handler future (which a
+        // parked long-poll holds for its whole wait) would be sized by it (issue #13).
+        match Box::pin(self.store.token_owner(token)).await? {
             Some((user_id, device_id)) => {
                 let s = Session { user_id, device_id };
                 self.tokens.insert(token.to_owned(), s.clone());

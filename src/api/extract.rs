@@ -62,7 +62,9 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
         while args.len() < expected {
             args.push("");
         }
-        let bytes = read_body(body, state).await?;
+        // Boxed, as the token lookup: while it runs the body's future is the largest state of
+        // the handler's future, which a parked long-poll holds for its whole wait (issue #13).
+        let bytes = Box::pin(read_body(body, state)).await?;
         parse_ruma(parts, bytes, &args).map(Ruma)
     }
 }

@@ -88,7 +88,7 @@ impl SyncService {
             account_data: account_data.global.into(),
             to_device: e2ee.to_device.into(),
             device_lists: e2ee.device_lists.unwrap_or_default(),
-            device_one_time_keys_count: e2ee.one_time_keys_count,
+            device_one_time_keys_count: e2ee.one_time_keys_count.into(),
             device_unused_fallback_key_types: e2ee.unused_fallback_key_types.clone(),
             unstable_unused_fallback_key_types: e2ee.unused_fallback_key_types,
         };

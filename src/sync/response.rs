@@ -112,6 +112,24 @@ pub struct DeviceLists {
     pub left: Vec<String>,
 }
 
+/// `device_one_time_keys_count`: a JSON object of algorithm -> count, kept as a vector in key
+/// order. Usually one entry; a `BTreeMap` allocates a 368-byte node for it, and a long-poll
+/// holds its empty answer for its whole wait (issue #13).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyCounts(Vec<(String, i64)>);
+
+impl From<BTreeMap<String, i64>> for KeyCounts {
+    fn from(counts: BTreeMap<String, i64>) -> Self {
+        Self(counts.into_iter().collect())
+    }
+}
+
+impl Serialize for KeyCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SyncResponse {
     pub next_batch: String,
@@ -120,7 +138,7 @@ pub struct SyncResponse {
     pub account_data: Events,
     pub to_device: Events,
     pub device_lists: DeviceLists,
-    pub device_one_time_keys_count: BTreeMap<String, i64>,
+    pub device_one_time_keys_count: KeyCounts,
     pub device_unused_fallback_key_types: Vec<String>,
     /// MSC2732's unstable name (`e2ee::UNSTABLE_UNUSED_FALLBACK_TYPES`), still read by some clients.
     #[serde(rename = "org.matrix.msc2732.device_unused_fallback_key_types")]
@@ -139,5 +157,17 @@ impl SyncResponse {
             .filter(|e| matches!(e["type"].as_str(), Some("m.presence" | "m.status")))
             .count();
         (self.presence.events.len(), peek)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_counts_are_a_json_object_in_key_order() {
+        let counts: KeyCounts = BTreeMap::from([("signed_curve25519".to_owned(), 3), ("curve25519".to_owned(), 1)]).into();
+        assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"curve25519":1,"signed_curve25519":3}"#);
+        assert_eq!(serde_json::to_string(&KeyCounts::default()).unwrap(), "{}");
     }
 }
