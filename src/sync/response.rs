@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn key_counts_are_a_json_object_in_key_order() {
-        let counts: KeyCounts = BTreeMap::from([("signed_curve25519".to_owned(), 3), ("curve25519".to_owned(), 1)]).into();
+        let counts: KeyCounts =
+            BTreeMap::from([("signed_curve25519".to_owned(), 3), ("curve25519".to_owned(), 1)]).into();
         assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"curve25519":1,"signed_curve25519":3}"#);
         assert_eq!(serde_json::to_string(&KeyCounts::default()).unwrap(), "{}");
     }

@@ -102,8 +102,8 @@ impl Inner {
     fn mark(&mut self, pos: i64, at: i64) {
         let second = seconds(at);
         match self.marks.back_mut() {
-            // A change that began earlier than the last mark counts as of that mark's second
-            // (it may stay a second longer, never leave early).
+            // A change that began before the last mark's second counts as of that second: it
+            // may stay longer than its age, never leave because of this.
             Some((last, top)) if *last >= second => *top = (*top).max(pos),
             _ => self.marks.push_back((second, pos)),
         }
