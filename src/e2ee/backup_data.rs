@@ -15,7 +15,7 @@ impl Store {
         algorithm: &str,
         auth_data: &str,
     ) -> sqlx::Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let (max,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(version) FROM e2e_room_keys_versions WHERE user_id = $1")
                 .bind(user_id)
@@ -79,7 +79,7 @@ impl Store {
 
     /// Delete a version and its keys; false if there was no such live version.
     pub async fn e2e_delete_backup_version(&self, user_id: &str, version: i64) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE e2e_room_keys_versions SET deleted = 1 WHERE user_id = $1 AND version = $2 AND deleted = 0",
         )
@@ -134,7 +134,7 @@ impl Store {
         version: i64,
         rows: &[BackupSessionRow],
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (room, session, first, forwarded, verified, data) in rows {
             sqlx::query(
                 "INSERT INTO e2e_room_keys (user_id, version, room_id, session_id, first_message_index, forwarded_count, \
@@ -172,7 +172,7 @@ impl Store {
         room_id: Option<&str>,
         session_id: Option<&str>,
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "DELETE FROM e2e_room_keys WHERE user_id = $1 AND version = $2 AND ($3 = '' OR room_id = $3) \
              AND ($4 = '' OR session_id = $4)",

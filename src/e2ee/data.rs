@@ -36,7 +36,7 @@ impl Store {
         one_time_keys: &[(String, String, String)],
         fallback_keys: &[(String, String, String)],
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(json) = device_keys {
             sqlx::query(
                 "INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3) \
@@ -177,7 +177,7 @@ impl Store {
 
     /// A device is gone: its keys and its waiting to-device messages go with it.
     pub async fn e2e_delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for table in ["e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys", "e2e_to_device"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"))
                 .bind(user_id)
@@ -208,7 +208,7 @@ impl Store {
         keys: &[(&str, String)],
         master_changed: bool,
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if master_changed {
             sqlx::query("DELETE FROM e2e_signatures WHERE signer_user_id = $1 OR target_user_id = $1")
                 .bind(user_id)
@@ -230,7 +230,7 @@ impl Store {
     }
 
     pub async fn e2e_put_signatures(&self, rows: &[SignatureRow]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (signer, signing_key, target_user, target_key, signature) in rows {
             sqlx::query(
                 "INSERT INTO e2e_signatures (signer_user_id, signing_key_id, target_user_id, target_key_id, signature) \
@@ -286,7 +286,7 @@ impl Store {
         event_type: &str,
         messages: &[(String, String, String)],
     ) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO e2e_to_device_txns (user_id, device_id, txn_id, created_ts) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",

@@ -53,7 +53,7 @@ impl Store {
         let upsert_response = "INSERT INTO federation_key_responses (server_name, response, valid_until_ts, fetched_ts) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (server_name) DO UPDATE SET \
                  response = excluded.response, valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts";
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(upsert_response)
             .bind(server)
             .bind(response)

@@ -96,7 +96,7 @@ impl Store {
         token: &str,
         now: i64,
     ) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Re-using a device id logs the old session of that device out (spec: login).
         sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
@@ -136,7 +136,7 @@ impl Store {
     /// writes first (`DELETE … RETURNING`), so on SQLite it takes the write lock up front
     /// instead of failing to upgrade a read.
     pub(crate) async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let tokens: Vec<(String,)> =
             sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
                 .bind(user_id)

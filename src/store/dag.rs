@@ -25,7 +25,7 @@ impl Store {
 
     /// Replace the kept extremities of a room (none: the room is linear again).
     pub(crate) async fn set_forward_extremities(&self, room_id: &str, ids: &[&str]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM room_forward_extremities WHERE room_id = $1").bind(room_id).execute(&mut *tx).await?;
         for id in ids {
             sqlx::query("INSERT INTO room_forward_extremities (room_id, event_id) VALUES ($1, $2)")
@@ -74,7 +74,7 @@ impl Store {
     /// resolution, or the state received with a join), memberships included; `pos` is the
     /// stream position the change is recorded at.
     pub(crate) async fn overwrite_current_state(&self, room_id: &str, events: &[&Pdu], pos: i64) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for pdu in events {
             let Some(sk) = &pdu.state_key else { continue };
             sqlx::query(
@@ -108,7 +108,7 @@ impl Store {
     /// Remove state keys a state resolution dropped from the room's current state (and, for
     /// `m.room.member`, the user's membership row), in one transaction.
     pub(crate) async fn drop_current_state(&self, room_id: &str, keys: &[(String, String)]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (kind, state_key) in keys {
             sqlx::query("DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3")
                 .bind(room_id)

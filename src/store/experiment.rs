@@ -48,7 +48,7 @@ impl Store {
     /// newest sequence number; one transaction.
     pub async fn save_changes(&self, rows: &[ChangeRow], before_ts: i64, keep: i64) -> sqlx::Result<()> {
         let Some(newest) = rows.last().map(|r| r.seq) else { return Ok(()) };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO presence_changes (seq, ts, user_id, old_presence, new_presence, cause, device_kinds, hidden) \

@@ -122,6 +122,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A transaction on the main pool. On SQLite it takes the write lock at its start (`BEGIN
+    /// IMMEDIATE`): a transaction that reads and then writes would otherwise fail at its first
+    /// write with `SQLITE_BUSY` (no waiting: its snapshot is stale) whenever another connection,
+    /// such as the writer, wrote in between, which on this server is every few milliseconds.
+    pub(crate) async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_on(&self.pool, self.backend).await
+    }
+
+    /// A transaction on the writer connection (see [`Store::begin`]).
+    pub(crate) async fn begin_writer(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_on(&self.writer, self.backend).await
+    }
+}
+
+async fn begin_on(pool: &AnyPool, backend: Backend) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+}
+
 /// SQLite's page cache of each connection of the main pool, in KiB (SQLite's default: 2,000).
 ///
 /// Under WAL a connection's cache is emptied whenever another connection has written, which on
@@ -204,6 +226,38 @@ mod tests {
         };
         assert_eq!(cache(&store.pool).await, -SQLITE_READER_CACHE_KIB);
         assert_eq!(cache(&store.writer).await, -2000, "SQLite's default");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A transaction that reads, then writes, while the writer connection writes in between:
+    /// the writer waits for it, and both succeed. With a plain (deferred) `BEGIN` the
+    /// transaction's write fails with `SQLITE_BUSY`: its read snapshot is stale.
+    #[tokio::test]
+    async fn a_read_then_write_transaction_survives_the_writer_writing_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("seed-tx-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        store.reserve_stream_positions(1).await.expect("first reservation");
+        let mut tx = store.begin().await.expect("begin");
+        let (seen,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(seen, Some(1));
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve_stream_positions(5).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("UPDATE stream_reservation SET reserved_up_to = $1 WHERE id = 1")
+            .bind(seen.unwrap() + 1)
+            .execute(&mut *tx)
+            .await
+            .expect("the transaction's write, after the writer tried to write");
+        tx.commit().await.expect("commit");
+        writer.await.unwrap().expect("the writer's write, once the transaction committed");
+        let (now,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(now, Some(5), "the writer's reservation came after the transaction's");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }

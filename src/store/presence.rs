@@ -44,7 +44,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_writer().await?;
         super::batch::insert_rows(
             &mut tx,
             "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ",
@@ -82,7 +82,7 @@ impl Store {
                 upsert_status(&mut conn, &full, SET_FULL).await
             };
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_writer().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
             upsert_status(&mut tx, chunk, SET_FULL).await?;
         }

@@ -26,7 +26,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO presence_list (owner, target, state, created_ts) VALUES ($1, $2, $3, $4) \
@@ -47,7 +47,7 @@ impl Store {
         if pairs.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut n = 0;
         for (owner, target) in pairs {
             n += sqlx::query("DELETE FROM presence_list WHERE owner = $1 AND target = $2")

@@ -38,7 +38,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO remote_presence (user_id, presence, last_active_ts, currently_active, status_msg, device_kinds) \

@@ -65,7 +65,7 @@ impl Store {
     /// In one transaction: delete the events at `prune` (with their relation rows and history
     /// rows) and mark `keep` as looked at. Returns how many events were deleted.
     pub async fn apply_presence_pruning(&self, prune: &[i64], keep: &[i64]) -> sqlx::Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut deleted = 0;
         if !prune.is_empty() {
             let list = placeholders(1, prune.len());

@@ -50,7 +50,7 @@ impl Store {
         room: &NewRoom<'_>,
         events: &[(&Pdu, i64, Option<&EventGroups>)],
     ) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, creator, room_version, room_type, created_ts) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -124,7 +124,7 @@ impl Store {
         txn_owner: Option<&str>,
         groups: Option<&EventGroups>,
     ) -> sqlx::Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_writer().await?;
         write_event(&mut tx, pdu, pos, txn_owner, groups).await?;
         tx.commit().await
     }
@@ -140,7 +140,7 @@ impl Store {
         &self,
         events: &[(&Pdu, i64, Option<&EventGroups>)],
     ) -> sqlx::Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_writer().await?;
         if events.len() > 1 && batchable(events) {
             write_events_batched(&mut tx, events).await?;
         } else {

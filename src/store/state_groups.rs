@@ -131,7 +131,7 @@ impl Store {
     /// one transaction.
     pub(crate) async fn put_outlier_with_groups(&self, pdu: &Pdu, groups: &EventGroups) -> sqlx::Result<()> {
         let json = serde_json::to_string(pdu).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO room_outliers (event_id, room_id, json, rejected) VALUES ($1, $2, $3, NULL) \
              ON CONFLICT (event_id) DO NOTHING",

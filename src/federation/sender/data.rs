@@ -19,7 +19,7 @@ impl Store {
 
     /// Queue rows in one transaction; a PDU already queued for a destination stays queued once.
     pub(super) async fn fed_outbox_insert(&self, rows: &[OutboxRow<'_>]) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for r in rows {
             sqlx::query(
                 "INSERT INTO federation_outbox (seq, destination, event_id, pdu, queued_ts) VALUES ($1, $2, $3, $4, $5) \
