@@ -111,8 +111,9 @@ impl Inner {
 }
 
 impl Inbox {
-    fn new(floor: i64) -> Self {
-        Self { floor, base: 0, entries: VecDeque::new() }
+    /// Empty, and complete from the global floor on (its own floor is below every position).
+    fn new() -> Self {
+        Self { floor: i64::MIN, base: 0, entries: VecDeque::new() }
     }
 
     fn pos(&self, e: &Entry) -> i64 {
@@ -223,7 +224,7 @@ impl Inboxes {
         for viewer in viewers.into_iter().filter(|v| v.ends_with(local_suffix)) {
             // A new inbox is complete from the global floor on: nothing was delivered to this
             // viewer before (inboxes are never removed).
-            let inbox = inner.boxes.entry(intern_ix(viewer).1).or_insert_with(|| Inbox::new(i64::MIN));
+            let inbox = inner.boxes.entry(intern_ix(viewer).1).or_insert_with(Inbox::new);
             inbox.push(pos, user);
             inbox.trim(aged);
         }
