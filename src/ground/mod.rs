@@ -7,6 +7,7 @@
 //! - `deadline` + `timer`: [`DeadlineQueue`] and the [`Timer`] that runs one on a clock.
 //! - `workers`: the one lifecycle of background tasks ([`Workers`]).
 //! - `memory`: the process's transparent-huge-pages switch.
+//! - `user_ids`: user ids numbered once per process ([`user_ids::UserIx`]).
 pub mod clock;
 pub mod deadline;
 pub mod memory;
@@ -14,6 +15,7 @@ pub mod notifier;
 pub mod stream;
 pub mod timer;
 pub mod token;
+pub mod user_ids;
 pub mod workers;
 
 pub use clock::Clock;

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
 use tokio::sync::{watch, Notify};
+
+use super::user_ids::{intern_ix, interned_ix, UserIx};
 
 /// One waiting user: the newest positions they were woken for (any change, and the newest
 /// change that is not presence-only) and the two ways to wait for them.
@@ -28,7 +31,9 @@ struct Marks {
     urgent_changed: Notify,
 }
 
-type Users = Arc<DashMap<Box<str>, Arc<Marks>>>;
+/// Waiting users by their number (`user_ids`): a presence change wakes a hundred viewers by
+/// hashing integers, not text.
+type Users = Arc<DashMap<UserIx, Arc<Marks>, FxBuildHasher>>;
 
 #[derive(Default)]
 pub struct Notifier {
@@ -74,17 +79,19 @@ pub struct Wake {
 pub struct Subscription {
     marks: Option<Arc<Marks>>,
     users: Users,
-    user: Box<str>,
+    user: UserIx,
     /// The newest positions this subscription has reported.
     seen_any: i64,
     seen_urgent: i64,
 }
 
 impl Notifier {
+    /// Interns `user_id` (a local user: bounded by the accounts).
     pub fn subscribe(&self, user_id: &str) -> Subscription {
-        let marks = self.users.entry(user_id.into()).or_default().clone();
+        let user = intern_ix(user_id).1;
+        let marks = self.users.entry(user).or_default().clone();
         let (seen_any, seen_urgent) = (marks.any.load(Ordering::SeqCst), marks.urgent.load(Ordering::SeqCst));
-        Subscription { marks: Some(marks), users: self.users.clone(), user: user_id.into(), seen_any, seen_urgent }
+        Subscription { marks: Some(marks), users: self.users.clone(), user, seen_any, seen_urgent }
     }
 
     /// Tell `user_ids` that a change at stream position `pos` concerns them and must be
@@ -99,10 +106,20 @@ impl Notifier {
         self.send(user_ids, pos, false);
     }
 
+    /// [`Notifier::wake_presence`] for users given by number (a change's viewers).
+    pub fn wake_presence_ixs(&self, users: impl IntoIterator<Item = UserIx>, pos: i64) {
+        self.send_ixs(users, pos, false);
+    }
+
     fn send<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>, pos: i64, urgent: bool) {
+        // A user never interned never subscribed (`subscribe` interns).
+        self.send_ixs(user_ids.into_iter().filter_map(interned_ix), pos, urgent);
+    }
+
+    fn send_ixs(&self, users: impl IntoIterator<Item = UserIx>, pos: i64, urgent: bool) {
         let mut woken = 0;
-        for user in user_ids {
-            let Some(marks) = self.users.get(user) else { continue };
+        for user in users {
+            let Some(marks) = self.users.get(&user) else { continue };
             // Stored before the notifications, so a waiter that registers after them finds
             // the new position when it looks (`Subscription::take`).
             let mut advanced = marks.any.fetch_max(pos, Ordering::SeqCst) < pos;
@@ -320,6 +337,20 @@ mod tests {
         assert!(next.as_mut().poll(&mut cx).is_pending());
         n.wake_presence(["@a:x"], 52);
         assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(Wake { pos: 52, kind: WakeKind::Presence }));
+    }
+
+    /// A change's viewers come by number; a name nobody subscribed under wakes nothing and is
+    /// not interned by waking.
+    #[tokio::test]
+    async fn waking_by_number_reaches_the_subscriber_of_that_name() {
+        let n = Notifier::default();
+        let mut sub = n.subscribe("@num:x");
+        let ix = interned_ix("@num:x").expect("subscribing interns the user");
+        n.wake_presence_ixs([ix], 4);
+        assert_eq!(sub.next().await, Wake { pos: 4, kind: WakeKind::Presence });
+        n.wake(["@never-subscribed-anywhere:x"], 5);
+        assert_eq!(interned_ix("@never-subscribed-anywhere:x"), None);
+        assert_eq!(n.wakeups(), 1);
     }
 
     #[tokio::test]

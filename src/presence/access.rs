@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::lists::{ListEntry, PresenceLists};
 use crate::error::Result;
+use crate::ground::user_ids::{intern_ix, UserIx};
 use crate::rooms::peers::{PeerCache, PeerSet};
 use crate::rooms::Rooms;
 
@@ -47,6 +48,16 @@ impl Audience {
         let user = self.user.as_str();
         let peers = self.peers.iter().filter(move |p| *p != user);
         let granted = self.granted.iter().map(String::as_str).filter(move |g| *g != user && !self.peers.contains(g));
+        std::iter::once(user).chain(peers).chain(granted)
+    }
+
+    /// The same users as [`Audience::iter`], by number (`ground::user_ids`): what the hot
+    /// paths that deliver and wake take, so a change reaching a hundred viewers hashes no text.
+    pub fn ixs(&self) -> impl Iterator<Item = UserIx> + '_ {
+        let user = intern_ix(&self.user).1;
+        let peers = self.peers.ixs().filter(move |&p| p != user);
+        let granted =
+            self.granted.iter().map(|g| intern_ix(g).1).filter(move |&g| g != user && !self.peers.contains_ix(g));
         std::iter::once(user).chain(peers).chain(granted)
     }
 }

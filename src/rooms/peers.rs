@@ -10,7 +10,8 @@ use std::sync::Arc;
 use hashlink::LruCache;
 use parking_lot::Mutex;
 
-use super::state::{interned_ix, user_at, RoomState, UserIx};
+use super::state::RoomState;
+use crate::ground::user_ids::{interned_ix, user_at, UserIx};
 
 /// A set of users, each an interned id's number, sorted.
 #[derive(Debug, Default)]
@@ -36,7 +37,16 @@ impl PeerSet {
     }
 
     pub fn contains(&self, user_id: &str) -> bool {
-        interned_ix(user_id).is_some_and(|ix| self.ixs.binary_search(&ix).is_ok())
+        interned_ix(user_id).is_some_and(|ix| self.contains_ix(ix))
+    }
+
+    pub fn contains_ix(&self, ix: UserIx) -> bool {
+        self.ixs.binary_search(&ix).is_ok()
+    }
+
+    /// The members' numbers, in order.
+    pub fn ixs(&self) -> impl Iterator<Item = UserIx> + '_ {
+        self.ixs.iter().copied()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {

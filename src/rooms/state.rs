@@ -14,67 +14,15 @@
 //! store through the bounded event cache (`Rooms::state_events`, `state_read.rs`).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine;
 
 use super::event::Pdu;
 use super::state_text::{NewText, Texts};
+use crate::ground::user_ids::{intern_ix, UserIx};
 
 const MEMBER: &str = "m.room.member";
-
-/// A user id shared by every room state that names it: a user in 100 rooms costs one
-/// allocation, not 100. Interned ids are never freed (accounts are never removed; remote ids
-/// only arrive with a membership, bounded by the rooms, or with a presence change a local user
-/// may see, i.e. a room peer's or a presence-list grant's).
-///
-/// Each interned id also has a number ([`UserIx`], its place in the order ids were first
-/// interned): sets of users built from room states (`rooms::peers`) and the presence inboxes
-/// keep 4-byte numbers instead of 16-byte pointers, and compare integers, not text.
-pub(crate) fn intern_ix(user_id: &str) -> (Arc<str>, UserIx) {
-    let ids = user_ids();
-    if let Some(found) = ids.index.get(user_id) {
-        return (found.key().clone(), *found.value());
-    }
-    // The entry locks its shard: of two racing callers one numbers the id, the other finds it.
-    match ids.index.entry(Arc::from(user_id)) {
-        dashmap::Entry::Occupied(e) => (e.key().clone(), *e.get()),
-        dashmap::Entry::Vacant(e) => {
-            let id = e.key().clone();
-            // Each id is tens of bytes: memory runs out long before 2^32 of them.
-            let ix = UserIx::try_from(ids.by_ix.push(id.clone())).expect("fewer than 2^32 user ids");
-            e.insert(ix);
-            (id, ix)
-        }
-    }
-}
-
-/// A user id's number among the interned ids (see [`intern_ix`]).
-pub(crate) type UserIx = u32;
-
-struct UserIds {
-    index: dashmap::DashMap<Arc<str>, UserIx>,
-    /// Append-only: an id's number is its place here.
-    by_ix: boxcar::Vec<Arc<str>>,
-}
-
-fn user_ids() -> &'static UserIds {
-    static USER_IDS: OnceLock<UserIds> = OnceLock::new();
-    USER_IDS.get_or_init(|| UserIds { index: dashmap::DashMap::new(), by_ix: boxcar::Vec::new() })
-}
-
-/// The number of `user_id` if it was interned (none: no room state this process loaded named
-/// it, nor a presence change a local user could see). Never interns, so any text may be asked
-/// about.
-pub(crate) fn interned_ix(user_id: &str) -> Option<UserIx> {
-    user_ids().index.get(user_id).map(|e| *e.value())
-}
-
-/// The user id numbered `ix` (see [`intern_ix`]). Numbers only come from interning, so every
-/// number handed out names an id; an unknown one (a bug) reads as the empty id.
-pub(crate) fn user_at(ix: UserIx) -> &'static str {
-    user_ids().by_ix.get(ix as usize).map_or("", |id| &**id)
-}
 
 /// A fresh [`RoomState::members_rev`]: unique across every state of the process.
 fn next_members_rev() -> u64 {

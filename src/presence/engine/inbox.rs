@@ -11,7 +11,7 @@
 //! whose position is already covered by a sync token is always in one of the two.
 //!
 //! An entry is 8 bytes: the position as an offset from its inbox's base, and the changed user
-//! as the number of its interned id (`rooms::state::intern_ix`, shared with room states and
+//! as the number of its interned id (`ground::user_ids::intern_ix`, shared with room states and
 //! peer sets). 10,000 viewers with 100 changed peers each hold a million entries: 41 MB at the
 //! first 32 bytes, 16 MB at 16 (issue #13, heaptrack). Entries carry no time: the inboxes keep
 //! one mark per second in which changes were delivered (the highest position delivered then),
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use crate::rooms::state::{intern_ix, interned_ix, user_at, UserIx};
+use crate::ground::user_ids::{intern_ix, interned_ix, user_at, UserIx};
 
 /// Most changed users one inbox holds (one entry each); older ones are dropped (and the
 /// inbox's floor raised).
@@ -183,20 +183,14 @@ impl Inboxes {
     }
 
     /// The change at `pos` (registered by [`Self::begin`]) is for these viewers.
-    pub(super) fn deliver<'a>(&self, pos: i64, viewers: impl IntoIterator<Item = &'a str>) {
+    pub(super) fn deliver(&self, pos: i64, viewers: impl IntoIterator<Item = UserIx>) {
         let mut inner = self.inner.lock();
         let Some((at, user)) = inner.pending.remove(&pos) else { return };
         Self::append(&mut inner, &self.local_suffix, pos, at, user, viewers);
     }
 
     /// A change whose viewers are known at once (remote users: the viewers are read before).
-    pub(super) fn begin_and_deliver<'a>(
-        &self,
-        pos: i64,
-        user: &str,
-        now: i64,
-        viewers: impl IntoIterator<Item = &'a str>,
-    ) {
+    pub(super) fn begin_and_deliver(&self, pos: i64, user: &str, now: i64, viewers: impl IntoIterator<Item = UserIx>) {
         let user = intern_ix(user).1;
         let mut inner = self.inner.lock();
         Self::append(&mut inner, &self.local_suffix, pos, now, user, viewers);
@@ -211,20 +205,20 @@ impl Inboxes {
         }
     }
 
-    fn append<'a>(
+    fn append(
         inner: &mut Inner,
         local_suffix: &str,
         pos: i64,
         at: i64,
         user: UserIx,
-        viewers: impl IntoIterator<Item = &'a str>,
+        viewers: impl IntoIterator<Item = UserIx>,
     ) {
         inner.mark(pos, at);
         let aged = inner.aged_below(at);
-        for viewer in viewers.into_iter().filter(|v| v.ends_with(local_suffix)) {
+        for viewer in viewers.into_iter().filter(|&v| user_at(v).ends_with(local_suffix)) {
             // A new inbox is complete from the global floor on: nothing was delivered to this
             // viewer before (inboxes are never removed).
-            let inbox = inner.boxes.entry(intern_ix(viewer).1).or_insert_with(Inbox::new);
+            let inbox = inner.boxes.entry(viewer).or_insert_with(Inbox::new);
             inbox.push(pos, user);
             inbox.trim(aged);
         }
@@ -274,11 +268,16 @@ mod tests {
         Inboxes::new("hs", 10)
     }
 
+    /// Viewers by number, as the engine hands them over.
+    fn ixs<const N: usize>(users: [&str; N]) -> Vec<UserIx> {
+        users.iter().map(|u| intern_ix(u).1).collect()
+    }
+
     #[test]
     fn a_delivered_change_reaches_only_its_local_viewers() {
         let i = inboxes();
         i.begin(11, "@bob:hs", 0);
-        i.deliver(11, ["@amy:hs", "@zed:other"]);
+        i.deliver(11, ixs(["@amy:hs", "@zed:other"]));
         assert_eq!(i.read("@amy:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
         assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec![]));
         assert_eq!(i.sizes(), (1, 1), "no inbox for a remote viewer");
@@ -290,7 +289,7 @@ mod tests {
         i.begin(11, "@bob:hs", 0);
         assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
         assert_eq!(i.read("@cat:hs", 11, 11, 0), Some(vec![]), "not before since");
-        i.deliver(11, ["@amy:hs"]);
+        i.deliver(11, ixs(["@amy:hs"]));
         assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec![]));
     }
 
@@ -299,7 +298,7 @@ mod tests {
         let i = inboxes();
         assert_eq!(i.read("@amy:hs", 9, 20, 0), None, "older than the start");
         for p in 11..11 + MAX_ENTRIES as i64 + 1 {
-            i.begin_and_deliver(p, &format!("@u{p}:hs"), 0, ["@amy:hs"]);
+            i.begin_and_deliver(p, &format!("@u{p}:hs"), 0, ixs(["@amy:hs"]));
         }
         assert_eq!(i.read("@amy:hs", 10, 10_000, 0), None, "the oldest entry was dropped");
         assert_eq!(i.read("@amy:hs", 11, 10_000, 0).map(|u| u.len()), Some(MAX_ENTRIES));
@@ -310,7 +309,7 @@ mod tests {
     fn a_newer_change_of_the_same_user_replaces_the_older_entry() {
         let i = inboxes();
         for p in 11..11 + 2 * MAX_ENTRIES as i64 {
-            i.begin_and_deliver(p, "@bob:hs", 0, ["@amy:hs"]);
+            i.begin_and_deliver(p, "@bob:hs", 0, ixs(["@amy:hs"]));
         }
         assert_eq!(i.sizes(), (1, 1), "one entry for bob, however often he changes");
         let last = 10 + 2 * MAX_ENTRIES as i64;
@@ -323,10 +322,10 @@ mod tests {
     fn entries_are_small_and_name_users_by_their_interned_id() {
         assert_eq!(std::mem::size_of::<Entry>(), 8);
         let i = inboxes();
-        let (carl, carl_ix) = crate::rooms::state::intern_ix("@carl:hs");
+        let (carl, carl_ix) = crate::ground::user_ids::intern_ix("@carl:hs");
         for p in 11..11 + 2 * MAX_ENTRIES as i64 {
-            i.begin_and_deliver(p, "@carl:hs", 0, ["@amy:hs", "@bea:hs"]);
-            i.begin_and_deliver(p + 10_000, "@dan:hs", 0, ["@amy:hs"]);
+            i.begin_and_deliver(p, "@carl:hs", 0, ixs(["@amy:hs", "@bea:hs"]));
+            i.begin_and_deliver(p + 10_000, "@dan:hs", 0, ixs(["@amy:hs"]));
         }
         assert_eq!(i.sizes(), (2, 3), "one entry each for carl and dan in amy's inbox, carl's in bea's");
         let inner = i.inner.lock();
@@ -341,13 +340,13 @@ mod tests {
     #[test]
     fn positions_out_of_order_or_far_apart_are_kept_or_fall_back() {
         let i = inboxes();
-        i.begin_and_deliver(1_000, "@bob:hs", 0, ["@amy:hs"]);
-        i.begin_and_deliver(500, "@cat:hs", 0, ["@amy:hs"]);
+        i.begin_and_deliver(1_000, "@bob:hs", 0, ixs(["@amy:hs"]));
+        i.begin_and_deliver(500, "@cat:hs", 0, ixs(["@amy:hs"]));
         let mut got = i.read("@amy:hs", 10, 1_000, 0).expect("complete");
         got.sort();
         assert_eq!(got, ["@bob:hs", "@cat:hs"]);
         let far = 1_000 + (1i64 << 32);
-        i.begin_and_deliver(far, "@dan:hs", 0, ["@amy:hs"]);
+        i.begin_and_deliver(far, "@dan:hs", 0, ixs(["@amy:hs"]));
         assert_eq!(i.read("@amy:hs", 10, far, 0), None, "bob's and cat's entries were dropped");
         assert_eq!(i.read("@amy:hs", 1_000, far, 0), Some(vec!["@dan:hs".to_owned()]));
     }
@@ -356,7 +355,7 @@ mod tests {
     #[test]
     fn an_entry_ages_out_by_its_delivery_second() {
         let i = inboxes();
-        i.begin_and_deliver(11, "@bob:hs", 1_999, ["@amy:hs"]);
+        i.begin_and_deliver(11, "@bob:hs", 1_999, ixs(["@amy:hs"]));
         let at = 1_000; // 1,999 ms kept as second 1
         assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS).map(|u| u.len()), Some(1));
         assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS + 1), None, "aged out");

@@ -174,8 +174,8 @@ impl PresenceEngine {
         self.notifier.wake_presence([user_id], p);
         match self.access.viewers_of(user_id).await {
             Ok(viewers) => {
-                self.inboxes.deliver(p, viewers.iter());
-                self.notifier.wake_presence(viewers.iter(), p);
+                self.inboxes.deliver(p, viewers.ixs());
+                self.notifier.wake_presence_ixs(viewers.ixs(), p);
             }
             Err(_) => self.inboxes.abandon(p),
         }

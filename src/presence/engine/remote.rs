@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::ground::user_ids::intern_ix;
 
 /// Two last-active times closer than this are the same for others (Synapse's
 /// `LAST_ACTIVE_GRANULARITY`): a re-announcement moves `last_active_ago` by transit time only.
@@ -160,12 +161,8 @@ impl PresenceEngine {
                     changes.remove(&entry.pos);
                 }
                 changes.insert(pos.pos, user_id.to_owned());
-                self.inboxes.begin_and_deliver(
-                    pos.pos,
-                    user_id,
-                    self.clock.now_ms(),
-                    viewers.iter().map(String::as_str),
-                );
+                let viewer_ixs = viewers.iter().map(|v| intern_ix(v).1);
+                self.inboxes.begin_and_deliver(pos.pos, user_id, self.clock.now_ms(), viewer_ixs);
             }
             entry.presence = presence;
             entry.status_msg = status_msg;

@@ -103,8 +103,8 @@ impl PresenceEngine {
         if let Some(snapshot) = emitted.public {
             match self.access.viewers_of(user_id).await {
                 Ok(viewers) => {
-                    self.inboxes.deliver(snapshot.pos, viewers.iter());
-                    self.notifier.wake_presence(viewers.iter(), snapshot.pos)
+                    self.inboxes.deliver(snapshot.pos, viewers.ixs());
+                    self.notifier.wake_presence_ixs(viewers.ixs(), snapshot.pos)
                 }
                 Err(e) => {
                     self.inboxes.abandon(snapshot.pos);
