@@ -130,6 +130,9 @@ pub struct Config {
     /// Let the kernel back the heap with transparent huge pages (off: the process turns them
     /// off for itself, which keeps the RSS near the heap; `ground/memory.rs`).
     pub transparent_huge_pages: bool,
+    /// Threads that run the server's tasks (0 = tokio's choice: one per core, or the
+    /// `TOKIO_WORKER_THREADS` environment variable); see [`Config::runtime_workers`].
+    pub worker_threads: usize,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
 }
@@ -202,6 +205,7 @@ impl Default for Config {
             http1_head_timeout_ms: 30_000,
             http1_keep_alive_timeout_ms: 120_000,
             transparent_huge_pages: false,
+            worker_threads: 0,
             federation: FederationConfig::default(),
         }
     }
@@ -519,9 +523,19 @@ pub struct Cli {
     #[arg(long, env = "SEED_TRANSPARENT_HUGE_PAGES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transparent_huge_pages: Option<bool>,
+    /// Threads running the server's tasks (0 = one per core) [default: 0]
+    #[arg(long, env = "SEED_WORKER_THREADS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
 }
 
 impl Config {
+    /// The runtime's worker threads: `worker_threads`, at most 1,024; `None` when 0 (tokio
+    /// decides: one per core unless `TOKIO_WORKER_THREADS` says otherwise).
+    pub fn runtime_workers(&self) -> Option<usize> {
+        (self.worker_threads > 0).then_some(self.worker_threads.min(1_024))
+    }
+
     /// Initial syncs built at once: `initial_sync_concurrency`, or twice the cores when 0;
     /// at most 10,000.
     pub fn initial_sync_permits(&self) -> usize {

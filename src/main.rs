@@ -10,8 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use seed::config::{Cli, Config};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli)?;
     tracing_subscriber::fmt()
@@ -20,5 +19,11 @@ async fn main() -> anyhow::Result<()> {
     // Before the server allocates its state (`ground/memory.rs`).
     let off = seed::ground::memory::set_transparent_huge_pages(config.transparent_huge_pages);
     tracing::info!(transparent_huge_pages = config.transparent_huge_pages, process_thp_off = ?off, "memory");
-    seed::app::run(config).await
+    // The runtime is built after the config is read: its thread count is a setting
+    // (`worker_threads`; README "Configuration").
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.runtime_workers() {
+        runtime.worker_threads(n);
+    }
+    runtime.enable_all().build()?.block_on(seed::app::run(config))
 }

@@ -1,6 +1,9 @@
-//! Transparent huge pages (issue #13, README "Transparent huge pages"): the server turns them
-//! off for its own process unless `transparent_huge_pages` is on. Checked on the real binary
-//! (built by cargo) through the kernel's view of it, `/proc/<pid>/status` `THP_enabled`.
+//! Settings about the server process itself, checked on the real binary (built by cargo)
+//! through the kernel's view of it (`/proc/<pid>/...`):
+//! - transparent huge pages (issue #13, README "Transparent huge pages"): the server turns
+//!   them off for its own process unless `transparent_huge_pages` is on (`THP_enabled`);
+//! - `worker_threads` (README "Configuration"): how many threads run the server's tasks
+//!   (tokio's `tokio-rt-worker` threads).
 #![cfg(target_os = "linux")]
 
 use std::time::Duration;
@@ -16,7 +19,7 @@ struct Server {
 
 impl Server {
     async fn start(extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("seed-thp-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!("seed-process-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let db = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
@@ -24,6 +27,10 @@ impl Server {
             .args(["--media-path", &dir.join("media").display().to_string(), "--log", "info,sqlx=warn"])
             .args(extra)
             .env("NO_COLOR", "1")
+            // The defaults under test, whatever the runner's environment says.
+            .env_remove("TOKIO_WORKER_THREADS")
+            .env_remove("SEED_WORKER_THREADS")
+            .env_remove("SEED_TRANSPARENT_HUGE_PAGES")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -53,6 +60,16 @@ impl Server {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
         let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("a THP_enabled line (Linux 5.0+)");
         line["THP_enabled:".len()..].trim().parse().expect("0 or 1")
+    }
+
+    /// How many of the server's threads are tokio workers (named `tokio-rt-worker`).
+    fn worker_threads(&self) -> usize {
+        let pid = self.child.id().expect("running");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/<pid>/task");
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.expect("task entry").path().join("comm")).ok())
+            .filter(|comm| comm.trim() == "tokio-rt-worker")
+            .count()
     }
 }
 
@@ -88,4 +105,27 @@ async fn a_bad_switch_value_stops_the_server_with_a_message() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("transparent-huge-pages"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_server_runs_one_worker_thread_per_core_unless_told() {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let server = Server::start(&[]).await;
+    assert_eq!(server.worker_threads(), cores, "tokio's default: one worker per core");
+    let server = Server::start(&["--worker-threads", "1"]).await;
+    assert_eq!(server.worker_threads(), 1);
+    let server = Server::start(&["--worker-threads", "3"]).await;
+    assert_eq!(server.worker_threads(), 3);
+}
+
+#[tokio::test]
+async fn a_bad_worker_thread_count_stops_the_server_with_a_message() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
+        .args(["--worker-threads", "many"])
+        .output()
+        .await
+        .expect("run seed-homeserver");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--worker-threads"), "the message names the flag: {stderr}");
 }
