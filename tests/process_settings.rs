@@ -95,15 +95,20 @@ async fn an_operator_can_leave_huge_pages_to_the_system() {
     assert_eq!(server.thp_enabled(), 0);
 }
 
-#[tokio::test]
-async fn a_bad_switch_value_stops_the_server_with_a_message() {
+/// Runs the binary with `args`, which must stop it at start; returns what it printed on stderr.
+async fn refused(args: &[&str]) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
-        .args(["--bind", "127.0.0.1:0", "--transparent-huge-pages", "sometimes"])
+        .args(args)
         .output()
         .await
         .expect("run seed-homeserver");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the server did not stop for {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_switch_value_stops_the_server_with_a_message() {
+    let stderr = refused(&["--bind", "127.0.0.1:0", "--transparent-huge-pages", "sometimes"]).await;
     assert!(stderr.contains("transparent-huge-pages"), "{stderr}");
 }
 
@@ -120,12 +125,6 @@ async fn the_server_runs_one_worker_thread_per_core_unless_told() {
 
 #[tokio::test]
 async fn a_bad_worker_thread_count_stops_the_server_with_a_message() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed-homeserver"))
-        .args(["--worker-threads", "many"])
-        .output()
-        .await
-        .expect("run seed-homeserver");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&["--worker-threads", "many"]).await;
     assert!(stderr.contains("--worker-threads"), "the message names the flag: {stderr}");
 }
