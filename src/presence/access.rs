@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::lists::{ListEntry, PresenceLists};
 use crate::error::Result;
-use crate::ground::user_ids::{intern_ix, UserIx};
+use crate::ground::user_ids::{intern_ix, user_at, UserIx};
 use crate::rooms::peers::{PeerCache, PeerSet};
 use crate::rooms::Rooms;
 
@@ -44,15 +44,12 @@ impl Audience {
     }
 
     /// Each user once.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let user = self.user.as_str();
-        let peers = self.peers.iter().filter(move |p| *p != user);
-        let granted = self.granted.iter().map(String::as_str).filter(move |g| *g != user && !self.peers.contains(g));
-        std::iter::once(user).chain(peers).chain(granted)
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.ixs().map(user_at)
     }
 
-    /// The same users as [`Audience::iter`], by number (`ground::user_ids`): what the hot
-    /// paths that deliver and wake take, so a change reaching a hundred viewers hashes no text.
+    /// Each user once, by number (`ground::user_ids`): what the hot paths that deliver and
+    /// wake take, so a change reaching a hundred viewers hashes no text.
     pub fn ixs(&self) -> impl Iterator<Item = UserIx> + '_ {
         let user = intern_ix(&self.user).1;
         let peers = self.peers.ixs().filter(move |&p| p != user);

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::ground::user_ids::intern_ix;
+use crate::ground::user_ids::{intern_ix, UserIx};
 
 /// Two last-active times closer than this are the same for others (Synapse's
 /// `LAST_ACTIVE_GRANULARITY`): a re-announcement moves `last_active_ago` by transit time only.
@@ -142,7 +142,7 @@ impl PresenceEngine {
         status_msg: Option<String>,
         viewers: &HashSet<String>,
     ) -> bool {
-        let pos = {
+        let (pos, viewer_ixs) = {
             let mut entry = self.remote.entry(user_id.to_owned()).or_insert_with(|| RemoteEntry {
                 presence: EffectivePresence::offline(),
                 status_msg: None,
@@ -155,14 +155,15 @@ impl PresenceEngine {
                 return false;
             }
             let pos = self.stream.allocate();
+            // By number once, for the inboxes and the wake-ups.
+            let viewer_ixs: Vec<UserIx> = viewers.iter().map(|v| intern_ix(v).1).collect();
             {
                 let mut changes = self.changes.lock();
                 if entry.pos > 0 {
                     changes.remove(&entry.pos);
                 }
                 changes.insert(pos.pos, user_id.to_owned());
-                let viewer_ixs = viewers.iter().map(|v| intern_ix(v).1);
-                self.inboxes.begin_and_deliver(pos.pos, user_id, self.clock.now_ms(), viewer_ixs);
+                self.inboxes.begin_and_deliver(pos.pos, user_id, self.clock.now_ms(), viewer_ixs.iter().copied());
             }
             entry.presence = presence;
             entry.status_msg = status_msg;
@@ -170,9 +171,9 @@ impl PresenceEngine {
             self.remote_dirty.lock().insert(user_id.to_owned());
             let p = pos.pos;
             pos.complete();
-            p
+            (p, viewer_ixs)
         };
-        self.notifier.wake_presence(viewers.iter().map(String::as_str), pos);
+        self.notifier.wake_presence_ixs(viewer_ixs, pos);
         true
     }
 
