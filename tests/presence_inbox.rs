@@ -121,3 +121,35 @@ async fn a_token_from_before_a_restart_reads_every_change_and_misses_nothing() {
     assert!(seen.contains(&(bob.user_id.clone(), Some("and again".into()))), "{seen:?}");
     assert_eq!(metric(&app, "seed_presence_inbox_fallbacks_total").await, fallbacks);
 }
+
+/// A presence filter's `limit` keeps the users first by name, whatever order they registered
+/// or changed in (the section works on user numbers, which follow first sight, not names).
+#[tokio::test]
+async fn a_presence_limit_keeps_the_users_first_by_name() {
+    let app = TestApp::spawn_with(|c| c.presence_delivery_window_ms = 0).await;
+    let amy = app.register("amy").await;
+    let mates = [app.register("zed").await, app.register("cat").await, app.register("bob").await];
+    let room = app.create_room(&amy, json!({"preset": "public_chat"})).await;
+    for m in &mates {
+        app.join(m, &room).await;
+    }
+    let since = app.sync(&amy, QUIET).await["next_batch"].as_str().unwrap().to_owned();
+    for m in &mates {
+        set_status(&app, m, json!({"presence": "online", "status_msg": "here"})).await;
+    }
+    let limit2 = common::enc(r#"{"presence":{"limit":2}}"#);
+    let senders = |v: &Value| presence_of(v).into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+
+    let all = app.sync(&amy, &format!("{QUIET}&timeout=0&since={since}")).await;
+    let mut want: Vec<String> = mates.iter().map(|m| m.user_id.clone()).collect();
+    want.sort();
+    assert_eq!(senders(&all), want, "all three changes, in the order of their names");
+    let limited = app.sync(&amy, &format!("{QUIET}&timeout=0&since={since}&filter={limit2}")).await;
+    assert_eq!(senders(&limited), want[..2], "bob and cat, not zed");
+
+    let initial = senders(&app.sync(&amy, QUIET).await);
+    let initial_limited = senders(&app.sync(&amy, &format!("{QUIET}&filter={limit2}")).await);
+    assert!(initial.len() > 2, "{initial:?}");
+    assert!(initial.is_sorted(), "{initial:?}");
+    assert_eq!(initial_limited, initial[..2], "an initial sync keeps the same first two");
+}

@@ -238,34 +238,31 @@ impl Accounts {
     }
 
     /// The display names and avatars of many users, with one query for those not cached
-    /// yet (an initial sync's `presence` section). Users without an account get `(None, None)`.
-    pub(crate) async fn profiles<'a>(
-        &self,
-        user_ids: impl IntoIterator<Item = &'a str>,
-    ) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        for u in user_ids {
-            match self.profiles.get(u) {
-                Some(p) => {
-                    out.insert(u.to_owned(), p.clone());
+    /// yet (an initial sync's `presence` section), in the order asked (no map built per
+    /// `/sync`). Users without an account get `(None, None)`.
+    pub(crate) async fn profiles(&self, user_ids: &[&str]) -> Result<Vec<(Option<String>, Option<String>)>> {
+        let mut out: Vec<(Option<String>, Option<String>)> = Vec::with_capacity(user_ids.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, u) in user_ids.iter().enumerate() {
+            match self.profiles.get(*u) {
+                Some(p) => out.push(p.clone()),
+                None => {
+                    out.push((None, None));
+                    missing.push(i);
                 }
-                None => missing.push(u.to_owned()),
             }
         }
         if missing.is_empty() {
             return Ok(out);
         }
-        for (u, displayname, avatar_url) in self.store.get_profiles(&missing).await? {
-            self.profiles.insert(u.clone(), (displayname.clone(), avatar_url.clone()));
-            out.insert(u, (displayname, avatar_url));
-        }
-        for u in missing {
+        let names: Vec<String> = missing.iter().map(|&i| user_ids[i].to_owned()).collect();
+        let found: HashMap<String, (Option<String>, Option<String>)> =
+            self.store.get_profiles(&names).await?.into_iter().map(|(u, d, a)| (u, (d, a))).collect();
+        for (i, name) in missing.into_iter().zip(names) {
             // As `profile` does: a user without an account is remembered as having none.
-            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(u) {
-                self.profiles.insert(e.key().clone(), (None, None));
-                e.insert((None, None));
-            }
+            let p = found.get(&name).cloned().unwrap_or_default();
+            self.profiles.insert(name, p.clone());
+            out[i] = p;
         }
         Ok(out)
     }

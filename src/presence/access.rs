@@ -33,6 +33,7 @@ pub struct PresenceAccess {
 /// ([`PresenceAccess::viewers_of`]). `user` is always in it.
 pub struct Audience {
     user: String,
+    user_ix: UserIx,
     peers: Arc<PeerSet>,
     /// Presence-list grants (targets or viewers), often empty.
     granted: Vec<String>,
@@ -43,6 +44,11 @@ impl Audience {
         other == self.user || self.peers.contains(other) || self.granted.iter().any(|g| g == other)
     }
 
+    /// [`Self::contains`] by number: a binary search of the peers, no hashing.
+    pub fn contains_ix(&self, other: UserIx) -> bool {
+        other == self.user_ix || self.peers.contains_ix(other) || self.granted.iter().any(|g| g == user_at(other))
+    }
+
     /// Each user once.
     pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.ixs().map(user_at)
@@ -51,7 +57,7 @@ impl Audience {
     /// Each user once, by number (`ground::user_ids`): what the hot paths that deliver and
     /// wake take, so a change reaching a hundred viewers hashes no text.
     pub fn ixs(&self) -> impl Iterator<Item = UserIx> + '_ {
-        let user = intern_ix(&self.user).1;
+        let user = self.user_ix;
         let peers = self.peers.ixs().filter(move |&p| p != user);
         let granted =
             self.granted.iter().map(|g| intern_ix(g).1).filter(move |&g| g != user && !self.peers.contains_ix(g));
@@ -115,7 +121,12 @@ impl PresenceAccess {
     /// Everyone who may see `target` (to wake them when it changes).
     pub async fn viewers_of(&self, target: &str) -> Result<Audience> {
         let peers = self.room_peers(target).await?;
-        Ok(Audience { user: target.to_owned(), peers, granted: self.lists.granted_viewers(target) })
+        Ok(Audience {
+            user: target.to_owned(),
+            user_ix: intern_ix(target).1,
+            peers,
+            granted: self.lists.granted_viewers(target),
+        })
     }
 
     /// Users granted to `viewer` in `(since, upto]` (for an incremental sync).
@@ -127,7 +138,12 @@ impl PresenceAccess {
     /// (each check is a lookup, whatever the viewer's rooms).
     pub async fn visible_to(&self, viewer: &str) -> Result<Audience> {
         let peers = self.room_peers(viewer).await?;
-        Ok(Audience { user: viewer.to_owned(), peers, granted: self.lists.granted_targets(viewer) })
+        Ok(Audience {
+            user: viewer.to_owned(),
+            user_ix: intern_ix(viewer).1,
+            peers,
+            granted: self.lists.granted_targets(viewer),
+        })
     }
 
     /// This server's name (whose users are local).

@@ -61,6 +61,15 @@ impl PresenceEvent {
         Self { content: PresenceContent::new(s, now, busy_as), sender: s.user_id.clone(), kind: "m.presence" }
     }
 
+    /// [`Self::new`] taking the snapshot: its id and status message move into the event
+    /// instead of being copied (`/sync` builds one per delivered change).
+    pub fn of(mut s: PresenceSnapshot, now: i64, busy_as: LegacyBusy) -> Self {
+        let status_msg = s.status_msg.take();
+        let mut content = PresenceContent::new(&s, now, busy_as);
+        content.status_msg = status_msg;
+        Self { content, sender: std::mem::take(&mut s.user_id), kind: "m.presence" }
+    }
+
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("a presence event serializes")
     }

@@ -224,10 +224,10 @@ impl Inboxes {
         }
     }
 
-    /// The users whose public change in `(since, upto]` may concern `viewer`: what was
+    /// The users (by number) whose public change in `(since, upto]` may concern `viewer`: what was
     /// delivered to their inbox plus the changes whose viewers are not known yet. `None` when
     /// the inbox is not complete back to `since` (the caller reads the whole change list).
-    pub(super) fn read(&self, viewer: &str, since: i64, upto: i64, now: i64) -> Option<Vec<String>> {
+    pub(super) fn read(&self, viewer: &str, since: i64, upto: i64, now: i64) -> Option<Vec<UserIx>> {
         if since >= upto {
             return Some(vec![]);
         }
@@ -235,15 +235,14 @@ impl Inboxes {
         let inner = &mut *guard;
         let global_floor = inner.floor;
         let aged = inner.aged_below(now);
-        let mut users: Vec<String> =
-            inner.pending.range(since + 1..=upto).map(|(_, (_, u))| user_at(*u).to_owned()).collect();
+        let mut users: Vec<UserIx> = inner.pending.range(since + 1..=upto).map(|(_, (_, u))| *u).collect();
         let inbox = interned_ix(viewer).and_then(|v| inner.boxes.get_mut(&v));
         let floor = match inbox {
             Some(inbox) => {
                 inbox.trim(aged);
                 users.extend(inbox.entries.iter().filter_map(|e| {
                     let pos = inbox.pos(e);
-                    (pos > since && pos <= upto).then(|| user_at(e.user).to_owned())
+                    (pos > since && pos <= upto).then_some(e.user)
                 }));
                 inbox.floor.max(global_floor)
             }
@@ -264,6 +263,11 @@ impl Inboxes {
 mod tests {
     use super::*;
 
+    /// `Inboxes::read` with the users by name.
+    fn names(i: &Inboxes, viewer: &str, since: i64, upto: i64, now: i64) -> Option<Vec<String>> {
+        i.read(viewer, since, upto, now).map(|u| u.into_iter().map(|ix| user_at(ix).to_owned()).collect())
+    }
+
     fn inboxes() -> Inboxes {
         Inboxes::new("hs", 10)
     }
@@ -278,8 +282,8 @@ mod tests {
         let i = inboxes();
         i.begin(11, "@bob:hs", 0);
         i.deliver(11, ixs(["@amy:hs", "@zed:other"]));
-        assert_eq!(i.read("@amy:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
-        assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec![]));
+        assert_eq!(names(&i, "@amy:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
+        assert_eq!(names(&i, "@cat:hs", 10, 11, 0), Some(vec![]));
         assert_eq!(i.sizes(), (1, 1), "no inbox for a remote viewer");
     }
 
@@ -287,22 +291,22 @@ mod tests {
     fn a_pending_change_is_read_by_everyone_until_delivered() {
         let i = inboxes();
         i.begin(11, "@bob:hs", 0);
-        assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
-        assert_eq!(i.read("@cat:hs", 11, 11, 0), Some(vec![]), "not before since");
+        assert_eq!(names(&i, "@cat:hs", 10, 11, 0), Some(vec!["@bob:hs".to_owned()]));
+        assert_eq!(names(&i, "@cat:hs", 11, 11, 0), Some(vec![]), "not before since");
         i.deliver(11, ixs(["@amy:hs"]));
-        assert_eq!(i.read("@cat:hs", 10, 11, 0), Some(vec![]));
+        assert_eq!(names(&i, "@cat:hs", 10, 11, 0), Some(vec![]));
     }
 
     #[test]
     fn tokens_from_before_the_start_or_past_the_bounds_fall_back() {
         let i = inboxes();
-        assert_eq!(i.read("@amy:hs", 9, 20, 0), None, "older than the start");
+        assert_eq!(names(&i, "@amy:hs", 9, 20, 0), None, "older than the start");
         for p in 11..11 + MAX_ENTRIES as i64 + 1 {
             i.begin_and_deliver(p, &format!("@u{p}:hs"), 0, ixs(["@amy:hs"]));
         }
-        assert_eq!(i.read("@amy:hs", 10, 10_000, 0), None, "the oldest entry was dropped");
-        assert_eq!(i.read("@amy:hs", 11, 10_000, 0).map(|u| u.len()), Some(MAX_ENTRIES));
-        assert_eq!(i.read("@amy:hs", 11, 10_000, MAX_AGE_MS + 1), None, "aged out");
+        assert_eq!(names(&i, "@amy:hs", 10, 10_000, 0), None, "the oldest entry was dropped");
+        assert_eq!(names(&i, "@amy:hs", 11, 10_000, 0).map(|u| u.len()), Some(MAX_ENTRIES));
+        assert_eq!(names(&i, "@amy:hs", 11, 10_000, MAX_AGE_MS + 1), None, "aged out");
     }
 
     #[test]
@@ -313,8 +317,8 @@ mod tests {
         }
         assert_eq!(i.sizes(), (1, 1), "one entry for bob, however often he changes");
         let last = 10 + 2 * MAX_ENTRIES as i64;
-        assert_eq!(i.read("@amy:hs", 10, last, 0), Some(vec!["@bob:hs".to_owned()]), "nothing was dropped");
-        assert_eq!(i.read("@amy:hs", last, last, 0), Some(vec![]));
+        assert_eq!(names(&i, "@amy:hs", 10, last, 0), Some(vec!["@bob:hs".to_owned()]), "nothing was dropped");
+        assert_eq!(names(&i, "@amy:hs", last, last, 0), Some(vec![]));
     }
 
     /// Entries name users by their interned id's number, and positions by an offset.
@@ -342,13 +346,13 @@ mod tests {
         let i = inboxes();
         i.begin_and_deliver(1_000, "@bob:hs", 0, ixs(["@amy:hs"]));
         i.begin_and_deliver(500, "@cat:hs", 0, ixs(["@amy:hs"]));
-        let mut got = i.read("@amy:hs", 10, 1_000, 0).expect("complete");
+        let mut got = names(&i, "@amy:hs", 10, 1_000, 0).expect("complete");
         got.sort();
         assert_eq!(got, ["@bob:hs", "@cat:hs"]);
         let far = 1_000 + (1i64 << 32);
         i.begin_and_deliver(far, "@dan:hs", 0, ixs(["@amy:hs"]));
-        assert_eq!(i.read("@amy:hs", 10, far, 0), None, "bob's and cat's entries were dropped");
-        assert_eq!(i.read("@amy:hs", 1_000, far, 0), Some(vec!["@dan:hs".to_owned()]));
+        assert_eq!(names(&i, "@amy:hs", 10, far, 0), None, "bob's and cat's entries were dropped");
+        assert_eq!(names(&i, "@amy:hs", 1_000, far, 0), Some(vec!["@dan:hs".to_owned()]));
     }
 
     /// An entry's age is counted in whole seconds, never less than it is.
@@ -357,8 +361,8 @@ mod tests {
         let i = inboxes();
         i.begin_and_deliver(11, "@bob:hs", 1_999, ixs(["@amy:hs"]));
         let at = 1_000; // 1,999 ms kept as second 1
-        assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS).map(|u| u.len()), Some(1));
-        assert_eq!(i.read("@amy:hs", 10, 11, at + MAX_AGE_MS + 1), None, "aged out");
+        assert_eq!(names(&i, "@amy:hs", 10, 11, at + MAX_AGE_MS).map(|u| u.len()), Some(1));
+        assert_eq!(names(&i, "@amy:hs", 10, 11, at + MAX_AGE_MS + 1), None, "aged out");
     }
 
     #[test]
@@ -366,7 +370,7 @@ mod tests {
         let i = inboxes();
         i.begin(12, "@bob:hs", 0);
         i.abandon(12);
-        assert_eq!(i.read("@amy:hs", 11, 12, 0), None);
-        assert_eq!(i.read("@amy:hs", 12, 12, 0), Some(vec![]));
+        assert_eq!(names(&i, "@amy:hs", 11, 12, 0), None);
+        assert_eq!(names(&i, "@amy:hs", 12, 12, 0), Some(vec![]));
     }
 }
