@@ -339,6 +339,7 @@ impl ProfileRooms {
     async fn changes_for(&self, snap: &PresenceSnapshot) -> Result<Vec<(String, String, NewEvent)>> {
         let room = self.ensure(&snap.user_id, snap, snap.status_msg.as_deref()).await?;
         let state = self.rooms.state(&room).await?;
+        state.preload(&[(STATUS_EVENT, ""), (PRESENCE_EVENT, "")]);
         let mut out = Vec::new();
         let status = status_state_content(snap.status_msg.as_deref());
         if state.get(STATUS_EVENT, "").map(|e| &e.content) != Some(&status) {

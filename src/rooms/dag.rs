@@ -19,12 +19,11 @@ pub(crate) type Extremities = Arc<Vec<(String, i64)>>;
 /// The version of a room, from its create event (or the create event being built). Rooms
 /// without a readable version are treated as version 10, the one Seed always created.
 pub(crate) fn room_version(state: &RoomState, create_content: Option<&Value>) -> RoomVersionId {
-    let create = create_content.or_else(|| state.get("m.room.create", "").map(|e| &e.content));
-    create
-        .and_then(|c| c.get("room_version"))
-        .and_then(Value::as_str)
-        .and_then(|v| RoomVersionId::try_from(v).ok())
-        .unwrap_or(RoomVersionId::V10)
+    let version = match create_content {
+        Some(c) => c.get("room_version").and_then(Value::as_str),
+        None => state.room_version(),
+    };
+    version.and_then(|v| RoomVersionId::try_from(v).ok()).unwrap_or(RoomVersionId::V10)
 }
 
 /// Spec "Auth events selection": the create event, the power levels, the sender's member
@@ -166,6 +165,23 @@ mod tests {
         let kick = auth_events_for(&state, "@a:x", "m.room.member", Some("@b:y"), &json!({"membership": "leave"}));
         assert_eq!(kick, ["$c", "$pl", "$a", "$b"]);
         assert_eq!(room_version(&state, None), RoomVersionId::V10);
+    }
+
+    /// The version is kept when the state is built, read back from the store or changed by
+    /// an event, and a create event being built names its own.
+    #[test]
+    fn the_room_version_follows_the_create_event_however_the_state_was_made() {
+        let create = |v: &str| ev("$c", "m.room.create", "", json!({"room_version": v}));
+        let mut state = RoomState::default();
+        assert_eq!(room_version(&state, None), RoomVersionId::V10, "no create event");
+        state.apply(Arc::new(create("11")));
+        assert_eq!(room_version(&state, None), RoomVersionId::V11);
+        let json = serde_json::to_string(&create("9")).unwrap();
+        let stored = RoomState::from_parts(vec![(create("9"), json)], vec![]);
+        assert_eq!(room_version(&stored, None), RoomVersionId::V9);
+        assert_eq!(room_version(&stored, Some(&json!({"room_version": "11"}))), RoomVersionId::V11);
+        let unversioned = RoomState::from_events([ev("$c", "m.room.create", "", json!({}))]);
+        assert_eq!(room_version(&unversioned, None), RoomVersionId::V10, "as before: no version read is 10");
     }
 
     /// Room version 11 create events have no `creator`: the sender is the creator.

@@ -159,8 +159,15 @@ impl Rooms {
             txn: ev.txn,
             ..Default::default()
         };
-        // Checked before sealing too: hashing refuses an oversized PDU with an internal error.
-        self.check_event_size(&pdu)?;
+        // Content over the limit is refused before it is hashed and signed (the whole event is
+        // measured once, sealed, below; an event too large to hash is `M_TOO_LARGE` too).
+        let content_size = serde_json::to_vec(&pdu.content).map(|v| v.len()).unwrap_or(0);
+        if content_size > self.max_event_bytes {
+            return Err(MatrixError::TooLarge(format!(
+                "event content is {content_size} bytes, the limit is {}",
+                self.max_event_bytes
+            )));
+        }
         self.seal(&mut pdu, &version)?;
         self.check_event_size(&pdu)?;
         Ok(pdu)

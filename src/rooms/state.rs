@@ -163,6 +163,9 @@ impl Members {
 #[derive(Debug, Clone, Default)]
 struct Derived {
     room_type: Option<Box<str>>,
+    /// The create event's `room_version`: asked for every event built and every federation
+    /// read, so kept here rather than parsed from the create event's text each time.
+    room_version: Option<Box<str>>,
     join_rule: Option<Box<str>>,
     history_visibility: Option<Box<str>>,
 }
@@ -174,7 +177,10 @@ impl Derived {
         }
         let field = |name: &str| pdu.content.get(name).and_then(serde_json::Value::as_str).map(Box::from);
         match pdu.kind.as_str() {
-            "m.room.create" => self.room_type = field("type"),
+            "m.room.create" => {
+                self.room_type = field("type");
+                self.room_version = field("room_version");
+            }
             "m.room.join_rules" => self.join_rule = field("join_rule"),
             "m.room.history_visibility" => self.history_visibility = field("history_visibility"),
             _ => {}
@@ -311,6 +317,12 @@ impl RoomState {
         self.texts.get(kind, state_key)
     }
 
+    /// Decode the non-member events at `keys` ahead of [`Self::get`], sharing the work of
+    /// reading their text (see `Texts::preload`).
+    pub(crate) fn preload(&self, keys: &[(&str, &str)]) {
+        self.texts.preload(keys);
+    }
+
     /// The id of the current state event at (`kind`, `state_key`), whatever its type.
     pub(crate) fn event_id(&self, kind: &str, state_key: &str) -> Option<String> {
         if kind == MEMBER {
@@ -387,6 +399,11 @@ impl RoomState {
 
     pub(crate) fn room_type(&self) -> Option<&str> {
         self.derived.room_type.as_deref()
+    }
+
+    /// The create event's `room_version`, as written (see [`super::dag::room_version`]).
+    pub(crate) fn room_version(&self) -> Option<&str> {
+        self.derived.room_version.as_deref()
     }
 
     /// Stripped state shown with an invite (spec: `invite_state`).

@@ -306,6 +306,28 @@ impl Texts {
         self.decode(i, None)
     }
 
+    /// Decode the events at `keys` ahead of [`Self::get`], each block decompressed once for
+    /// all of them (`get` alone decompresses a block per event: the profile-room publisher
+    /// reads `m.status` and `m.presence`, which share one).
+    pub(crate) fn preload(&self, keys: &[(&str, &str)]) {
+        self.decode_each(keys.iter().filter_map(|(kind, state_key)| self.position(kind, state_key).ok()));
+    }
+
+    /// Decode entries `ixs` (in order), each block decompressed at most once in a row.
+    fn decode_each(&self, ixs: impl Iterator<Item = usize>) {
+        let mut text: Option<(u32, Option<Vec<u8>>)> = None;
+        for i in ixs {
+            let e = &self.entries[i];
+            if e.decoded.get().is_some() {
+                continue;
+            }
+            if text.as_ref().is_none_or(|(b, _)| *b != e.block) {
+                text = Some((e.block, self.blocks.get(e.block as usize).and_then(Block::text)));
+            }
+            self.decode(i, text.as_ref().and_then(|(_, t)| t.as_deref()));
+        }
+    }
+
     /// Entry `i`'s event: from its cache, else parsed from `text` (its block's text) or from
     /// the block decompressed for it.
     fn decode(&self, i: usize, text: Option<&[u8]>) -> Option<&Arc<Pdu>> {
@@ -341,16 +363,7 @@ impl Texts {
 
     /// Every kept event, in (type, state key) order, each block decompressed at most once.
     pub(crate) fn events(&self) -> impl Iterator<Item = &Arc<Pdu>> {
-        let mut text: Option<(u32, Option<Vec<u8>>)> = None;
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.decoded.get().is_some() {
-                continue;
-            }
-            if text.as_ref().is_none_or(|(b, _)| *b != e.block) {
-                text = Some((e.block, self.blocks.get(e.block as usize).and_then(Block::text)));
-            }
-            self.decode(i, text.as_ref().and_then(|(_, t)| t.as_deref()));
-        }
+        self.decode_each(0..self.entries.len());
         self.entries.iter().filter_map(|e| e.decoded.get().and_then(Option::as_ref))
     }
 
@@ -542,6 +555,23 @@ mod tests {
         let again = copy.get("m.room.create", "").unwrap();
         assert!(!Arc::ptr_eq(&first, again), "a clone does not carry decoded events");
         assert!(Arc::ptr_eq(&texts.blocks[0].packed, &copy.blocks[0].packed));
+    }
+
+    #[test]
+    fn preloading_decodes_just_the_keys_asked_for_and_get_returns_them() {
+        let events = profile_room("!r:localhost");
+        let texts = texts_of(&events);
+        texts.preload(&[("m.status", ""), ("m.presence", ""), ("m.no.such.type", "")]);
+        let decoded: Vec<&str> = texts.entries.iter().filter(|e| e.decoded.get().is_some()).map(|e| &*e.kind).collect();
+        assert_eq!(decoded, ["m.presence", "m.status"]);
+        for kind in ["m.presence", "m.status"] {
+            let want = events.iter().find(|(e, _)| e.kind == kind).map(|(e, _)| e).unwrap();
+            let got = texts.get(kind, "").unwrap();
+            assert_eq!((&got.event_id, &got.content), (&want.event_id, &want.content));
+        }
+        let preloaded = texts.get("m.status", "").unwrap().clone();
+        texts.preload(&[("m.status", "")]);
+        assert!(Arc::ptr_eq(&preloaded, texts.get("m.status", "").unwrap()), "decoded once, then kept");
     }
 
     #[test]
