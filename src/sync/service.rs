@@ -104,6 +104,9 @@ impl SyncService {
         // Read your writes: a change the client already saw acknowledged (e.g. a peek) may
         // still be completing; wait for everything handed out so far (normally immediate).
         self.stream.wait_for(self.stream.allocated()).await;
+        // Set once the poll has waited its time (or the server is stopping): the next pass
+        // answers whatever it finds.
+        let mut last_pass = false;
         let result = loop {
             let upto = self.stream.current();
             let since = req.since.map(|s| s.min(upto));
@@ -118,19 +121,27 @@ impl SyncService {
             // Boxed: the assembly's state lives on the heap only while a response is built, so a
             // parked long-poll's future stays small (README "Performance", idle long-polls).
             let (body, has_content) = Box::pin(self.assemble(&ctx)).await?;
-            if has_content || since.is_none() || req.full_state || req.timeout.is_zero() {
+            if has_content || last_pass || since.is_none() || req.full_state || req.timeout.is_zero() {
                 break body;
             }
+            // Nothing new: the empty answer is not kept while the poll waits (issue #13: a few
+            // hundred bytes per parked poll); one that times out is built again, at the
+            // position of that moment.
+            drop(body);
             let parked = self.notifier.park();
             let wake = tokio::select! {
-                wake = sub.next() => wake,
-                _ = tokio::time::sleep_until(deadline) => break body,
-                _ = self.notifier.closed() => break body,
+                wake = sub.next() => Some(wake),
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = self.notifier.closed() => None,
             };
             drop(parked);
-            drop(body);
-            let pos = self.collect_presence(&mut sub, wake, deadline).await;
-            self.stream.wait_for(pos).await;
+            match wake {
+                Some(wake) => {
+                    let pos = self.collect_presence(&mut sub, wake, deadline).await;
+                    self.stream.wait_for(pos).await;
+                }
+                None => last_pass = true,
+            }
         };
         drop(sub);
         Ok(result)
