@@ -133,6 +133,10 @@ pub struct Config {
     /// Threads that run the server's tasks (0 = tokio's choice: one per core, or the
     /// `TOKIO_WORKER_THREADS` environment variable); see [`Config::runtime_workers`].
     pub worker_threads: usize,
+    /// How long the allocator (mimalloc) keeps memory the server freed before giving it back
+    /// to the kernel, ms (at most an hour; mimalloc's own default is 1,000). 0, the default,
+    /// gives it back at once: see `ground/memory.rs`.
+    pub allocator_purge_delay_ms: u64,
     /// Server-server API (`[federation]` in the TOML file); off by default.
     pub federation: FederationConfig,
 }
@@ -206,6 +210,7 @@ impl Default for Config {
             http1_keep_alive_timeout_ms: 120_000,
             transparent_huge_pages: false,
             worker_threads: 0,
+            allocator_purge_delay_ms: 0,
             federation: FederationConfig::default(),
         }
     }
@@ -527,6 +532,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_WORKER_THREADS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
+    /// Freed memory goes back to the kernel after this long, ms (0 = at once) [default: 0]
+    #[arg(long, env = "SEED_ALLOCATOR_PURGE_DELAY_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocator_purge_delay_ms: Option<u64>,
 }
 
 impl Config {

@@ -18,7 +18,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     // Before the server allocates its state (`ground/memory.rs`).
     let off = seed::ground::memory::set_transparent_huge_pages(config.transparent_huge_pages);
-    tracing::info!(transparent_huge_pages = config.transparent_huge_pages, process_thp_off = ?off, "memory");
+    let purge_delay_ms = seed::ground::memory::set_allocator_purge_delay(config.allocator_purge_delay_ms);
+    tracing::info!(
+        transparent_huge_pages = config.transparent_huge_pages,
+        process_thp_off = ?off,
+        allocator_purge_delay_ms = ?purge_delay_ms,
+        "memory"
+    );
     // The runtime is built after the config is read: its thread count is a setting
     // (`worker_threads`; README "Configuration").
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -3,7 +3,9 @@
 //! - transparent huge pages (issue #13, README "Transparent huge pages"): the server turns
 //!   them off for its own process unless `transparent_huge_pages` is on (`THP_enabled`);
 //! - `worker_threads` (README "Configuration"): how many threads run the server's tasks
-//!   (tokio's `tokio-rt-worker` threads).
+//!   (tokio's `tokio-rt-worker` threads);
+//! - `allocator_purge_delay_ms` (README "Allocator purge delay"): the delay the allocator
+//!   reports back once the server set it, as the start-up `memory` line logs it.
 #![cfg(target_os = "linux")]
 
 use std::time::Duration;
@@ -15,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 struct Server {
     child: tokio::process::Child,
     dir: std::path::PathBuf,
+    /// What the server logged before it listened.
+    startup: Vec<String>,
 }
 
 impl Server {
@@ -31,11 +35,13 @@ impl Server {
             .env_remove("TOKIO_WORKER_THREADS")
             .env_remove("SEED_WORKER_THREADS")
             .env_remove("SEED_TRANSPARENT_HUGE_PAGES")
+            .env_remove("SEED_ALLOCATOR_PURGE_DELAY_MS")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn seed-homeserver");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut startup = Vec::new();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(at) = line.find("addr=").filter(|_| line.contains("listening")) {
@@ -43,6 +49,7 @@ impl Server {
                         line[at + 5..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
                     return addr;
                 }
+                startup.push(line);
             }
             panic!("the server exited before listening");
         })
@@ -51,7 +58,14 @@ impl Server {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let versions = reqwest::get(format!("http://{addr}/_matrix/client/versions")).await.expect("GET /versions");
         assert_eq!(versions.status(), 200);
-        Self { child, dir }
+        Self { child, dir, startup }
+    }
+
+    /// The purge delay the allocator reported at start-up (`None` on the system allocator).
+    fn purge_delay(&self) -> String {
+        let line = self.startup.iter().find(|l| l.contains(" memory")).expect("a start-up `memory` line");
+        let at = line.find("allocator_purge_delay_ms=").expect("the purge delay is logged") + 25;
+        line[at..].split_whitespace().next().unwrap_or_default().to_owned()
     }
 
     /// The kernel's `THP_enabled` for the server process (1: huge pages allowed, 0: off).
@@ -127,4 +141,16 @@ async fn the_server_runs_one_worker_thread_per_core_unless_told() {
 async fn a_bad_worker_thread_count_stops_the_server_with_a_message() {
     let stderr = refused(&["--worker-threads", "many"]).await;
     assert!(stderr.contains("--worker-threads"), "the message names the flag: {stderr}");
+}
+
+#[tokio::test]
+async fn the_allocator_gives_freed_memory_back_at_once_unless_told() {
+    let server = Server::start(&[]).await;
+    assert_eq!(server.purge_delay(), "Some(0)", "the default: at once");
+    let server = Server::start(&["--allocator-purge-delay-ms", "250"]).await;
+    assert_eq!(server.purge_delay(), "Some(250)");
+    let server = Server::start(&["--allocator-purge-delay-ms", "99999999999"]).await;
+    assert_eq!(server.purge_delay(), "Some(3600000)", "at most an hour");
+    let stderr = refused(&["--allocator-purge-delay-ms", "soon"]).await;
+    assert!(stderr.contains("--allocator-purge-delay-ms"), "the message names the flag: {stderr}");
 }
