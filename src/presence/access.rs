@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::lists::{ListEntry, PresenceLists};
 use crate::error::Result;
-use crate::ground::user_ids::{intern_ix, user_at, UserIx};
+use crate::ground::user_ids::{intern_ix, interned_ix, user_at, UserIx};
 use crate::rooms::peers::{PeerCache, PeerSet};
 use crate::rooms::Rooms;
 
@@ -32,7 +32,7 @@ pub struct PresenceAccess {
 /// ([`PresenceAccess::visible_to`]) or everyone who may see `user`
 /// ([`PresenceAccess::viewers_of`]). `user` is always in it.
 pub struct Audience {
-    user: String,
+    /// `user`, by number (its name is `user_at(user_ix)`).
     user_ix: UserIx,
     peers: Arc<PeerSet>,
     /// Presence-list grants (targets or viewers), often empty.
@@ -40,8 +40,13 @@ pub struct Audience {
 }
 
 impl Audience {
+    /// Whether `other` is in the set: [`Self::contains_ix`] for a name ever numbered (the
+    /// user and every peer are), else only a grant can name it.
     pub fn contains(&self, other: &str) -> bool {
-        other == self.user || self.peers.contains(other) || self.granted.iter().any(|g| g == other)
+        match interned_ix(other) {
+            Some(ix) => self.contains_ix(ix),
+            None => self.granted.iter().any(|g| g == other),
+        }
     }
 
     /// [`Self::contains`] by number: a binary search of the peers, no hashing.
@@ -121,12 +126,7 @@ impl PresenceAccess {
     /// Everyone who may see `target` (to wake them when it changes).
     pub async fn viewers_of(&self, target: &str) -> Result<Audience> {
         let peers = self.room_peers(target).await?;
-        Ok(Audience {
-            user: target.to_owned(),
-            user_ix: intern_ix(target).1,
-            peers,
-            granted: self.lists.granted_viewers(target),
-        })
+        Ok(Audience { user_ix: intern_ix(target).1, peers, granted: self.lists.granted_viewers(target) })
     }
 
     /// Users granted to `viewer` in `(since, upto]` (for an incremental sync).
@@ -138,12 +138,7 @@ impl PresenceAccess {
     /// (each check is a lookup, whatever the viewer's rooms).
     pub async fn visible_to(&self, viewer: &str) -> Result<Audience> {
         let peers = self.room_peers(viewer).await?;
-        Ok(Audience {
-            user: viewer.to_owned(),
-            user_ix: intern_ix(viewer).1,
-            peers,
-            granted: self.lists.granted_targets(viewer),
-        })
+        Ok(Audience { user_ix: intern_ix(viewer).1, peers, granted: self.lists.granted_targets(viewer) })
     }
 
     /// This server's name (whose users are local).
