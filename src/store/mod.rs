@@ -2,11 +2,13 @@
 //! milliseconds). SQLite and PostgreSQL keep their own migration folders; the backend is
 //! picked by the URL scheme.
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 mod account_data;
 mod accounts;
@@ -54,13 +56,8 @@ pub enum Backend {
 pub struct Store {
     pub pool: AnyPool,
     /// Where the steady write paths run: status writes, last-active flushes and event
-    /// persistence (issue #13). On SQLite it is one connection of its own: SQLite has one
-    /// writer at a time anyway, and a connection drops its page cache whenever another one
-    /// has written, so writes spread over the pool's connections read their pages back from
-    /// the file each time, and wait for each other in SQLite's sleeping busy handler instead of
-    /// in the pool's queue. On PostgreSQL (and an in-memory SQLite database, which is per
-    /// connection) it is the pool.
-    writer: AnyPool,
+    /// persistence (issue #13). See [`Writer`].
+    writer: Writer,
     pub backend: Backend,
 }
 
@@ -88,12 +85,19 @@ impl Store {
         };
         migrator.run(&pool).await.context("running migrations")?;
         let writer = if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
-            pool_options(backend, 1, None)
-                .connect_with(opts)
+            let mut conn = AnyConnection::connect_with(&opts)
                 .await
-                .with_context(|| format!("connecting the writer to {}", redact(url)))?
+                .with_context(|| format!("connecting the writer to {}", redact(url)))?;
+            sqlite_pragmas(&mut conn, None).await.context("setting up the writer connection")?;
+            // A statement inside a transaction keeps an undo log of the pages it changes (its
+            // statement journal). On disk, each write transaction opened a temporary file and
+            // wrote those pages to it (issue #13: ~11 % of SQLite's thread at 166 status writes
+            // a second); in memory it is the few pages one statement changes. Only the writer:
+            // the pool's connections run the rare big reads, whose sorts may spill.
+            conn.execute("PRAGMA temp_store = MEMORY").await.context("setting up the writer connection")?;
+            Writer::Held(Arc::new(tokio::sync::Mutex::new(conn)))
         } else {
-            pool.clone()
+            Writer::Pool(pool.clone())
         };
         Ok(Self { pool, writer, backend })
     }
@@ -116,7 +120,7 @@ impl Store {
              ELSE stream_reservation.reserved_up_to END",
         )
         .bind(up_to)
-        .execute(&self.writer)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -131,9 +135,13 @@ impl Store {
         begin_on(&self.pool, self.backend).await
     }
 
-    /// A transaction on the writer connection (see [`Store::begin`]).
-    pub(crate) async fn begin_writer(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        begin_on(&self.writer, self.backend).await
+    /// The writer connection, for one statement or (with [`WriterConn::begin`]) a transaction;
+    /// writes wait here for each other, in order.
+    pub(crate) async fn writer(&self) -> sqlx::Result<WriterConn> {
+        Ok(match &self.writer {
+            Writer::Pool(pool) => WriterConn::Pooled(pool.acquire().await?, self.backend),
+            Writer::Held(conn) => WriterConn::Held(conn.clone().lock_owned().await, self.backend),
+        })
     }
 }
 
@@ -141,6 +149,64 @@ async fn begin_on(pool: &AnyPool, backend: Backend) -> sqlx::Result<sqlx::Transa
     match backend {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => pool.begin().await,
+    }
+}
+
+/// Where the steady writes run.
+///
+/// On SQLite it is one connection the store holds, not a pool. SQLite has one writer at a
+/// time anyway, and a connection drops its page cache whenever another one has written, so
+/// writes spread over the pool's connections would read their pages back from the file each
+/// time, and wait for each other in SQLite's sleeping busy handler instead of in a queue. And
+/// a pool (sqlx) pings every connection it gets back, which on SQLite is one more hand-off to
+/// the connection's thread and back for every write, off the request's path but not free
+/// (issue #13: returning the writer to its pool was 3 % of the server's CPU in a profile at
+/// 166 status writes a second). A transaction dropped half-way leaves nothing behind: it
+/// queues its rollback on the connection's thread, ahead of the next command (test
+/// `a_dropped_writer_transaction_is_rolled_back_before_the_next_write`).
+///
+/// On PostgreSQL (and an in-memory SQLite database, which is per connection) it is the pool.
+#[derive(Clone)]
+enum Writer {
+    Pool(AnyPool),
+    Held(Arc<tokio::sync::Mutex<AnyConnection>>),
+}
+
+/// The writer connection while one write path has it (see [`Writer`]).
+pub(crate) enum WriterConn {
+    Pooled(PoolConnection<sqlx::Any>, Backend),
+    Held(tokio::sync::OwnedMutexGuard<AnyConnection>, Backend),
+}
+
+impl WriterConn {
+    /// A transaction on this connection (see [`Store::begin`] for SQLite's `BEGIN IMMEDIATE`).
+    pub(crate) async fn begin(&mut self) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Any>> {
+        let backend = match self {
+            WriterConn::Pooled(_, b) | WriterConn::Held(_, b) => *b,
+        };
+        match backend {
+            Backend::Sqlite => self.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => Connection::begin(&mut **self).await,
+        }
+    }
+}
+
+impl std::ops::Deref for WriterConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriterConn::Pooled(c, _) => c,
+            WriterConn::Held(c, _) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriterConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriterConn::Pooled(c, _) => c,
+            WriterConn::Held(c, _) => c,
+        }
     }
 }
 
@@ -169,20 +235,27 @@ fn pool_options(backend: Backend, max: u32, cache_kib: Option<i64>) -> AnyPoolOp
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    // WAL lets readers run beside the single writer; NORMAL sync is
-                    // durable across application crashes, which is what we promise.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    if let Some(kib) = cache_kib {
-                        // Negative: a size in KiB rather than a number of pages.
-                        conn.execute(format!("PRAGMA cache_size = -{kib}").as_str()).await?;
-                    }
+                    sqlite_pragmas(conn, cache_kib).await?;
                 }
                 Ok(())
             })
         })
+}
+
+/// Every SQLite connection's settings (`cache_kib`: its page cache, `None` for SQLite's
+/// default).
+async fn sqlite_pragmas(conn: &mut AnyConnection, cache_kib: Option<i64>) -> sqlx::Result<()> {
+    // WAL lets readers run beside the single writer; NORMAL sync is durable across
+    // application crashes, which is what we promise.
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    if let Some(kib) = cache_kib {
+        // Negative: a size in KiB rather than a number of pages.
+        conn.execute(format!("PRAGMA cache_size = -{kib}").as_str()).await?;
+    }
+    Ok(())
 }
 
 fn create_sqlite_parent_dir(url: &str) -> anyhow::Result<()> {
@@ -214,18 +287,49 @@ mod tests {
     use super::*;
 
     /// The main pool's connections keep a small SQLite page cache; the writer keeps SQLite's
-    /// default (see [`SQLITE_READER_CACHE_KIB`]).
+    /// default (see [`SQLITE_READER_CACHE_KIB`]), and its temporary data in memory.
     #[tokio::test]
     async fn sqlite_readers_keep_a_small_page_cache_and_the_writer_the_default() {
         let dir = std::env::temp_dir().join(format!("seed-cache-{}", uuid::Uuid::new_v4()));
         let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
         let store = Store::connect(&url, 2).await.expect("connect");
-        let cache = |pool: &AnyPool| {
-            let pool = pool.clone();
-            async move { sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(&pool).await.expect("pragma") }
-        };
-        assert_eq!(cache(&store.pool).await, -SQLITE_READER_CACHE_KIB);
-        assert_eq!(cache(&store.writer).await, -2000, "SQLite's default");
+        let cache = "PRAGMA cache_size";
+        let reader: i64 = sqlx::query_scalar(cache).fetch_one(&store.pool).await.expect("pragma");
+        assert_eq!(reader, -SQLITE_READER_CACHE_KIB);
+        let writer: i64 = sqlx::query_scalar(cache).fetch_one(&mut *store.writer().await.unwrap()).await.unwrap();
+        assert_eq!(writer, -2000, "SQLite's default");
+        let temp = "PRAGMA temp_store";
+        let reader: i64 = sqlx::query_scalar(temp).fetch_one(&store.pool).await.expect("pragma");
+        assert_eq!(reader, 0, "SQLite's default: temporary files as compiled");
+        let writer: i64 = sqlx::query_scalar(temp).fetch_one(&mut *store.writer().await.unwrap()).await.unwrap();
+        assert_eq!(writer, 2, "the writer's statement journals stay in memory");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The held writer connection (SQLite) has no pool to clean it up when it comes back: a
+    /// transaction dropped without commit or rollback must still be undone before the next
+    /// write runs, or that write would join it and never be committed.
+    #[tokio::test]
+    async fn a_dropped_writer_transaction_is_rolled_back_before_the_next_write() {
+        let dir = std::env::temp_dir().join(format!("seed-drop-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        {
+            let mut conn = store.writer().await.expect("writer");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("INSERT INTO stream_reservation (id, reserved_up_to) VALUES (1, 42)")
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            // Dropped here: neither committed nor rolled back.
+        }
+        store.reserve_stream_positions(7).await.expect("the writer works again");
+        let seen: i64 = sqlx::query_scalar("SELECT reserved_up_to FROM stream_reservation WHERE id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("the next write was committed");
+        assert_eq!(seen, 7, "the dropped transaction's row was rolled back");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }

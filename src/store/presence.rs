@@ -44,7 +44,8 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_writer().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         super::batch::insert_rows(
             &mut tx,
             "INSERT INTO presence_state (user_id, manual, status_msg, last_active_ts) VALUES ",
@@ -75,14 +76,15 @@ impl Store {
         // SQLite are two more hand-offs to the connection's thread and on PostgreSQL two more
         // round trips (issue #13: most groups are one PUT, so this is the common case).
         if statements == 1 {
-            let mut conn = self.writer.acquire().await?;
+            let mut conn = self.writer().await?;
             return if full.is_empty() {
                 upsert_status(&mut conn, &status_only, SET_STATUS_ONLY).await
             } else {
                 upsert_status(&mut conn, &full, SET_FULL).await
             };
         }
-        let mut tx = self.begin_writer().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
             upsert_status(&mut tx, chunk, SET_FULL).await?;
         }

@@ -124,7 +124,8 @@ impl Store {
         txn_owner: Option<&str>,
         groups: Option<&EventGroups>,
     ) -> sqlx::Result<()> {
-        let mut tx = self.begin_writer().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         write_event(&mut tx, pdu, pos, txn_owner, groups).await?;
         tx.commit().await
     }
@@ -140,7 +141,8 @@ impl Store {
         &self,
         events: &[(&Pdu, i64, Option<&EventGroups>)],
     ) -> sqlx::Result<()> {
-        let mut tx = self.begin_writer().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         if events.len() > 1 && batchable(events) {
             write_events_batched(&mut tx, events).await?;
         } else {
