@@ -286,13 +286,23 @@ fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A store on a new SQLite file of its own (a file: the writer is held only there).
+    async fn sqlite_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("seed-store-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
+        (Store::connect(&url, 2).await.expect("connect"), dir)
+    }
+
+    fn remove(store: Store, dir: std::path::PathBuf) {
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// The main pool's connections keep a small SQLite page cache; the writer keeps SQLite's
     /// default (see [`SQLITE_READER_CACHE_KIB`]), and its temporary data in memory.
     #[tokio::test]
     async fn sqlite_readers_keep_a_small_page_cache_and_the_writer_the_default() {
-        let dir = std::env::temp_dir().join(format!("seed-cache-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
-        let store = Store::connect(&url, 2).await.expect("connect");
+        let (store, dir) = sqlite_store().await;
         let cache = "PRAGMA cache_size";
         let reader: i64 = sqlx::query_scalar(cache).fetch_one(&store.pool).await.expect("pragma");
         assert_eq!(reader, -SQLITE_READER_CACHE_KIB);
@@ -303,8 +313,7 @@ mod tests {
         assert_eq!(reader, 0, "SQLite's default: temporary files as compiled");
         let writer: i64 = sqlx::query_scalar(temp).fetch_one(&mut *store.writer().await.unwrap()).await.unwrap();
         assert_eq!(writer, 2, "the writer's statement journals stay in memory");
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        remove(store, dir);
     }
 
     /// The held writer connection (SQLite) has no pool to clean it up when it comes back: a
@@ -312,9 +321,7 @@ mod tests {
     /// write runs, or that write would join it and never be committed.
     #[tokio::test]
     async fn a_dropped_writer_transaction_is_rolled_back_before_the_next_write() {
-        let dir = std::env::temp_dir().join(format!("seed-drop-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
-        let store = Store::connect(&url, 2).await.expect("connect");
+        let (store, dir) = sqlite_store().await;
         {
             let mut conn = store.writer().await.expect("writer");
             let mut tx = conn.begin().await.expect("begin");
@@ -330,8 +337,7 @@ mod tests {
             .await
             .expect("the next write was committed");
         assert_eq!(seen, 7, "the dropped transaction's row was rolled back");
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        remove(store, dir);
     }
 
     /// A transaction that reads, then writes, while the writer connection writes in between:
@@ -339,9 +345,7 @@ mod tests {
     /// transaction's write fails with `SQLITE_BUSY`: its read snapshot is stale.
     #[tokio::test]
     async fn a_read_then_write_transaction_survives_the_writer_writing_meanwhile() {
-        let dir = std::env::temp_dir().join(format!("seed-tx-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/seed.db?mode=rwc", dir.display());
-        let store = Store::connect(&url, 2).await.expect("connect");
+        let (store, dir) = sqlite_store().await;
         store.reserve_stream_positions(1).await.expect("first reservation");
         let mut tx = store.begin().await.expect("begin");
         let (seen,): (Option<i64>,) =
@@ -362,7 +366,6 @@ mod tests {
         let (now,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(reserved_up_to) FROM stream_reservation").fetch_one(&store.pool).await.unwrap();
         assert_eq!(now, Some(5), "the writer's reservation came after the transaction's");
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
+        remove(store, dir);
     }
 }
