@@ -138,17 +138,23 @@ impl Store {
     /// The writer connection, for one statement or (with [`WriterConn::begin`]) a transaction;
     /// writes wait here for each other, in order.
     pub(crate) async fn writer(&self) -> sqlx::Result<WriterConn> {
-        Ok(match &self.writer {
-            Writer::Pool(pool) => WriterConn::Pooled(pool.acquire().await?, self.backend),
-            Writer::Held(conn) => WriterConn::Held(conn.clone().lock_owned().await, self.backend),
-        })
+        let lease = match &self.writer {
+            Writer::Pool(pool) => Lease::Pooled(pool.acquire().await?),
+            Writer::Held(conn) => Lease::Held(conn.clone().lock_owned().await),
+        };
+        Ok(WriterConn { lease, backend: self.backend })
     }
 }
 
 async fn begin_on(pool: &AnyPool, backend: Backend) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pool.begin_with(begin_statement(backend)).await
+}
+
+/// How every transaction begins (see [`Store::begin`]): on SQLite with the write lock.
+fn begin_statement(backend: Backend) -> &'static str {
     match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => pool.begin().await,
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
     }
 }
 
@@ -173,39 +179,39 @@ enum Writer {
 }
 
 /// The writer connection while one write path has it (see [`Writer`]).
-pub(crate) enum WriterConn {
-    Pooled(PoolConnection<sqlx::Any>, Backend),
-    Held(tokio::sync::OwnedMutexGuard<AnyConnection>, Backend),
+pub(crate) struct WriterConn {
+    lease: Lease,
+    backend: Backend,
+}
+
+enum Lease {
+    Pooled(PoolConnection<sqlx::Any>),
+    Held(tokio::sync::OwnedMutexGuard<AnyConnection>),
 }
 
 impl WriterConn {
-    /// A transaction on this connection (see [`Store::begin`] for SQLite's `BEGIN IMMEDIATE`).
+    /// A transaction on this connection (see [`Store::begin`]).
     pub(crate) async fn begin(&mut self) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Any>> {
-        let backend = match self {
-            WriterConn::Pooled(_, b) | WriterConn::Held(_, b) => *b,
-        };
-        match backend {
-            Backend::Sqlite => self.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => Connection::begin(&mut **self).await,
-        }
+        let statement = begin_statement(self.backend);
+        self.begin_with(statement).await
     }
 }
 
 impl std::ops::Deref for WriterConn {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        match self {
-            WriterConn::Pooled(c, _) => c,
-            WriterConn::Held(c, _) => c,
+        match &self.lease {
+            Lease::Pooled(c) => c,
+            Lease::Held(c) => c,
         }
     }
 }
 
 impl std::ops::DerefMut for WriterConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            WriterConn::Pooled(c, _) => c,
-            WriterConn::Held(c, _) => c,
+        match &mut self.lease {
+            Lease::Pooled(c) => c,
+            Lease::Held(c) => c,
         }
     }
 }
