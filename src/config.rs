@@ -146,7 +146,7 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum Http1Driver {
     /// Our own: request heads parsed with `httparse`, no per-connection buffers while a
-    /// request is being handled (README "Idle long-poll memory").
+    /// request is being handled (docs/performance-history.md "Idle long-poll memory").
     #[default]
     Seed,
     /// hyper's `http1` connection (8 KB read and 8 KB write buffer per connection).

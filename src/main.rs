@@ -3,7 +3,7 @@ use clap::Parser;
 // The server allocates many short-lived buffers per request (JSON, headers); mimalloc serves
 // them with far less contention than the system allocator on many threads. The
 // `system-allocator` feature leaves it out, so heap profilers that hook malloc (heaptrack,
-// valgrind's massif) see every allocation (README, Performance).
+// valgrind's massif) see every allocation (docs/performance-history.md).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

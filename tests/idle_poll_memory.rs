@@ -41,8 +41,8 @@ fn long_poll_request(app: &TestApp, token: &str, since: &str) -> String {
 /// per poll, stays under the bound of issue #13 (16 KB). In this debug build the listener of
 /// `axum::serve` held ~38 KB per poll, the own listener over hyper's HTTP/1 connection ~28 KB
 /// (16 KB of it hyper's 8 KB read and write buffers; `SEED_TEST_HTTP1_DRIVER=hyper` still
-/// fails this test), our own HTTP/1 driver keeps no buffer while a request waits (README "Idle long-poll
-/// memory"), and the futures a waiting poll holds keep no copy of its request (README "Smaller
+/// fails this test), our own HTTP/1 driver keeps no buffer while a request waits (docs/performance-history.md "Idle long-poll
+/// memory"), and the futures a waiting poll holds keep no copy of its request (docs/performance-history.md "Smaller
 /// parked polls"). Then the clients hang up, and the server ends their polls and frees what they held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {

@@ -1,4 +1,4 @@
-//! Per-viewer presence inboxes (`src/presence/engine/inbox.rs`, README "Presence inboxes"):
+//! Per-viewer presence inboxes (`src/presence/engine/inbox.rs`, docs/performance-history.md "Presence inboxes"):
 //! an incremental `/sync` reads the presence changes delivered to its viewer instead of every
 //! change on the server, and a token older than the inbox keeps falls back to every change,
 //! with the same answer either way.

@@ -1,10 +1,10 @@
 //! Settings about the server process itself, checked on the real binary (built by cargo)
 //! through the kernel's view of it (`/proc/<pid>/...`):
-//! - transparent huge pages (issue #13, README "Transparent huge pages"): the server turns
+//! - transparent huge pages (issue #13, docs/performance-history.md "Transparent huge pages"): the server turns
 //!   them off for its own process unless `transparent_huge_pages` is on (`THP_enabled`);
 //! - `worker_threads` (README "Configuration"): how many threads run the server's tasks
 //!   (tokio's `tokio-rt-worker` threads);
-//! - `allocator_purge_delay_ms` (README "Allocator purge delay"): the delay the allocator
+//! - `allocator_purge_delay_ms` (docs/performance-history.md "Allocator purge delay"): the delay the allocator
 //!   reports back once the server set it, as the start-up `memory` line logs it.
 #![cfg(target_os = "linux")]
 

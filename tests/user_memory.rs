@@ -20,7 +20,7 @@ static ALLOC: heap::Counting = heap::Counting;
 /// guest access, name, `m.profile`, `m.status`, `m.presence`) and published the change there,
 /// holds what the caches keep of them: the room state, the peer set, the inbox entries of
 /// their room-mates' changes, the engine's entry. With the profile room's events kept parsed
-/// that was 48.5 KB per user; kept as text it is 21.9 KB (README "Room state as text").
+/// that was 48.5 KB per user; kept as text it is 21.9 KB (docs/performance-history.md "Room state as text").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_s_state_after_a_restart_costs_a_few_kilobytes() {
     const USERS: usize = 200;

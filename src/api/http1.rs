@@ -2,7 +2,7 @@
 //! request is being handled (an idle `/sync` long-poll) holds its socket and the handler's
 //! future, and no read or write buffer. hyper's `http1` connection keeps an 8 KB read buffer
 //! and an 8 KB write buffer for the connection's whole life, which is most of what an idle
-//! poll cost (README "Idle long-poll memory"). HTTP/2 stays on hyper (`src/api/serve.rs`), and
+//! poll cost (docs/performance-history.md "Idle long-poll memory"). HTTP/2 stays on hyper (`src/api/serve.rs`), and
 //! `http1_driver = "hyper"` brings hyper back for HTTP/1 too.
 //!
 //! One request at a time (RFC 9112):

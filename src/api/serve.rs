@@ -1,6 +1,6 @@
 //! The client listener: our own accept loop over hyper's connection types instead of
 //! `axum::serve`, so a connection holds only what its protocol needs while a long-poll waits
-//! (issue #13: 10,000 idle `/sync` long-polls, README "Idle long-poll memory").
+//! (issue #13: 10,000 idle `/sync` long-polls, docs/performance-history.md "Idle long-poll memory").
 //!
 //! What differs from `axum::serve` (hyper-util's `auto` builder):
 //! - A connection is handed to hyper only once its first bytes have arrived: an accepted

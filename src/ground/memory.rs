@@ -10,7 +10,7 @@
 //! heap is backed whole. The server's heap is many small, long-lived objects spread over that
 //! memory (room states, parked polls, inboxes), so most of each huge page is not in use: at
 //! 10,000 users × 100 watchers, 164–215 MB of the RSS were huge pages, and with them off the
-//! same binary held ~40 MB less, for ~10 % more CPU (issue #13; README "Transparent huge
+//! same binary held ~40 MB less, for ~10 % more CPU (issue #13; docs/performance-history.md "Transparent huge
 //! pages").
 //!
 //! `prctl(PR_SET_THP_DISABLE)` turns THP off for the whole process whatever the system's mode;
@@ -23,7 +23,7 @@
 //! kernel (`madvise`), and looks at it again only when the thread that freed it next allocates
 //! enough. Under load the server frees all the time (a response built and written, a
 //! connection's head buffer, a publish batch), so the RSS carries that not-yet-returned memory
-//! on top of what is live: at 10,000 users × 100 watchers, ~45 MB of ~205 (issue #13; README
+//! on top of what is live: at 10,000 users × 100 watchers, ~45 MB of ~205 (issue #13; docs/performance-history.md
 //! "Allocator purge delay"). `allocator_purge_delay_ms = 0` (the default) returns it at once;
 //! the measured CPU cost was within the runs' noise.
 

@@ -30,7 +30,7 @@ enum FilterSource {
 /// the future then holds only what the poll needs (the session, the parsed parameters), not
 /// the ruma request (~1 KB, most of it the inline `FilterDefinition`). An `async fn` would keep
 /// its arguments for its whole life, and a waiting poll holds its future while it is parked
-/// (issue #13: idle long-poll memory; README "Idle long-poll memory").
+/// (issue #13: idle long-poll memory; docs/performance-history.md "Idle long-poll memory").
 fn sync(
     State(s): State<AppState>,
     Auth(session): Auth,
