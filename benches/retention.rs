@@ -1,5 +1,5 @@
-//! The presence-history pruning hot path (`profile::retention`, README "Presence history
-//! retention"), on a real SQLite database in a temporary directory:
+//! The presence-history pruning hot path (`profile::retention`, msc/README.md "Retention of presence
+//! history"), on a real SQLite database in a temporary directory:
 //!
 //! - `prune_batch/<rooms>`: one run deleting 500 due versions spread over `<rooms>` profile
 //!   rooms (the steady state under churn: each run deletes what fell due since the last);

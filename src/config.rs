@@ -80,7 +80,7 @@ pub struct Config {
     /// How many users' room peers (who shares a joined room with them) are kept between
     /// requests for presence visibility checks, least recently used dropped first (0 = none).
     pub presence_visibility_cache_users: u64,
-    /// Presence history retention (README "Presence history retention"): newest versions of
+    /// Presence history retention (msc/README.md "Retention of presence history"): newest versions of
     /// `m.presence` and of `m.status` kept per profile room, the current state included.
     pub presence_history_keep_last: u32,
     /// Superseded presence/status versions younger than this (ms) are kept whatever their number.

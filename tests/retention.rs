@@ -1,4 +1,4 @@
-//! Bounded presence history (README "Presence history retention"): superseded `m.presence` and
+//! Bounded presence history (msc/README.md "Retention of presence history"): superseded `m.presence` and
 //! `m.status` events of profile rooms are pruned, and `/sync`, peeks, `/messages`, `/context`,
 //! redactions, relations and the experiment change log still answer sensibly over the gap.
 mod common;
