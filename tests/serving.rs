@@ -257,6 +257,25 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!((b.status, b.errcode()), (404, "M_UNRECOGNIZED".to_owned()), "{b:?}");
 }
 
+/// Every answer's `Date` is the current time (RFC 9110 §6.6.1), also when it is shared
+/// between the answers of one second: a second later it has moved on.
+#[tokio::test]
+async fn the_date_header_is_the_current_second() {
+    let app = TestApp::spawn().await;
+    let date_of = |resp: &reqwest::Response| {
+        let text = resp.headers().get("date").expect("a date header").to_str().unwrap().to_owned();
+        httpdate::parse_http_date(&text).unwrap_or_else(|e| panic!("{text:?} is not an HTTP date: {e}"))
+    };
+    let versions = format!("{}/_matrix/client/versions", app.base);
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    let first = date_of(&app.http.get(&versions).send().await.unwrap());
+    let after = std::time::SystemTime::now();
+    assert!(first >= before && first <= after, "{first:?} is not now ({before:?}..{after:?})");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = date_of(&app.http.get(&versions).send().await.unwrap());
+    assert!(second > first, "a second later the date moved on: {first:?} then {second:?}");
+}
+
 /// A chunked request body (with a chunk extension and a trailer) is decoded: logging in with it works.
 #[tokio::test]
 async fn chunked_request_bodies_are_read() {

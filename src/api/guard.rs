@@ -16,12 +16,13 @@ const MAX_REJECTION_TEXT: usize = 1024;
 /// Refuse NUL (`%00`) anywhere in the decoded path or query: the spec's identifiers never
 /// contain it, and PostgreSQL text columns cannot store it. (Checked for every request by
 /// the client listener's edge, `src/api/serve.rs`.)
+///
+/// Decoding the path and the query (percent escapes, and in the query `+`) yields a NUL byte
+/// only from the escape `%00` or from a NUL byte already there, so the raw text is searched
+/// for those, without decoding or copying anything.
 pub fn has_nul(uri: &http::Uri) -> bool {
-    let path_has_nul = percent_encoding::percent_decode_str(uri.path()).any(|b| b == 0);
-    path_has_nul
-        || uri.query().is_some_and(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0'))
-        })
+    let encodes_nul = |text: &str| text.as_bytes().contains(&0) || text.as_bytes().windows(3).any(|w| w == b"%00");
+    encodes_nul(uri.path()) || uri.query().is_some_and(encodes_nul)
 }
 
 /// The answer to a request [`has_nul`] refuses.
@@ -85,4 +86,50 @@ fn is_json(resp: &Response<Body>) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::has_nul;
+
+    /// The definition `has_nul` stands for: a NUL in the decoded path or query.
+    fn decodes_to_nul(uri: &http::Uri) -> bool {
+        percent_encoding::percent_decode_str(uri.path()).any(|b| b == 0)
+            || uri.query().is_some_and(|q| {
+                url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0'))
+            })
+    }
+
+    #[test]
+    fn nul_is_found_where_it_decodes_and_only_there() {
+        for (uri, nul) in [
+            ("/a/b%00c", true),
+            ("/a?k%00=v", true),
+            ("/a?k=v%00", true),
+            ("/a?k=%%00", true),
+            ("/a%2500?k=%2500", false),
+            ("/a%0?k=%0g0", false),
+            ("/a?k=0%30", false),
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(has_nul(&uri), nul, "{uri}");
+            assert_eq!(decodes_to_nul(&uri), nul, "{uri}");
+        }
+    }
+
+    proptest! {
+        /// Paths and queries made of escapes, digits and `%` agree with decoding them.
+        #[test]
+        fn the_raw_search_agrees_with_decoding(
+            path in "(/|%|0|2|5|a|%00|%25|%2)*",
+            query in proptest::option::of("(%|0|2|5|=|&|\\+|%00|%25)*"),
+        ) {
+            let text = match &query { Some(q) => format!("/{path}?{q}"), None => format!("/{path}") };
+            if let Ok(uri) = text.parse::<http::Uri>() {
+                prop_assert_eq!(has_nul(&uri), decodes_to_nul(&uri), "{}", text);
+            }
+        }
+    }
 }

@@ -543,9 +543,7 @@ async fn write_response(
         parts.headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     if !parts.headers.contains_key(DATE) {
-        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
-            parts.headers.insert(DATE, date);
-        }
+        parts.headers.insert(DATE, http_date_now());
     }
 
     let mut head = encode_head(status, version, &parts.headers);
@@ -622,4 +620,21 @@ async fn linger(stream: &mut TcpStream) {
             _ => return,
         }
     }
+}
+
+/// The `Date` header for now. Its text changes once a second, so it is formatted once a
+/// second and shared (a `HeaderValue` clone is a reference count), not formatted per response.
+fn http_date_now() -> HeaderValue {
+    static CACHE: std::sync::OnceLock<parking_lot::Mutex<(u64, HeaderValue)>> = std::sync::OnceLock::new();
+    let now = std::time::SystemTime::now();
+    let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cache = CACHE.get_or_init(|| parking_lot::Mutex::new((u64::MAX, HeaderValue::from_static(""))));
+    let mut cached = cache.lock();
+    if cached.0 != second {
+        // An HTTP date is ASCII, so it is always a valid header value.
+        let text = httpdate::fmt_http_date(now);
+        cached.1 = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
+        cached.0 = second;
+    }
+    cached.1.clone()
 }

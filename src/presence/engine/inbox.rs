@@ -215,10 +215,17 @@ impl Inboxes {
     ) {
         inner.mark(pos, at);
         let aged = inner.aged_below(at);
-        for viewer in viewers.into_iter().filter(|&v| user_at(v).ends_with(local_suffix)) {
-            // A new inbox is complete from the global floor on: nothing was delivered to this
-            // viewer before (inboxes are never removed).
-            let inbox = inner.boxes.entry(viewer).or_insert_with(Inbox::new);
+        for viewer in viewers {
+            // Only local users have an inbox, so a viewer with one is local; the id's text is
+            // read only for a viewer without one yet. A new inbox is complete from the global
+            // floor on: nothing was delivered to this viewer before (inboxes are never removed).
+            let inbox = match inner.boxes.entry(viewer) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) if user_at(viewer).ends_with(local_suffix) => {
+                    e.insert(Inbox::new())
+                }
+                std::collections::hash_map::Entry::Vacant(_) => continue,
+            };
             inbox.push(pos, user);
             inbox.trim(aged);
         }
