@@ -125,6 +125,31 @@ async fn login_whoami_devices_logout() {
     }
 }
 
+/// Logging in again with a device id ends that device's earlier token (spec: `/login`
+/// `device_id`), whether the server had it in memory (used just before) or not (never used
+/// since it was issued to another login); the user's other devices keep theirs.
+#[tokio::test]
+async fn logging_in_again_with_a_device_id_ends_only_that_devices_old_token() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let phone = app.login("alice", "PHONE").await;
+    let (status, _) = app.get("/_matrix/client/v3/account/whoami", Some(&phone.token)).await;
+    assert_eq!(status, 200, "the old token is in use, so cached");
+    let tablet = app.login("alice", "TABLET").await;
+    let phone_again = app.login("alice", "PHONE").await;
+    let tablet_again = app.login("alice", "TABLET").await;
+    for ended in [&phone.token, &tablet.token] {
+        let (status, v) = app.get("/_matrix/client/v3/account/whoami", Some(ended)).await;
+        assert_err(status, &v, 401, "M_UNKNOWN_TOKEN");
+    }
+    for (token, device) in
+        [(&phone_again.token, "PHONE"), (&tablet_again.token, "TABLET"), (&alice.token, alice.device_id.as_str())]
+    {
+        let (status, v) = app.get("/_matrix/client/v3/account/whoami", Some(token)).await;
+        assert_eq!((status.as_u16(), v["device_id"].as_str()), (200, Some(device)), "{v}");
+    }
+}
+
 #[tokio::test]
 async fn login_failures() {
     let app = TestApp::spawn().await;

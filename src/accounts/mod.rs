@@ -25,7 +25,14 @@ pub struct Accounts {
     store: Store,
     pub server_name: String,
     argon2: Argon2<'static>,
+    /// Access token -> session: the tokens used or issued since start (each checked against
+    /// the database once). An ended session's tokens are removed by name, as the database
+    /// returns them: nothing here walks every token (a login costs the same with 50,000
+    /// sessions as with one).
     tokens: DashMap<String, Session>,
+    /// Counts every ending of tokens. A request that looked its token up in the database
+    /// while a logout ended it must not leave it cached: see [`Accounts::authenticate`].
+    token_endings: std::sync::atomic::AtomicU64,
     /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
     profiles: DashMap<String, (Option<String>, Option<String>)>,
     /// Users known to exist. Accounts are never removed (there is no deactivation), so a
@@ -64,6 +71,7 @@ impl Accounts {
             server_name,
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
+            token_endings: std::sync::atomic::AtomicU64::new(0),
             profiles: DashMap::new(),
             known: dashmap::DashSet::new(),
             session_links: OnceLock::new(),
@@ -147,16 +155,21 @@ impl Accounts {
     pub(crate) async fn issue_token(&self, session: &Session, display_name: Option<&str>) -> Result<String> {
         let token = format!("syt_{}", random_string(40));
         // Re-using a device id ends that device's previous sessions.
-        for (t, s) in self.tokens.iter().map(|e| (e.key().clone(), e.value().clone())).collect::<Vec<_>>() {
-            if s == *session {
-                self.tokens.remove(&t);
-            }
-        }
-        self.store
+        let ended = self
+            .store
             .create_device_with_token(&session.user_id, &session.device_id, display_name, &token, now_ms())
             .await?;
+        self.forget_tokens(ended);
         self.tokens.insert(token.clone(), session.clone());
         Ok(token)
+    }
+
+    /// Tokens the database no longer has leave the cache (after they left the database).
+    fn forget_tokens(&self, ended: Vec<String>) {
+        self.token_endings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for t in ended {
+            self.tokens.remove(&t);
+        }
     }
 
     /// Check a password login; `M_FORBIDDEN` for unknown users and wrong passwords alike.
@@ -175,10 +188,18 @@ impl Accounts {
         }
         // Boxed: the query's future is large, and every request's handler future (which a
         // parked long-poll holds for its whole wait) would be sized by it (issue #13).
+        let endings = self.token_endings.load(std::sync::atomic::Ordering::SeqCst);
         match Box::pin(self.store.token_owner(token)).await? {
             Some((user_id, device_id)) => {
                 let s = Session { user_id, device_id };
                 self.tokens.insert(token.to_owned(), s.clone());
+                // A logout may have ended this token after the lookup above read it, and
+                // removed it from the cache before it was put there. Then the count moved:
+                // take it out again (this request counts as made before the logout). If the
+                // count had not moved yet, that logout's own removal comes after this insert.
+                if self.token_endings.load(std::sync::atomic::Ordering::SeqCst) != endings {
+                    self.tokens.remove(token);
+                }
                 Ok(s)
             }
             None => Err(MatrixError::UnknownToken),
@@ -215,10 +236,8 @@ impl Accounts {
 
     /// Remove a device and all its tokens.
     async fn delete_device(&self, session: &Session) -> Result<()> {
-        for t in self.store.delete_device(&session.user_id, &session.device_id).await? {
-            self.tokens.remove(&t);
-        }
-        self.tokens.retain(|_, s| s != session);
+        let ended = self.store.delete_device(&session.user_id, &session.device_id).await?;
+        self.forget_tokens(ended);
         Ok(())
     }
 

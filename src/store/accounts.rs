@@ -88,6 +88,7 @@ impl Store {
     }
 
     /// Create (or refresh) a device and give it a new access token, in one transaction.
+    /// Returns the device's earlier tokens, which this ended.
     pub(crate) async fn create_device_with_token(
         &self,
         user_id: &str,
@@ -95,14 +96,15 @@ impl Store {
         display_name: Option<&str>,
         token: &str,
         now: i64,
-    ) -> sqlx::Result<()> {
+    ) -> sqlx::Result<Vec<String>> {
         let mut tx = self.begin().await?;
         // Re-using a device id logs the old session of that device out (spec: login).
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-            .bind(user_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
+        let ended: Vec<(String,)> =
+            sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts) \
              VALUES ($1, $2, $3, $4, $4) \
@@ -122,7 +124,8 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(ended.into_iter().map(|t| t.0).collect())
     }
 
     pub(crate) async fn token_owner(&self, token: &str) -> sqlx::Result<Option<(String, String)>> {

@@ -145,6 +145,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::Delivery)]
     pub scenario: Scenario,
 
+    /// --scenario idle: carry the long-polls as HTTP/2 streams (prior knowledge) over this
+    /// many connections, users spread evenly, instead of one HTTP/1.1 connection per poll. More
+    /// polls can then wait at once than either process may open sockets (a file-descriptor
+    /// limit). Keep each connection under the server's stream limit (hyper's default: 200).
+    /// 0: HTTP/1.1.
+    #[arg(long, default_value_t = 0)]
+    pub idle_http2_connections: usize,
+
     /// Seconds between samples of database size, RSS and CPU (--scenario churn).
     #[arg(long, default_value_t = 10.0)]
     pub sample_secs: f64,
@@ -243,6 +251,11 @@ impl Args {
         anyhow::ensure!(self.request_timeout > 0.0, "--request-timeout must be > 0");
         anyhow::ensure!(self.sync_timeout_ms <= 300_000, "--sync-timeout-ms must be <= 300000");
         anyhow::ensure!(self.max_total > 0.0, "--max-total must be > 0");
+        anyhow::ensure!(
+            self.idle_http2_connections == 0 || self.scenario == Scenario::Idle,
+            "--idle-http2-connections is for --scenario idle"
+        );
+        anyhow::ensure!(self.idle_http2_connections <= 10_000, "--idle-http2-connections must be <= 10000");
         anyhow::ensure!(self.sample_secs >= 0.1, "--sample-secs must be at least 0.1");
         anyhow::ensure!(
             self.scenario != Scenario::Churn || self.rate > 0.0,

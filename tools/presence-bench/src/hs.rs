@@ -82,6 +82,17 @@ impl Hs {
         Ok(Hs { http, base: base.trim_end_matches('/').to_string(), req_timeout })
     }
 
+    /// The same server over one HTTP/2 connection (prior knowledge, no upgrade): every
+    /// request is a stream on it (`--idle-http2-connections`).
+    pub fn http2(&self) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .http2_prior_knowledge()
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Hs { http, base: self.base.clone(), req_timeout: self.req_timeout })
+    }
+
     /// One request. `Err` carries a transport error key; HTTP errors come back as `Ok(Resp)`.
     pub async fn call(
         &self,

@@ -93,9 +93,12 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     let errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();
     let timeout = a.sync_timeout_ms.to_string();
     let client_timeout = Duration::from_millis(a.sync_timeout_ms) + hs.req_timeout;
+    // HTTP/1.1: one connection per poll. HTTP/2: the polls as streams over a few connections.
+    let carriers: Vec<Hs> = (0..a.idle_http2_connections).map(|_| hs.http2()).collect::<anyhow::Result<_>>()?;
     let mut tasks = Vec::with_capacity(a.users);
     for (i, (acc, mut since)) in s.accounts.iter().zip(since).enumerate() {
-        let (hs, token, timeout) = (hs.clone(), acc.access_token.clone(), timeout.clone());
+        let hs = if carriers.is_empty() { hs.clone() } else { carriers[i % carriers.len()].clone() };
+        let (token, timeout) = (acc.access_token.clone(), timeout.clone());
         let (opened, returned, errors, mut stop) = (opened.clone(), returned.clone(), errors.clone(), stop_rx.clone());
         // Connections open at 5,000 a second: all at once would overflow the server's accept
         // queue (somaxconn) and the SYN retries would outlast the connect timeout.
@@ -145,6 +148,7 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     let json = json!({
         "header": header(a, s),
         "polls": a.users,
+        "http2_connections": a.idle_http2_connections,
         "rss_kb_before_polls": before.rss_kb,
         "rss_kb_with_polls": start.rss_kb,
         "rss_kb_end": end.rss_kb,
@@ -156,9 +160,10 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
         "errors": errors,
     });
     let summary = format!(
-        "scenario=idle label={} polls={} rss_before={}KB rss_with_polls={}KB kb_per_poll={} idle_cpu={} returned_while_idle={} errors={} {:?}",
+        "scenario=idle label={} polls={} http2_connections={} rss_before={}KB rss_with_polls={}KB kb_per_poll={} idle_cpu={} returned_while_idle={} errors={} {:?}",
         a.label,
         a.users,
+        a.idle_http2_connections,
         before.rss_kb.map_or("na".into(), |v| v.to_string()),
         start.rss_kb.map_or("na".into(), |v| v.to_string()),
         kb_per_poll.map_or("na".into(), |v| format!("{v:.1}")),

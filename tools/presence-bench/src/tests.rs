@@ -222,3 +222,10 @@ fn churn_needs_a_rate() {
     assert!(args(&["--scenario", "churn", "--rate", "100"]).validate().is_ok());
     assert!(args(&["--scenario", "idle"]).validate().is_ok());
 }
+
+#[test]
+fn http2_carriers_are_for_idle_polls_only() {
+    assert!(args(&["--scenario", "idle", "--idle-http2-connections", "500"]).validate().is_ok());
+    assert!(args(&["--idle-http2-connections", "500"]).validate().is_err(), "not for the delivery run");
+    assert!(args(&["--scenario", "idle", "--idle-http2-connections", "10001"]).validate().is_err());
+}
