@@ -99,12 +99,7 @@ impl Store {
     ) -> sqlx::Result<Vec<String>> {
         let mut tx = self.begin().await?;
         // Re-using a device id logs the old session of that device out (spec: login).
-        let ended: Vec<(String,)> =
-            sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
-                .bind(user_id)
-                .bind(device_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let ended = delete_tokens(&mut tx, user_id, device_id).await?;
         sqlx::query(
             "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts) \
              VALUES ($1, $2, $3, $4, $4) \
@@ -125,7 +120,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(ended.into_iter().map(|t| t.0).collect())
+        Ok(ended)
     }
 
     pub(crate) async fn token_owner(&self, token: &str) -> sqlx::Result<Option<(String, String)>> {
@@ -140,19 +135,14 @@ impl Store {
     /// instead of failing to upgrade a read.
     pub(crate) async fn delete_device(&self, user_id: &str, device_id: &str) -> sqlx::Result<Vec<String>> {
         let mut tx = self.begin().await?;
-        let tokens: Vec<(String,)> =
-            sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
-                .bind(user_id)
-                .bind(device_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let tokens = delete_tokens(&mut tx, user_id, device_id).await?;
         sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(tokens.into_iter().map(|t| t.0).collect())
+        Ok(tokens)
     }
 
     pub(crate) async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
@@ -167,4 +157,19 @@ impl Store {
             .map(|(device_id, display_name, last_seen_ts)| DeviceRow { device_id, display_name, last_seen_ts })
             .collect())
     }
+}
+
+/// Delete every access token of a device; returns them (the caller drops them from its cache).
+async fn delete_tokens(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<Vec<String>> {
+    let tokens: Vec<(String,)> =
+        sqlx::query_as("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 RETURNING token")
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(tokens.into_iter().map(|t| t.0).collect())
 }

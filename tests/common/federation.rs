@@ -70,7 +70,10 @@ impl FedApp {
             c.federation.bind = format!("127.0.0.1:{port}").parse().unwrap();
             c.federation.data_dir = c.media_path.parent().unwrap().join("federation");
             c.federation.accept_invalid_certs = true;
-            c.federation.request_timeout_ms = 5_000;
+            // Debug builds under a whole suite's load on 2 cores: an invite (the peer fetches
+            // our keys, checks, signs and answers) once took over 5 s here. No test waits for
+            // a federation request to time out (a stopped peer refuses the connection at once).
+            c.federation.request_timeout_ms = 15_000;
             data_dir = c.federation.data_dir.clone();
             tweak(c);
         })
