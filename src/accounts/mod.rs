@@ -1,6 +1,7 @@
 //! Accounts: user ids, passwords, devices and access tokens. Every login is a device, and the
 //! device is what presence is tracked per.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -32,7 +33,7 @@ pub struct Accounts {
     tokens: DashMap<String, Session>,
     /// Counts every ending of tokens. A request that looked its token up in the database
     /// while a logout ended it must not leave it cached: see [`Accounts::authenticate`].
-    token_endings: std::sync::atomic::AtomicU64,
+    token_endings: AtomicU64,
     /// Display name and avatar per user, for events that carry them (legacy `m.presence`).
     profiles: DashMap<String, (Option<String>, Option<String>)>,
     /// Users known to exist. Accounts are never removed (there is no deactivation), so a
@@ -71,7 +72,7 @@ impl Accounts {
             server_name,
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
             tokens: DashMap::new(),
-            token_endings: std::sync::atomic::AtomicU64::new(0),
+            token_endings: AtomicU64::new(0),
             profiles: DashMap::new(),
             known: dashmap::DashSet::new(),
             session_links: OnceLock::new(),
@@ -166,7 +167,11 @@ impl Accounts {
 
     /// Tokens the database no longer has leave the cache (after they left the database).
     fn forget_tokens(&self, ended: Vec<String>) {
-        self.token_endings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if ended.is_empty() {
+            // Nothing ended (a new device): lookups running now may keep what they cache.
+            return;
+        }
+        self.token_endings.fetch_add(1, Ordering::SeqCst);
         for t in ended {
             self.tokens.remove(&t);
         }
@@ -188,7 +193,7 @@ impl Accounts {
         }
         // Boxed: the query's future is large, and every request's handler future (which a
         // parked long-poll holds for its whole wait) would be sized by it (issue #13).
-        let endings = self.token_endings.load(std::sync::atomic::Ordering::SeqCst);
+        let endings = self.token_endings.load(Ordering::SeqCst);
         match Box::pin(self.store.token_owner(token)).await? {
             Some((user_id, device_id)) => {
                 let s = Session { user_id, device_id };
@@ -197,7 +202,7 @@ impl Accounts {
                 // removed it from the cache before it was put there. Then the count moved:
                 // take it out again (this request counts as made before the logout). If the
                 // count had not moved yet, that logout's own removal comes after this insert.
-                if self.token_endings.load(std::sync::atomic::Ordering::SeqCst) != endings {
+                if self.token_endings.load(Ordering::SeqCst) != endings {
                     self.tokens.remove(token);
                 }
                 Ok(s)

@@ -625,16 +625,17 @@ async fn linger(stream: &mut TcpStream) {
 /// The `Date` header for now. Its text changes once a second, so it is formatted once a
 /// second and shared (a `HeaderValue` clone is a reference count), not formatted per response.
 fn http_date_now() -> HeaderValue {
-    static CACHE: std::sync::OnceLock<parking_lot::Mutex<(u64, HeaderValue)>> = std::sync::OnceLock::new();
+    static CACHE: parking_lot::Mutex<Option<(u64, HeaderValue)>> = parking_lot::const_mutex(None);
     let now = std::time::SystemTime::now();
     let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let cache = CACHE.get_or_init(|| parking_lot::Mutex::new((u64::MAX, HeaderValue::from_static(""))));
-    let mut cached = cache.lock();
-    if cached.0 != second {
-        // An HTTP date is ASCII, so it is always a valid header value.
-        let text = httpdate::fmt_http_date(now);
-        cached.1 = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
-        cached.0 = second;
+    let mut cached = CACHE.lock();
+    match &*cached {
+        Some((at, date)) if *at == second => date.clone(),
+        _ => {
+            // An HTTP date is ASCII: always a valid header value.
+            let date = HeaderValue::from_str(&httpdate::fmt_http_date(now)).unwrap_or(HeaderValue::from_static(""));
+            *cached = Some((second, date.clone()));
+            date
+        }
     }
-    cached.1.clone()
 }

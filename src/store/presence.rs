@@ -75,15 +75,14 @@ impl Store {
         // One statement is atomic on its own: it runs without BEGIN and COMMIT, which on
         // SQLite are two more hand-offs to the connection's thread and on PostgreSQL two more
         // round trips (issue #13: most groups are one PUT, so this is the common case).
+        let mut conn = self.writer().await?;
         if statements == 1 {
-            let mut conn = self.writer().await?;
             return if full.is_empty() {
                 upsert_status(&mut conn, &status_only, SET_STATUS_ONLY).await
             } else {
                 upsert_status(&mut conn, &full, SET_FULL).await
             };
         }
-        let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         for chunk in full.chunks(STATUS_ROWS_PER_STATEMENT) {
             upsert_status(&mut tx, chunk, SET_FULL).await?;

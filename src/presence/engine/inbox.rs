@@ -21,6 +21,7 @@
 //! remembers the position below which it is no longer complete (its floor); a sync whose
 //! `since` is older than that (a device coming back after a while, a token from before a
 //! restart) falls back to the engine's whole change list, as before.
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, VecDeque};
 
 use parking_lot::Mutex;
@@ -220,11 +221,9 @@ impl Inboxes {
             // read only for a viewer without one yet. A new inbox is complete from the global
             // floor on: nothing was delivered to this viewer before (inboxes are never removed).
             let inbox = match inner.boxes.entry(viewer) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) if user_at(viewer).ends_with(local_suffix) => {
-                    e.insert(Inbox::new())
-                }
-                std::collections::hash_map::Entry::Vacant(_) => continue,
+                Slot::Occupied(e) => e.into_mut(),
+                Slot::Vacant(e) if user_at(viewer).ends_with(local_suffix) => e.insert(Inbox::new()),
+                Slot::Vacant(_) => continue,
             };
             inbox.push(pos, user);
             inbox.trim(aged);
