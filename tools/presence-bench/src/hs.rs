@@ -56,6 +56,24 @@ pub fn enc(seg: &str) -> String {
     out
 }
 
+/// How many transport errors are described on stderr, with their cause chain and how long
+/// the request had run; the rest are only counted (by [`transport_key`]).
+const DESCRIBED_TRANSPORT_ERRORS: usize = 5;
+
+fn report_transport_error(method: &Method, path: &str, after: Duration, e: &reqwest::Error) {
+    static DESCRIBED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if DESCRIBED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= DESCRIBED_TRANSPORT_ERRORS {
+        return;
+    }
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    eprintln!("transport error ({}) after {} ms on {method} {path}: {chain}", transport_key(e), after.as_millis());
+}
+
 fn transport_key(e: &reqwest::Error) -> String {
     // A connect timeout is both; it is a connection that never opened, not a slow answer.
     if e.is_connect() {
@@ -72,9 +90,18 @@ fn transport_key(e: &reqwest::Error) -> String {
 }
 
 impl Hs {
+    /// A client with one connection per request in flight (HTTP/1.1).
+    ///
+    /// TCP keep-alive is off (reqwest 0.12 turns it on, a probe after 15 s idle): thousands of
+    /// long-polls opened within a second or two have their probe timers fire together, and on
+    /// loopback such a burst overflows the kernel's receive backlog (`netdev_max_backlog`,
+    /// 1,000 packets; drops in `/proc/net/softnet_stat`). Unanswered probes then abort
+    /// healthy connections with `ETIMEDOUT`, which showed up as "timeout" errors in the idle
+    /// scenario. Every request has its own timeout, so no connection can hang unnoticed.
     pub fn new(base: &str, req_timeout: Duration, pool: usize) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(None)
             .pool_max_idle_per_host(pool)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -87,6 +114,7 @@ impl Hs {
     pub fn http2(&self) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(None)
             .http2_prior_knowledge()
             .tcp_nodelay(true)
             .build()?;
@@ -103,8 +131,10 @@ impl Hs {
         body: Option<&Value>,
         timeout: Option<Duration>,
     ) -> Result<Resp, String> {
-        let mut rb =
-            self.http.request(method, format!("{}{}", self.base, path)).timeout(timeout.unwrap_or(self.req_timeout));
+        let mut rb = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
+            .timeout(timeout.unwrap_or(self.req_timeout));
         if !query.is_empty() {
             rb = rb.query(query);
         }
@@ -114,9 +144,14 @@ impl Hs {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb.send().await.map_err(|e| transport_key(&e))?;
+        let started = std::time::Instant::now();
+        let failed = |e: reqwest::Error| {
+            report_transport_error(&method, path, started.elapsed(), &e);
+            transport_key(&e)
+        };
+        let resp = rb.send().await.map_err(failed)?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| transport_key(&e))?;
+        let bytes = resp.bytes().await.map_err(failed)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Resp { status, body })
     }
