@@ -97,11 +97,15 @@ impl Hs {
     /// loopback such a burst overflows the kernel's receive backlog (`netdev_max_backlog`,
     /// 1,000 packets; drops in `/proc/net/softnet_stat`). Unanswered probes then abort
     /// healthy connections with `ETIMEDOUT`, which showed up as "timeout" errors in the idle
-    /// scenario. Every request has its own timeout, so no connection can hang unnoticed.
+    /// scenario. Every request has its own timeout, so no connection can hang unnoticed. The
+    /// interval and the retry count are cleared too: either alone still sets `SO_KEEPALIVE`
+    /// (with the system's idle time).
     pub fn new(base: &str, req_timeout: Duration, pool: usize) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(None)
+            .tcp_keepalive_interval(None)
+            .tcp_keepalive_retries(None)
             .pool_max_idle_per_host(pool)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -115,6 +119,8 @@ impl Hs {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(None)
+            .tcp_keepalive_interval(None)
+            .tcp_keepalive_retries(None)
             .http2_prior_knowledge()
             .tcp_nodelay(true)
             .build()?;

@@ -229,3 +229,43 @@ fn http2_carriers_are_for_idle_polls_only() {
     assert!(args(&["--idle-http2-connections", "500"]).validate().is_err(), "not for the delivery run");
     assert!(args(&["--scenario", "idle", "--idle-http2-connections", "10001"]).validate().is_err());
 }
+
+/// The generator's connections carry no TCP keep-alive timer (see `Hs::new`): with reqwest's
+/// default, an idle pooled connection shows timer 2 ("keepalive") in `/proc/net/tcp`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn connections_have_no_keepalive_timer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, peer) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let body = "{}";
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: application/json\r\n\r\n", body.len());
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(body.as_bytes()).await.unwrap();
+        // Keep the connection open (idle in the client's pool) while the test looks.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(sock);
+        peer.port()
+    });
+    let hs = crate::hs::Hs::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5), 4).unwrap();
+    let r = hs.call(reqwest::Method::GET, "/x", None, &[], None, None).await.unwrap();
+    assert_eq!(r.status, 200);
+    // The client's socket: local port unknown to us, remote port `port`. Field 5 of a line is
+    // `tr:tm->when`; `tr` 2 is the keep-alive timer.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    let timers: Vec<&str> = tcp
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(2) == Some(remote.as_str()))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert_eq!(timers.len(), 1, "one client connection to the test server: {timers:?}");
+    assert!(!timers[0].starts_with("02:"), "keep-alive timer running on the generator's connection: {}", timers[0]);
+    server.abort();
+}
