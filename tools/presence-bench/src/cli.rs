@@ -84,6 +84,15 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Put)]
     pub mode: Mode,
 
+    /// What the watchers' long-polls report as their device's presence (`set_presence`).
+    /// `offline` (the default, as in every figure before 2026-11-27): a user's only device
+    /// reports offline, so their effective presence stays offline and a `PUT` changes only
+    /// the status text (one `m.status` event in the profile room). `online`: the device is
+    /// online, so every `PUT` also flips the effective presence between online and
+    /// unavailable (`m.status` and `m.presence`). Only with `--mode put`.
+    #[arg(long, value_enum, default_value_t = WatchPresence::Offline)]
+    pub watch_presence: WatchPresence,
+
     /// Target presence changes per second in total; 0 = flat out with --concurrency in flight.
     /// When all workers are busy a tick is dropped and counted (`ticks_dropped`).
     #[arg(long, default_value_t = 0.0)]
@@ -210,6 +219,23 @@ pub enum Mode {
     SyncReport,
 }
 
+/// `--watch-presence`: the `set_presence` of the watchers' long-polls.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchPresence {
+    Offline,
+    Online,
+}
+
+impl WatchPresence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchPresence::Offline => "offline",
+            WatchPresence::Online => "online",
+        }
+    }
+}
+
 impl Shape {
     pub fn name(self) -> &'static str {
         match self {
@@ -256,6 +282,10 @@ impl Args {
             "--idle-http2-connections is for --scenario idle"
         );
         anyhow::ensure!(self.idle_http2_connections <= 10_000, "--idle-http2-connections must be <= 10000");
+        anyhow::ensure!(
+            self.watch_presence == WatchPresence::Offline || self.mode == Mode::Put,
+            "--watch-presence online is for --mode put"
+        );
         anyhow::ensure!(self.sample_secs >= 0.1, "--sample-secs must be at least 0.1");
         anyhow::ensure!(
             self.scenario != Scenario::Churn || self.rate > 0.0,

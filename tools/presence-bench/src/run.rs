@@ -171,7 +171,7 @@ fn status_prefix(run_tag: &str) -> String {
 async fn initial_since(ctx: &Ctx, filter: &str) -> anyhow::Result<Vec<String>> {
     stream::iter(0..ctx.tokens.len())
         .map(|i| async move {
-            let q = [("timeout", "0"), ("filter", filter), ("set_presence", "offline")];
+            let q = [("timeout", "0"), ("filter", filter), ("set_presence", ctx.a.watch_presence.as_str())];
             let r = ctx
                 .hs
                 .call(Method::GET, &format!("{CS}/sync"), Some(&ctx.tokens[i]), &q, None, Some(ctx.sync_timeout()))
@@ -285,6 +285,7 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
     let timeout = ctx.a.sync_timeout_ms.to_string();
     let mut backoff = Duration::from_millis(100);
     let path = format!("{CS}/sync");
+    let report = ctx.a.watch_presence.as_str();
     // Long-polls open at 5,000 a second (inside the warm-up): all at once would overflow the
     // server's accept queue, and the SYN retries outlast the drivers' request timeout.
     tokio::time::sleep(Duration::from_micros(200 * i as u64)).await;
@@ -293,7 +294,7 @@ async fn watcher(ctx: Arc<Ctx>, i: usize, mut since: String, mut stop: watch::Re
             break;
         }
         let q =
-            [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", filter), ("set_presence", "offline")];
+            [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", filter), ("set_presence", report)];
         let fut = ctx.hs.call(Method::GET, &path, Some(&ctx.tokens[i]), &q, None, Some(ctx.sync_timeout()));
         let res = tokio::select! {
             r = fut => r,

@@ -269,3 +269,11 @@ async fn connections_have_no_keepalive_timer() {
     assert!(!timers[0].starts_with("02:"), "keep-alive timer running on the generator's connection: {}", timers[0]);
     server.abort();
 }
+
+#[test]
+fn watch_presence_online_is_only_for_put() {
+    assert!(args(&["--watch-presence", "online"]).validate().is_ok());
+    let err = args(&["--watch-presence", "online", "--mode", "sync-report"]).validate().unwrap_err();
+    assert!(err.to_string().contains("--watch-presence online is for --mode put"), "{err}");
+    assert_eq!(args(&[]).watch_presence.as_str(), "offline");
+}
