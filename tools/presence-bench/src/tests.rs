@@ -239,7 +239,7 @@ async fn connections_have_no_keepalive_timer() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (mut sock, peer) = listener.accept().await.unwrap();
+        let (mut sock, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; 4096];
         let _ = sock.read(&mut buf).await.unwrap();
         let body = "{}";
@@ -250,7 +250,6 @@ async fn connections_have_no_keepalive_timer() {
         // Keep the connection open (idle in the client's pool) while the test looks.
         tokio::time::sleep(Duration::from_secs(5)).await;
         drop(sock);
-        peer.port()
     });
     let hs = crate::hs::Hs::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5), 4).unwrap();
     let r = hs.call(reqwest::Method::GET, "/x", None, &[], None, None).await.unwrap();
