@@ -88,8 +88,9 @@ pub struct Args {
     /// `offline` (the default, as in every figure before 2026-11-27): a user's only device
     /// reports offline, so their effective presence stays offline and a `PUT` changes only
     /// the status text (one `m.status` event in the profile room). `online`: the device is
-    /// online, so every `PUT` also flips the effective presence between online and
-    /// unavailable (`m.status` and `m.presence`). Only with `--mode put`.
+    /// online, so from each user's second `PUT` on, every `PUT` also flips the effective
+    /// presence between online and unavailable (`m.status` and `m.presence`); measure with a
+    /// warm-up past the first minute. Only with `--mode put`.
     #[arg(long, value_enum, default_value_t = WatchPresence::Offline)]
     pub watch_presence: WatchPresence,
 
