@@ -2,6 +2,7 @@
 //! never panics, and reports failures as a short error key (`"429 M_LIMIT_EXCEEDED"`,
 //! `"timeout"`, `"connect"`, ...) suitable for counting.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -60,7 +61,7 @@ pub fn enc(seg: &str) -> String {
 /// the request had run; the rest are only counted (by [`transport_key`]).
 const DESCRIBED_TRANSPORT_ERRORS: usize = 5;
 
-fn report_transport_error(method: &Method, path: &str, after: Duration, e: &reqwest::Error) {
+fn report_transport_error(key: &str, method: &Method, path: &str, after: Duration, e: &reqwest::Error) {
     static DESCRIBED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     if DESCRIBED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= DESCRIBED_TRANSPORT_ERRORS {
         return;
@@ -68,10 +69,10 @@ fn report_transport_error(method: &Method, path: &str, after: Duration, e: &reqw
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        chain.push_str(&format!(": {s}"));
+        let _ = write!(chain, ": {s}");
         source = s.source();
     }
-    eprintln!("transport error ({}) after {} ms on {method} {path}: {chain}", transport_key(e), after.as_millis());
+    eprintln!("transport error ({key}) after {} ms on {method} {path}: {chain}", after.as_millis());
 }
 
 fn transport_key(e: &reqwest::Error) -> String {
@@ -89,41 +90,36 @@ fn transport_key(e: &reqwest::Error) -> String {
     }
 }
 
+/// What every client of the generator shares: a 5-s connect timeout, `TCP_NODELAY`, and TCP
+/// keep-alive off.
+///
+/// Keep-alive is off (reqwest 0.12 turns it on, a probe after 15 s idle): thousands of
+/// long-polls opened within a second or two have their probe timers fire together, and on
+/// loopback such a burst overflows the kernel's receive backlog (`netdev_max_backlog`, 1,000
+/// packets; drops in `/proc/net/softnet_stat`). Unanswered probes then abort healthy
+/// connections with `ETIMEDOUT`, which showed up as "timeout" errors in the idle scenario. Every
+/// request has its own timeout, so no connection can hang unnoticed. The interval and the retry
+/// count are cleared too: either alone still sets `SO_KEEPALIVE` (with the system's idle time).
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(None)
+        .tcp_keepalive_interval(None)
+        .tcp_keepalive_retries(None)
+        .tcp_nodelay(true)
+}
+
 impl Hs {
     /// A client with one connection per request in flight (HTTP/1.1).
-    ///
-    /// TCP keep-alive is off (reqwest 0.12 turns it on, a probe after 15 s idle): thousands of
-    /// long-polls opened within a second or two have their probe timers fire together, and on
-    /// loopback such a burst overflows the kernel's receive backlog (`netdev_max_backlog`,
-    /// 1,000 packets; drops in `/proc/net/softnet_stat`). Unanswered probes then abort
-    /// healthy connections with `ETIMEDOUT`, which showed up as "timeout" errors in the idle
-    /// scenario. Every request has its own timeout, so no connection can hang unnoticed. The
-    /// interval and the retry count are cleared too: either alone still sets `SO_KEEPALIVE`
-    /// (with the system's idle time).
     pub fn new(base: &str, req_timeout: Duration, pool: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(None)
-            .tcp_keepalive_interval(None)
-            .tcp_keepalive_retries(None)
-            .pool_max_idle_per_host(pool)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()?;
+        let http = client_builder().pool_max_idle_per_host(pool).pool_idle_timeout(Duration::from_secs(90)).build()?;
         Ok(Hs { http, base: base.trim_end_matches('/').to_string(), req_timeout })
     }
 
     /// The same server over one HTTP/2 connection (prior knowledge, no upgrade): every
     /// request is a stream on it (`--idle-http2-connections`).
     pub fn http2(&self) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(None)
-            .tcp_keepalive_interval(None)
-            .tcp_keepalive_retries(None)
-            .http2_prior_knowledge()
-            .tcp_nodelay(true)
-            .build()?;
+        let http = client_builder().http2_prior_knowledge().build()?;
         Ok(Hs { http, base: self.base.clone(), req_timeout: self.req_timeout })
     }
 
@@ -152,8 +148,9 @@ impl Hs {
         }
         let started = std::time::Instant::now();
         let failed = |e: reqwest::Error| {
-            report_transport_error(&method, path, started.elapsed(), &e);
-            transport_key(&e)
+            let key = transport_key(&e);
+            report_transport_error(&key, &method, path, started.elapsed(), &e);
+            key
         };
         let resp = rb.send().await.map_err(failed)?;
         let status = resp.status().as_u16();

@@ -325,12 +325,12 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         _ => String::new(),
     };
     // Named only when it is not the default, so earlier summary lines keep their shape.
-    let cpu = match a.watch_presence {
-        crate::cli::WatchPresence::Offline => cpu,
-        w => format!(" watch_presence={}{cpu}", w.as_str()),
+    let watch = match a.watch_presence {
+        crate::cli::WatchPresence::Offline => String::new(),
+        w => format!(" watch_presence={}", w.as_str()),
     };
     let summary = format!(
-        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}{cpu}",
+        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}{watch}{cpu}",
         a.label,
         n,
         a.shape.name(),

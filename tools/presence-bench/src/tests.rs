@@ -230,7 +230,7 @@ fn http2_carriers_are_for_idle_polls_only() {
     assert!(args(&["--scenario", "idle", "--idle-http2-connections", "10001"]).validate().is_err());
 }
 
-/// The generator's connections carry no TCP keep-alive timer (see `Hs::new`): with reqwest's
+/// The generator's connections carry no TCP keep-alive timer (see `hs::client_builder`): with reqwest's
 /// default, an idle pooled connection shows timer 2 ("keepalive") in `/proc/net/tcp`.
 #[cfg(target_os = "linux")]
 #[tokio::test]
