@@ -760,3 +760,58 @@ async fn a_state_key_the_resolution_of_a_fork_drops_leaves_the_current_state_als
     let ids = state_ids(&a.app, &alice, &room).await;
     assert!(!ids.contains_key(&("m.room.member".to_owned(), carol)), "after a restart: {ids:?}");
 }
+
+/// Our events are stored without our signature and signed on the way out (issue #13): what
+/// another server fetches carries a signature that verifies against our published key, the
+/// same bytes on every fetch, and a redacted event is signed as its original was (the
+/// signature covers the redacted form, the hash the original).
+#[tokio::test]
+async fn our_events_leave_the_server_signed_with_our_key() {
+    let (a, b) = two_servers().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    let room = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "signed"})).await;
+    let (status, v) = b.app.join(&bob, &room).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let kept = a.app.send_text(&alice, &room, "kept").await;
+    let gone = a.app.send_text(&alice, &room, "redacted").await;
+    let (status, v) = a
+        .app
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", enc(&room), enc(&gone)),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // The message as Bob's server received it over `/send` (the fan-out) is signed too.
+    sync_until(&b.app, &bob, "alice's message", |v| timeline_has(v, &room, is_text("kept"))).await;
+
+    let (status, keys) = federation_common::fed_get(&a, "/_matrix/key/v2/server", None).await;
+    assert_eq!(status, 200, "{keys}");
+    let published: std::collections::BTreeMap<String, ruma::serde::Base64> = keys["verify_keys"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, k)| (id.clone(), ruma::serde::Base64::parse(k["key"].as_str().unwrap()).unwrap()))
+        .collect();
+    let key_map = std::collections::BTreeMap::from([(a.server_name.clone(), published)]);
+    let signer = b.signer();
+    for (id, redacted) in [(&kept, false), (&gone, true)] {
+        let ev = event_over_federation(&a, &signer, id).await;
+        assert!(ev["signatures"][&a.server_name].as_object().is_some_and(|s| !s.is_empty()), "{ev}");
+        let again = event_over_federation(&a, &signer, id).await;
+        assert_eq!(ev["signatures"], again["signatures"], "one signature per event");
+        let obj = seed::federation::pdu::to_canonical(ev.clone()).unwrap();
+        assert_eq!(&seed::federation::pdu::event_id(&obj, &RoomVersionId::V10).unwrap(), id, "{ev}");
+        let verified = seed::federation::pdu::verify(&obj, &key_map, &RoomVersionId::V10).unwrap();
+        // A redacted copy keeps the original's content hash, so only the signature matches.
+        let want = if redacted { ruma::signatures::Verified::Signatures } else { ruma::signatures::Verified::All };
+        assert!(std::mem::discriminant(&verified) == std::mem::discriminant(&want), "{verified:?}: {ev}");
+    }
+    // Bob's server checks signatures on what it is sent: it stored Alice's message.
+    let (status, v) =
+        b.app.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&kept)), Some(&bob.token)).await;
+    assert_eq!(status, 200, "{v}");
+}

@@ -113,8 +113,28 @@ pub fn hash_and_sign(
     key: &Ed25519KeyPair,
     version: &RoomVersionId,
 ) -> Result<(), PduError> {
+    add_content_hash(obj, version)?;
+    sign(obj, origin, key, version)
+}
+
+/// Add the content hash (`hashes.sha256`): all the event id needs, since the reference hash
+/// leaves `signatures` out. Refused for an event over the spec's 65,535 bytes.
+pub fn add_content_hash(obj: &mut CanonicalJsonObject, version: &RoomVersionId) -> Result<(), PduError> {
+    rules(version)?;
+    ruma::signatures::add_content_hash_to_event(obj).map_err(malformed)
+}
+
+/// Add `origin`'s signature over the redacted event (`signatures.{origin}`), leaving `hashes`
+/// as they are: a redacted copy is signed exactly as its original was. Ed25519 signatures are
+/// deterministic, so signing one event twice gives the same bytes.
+pub fn sign(
+    obj: &mut CanonicalJsonObject,
+    origin: &str,
+    key: &Ed25519KeyPair,
+    version: &RoomVersionId,
+) -> Result<(), PduError> {
     let rules = rules(version)?;
-    ruma::signatures::hash_and_sign_event(origin, key, obj, &rules.redaction).map_err(malformed)
+    ruma::signatures::sign_event(origin, key, obj, &rules.redaction).map_err(malformed)
 }
 
 /// The event id: `$` + the reference hash (url-safe unpadded base64 of SHA-256 over the

@@ -5,7 +5,8 @@ use serde_json::{json, Map, Value};
 /// An event as persisted: the spec PDU fields (room versions 10 and 11: `auth_events`,
 /// `prev_events`, `depth`, content `hashes` and `signatures`, with the event id the reference
 /// hash), plus what only this server keeps (`unsigned`, `txn`). `crate::federation::pdu`
-/// turns it back into the signed federation JSON, canonically equal to what was signed.
+/// turns it back into the signed federation JSON, canonically equal to what was signed (our
+/// own events are signed only then: `Rooms::signed_pdu`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Pdu {
     pub event_id: String,
@@ -24,7 +25,8 @@ pub struct Pdu {
     /// `{"sha256": …}` (absent on events written before events were signed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Value>,
-    /// `{server: {key id: signature}}`.
+    /// `{server: {key id: signature}}`; `None` on our own events, which are signed when they
+    /// leave the server (`Rooms::signed_pdu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signatures: Option<Value>,
     /// Other top-level keys of a remote PDU (`origin`, v10 `redacts`, …), kept because the

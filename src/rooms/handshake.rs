@@ -134,7 +134,7 @@ impl Rooms {
     ) -> Result<Vec<Value>> {
         events
             .map(|e| {
-                let obj = pdu::signed_json(e, version).map_err(|e| MatrixError::Internal(e.into()))?;
+                let obj = self.signed_pdu(e, version)?;
                 serde_json::to_value(obj).map_err(|e| MatrixError::Internal(e.into()))
             })
             .collect()

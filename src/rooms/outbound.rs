@@ -8,7 +8,6 @@ use super::dag;
 use super::event::Pdu;
 use super::service::Rooms;
 use super::state::RoomState;
-use crate::federation::pdu;
 
 /// The server part of a user id (`None` if malformed).
 pub(crate) fn server_of(user_id: &str) -> Option<&str> {
@@ -63,7 +62,7 @@ impl Rooms {
             return;
         }
         let version = dag::room_version(state, None);
-        match pdu::signed_json(pdu, &version).map(serde_json::to_value) {
+        match self.signed_pdu(pdu, &version).map(serde_json::to_value) {
             Ok(Ok(json)) => self.federation.send_pdu(destinations, &pdu.event_id, &json),
             _ => tracing::warn!(event_id = %pdu.event_id, "PDU not relayed to peeking servers"),
         }
@@ -95,7 +94,7 @@ impl Rooms {
             return;
         }
         let version = dag::room_version(state, None);
-        let json = match pdu::signed_json(pdu, &version).map(serde_json::to_value) {
+        let json = match self.signed_pdu(pdu, &version).map(serde_json::to_value) {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),
             Err(e) => return tracing::warn!(event_id = %pdu.event_id, error = %e, "PDU not sent"),

@@ -288,7 +288,7 @@ impl Rooms {
             let extremities = self.extremities(room_id).await?;
             {
                 let replaced = self
-                    .replaced_state(&state, &std::collections::HashMap::new(), &ev.kind, ev.state_key.as_deref())
+                    .replaced_state(&state, None, &std::collections::HashMap::new(), &ev.kind, ev.state_key.as_deref())
                     .await?;
                 (self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?, state)
             }

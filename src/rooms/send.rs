@@ -72,7 +72,7 @@ impl Rooms {
         let mut group = GroupHead::EMPTY;
         let mut groups = Vec::with_capacity(events.len());
         for ev in events {
-            let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
+            let replaced = self.replaced_state(&state, None, &pending, &ev.kind, ev.state_key.as_deref()).await?;
             let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, creator, ev)?);
             pending.insert(pdu.event_id.clone(), pdu.clone());
             state = with_event(state, &pdu);
@@ -189,7 +189,7 @@ impl Rooms {
         ev: NewEvent,
     ) -> Result<Arc<Pdu>> {
         let extremities = self.extremities(room_id).await?;
-        let replaced = self.replaced_state(&state, &HashMap::new(), &ev.kind, ev.state_key.as_deref()).await?;
+        let replaced = self.replaced_state(&state, None, &HashMap::new(), &ev.kind, ev.state_key.as_deref()).await?;
         let pdu = Arc::new(self.build_pdu(room_id, &state, replaced.as_deref(), &extremities, sender, ev)?);
         let new_state = with_event(state.clone(), &pdu);
         let groups = self.local_groups(room_id, &state, &pdu, &new_state).await?;
@@ -217,16 +217,24 @@ impl Rooms {
         let mut groups = Vec::with_capacity(items.len());
         let mut built = Vec::with_capacity(items.len());
         let mut pending = HashMap::new();
+        // Each room's state when the batch began: what the caller read (and decoded) is read
+        // there again, not decoded anew from a copy.
+        let mut before: HashMap<String, Arc<RoomState>> = HashMap::new();
         for (room_id, sender, ev) in items {
             let state = match states.get(&room_id) {
                 Some(s) => s.clone(),
-                None => self.state(&room_id).await?,
+                None => {
+                    let s = self.state(&room_id).await?;
+                    before.insert(room_id.clone(), s.clone());
+                    s
+                }
             };
             let head = match heads.get(&room_id) {
                 Some(h) => h.clone(),
                 None => self.extremities(&room_id).await?.to_vec(),
             };
-            let replaced = self.replaced_state(&state, &pending, &ev.kind, ev.state_key.as_deref()).await?;
+            let at_start = before.get(&room_id).map(|s| &**s);
+            let replaced = self.replaced_state(&state, at_start, &pending, &ev.kind, ev.state_key.as_deref()).await?;
             let pdu = Arc::new(self.build_pdu(&room_id, &state, replaced.as_deref(), &head, &sender, ev)?);
             pending.insert(pdu.event_id.clone(), pdu.clone());
             let new_state = with_event(state.clone(), &pdu);

@@ -147,9 +147,13 @@ impl Rooms {
 
     /// The state event a new event at (`kind`, `state_key`) replaces (for `prev_content`):
     /// from `pending` (events built earlier in the same batch, not stored yet) or `state`.
+    /// `before` is the room's state when the batch began, if the caller has it: an event not
+    /// replaced within the batch is read there, where the caller may already have decoded it
+    /// (`state`, a copy with the batch's events applied, decodes it again).
     pub(super) async fn replaced_state(
         &self,
         state: &RoomState,
+        before: Option<&RoomState>,
         pending: &HashMap<String, Arc<Pdu>>,
         kind: &str,
         state_key: Option<&str>,
@@ -159,6 +163,9 @@ impl Rooms {
         if let Some(e) = pending.get(&id) {
             return Ok(Some(e.clone()));
         }
-        self.state_event_of(state, kind, sk).await
+        match before.filter(|b| b.event_id(kind, sk).as_deref() == Some(id.as_str())) {
+            Some(before) => self.state_event_of(before, kind, sk).await,
+            None => self.state_event_of(state, kind, sk).await,
+        }
     }
 }
