@@ -157,19 +157,26 @@ async fn two_servers() -> (FedApp, FedApp) {
     (FedApp::spawn(Host::Localhost, |_| {}).await, FedApp::spawn(Host::Ip, |_| {}).await)
 }
 
+/// Two servers, Alice on the first, Bob on the second, and a room of Alice's (created with
+/// `create`) that Bob has joined, his join seen on Alice's server.
+async fn alice_and_bob_in_a_room(create: Value) -> (FedApp, FedApp, User, User, String) {
+    let (a, b) = two_servers().await;
+    let alice = a.app.register("alice").await;
+    let bob = b.app.register("bob").await;
+    let room = a.app.create_room(&alice, create).await;
+    let (status, v) = b.app.join(&bob, &room).await;
+    assert_eq!(status, 200, "join: {v}");
+    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    (a, b, alice, bob, room)
+}
+
 fn is_join_of<'a>(user: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |e: &Value| e["type"] == "m.room.member" && e["state_key"] == user && e["content"]["membership"] == "join"
 }
 
 #[tokio::test]
 async fn the_state_at_a_forked_event_is_the_state_before_it_not_the_current_state() {
-    let (a, b) = two_servers().await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    let room = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "one"})).await;
-    let (status, v) = b.app.join(&bob, &room).await;
-    assert_eq!(status, 200, "join: {v}");
-    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let (a, b, alice, bob, room) = alice_and_bob_in_a_room(json!({"preset": "public_chat", "name": "one"})).await;
     let signer = b.signer();
     let (fork_point, depth) = newest(&a, &alice, &signer, &room).await;
     let ids = state_ids(&a.app, &alice, &room).await;
@@ -224,13 +231,7 @@ async fn the_state_at_a_forked_event_is_the_state_before_it_not_the_current_stat
 
 #[tokio::test]
 async fn a_gap_get_missing_events_cannot_close_is_filled_with_state_ids() {
-    let (a, b) = two_servers().await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    let room = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "Lounge"})).await;
-    let (status, v) = b.app.join(&bob, &room).await;
-    assert_eq!(status, 200, "join: {v}");
-    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let (a, b, alice, bob, room) = alice_and_bob_in_a_room(json!({"preset": "public_chat", "name": "Lounge"})).await;
     let (start, depth) = newest(&a, &alice, &b.signer(), &room).await;
     let ids = state_ids(&a.app, &alice, &room).await;
     let id = |t: &str, sk: &str| ids[&(t.to_owned(), sk.to_owned())].clone();
@@ -487,13 +488,7 @@ async fn a_joiner_sees_the_room_state_as_state_and_only_later_events_as_timeline
 
 #[tokio::test]
 async fn redactions_from_another_server_apply_only_where_the_spec_lets_them() {
-    let (a, b) = two_servers().await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    let room = a.app.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let (status, v) = b.app.join(&bob, &room).await;
-    assert_eq!(status, 200, "join: {v}");
-    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let (a, b, alice, bob, room) = alice_and_bob_in_a_room(json!({"preset": "public_chat"})).await;
     let bobs = b.app.send_text(&bob, &room, "regret").await;
     let alices = a.app.send_text(&alice, &room, "keep me").await;
     sync_until(&a.app, &alice, "bob's message", |v| timeline_has(v, &room, is_text("regret"))).await;
@@ -767,13 +762,7 @@ async fn a_state_key_the_resolution_of_a_fork_drops_leaves_the_current_state_als
 /// signature covers the redacted form, the hash the original).
 #[tokio::test]
 async fn our_events_leave_the_server_signed_with_our_key() {
-    let (a, b) = two_servers().await;
-    let alice = a.app.register("alice").await;
-    let bob = b.app.register("bob").await;
-    let room = a.app.create_room(&alice, json!({"preset": "public_chat", "name": "signed"})).await;
-    let (status, v) = b.app.join(&bob, &room).await;
-    assert_eq!(status, 200, "join: {v}");
-    sync_until(&a.app, &alice, "bob's join", |v| timeline_has(v, &room, is_join_of(&bob.user_id))).await;
+    let (a, b, alice, bob, room) = alice_and_bob_in_a_room(json!({"preset": "public_chat", "name": "signed"})).await;
     let kept = a.app.send_text(&alice, &room, "kept").await;
     let gone = a.app.send_text(&alice, &room, "redacted").await;
     let (status, v) = a

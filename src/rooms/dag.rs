@@ -113,8 +113,9 @@ impl Rooms {
     /// A stored event as the signed PDU another server receives. Our own events are stored
     /// without our signature ([`Rooms::seal`]); it is added here, the same bytes every time
     /// (Ed25519 is deterministic), so every way out of the server (fan-out, relays to peeking
-    /// servers, `/event`, `/state`, `/backfill`, `send_join`, invites) carries it. An event of
-    /// ours stored before events had hashes is left as it was.
+    /// servers, `/event`, `/state`, `/backfill`, `send_join`, invites) carries it. It is signed
+    /// with the key in use when it leaves (there is one key: README "Not there yet", key
+    /// rotation). An event of ours stored before events had hashes is left as it was.
     pub(crate) fn signed_pdu(&self, pdu: &Pdu, version: &RoomVersionId) -> Result<CanonicalJsonObject> {
         let mut obj = pdu::signed_json(pdu, version).map_err(|e| MatrixError::Internal(e.into()))?;
         let ours = super::outbound::server_of(&pdu.sender) == Some(self.server_name.as_str());

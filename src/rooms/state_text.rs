@@ -14,9 +14,10 @@
 //! room with many state events never recompresses more than that for one change. The two
 //! events every presence change rewrites, `m.presence` and `m.status`, are each a block of
 //! their own ([`KEPT_ALONE`]): a profile room is three blocks, and a presence change
-//! recompresses ~0.6 KB, not the ~5 KB of the others. Each entry keeps its type, state key and event id decoded,
-//! so ids and lookups never decompress; the event itself is decoded on first use and kept only
-//! while this state object lives (a clone, which the next change builds on, leaves it behind).
+//! recompresses ~0.6 KB, not the ~5 KB of the others. Each entry keeps its type, state key
+//! and event id decoded, so ids and lookups never decompress; the event itself is decoded on
+//! first use and kept only while this state object lives (a clone, which the next change
+//! builds on, leaves it behind).
 //!
 //! The dictionary is part of this process only (nothing compressed is stored or sent), so it
 //! may change between versions freely.
