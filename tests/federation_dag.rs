@@ -779,11 +779,13 @@ async fn our_events_leave_the_server_signed_with_our_key() {
 
     let (status, keys) = federation_common::fed_get(&a, "/_matrix/key/v2/server", None).await;
     assert_eq!(status, 200, "{keys}");
-    let published: std::collections::BTreeMap<String, ruma::serde::Base64> = keys["verify_keys"]
-        .as_object()
-        .unwrap()
+    // The key as another server takes it: parsed and its self-signature checked.
+    let server: &ruma::ServerName = a.server_name.as_str().try_into().unwrap();
+    let (parsed, _) = seed::federation::keys::verify_key_response(server, &keys).unwrap();
+    let published: ruma::signatures::PublicKeySet = parsed
+        .verify_keys
         .iter()
-        .map(|(id, k)| (id.clone(), ruma::serde::Base64::parse(k["key"].as_str().unwrap()).unwrap()))
+        .map(|(id, k)| (id.to_string(), ruma::serde::Base64::new(k.key.as_bytes().to_vec())))
         .collect();
     let key_map = std::collections::BTreeMap::from([(a.server_name.clone(), published)]);
     let signer = b.signer();
