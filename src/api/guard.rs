@@ -50,10 +50,10 @@ pub fn no_nul(field: &str, value: &str) -> Result<(), MatrixError> {
 /// Rewrite any non-JSON error response (axum extractor rejections, body-limit errors) into
 /// `{errcode, error}` with the same status.
 pub async fn matrix_errors(resp: Response) -> Response {
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
+    if is_matrix_answer(&resp) {
         return resp;
     }
+    let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), MAX_REJECTION_TEXT * 4).await.unwrap_or_default();
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if text.len() > MAX_REJECTION_TEXT {
@@ -79,6 +79,13 @@ pub async fn matrix_errors(resp: Response) -> Response {
         *out.status_mut() = status;
     }
     out
+}
+
+/// Whether `resp` goes out as it is: a success, or an error that is JSON already (the Matrix
+/// error body). Anything else is rewritten by [`matrix_errors`].
+pub fn is_matrix_answer(resp: &Response) -> bool {
+    let status = resp.status();
+    !(status.is_client_error() || status.is_server_error()) || is_json(resp)
 }
 
 fn is_json(resp: &Response<Body>) -> bool {

@@ -131,69 +131,85 @@ enum Framing {
 /// timeout, or `stop` (after the running request is answered).
 ///
 /// Borrows what the connection's task already holds: taken by value, the stream, the service
-/// and the receiver would be stored twice in the task (issue #13).
-pub async fn serve<S: Edge>(
-    stream: &mut TcpStream,
+/// and the receiver would be stored twice in the task (issue #13). A plain function returning
+/// an `async` block, as `serve::connection`: an `async fn`'s future keeps its arguments twice.
+pub fn serve<'a, S: Edge>(
+    stream: &'a mut TcpStream,
     peer: SocketAddr,
-    app: &S,
-    stop: &mut watch::Receiver<bool>,
+    app: &'a S,
+    stop: &'a mut watch::Receiver<bool>,
     limits: Limits,
-) {
-    // Bytes read past the previous request (pipelining); `None` holds no buffer at all.
-    let mut pending: Option<Vec<u8>> = None;
-    let mut first = true;
-    loop {
-        let wait = if first { None } else { Some(limits.keep_alive_timeout) };
-        first = false;
-        // Reading, writing and closing are boxed: their futures exist only while a request is
-        // read or a response written, so the connection's task, which lives as long as a
-        // parked long-poll, is sized by the handler's future alone (issue #13: 4,320 → 2,872
-        // bytes per connection with the borrows, the pinned call and `hung_up` below).
-        let (req, head_only, version, keep_alive) =
-            match Box::pin(read_request(stream, &mut pending, stop, &limits, wait, peer)).await {
-                Ok(r) => r,
-                Err(Refused::Close) => return,
-                Err(Refused::Answer(resp)) => {
-                    if Box::pin(write_response(stream, *resp, false, Version::HTTP_11, false)).await.is_ok() {
-                        Box::pin(linger(stream)).await;
+) -> impl std::future::Future<Output = ()> + Send + 'a {
+    async move {
+        // Bytes read past the previous request (pipelining); `None` holds no buffer at all.
+        let mut pending: Option<Vec<u8>> = None;
+        let mut first = true;
+        loop {
+            let wait = if first { None } else { Some(limits.keep_alive_timeout) };
+            first = false;
+            // Reading, writing and closing are boxed: their futures exist only while a request is
+            // read or a response written, so the connection's task, which lives as long as a
+            // parked long-poll, is sized by the handler's future alone (issue #13: 4,320 → 2,872
+            // bytes per connection with the borrows, the pinned call and `hung_up` below).
+            let Some((req, head_only, version, keep_alive)) =
+                Box::pin(next_request(stream, &mut pending, stop, &limits, wait, peer)).await
+            else {
+                return;
+            };
+            // Pinned where it is made and awaited through the pin: a future moved between
+            // bindings (or into `.await`) can take a slot of its own in this task each time, and
+            // this one lives as long as a parked long-poll (issue #13).
+            // The call lives in this block only: what writing the answer keeps is not laid out
+            // beside it.
+            let resp = {
+                let mut call = std::pin::pin!(tower::Service::call(&mut app.clone(), req));
+                let resp = if pending.is_some() {
+                    // The next request is already here: nothing to watch for.
+                    call.await
+                } else {
+                    tokio::select! {
+                        biased;
+                        r = call.as_mut() => r,
+                        gone = hung_up(stream) => {
+                            if gone {
+                                return;
+                            }
+                            call.await
+                        }
                     }
-                    return;
+                };
+                match resp {
+                    Ok(r) => r,
+                    Err(never) => match never {},
                 }
             };
-        // Pinned where it is made and awaited through the pin: a future moved between
-        // bindings (or into `.await`) can take a slot of its own in this task each time, and
-        // this one lives as long as a parked long-poll (issue #13).
-        let mut call = std::pin::pin!(tower::Service::call(&mut app.clone(), req));
-        let resp = if pending.is_some() {
-            // The next request is already here: nothing to watch for.
-            call.await
-        } else {
-            tokio::select! {
-                biased;
-                r = call.as_mut() => r,
-                gone = hung_up(stream) => {
-                    if gone {
-                        return;
-                    }
-                    call.await
-                }
-            }
-        };
-        let resp = match resp {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let keep_alive = keep_alive && !*stop.borrow();
-        match Box::pin(write_response(stream, resp, head_only, version, keep_alive)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = Box::pin(stream.shutdown()).await;
+            let keep_alive = keep_alive && !*stop.borrow();
+            if !Box::pin(respond(stream, resp, head_only, version, keep_alive, peer)).await {
                 return;
             }
-            Err(e) => {
-                tracing::trace!(%peer, error = %e, "writing a response failed");
-                return;
-            }
+        }
+    }
+}
+
+/// Write `resp`; `false` once the connection is to close (closed here when the answer said
+/// so, or after a write error).
+async fn respond(
+    stream: &mut TcpStream,
+    resp: Response,
+    head_only: bool,
+    version: Version,
+    keep_alive: bool,
+    peer: SocketAddr,
+) -> bool {
+    match write_response(stream, resp, head_only, version, keep_alive).await {
+        Ok(true) => true,
+        Ok(false) => {
+            let _ = stream.shutdown().await;
+            false
+        }
+        Err(e) => {
+            tracing::trace!(%peer, error = %e, "writing a response failed");
+            false
         }
     }
 }
@@ -214,6 +230,29 @@ fn hung_up(stream: &TcpStream) -> impl std::future::Future<Output = bool> + '_ {
         let mut buf = tokio::io::ReadBuf::new(&mut byte);
         stream.poll_peek(cx, &mut buf).map(|r| !matches!(r, Ok(n) if n > 0))
     })
+}
+
+/// The next request to serve ([`read_request`]), or `None` once the connection is to close:
+/// a refused request is answered here (and the rest of it read and discarded), so the
+/// refusal's state never sizes [`serve`]'s future, which a parked long-poll holds.
+async fn next_request(
+    stream: &mut TcpStream,
+    pending: &mut Option<Vec<u8>>,
+    stop: &mut watch::Receiver<bool>,
+    limits: &Limits,
+    keep_alive_wait: Option<Duration>,
+    peer: SocketAddr,
+) -> Option<(axum::extract::Request, bool, Version, bool)> {
+    match read_request(stream, pending, stop, limits, keep_alive_wait, peer).await {
+        Ok(r) => Some(r),
+        Err(Refused::Close) => None,
+        Err(Refused::Answer(resp)) => {
+            if write_response(stream, *resp, false, Version::HTTP_11, false).await.is_ok() {
+                linger(stream).await;
+            }
+            None
+        }
+    }
 }
 
 /// Read the next request, head and body. Returns the request for the service, whether it is

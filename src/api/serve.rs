@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,37 +59,34 @@ pub fn edge_service(app: Router) -> impl Edge {
         .service_fn(move |req| edge(app.clone(), req))
 }
 
-/// What [`edge`] does with a request: answer it at once, or route it.
-enum Start<F> {
-    Answer(Response),
-    Route(F),
-}
-
 /// A plain function returning the future, not an `async fn`: an `async fn` keeps its
 /// arguments (the router and the whole request head) for its whole life, and a connection's
 /// task holds this future inline while a long-poll waits (issue #13: idle long-poll memory).
+/// An answer known at once is a ready future; a routed request's future holds the router's
+/// future once (awaited where it lies, not moved into a second slot), and the rare rewrite of
+/// a non-Matrix error is boxed, so neither sizes the future a parked poll holds.
 fn edge(app: Router, req: axum::extract::Request) -> impl Future<Output = Result<Response, Infallible>> + Send {
-    let start = if req.method() == http::Method::OPTIONS {
+    if req.method() == http::Method::OPTIONS {
         // A CORS preflight: no endpoint logic runs for `OPTIONS` (client-server API,
         // "Web Browser Clients").
-        Start::Answer(crate::api::cors::preflight(req.headers()))
-    } else if crate::api::guard::has_nul(req.uri()) {
+        return Either::Left(std::future::ready(Ok(crate::api::cors::preflight(req.headers()))));
+    }
+    if crate::api::guard::has_nul(req.uri()) {
         let mut resp = crate::api::guard::nul_rejection().into_response();
         crate::api::cors::add_headers(resp.headers_mut());
-        Start::Answer(resp)
-    } else {
-        Start::Route(tower::ServiceExt::oneshot(app, req))
-    };
-    async move {
-        let routed = match start {
-            // Its CORS headers are already set.
-            Start::Answer(resp) => return Ok(resp),
-            Start::Route(routed) => routed,
+        return Either::Left(std::future::ready(Ok(resp)));
+    }
+    let mut routed = tower::ServiceExt::oneshot(app, req);
+    Either::Right(async move {
+        let resp = (&mut routed).await?;
+        let mut resp = if crate::api::guard::is_matrix_answer(&resp) {
+            resp
+        } else {
+            Box::pin(crate::api::guard::matrix_errors(resp)).await
         };
-        let mut resp = crate::api::guard::matrix_errors(routed.await?).await;
         crate::api::cors::add_headers(resp.headers_mut());
         Ok(resp)
-    }
+    })
 }
 
 /// Pending connections the kernel queues for the accept loop (Linux caps it at
@@ -215,33 +213,40 @@ impl<S> Edge for S where
 {
 }
 
-async fn connection<S: Edge>(
+/// One connection's task. A plain function returning an `async` block, not an `async fn`: an
+/// `async fn` moves its arguments into locals and its future keeps both copies, and a parked
+/// long-poll holds this future for its whole wait (issue #13: ~200 bytes per connection).
+fn connection<S: Edge>(
     mut stream: TcpStream,
     peer: SocketAddr,
     app: S,
     http1: Http1Options,
     mut stop: watch::Receiver<bool>,
-    _open: watch::Receiver<()>,
-) {
-    let Some(protocol) = first_bytes(&stream, &mut stop).await else { return };
-    if let (Protocol::Http1, Http1Driver::Seed) = (&protocol, http1.driver) {
-        return super::http1::serve(&mut stream, peer, &app, &mut stop, http1.limits).await;
-    }
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = req.map(axum::body::Body::new);
-        req.extensions_mut().insert(ConnectInfo(peer));
-        // Every service here is always ready (the router and the layers of `edge_service`).
-        app.clone().call(req)
-    });
-    let io = TokioIo::new(stream);
-    let result = match protocol {
-        // Boxed, as HTTP/2: the fallback's state does not size every own-driver task.
-        Protocol::Http1 => Box::pin(serve_http1(io, service, stop)).await,
-        // Boxed: the (rare) HTTP/2 connection's larger state does not size every task.
-        Protocol::Http2 => Box::pin(serve_http2(io, service, stop)).await,
-    };
-    if let Err(e) = result {
-        tracing::trace!(%peer, error = %e, "connection ended with an error");
+    open: watch::Receiver<()>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // Held until the task ends: `serve` waits for every connection's receiver to go.
+        let _open = &open;
+        let Some(protocol) = first_bytes(&stream, &mut stop).await else { return };
+        if let (Protocol::Http1, Http1Driver::Seed) = (&protocol, http1.driver) {
+            return super::http1::serve(&mut stream, peer, &app, &mut stop, http1.limits).await;
+        }
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            // Every service here is always ready (the router and the layers of `edge_service`).
+            app.clone().call(req)
+        });
+        let io = TokioIo::new(stream);
+        let result = match protocol {
+            // Boxed, as HTTP/2: the fallback's state does not size every own-driver task.
+            Protocol::Http1 => Box::pin(serve_http1(io, service, stop)).await,
+            // Boxed: the (rare) HTTP/2 connection's larger state does not size every task.
+            Protocol::Http2 => Box::pin(serve_http2(io, service, stop)).await,
+        };
+        if let Err(e) = result {
+            tracing::trace!(%peer, error = %e, "connection ended with an error");
+        }
     }
 }
 

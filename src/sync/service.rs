@@ -83,7 +83,10 @@ impl SyncService {
         let in_flight = self.presence.sync_in_flight(session);
         // The presence updates are boxed for the same reason as the assembly (see `sync`).
         Box::pin(self.presence.sync_started(session, report, kind)).await;
-        let result = self.sync(session, req).await;
+        // The answer is boxed while `finish` runs: a value kept across an `.await` gets a slot
+        // of its own beside the future it came from, and this future is what a parked poll
+        // holds (issue #13: 336 bytes per parked poll).
+        let result = self.sync(session, req).await.map(Box::new);
         Box::pin(in_flight.finish()).await;
         Metrics::inc(&self.metrics.sync_requests);
         if let Ok(r) = &result {
@@ -95,7 +98,7 @@ impl SyncService {
                 self.metrics.deliveries.with_label_values(&["peek"]).inc_by(peek as u64);
             }
         }
-        result
+        result.map(|r| *r)
     }
 
     pub async fn sync(&self, session: &Session, req: SyncRequest) -> Result<SyncResponse> {

@@ -42,7 +42,9 @@ fn sync(
         let p = parsed?;
         let filter = match p.filter {
             FilterSource::Ready(f) => f,
-            FilterSource::Id(id) => s.sync.filters.load(&session.user_id, &id).await?,
+            // Boxed: a filter id not in the cache is read from the database once, and that
+            // read's state is not kept in the future of every parked poll.
+            FilterSource::Id(id) => Box::pin(s.sync.filters.load(&session.user_id, &id)).await?,
         };
         let request = SyncRequest { since: p.since, timeout: p.timeout, full_state: p.full_state, filter };
         Ok(Json(s.sync.sync_with_presence(&session, p.set_presence, p.kind, request).await?))
