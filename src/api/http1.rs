@@ -133,6 +133,8 @@ enum Framing {
 /// Borrows what the connection's task already holds: taken by value, the stream, the service
 /// and the receiver would be stored twice in the task (issue #13). A plain function returning
 /// an `async` block, as `serve::connection`: an `async fn`'s future keeps its arguments twice.
+// An `async fn` would be shorter and keep its arguments twice (see above).
+#[allow(clippy::manual_async_fn)]
 pub fn serve<'a, S: Edge>(
     stream: &'a mut TcpStream,
     peer: SocketAddr,
