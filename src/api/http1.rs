@@ -234,9 +234,11 @@ fn hung_up(stream: &TcpStream) -> impl std::future::Future<Output = bool> + '_ {
     })
 }
 
-/// The next request to serve ([`read_request`]), or `None` once the connection is to close:
-/// a refused request is answered here (and the rest of it read and discarded), so the
-/// refusal's state never sizes [`serve`]'s future, which a parked long-poll holds.
+/// Read the next request, head and body: the request for the service, whether it is a HEAD
+/// request, its version, and whether the connection may be kept after it. `None` once the
+/// connection is to close: a refused request is answered here (and the rest of it read and
+/// discarded), so the refusal's state never sizes [`serve`]'s future, which a parked
+/// long-poll holds.
 async fn next_request(
     stream: &mut TcpStream,
     pending: &mut Option<Vec<u8>>,
@@ -245,7 +247,30 @@ async fn next_request(
     keep_alive_wait: Option<Duration>,
     peer: SocketAddr,
 ) -> Option<(axum::extract::Request, bool, Version, bool)> {
-    match read_request(stream, pending, stop, limits, keep_alive_wait, peer).await {
+    let read = async {
+        let head = read_head(stream, pending, stop, limits, keep_alive_wait).await?;
+        let version = head.version;
+        let keep_alive = match version {
+            Version::HTTP_11 => !has_token(&head.headers, &CONNECTION, "close"),
+            _ => has_token(&head.headers, &CONNECTION, "keep-alive"),
+        };
+        let framing = framing(&head.headers, version)?;
+        let expects_continue = version == Version::HTTP_11
+            && head.headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let body = match framing {
+            None => Body::empty(),
+            Some(f) => Body::from(read_body(stream, pending, f, limits.max_body_bytes, expects_continue).await?),
+        };
+        let head_only = head.method == Method::HEAD;
+        let mut req = http::Request::new(body);
+        *req.method_mut() = head.method;
+        *req.uri_mut() = head.uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = head.headers;
+        req.extensions_mut().insert(ConnectInfo(peer));
+        Ok::<_, Refused>((req, head_only, version, keep_alive))
+    };
+    match read.await {
         Ok(r) => Some(r),
         Err(Refused::Close) => None,
         Err(Refused::Answer(resp)) => {
@@ -255,39 +280,6 @@ async fn next_request(
             None
         }
     }
-}
-
-/// Read the next request, head and body. Returns the request for the service, whether it is
-/// a HEAD request, its version, and whether the connection may be kept after it.
-async fn read_request(
-    stream: &mut TcpStream,
-    pending: &mut Option<Vec<u8>>,
-    stop: &mut watch::Receiver<bool>,
-    limits: &Limits,
-    keep_alive_wait: Option<Duration>,
-    peer: SocketAddr,
-) -> Result<(axum::extract::Request, bool, Version, bool), Refused> {
-    let head = read_head(stream, pending, stop, limits, keep_alive_wait).await?;
-    let version = head.version;
-    let keep_alive = match version {
-        Version::HTTP_11 => !has_token(&head.headers, &CONNECTION, "close"),
-        _ => has_token(&head.headers, &CONNECTION, "keep-alive"),
-    };
-    let framing = framing(&head.headers, version)?;
-    let expects_continue = version == Version::HTTP_11
-        && head.headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body = match framing {
-        None => Body::empty(),
-        Some(f) => Body::from(read_body(stream, pending, f, limits.max_body_bytes, expects_continue).await?),
-    };
-    let head_only = head.method == Method::HEAD;
-    let mut req = http::Request::new(body);
-    *req.method_mut() = head.method;
-    *req.uri_mut() = head.uri;
-    *req.version_mut() = version;
-    *req.headers_mut() = head.headers;
-    req.extensions_mut().insert(ConnectInfo(peer));
-    Ok((req, head_only, version, keep_alive))
 }
 
 /// Read and parse a request head. `keep_alive_wait`: how long to wait for its first byte
