@@ -42,8 +42,8 @@ fn sync(
         let p = parsed?;
         let filter = match p.filter {
             FilterSource::Ready(f) => f,
-            // Boxed: a filter id not in the cache is read from the database once, and that
-            // read's state is not kept in the future of every parked poll.
+            // Boxed: `load` reads the database for a filter id not yet cached, and that read's
+            // state (~1.3 KB) would be laid out in the future every parked poll holds.
             FilterSource::Id(id) => Box::pin(s.sync.filters.load(&session.user_id, &id)).await?,
         };
         let request = SyncRequest { since: p.since, timeout: p.timeout, full_state: p.full_state, filter };
