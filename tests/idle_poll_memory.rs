@@ -43,7 +43,8 @@ fn long_poll_request(app: &TestApp, token: &str, since: &str) -> String {
 /// (16 KB of it hyper's 8 KB read and write buffers; `SEED_TEST_HTTP1_DRIVER=hyper` still
 /// fails this test), our own HTTP/1 driver keeps no buffer while a request waits (docs/performance-history.md "Idle long-poll
 /// memory"), and the futures a waiting poll holds keep no copy of its request (docs/performance-history.md "Smaller
-/// parked polls") and no slot for what only a response or a refusal needs. Then the clients hang up, and the server ends their polls and frees what they held.
+/// parked polls") and no slot for what only a response or a refusal needs. Then the clients
+/// hang up, and the server ends their polls and frees what they held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     const POLLS: usize = 200;
@@ -89,8 +90,9 @@ async fn idle_long_polls_are_small_and_end_when_the_client_hangs_up() {
     // Issue #13 asks < 16 KB; the bound is tighter, so that a future that grows back fails
     // here (5.6 KB now; 7.0 KB before the connection's task and the `/sync` handler's future
     // stopped keeping arguments, a refusal's state and the answer in slots of their own,
-    // docs/performance-history.md "Futures laid out for a parked poll"; 9.0 KB before CORS stopped building a header map per request and the
-    // held empty answer its one-time-key B-tree node; 10.4 KB before the HTTP/1 connection
+    // docs/performance-history.md "Futures laid out for a parked poll"; 9.0 KB before CORS
+    // stopped building a header map per request and the held empty answer its one-time-key
+    // B-tree node; 10.4 KB before the HTTP/1 connection
     // task stopped storing its handler's future, stream and service twice; 14.2 KB before the
     // `/sync` handler, the edge and the latency metric stopped keeping the request in their
     // futures).

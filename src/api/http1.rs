@@ -133,8 +133,7 @@ enum Framing {
 /// Borrows what the connection's task already holds: taken by value, the stream, the service
 /// and the receiver would be stored twice in the task (issue #13). A plain function returning
 /// an `async` block, as `serve::connection`: an `async fn`'s future keeps its arguments twice.
-// An `async fn` would be shorter and keep its arguments twice (see above).
-#[allow(clippy::manual_async_fn)]
+#[allow(clippy::manual_async_fn)] // the `async` block is the point (see above)
 pub fn serve<'a, S: Edge>(
     stream: &'a mut TcpStream,
     peer: SocketAddr,
@@ -160,9 +159,8 @@ pub fn serve<'a, S: Edge>(
             };
             // Pinned where it is made and awaited through the pin: a future moved between
             // bindings (or into `.await`) can take a slot of its own in this task each time, and
-            // this one lives as long as a parked long-poll (issue #13).
-            // The call lives in this block only: what writing the answer keeps is not laid out
-            // beside it.
+            // this one lives as long as a parked long-poll (issue #13). It lives in this block
+            // only, so what writing the answer keeps is not laid out beside it.
             let resp = {
                 let mut call = std::pin::pin!(tower::Service::call(&mut app.clone(), req));
                 let resp = if pending.is_some() {

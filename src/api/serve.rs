@@ -216,8 +216,7 @@ impl<S> Edge for S where
 /// One connection's task. A plain function returning an `async` block, not an `async fn`: an
 /// `async fn` moves its arguments into locals and its future keeps both copies, and a parked
 /// long-poll holds this future for its whole wait (issue #13: ~200 bytes per connection).
-// An `async fn` would be shorter and keep its arguments twice (see above).
-#[allow(clippy::manual_async_fn)]
+#[allow(clippy::manual_async_fn)] // the `async` block is the point (see above)
 fn connection<S: Edge>(
     mut stream: TcpStream,
     peer: SocketAddr,
