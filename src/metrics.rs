@@ -27,6 +27,9 @@ pub struct Metrics {
     pub profile_events_written: IntCounter,
     /// `/sync` requests answered.
     pub sync_requests: IntCounter,
+    /// Long-polls that waited without building a first answer: nothing had concerned the
+    /// user since their token (`SyncService::sync`).
+    pub sync_quiet_starts: IntCounter,
     /// Changes of a public presence state, by cause (the experiment log's rows).
     pub effective_changes: IntCounterVec,
     /// Presence delivered in `/sync` responses, by route (`legacy` m.presence, `peek`).
@@ -239,6 +242,11 @@ impl Default for Metrics {
                 "m.presence/m.status events written to profile rooms",
             ),
             sync_requests: counter(&r, "seed_sync_requests_total", "/sync requests answered"),
+            sync_quiet_starts: counter(
+                &r,
+                "seed_sync_quiet_starts_total",
+                "/sync long-polls that waited at once: nothing had concerned the user since their token",
+            ),
             wakeups: counter(&r, "seed_sync_wakeups_total", "Waiting long-polls woken by a change"),
             effective_changes,
             deliveries,

@@ -204,3 +204,53 @@ async fn a_waiting_sync_future_stays_small() {
     eprintln!("sync_with_presence future: {size} bytes");
     assert!(size <= 2048, "the /sync future takes {size} bytes");
 }
+
+/// Issue #13: a long-poll whose token is current (nothing concerned the user since) waits at
+/// once, without building a first, empty answer (`seed_sync_quiet_starts_total`). A change
+/// that comes between two long-polls, while nobody waits, is still counted for the user: the
+/// next poll answers it at once instead of waiting for its timeout.
+#[tokio::test]
+async fn a_poll_from_a_current_token_waits_at_once_and_a_change_between_polls_is_not_missed() {
+    let (t, mut since) = trio(700).await;
+    let quiet_starts = || metric(&t.app, "seed_sync_quiet_starts_total");
+    // Polls that wait out their 300 ms with nothing new; once the setup's last changes are
+    // answered, such a poll starts quiet.
+    let mut quiet_seen = false;
+    for _ in 0..10 {
+        let before = quiet_starts().await;
+        let started = Instant::now();
+        let v = t.app.sync(&t.bob, &format!("since={since}&timeout=300&{QUIET}")).await;
+        since = v["next_batch"].as_str().unwrap().to_owned();
+        if started.elapsed() >= Duration::from_millis(300) && quiet_starts().await == before + 1 {
+            quiet_seen = true;
+            break;
+        }
+    }
+    assert!(quiet_seen, "no long-poll from a current token started quiet");
+
+    // alice changes while bob is not polling; bob's next poll from the same token answers at
+    // once with it.
+    let before = quiet_starts().await;
+    set_status(&t.app, &t.alice, json!({"presence": "online", "status_msg": "between polls"})).await;
+    let started = Instant::now();
+    let v = t.app.sync(&t.bob, &format!("since={since}&timeout=20000&{QUIET}")).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the change between polls was missed: {v}");
+    assert_eq!(presence_senders(&v), vec![t.alice.user_id.clone()], "{v}");
+    assert_eq!(quiet_starts().await, before, "a poll with news did not start quiet");
+
+    // From that answer's token the next poll is quiet again, and a change while it waits
+    // wakes it (after the window).
+    let next = v["next_batch"].as_str().unwrap().to_owned();
+    let (app, bob) = (t.app.clone(), t.bob.clone());
+    let poll = tokio::spawn(async move { app.sync(&bob, &format!("since={next}&timeout=20000&{QUIET}")).await });
+    let start = Instant::now();
+    while parked_polls(&t.app).await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the long-poll never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(quiet_starts().await, before + 1);
+    set_status(&t.app, &t.carol, json!({"presence": "unavailable", "status_msg": "while waiting"})).await;
+    let v = poll.await.unwrap();
+    // (alice may be there too, with a later change of her own that came after that answer.)
+    assert!(presence_senders(&v).contains(&t.carol.user_id), "{v}");
+}

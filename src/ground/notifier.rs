@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use rustc_hash::FxBuildHasher;
 use tokio::sync::{watch, Notify};
@@ -23,17 +24,52 @@ use super::user_ids::{intern_ix, interned_ix, UserIx};
 /// A parked long-poll waits on `any_changed`; a long-poll inside its presence delivery
 /// window waits only on `urgent_changed`, so the presence changes that arrive during the
 /// window cost an atomic store each and wake nothing (the window's end reads them).
-#[derive(Default)]
 struct Marks {
     any: AtomicI64,
     urgent: AtomicI64,
     any_changed: Notify,
     urgent_changed: Notify,
+    /// Every change above this stream position that concerned the user is in `any` or
+    /// `urgent` (or was before, in the user's [`Quiet`] record): see
+    /// [`Subscription::quiet_since`]. `i64::MAX` where nobody asked for it.
+    from: i64,
+}
+
+impl Marks {
+    fn new(from: i64, last: i64) -> Self {
+        Marks {
+            any: AtomicI64::new(last),
+            urgent: AtomicI64::new(last),
+            any_changed: Notify::new(),
+            urgent_changed: Notify::new(),
+            from,
+        }
+    }
+}
+
+/// What a user who is not waiting right now was woken for: the newest position of a change
+/// that concerned them, counted for every change above `from`. Kept from the end of one
+/// long-poll to the start of the next, so the next can tell at once whether anything
+/// happened for the user since its token (issue #13: most long-polls find nothing when they
+/// start, and building the empty answer was a fifth of their cost). One per local user who
+/// long-polled, like their interned number.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    from: i64,
+    last: i64,
 }
 
 /// Waiting users by their number (`user_ids`): a presence change wakes a hundred viewers by
-/// hashing integers, not text.
-type Users = Arc<DashMap<UserIx, Arc<Marks>, FxBuildHasher>>;
+/// hashing integers, not text. A user is in `marks` while a subscription of theirs lives, in
+/// `quiet` after; the two move under the lock of the user's `marks` shard, so no wake-up
+/// falls between them.
+#[derive(Default)]
+struct Tables {
+    marks: DashMap<UserIx, Arc<Marks>, FxBuildHasher>,
+    quiet: DashMap<UserIx, Quiet, FxBuildHasher>,
+}
+
+type Users = Arc<Tables>;
 
 #[derive(Default)]
 pub struct Notifier {
@@ -88,8 +124,26 @@ pub struct Subscription {
 impl Notifier {
     /// Interns `user_id` (a local user: bounded by the accounts).
     pub fn subscribe(&self, user_id: &str) -> Subscription {
+        self.subscribe_from(user_id, i64::MAX)
+    }
+
+    /// [`Notifier::subscribe`], counting the changes for the user from stream position
+    /// `allocated` on, which the caller reads (`StreamHub::allocated`) before it subscribes:
+    /// a change above it completes, and wakes, only after this call. While the user is
+    /// counted without a break, [`Subscription::quiet_since`] can answer for any token at or
+    /// above the earliest such position.
+    pub fn subscribe_from(&self, user_id: &str, allocated: i64) -> Subscription {
         let user = intern_ix(user_id).1;
-        let marks = self.users.entry(user).or_default().clone();
+        let marks = self
+            .users
+            .marks
+            .entry(user)
+            .or_insert_with(|| match self.users.quiet.remove(&user) {
+                // Counted while nobody waited: the count goes on.
+                Some((_, q)) => Arc::new(Marks::new(q.from.min(allocated), q.last)),
+                None => Arc::new(Marks::new(allocated, 0)),
+            })
+            .clone();
         let (seen_any, seen_urgent) = (marks.any.load(Ordering::SeqCst), marks.urgent.load(Ordering::SeqCst));
         Subscription { marks: Some(marks), users: self.users.clone(), user, seen_any, seen_urgent }
     }
@@ -119,18 +173,20 @@ impl Notifier {
     fn send_ixs(&self, users: impl IntoIterator<Item = UserIx>, pos: i64, urgent: bool) {
         let mut woken = 0;
         for user in users {
-            let Some(marks) = self.users.get(&user) else { continue };
-            // Stored before the notifications, so a waiter that registers after them finds
-            // the new position when it looks (`Subscription::take`).
-            let mut advanced = marks.any.fetch_max(pos, Ordering::SeqCst) < pos;
-            // Positions complete out of order: an urgent change below `any` still counts.
-            if urgent && marks.urgent.fetch_max(pos, Ordering::SeqCst) < pos {
-                advanced = true;
-                marks.urgent_changed.notify_waiters();
+            if let Some(marks) = self.users.marks.get(&user) {
+                woken += u64::from(advance(&marks, pos, urgent));
+                continue;
             }
-            if advanced {
-                marks.any_changed.notify_waiters();
-                woken += 1;
+            // Nobody waits: note the position in the user's quiet record, under the lock a
+            // new subscription takes that record under (a subscription that came meanwhile
+            // is woken instead).
+            match self.users.marks.entry(user) {
+                Entry::Occupied(marks) => woken += u64::from(advance(marks.get(), pos, urgent)),
+                Entry::Vacant(_held) => {
+                    if let Some(mut q) = self.users.quiet.get_mut(&user) {
+                        q.last = q.last.max(pos);
+                    }
+                }
             }
         }
         if woken > 0 {
@@ -154,7 +210,7 @@ impl Notifier {
     }
 
     pub fn waiting_users(&self) -> usize {
-        self.users.len()
+        self.users.marks.len()
     }
 
     /// Mark a long-poll as parked (it has read everything and now only waits) while the
@@ -169,9 +225,34 @@ impl Notifier {
     }
 }
 
+/// Store `pos` in `marks` and wake its waiters; whether it was news to them.
+fn advance(marks: &Marks, pos: i64, urgent: bool) -> bool {
+    // Stored before the notifications, so a waiter that registers after them finds the new
+    // position when it looks (`Subscription::take`).
+    let mut advanced = marks.any.fetch_max(pos, Ordering::SeqCst) < pos;
+    // Positions complete out of order: an urgent change below `any` still counts.
+    if urgent && marks.urgent.fetch_max(pos, Ordering::SeqCst) < pos {
+        advanced = true;
+        marks.urgent_changed.notify_waiters();
+    }
+    if advanced {
+        marks.any_changed.notify_waiters();
+    }
+    advanced
+}
+
 impl Subscription {
     fn marks(&self) -> Arc<Marks> {
         self.marks.clone().expect("a subscription holds its marks until dropped")
+    }
+
+    /// Whether no change above stream position `since` had concerned the user when this
+    /// subscription began: every change for them was counted from at or below `since` on
+    /// (see [`Notifier::subscribe_from`]) and none was above it. A `/sync` from `since` would
+    /// then find nothing, and can wait at once; a change that completes later wakes it.
+    pub fn quiet_since(&self, since: i64) -> bool {
+        let from = self.marks.as_ref().map_or(i64::MAX, |m| m.from);
+        from <= since && self.seen_any <= since && self.seen_urgent <= since
     }
 
     /// What changed since the last wake-up this subscription reported, if anything.
@@ -236,8 +317,18 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.marks.take());
-        // Only the map holds the marks now: nobody waits for this user any more.
-        self.users.remove_if(&self.user, |_, marks| Arc::strong_count(marks) == 1);
+        if let Entry::Occupied(entry) = self.users.marks.entry(self.user) {
+            // Only the map holds the marks now: nobody waits for this user any more. The
+            // count goes on in their quiet record (under the shard's lock, see `send_ixs`).
+            let marks = entry.get();
+            if Arc::strong_count(marks) == 1 {
+                if marks.from != i64::MAX {
+                    let last = marks.any.load(Ordering::SeqCst).max(marks.urgent.load(Ordering::SeqCst));
+                    self.users.quiet.insert(self.user, Quiet { from: marks.from, last });
+                }
+                entry.remove();
+            }
+        }
     }
 }
 
@@ -351,6 +442,50 @@ mod tests {
         n.wake(["@never-subscribed-anywhere:x"], 5);
         assert_eq!(interned_ix("@never-subscribed-anywhere:x"), None);
         assert_eq!(n.wakeups(), 1);
+    }
+
+    /// Between two long-polls nobody waits, yet a change for the user is still counted, so
+    /// the next poll knows whether its token is current; only from where counting began.
+    #[tokio::test]
+    async fn changes_between_long_polls_are_counted_for_the_next_one() {
+        let n = Notifier::default();
+        let first = n.subscribe_from("@q:x", 5);
+        assert!(first.quiet_since(5) && first.quiet_since(9));
+        assert!(!first.quiet_since(4), "nothing was counted below 5");
+        drop(first);
+        assert_eq!(n.waiting_users(), 0, "a quiet record is not a waiting user");
+        let second = n.subscribe_from("@q:x", 20);
+        assert!(second.quiet_since(5), "counted without a break from 5 on");
+        drop(second);
+        n.wake_presence(["@q:x"], 7);
+        let third = n.subscribe_from("@q:x", 30);
+        assert!(!third.quiet_since(6), "the change at 7 came while nobody waited");
+        assert!(third.quiet_since(7));
+        drop(third);
+        n.wake(["@q:x"], 31);
+        assert!(!n.subscribe_from("@q:x", 40).quiet_since(30));
+        assert_eq!(n.wakeups(), 0, "nobody was waiting to be woken");
+        // A subscription that asked for no count answers for no token.
+        let plain = n.subscribe("@p:x");
+        assert!(!plain.quiet_since(i64::MAX - 1));
+        drop(plain);
+        // No record was left for @p: counting starts again where the next subscriber says.
+        let again = n.subscribe_from("@p:x", 3);
+        assert!(!again.quiet_since(2) && again.quiet_since(3));
+    }
+
+    /// A change while the user's subscription lives is counted there; the quiet record goes
+    /// on from it when the subscription ends.
+    #[tokio::test]
+    async fn the_count_passes_from_a_subscription_to_the_quiet_record_and_back() {
+        let n = Notifier::default();
+        let mut sub = n.subscribe_from("@r:x", 2);
+        n.wake_presence(["@r:x"], 12);
+        assert_eq!(sub.next().await.pos, 12);
+        drop(sub);
+        let next = n.subscribe_from("@r:x", 50);
+        assert!(!next.quiet_since(11) && next.quiet_since(12));
+        assert!(!next.quiet_since(1), "counting began at 2");
     }
 
     #[tokio::test]

@@ -94,6 +94,16 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = WatchPresence::Offline)]
     pub watch_presence: WatchPresence,
 
+    /// The order in which users take turns to change presence. `user-index` (the default, and
+    /// the order of every figure before 2026-11-28): users 0, 1, 2, … round-robin. With
+    /// `--shape small-rooms` or `watchers`, whose rooms are runs of consecutive users, all of a
+    /// room's members then change within a fraction of a second once a round, so one delivery
+    /// window catches them all and a watcher is answered about once a round. `shuffled`: one
+    /// fixed random permutation of the users (the same in every run), round-robin over it, so
+    /// the changes a watcher sees are spread over the round as independent users' would be.
+    #[arg(long, value_enum, default_value_t = ChangeOrder::UserIndex)]
+    pub change_order: ChangeOrder,
+
     /// Target presence changes per second in total; 0 = flat out with --concurrency in flight.
     /// When all workers are busy a tick is dropped and counted (`ticks_dropped`).
     #[arg(long, default_value_t = 0.0)]
@@ -218,6 +228,35 @@ pub enum PathKind {
 pub enum Mode {
     Put,
     SyncReport,
+}
+
+/// `--change-order`: the order in which users take turns to change presence.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeOrder {
+    UserIndex,
+    Shuffled,
+}
+
+impl ChangeOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOrder::UserIndex => "user-index",
+            ChangeOrder::Shuffled => "shuffled",
+        }
+    }
+
+    /// The users `0..n` in the order they take turns. `Shuffled` is the same permutation in
+    /// every run (a fixed seed), so runs stay comparable.
+    pub fn users(self, n: usize) -> Vec<usize> {
+        let mut users: Vec<usize> = (0..n).collect();
+        if self == ChangeOrder::Shuffled {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            users.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0x5eed_c0de));
+        }
+        users
+    }
 }
 
 /// `--watch-presence`: the `set_presence` of the watchers' long-polls.

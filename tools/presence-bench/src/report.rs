@@ -269,6 +269,7 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         "changes": {
             "mode": a.mode.name(),
             "watch_presence": a.watch_presence.as_str(),
+            "change_order": a.change_order.as_str(),
             "sent_total": d.changes.len(),
             "sent_measured": sent_w,
             "ok_measured": ok_w,
@@ -329,8 +330,12 @@ pub fn analyze(a: &Args, s: &Setup, d: &RunData) -> Report {
         crate::cli::WatchPresence::Offline => String::new(),
         w => format!(" watch_presence={}", w.as_str()),
     };
+    let order = match a.change_order {
+        crate::cli::ChangeOrder::UserIndex => String::new(),
+        o => format!(" change_order={}", o.as_str()),
+    };
     let summary = format!(
-        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}{watch}{cpu}",
+        "label={} users={} shape={} path={} mode={} put_ok={} put/s={:.1} put_p50={} put_p99={} put_max={} deliv_p50={} deliv_p99={} deliv_max={} delivered={:.1}% errors={} sync_errors={}{watch}{order}{cpu}",
         a.label,
         n,
         a.shape.name(),

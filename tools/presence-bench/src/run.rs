@@ -487,11 +487,12 @@ pub async fn run(hs: &Hs, a: &Args, s: &Setup, setup_secs: f64) -> anyhow::Resul
             proc_cpu_secs(pid)
         })
     });
+    let mut drive_since: Vec<Option<String>> = drive_since.into_iter().map(Some).collect();
     let queue = Arc::new(Mutex::new(
-        drive_since
+        a.change_order
+            .users(a.users)
             .into_iter()
-            .enumerate()
-            .map(|(user, since)| Slot { user, next_state: 0, since })
+            .map(|user| Slot { user, next_state: 0, since: drive_since[user].take().unwrap_or_default() })
             .collect::<VecDeque<_>>(),
     ));
     let seq = Arc::new(AtomicU64::new(1));

@@ -276,3 +276,19 @@ fn watch_presence_online_is_only_for_put() {
     assert!(err.to_string().contains("--watch-presence online is for --mode put"), "{err}");
     assert_eq!(args(&[]).watch_presence.as_str(), "offline");
 }
+
+#[test]
+fn the_shuffled_change_order_is_a_fixed_permutation_that_mixes_rooms() {
+    use crate::cli::ChangeOrder;
+    assert_eq!(args(&[]).change_order, ChangeOrder::UserIndex);
+    assert_eq!(ChangeOrder::UserIndex.users(5), vec![0, 1, 2, 3, 4]);
+    let a = args(&["--change-order", "shuffled"]).change_order.users(10_000);
+    assert_eq!(a, ChangeOrder::Shuffled.users(10_000), "the same permutation in every run");
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..10_000).collect::<Vec<_>>(), "every user once");
+    // Rooms of 101 consecutive users: the first 101 turns of a round touch many rooms, not
+    // one or two as in index order.
+    let rooms: std::collections::HashSet<usize> = a[..101].iter().map(|u| u / 101).collect();
+    assert!(rooms.len() > 50, "the first 101 turns touch {} rooms", rooms.len());
+}
