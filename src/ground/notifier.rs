@@ -51,8 +51,8 @@ impl Marks {
 /// that concerned them, counted for every change above `from`. Kept from the end of one
 /// long-poll to the start of the next, so the next can tell at once whether anything
 /// happened for the user since its token (issue #13: most long-polls find nothing when they
-/// start, and building the empty answer was a fifth of their cost). One per local user who
-/// long-polled, like their interned number.
+/// start, and the empty answer they built walked all the user's rooms). One per local user
+/// who long-polled, like their interned number.
 #[derive(Debug, Clone, Copy)]
 struct Quiet {
     from: i64,

@@ -110,7 +110,7 @@ impl SyncService {
         // A long-poll from a token after which nothing concerned the user (the notifier
         // counted every change for them since before it) waits at once: the first pass would
         // build an empty answer (issue #13: most polls start so, right after their previous
-        // answer, and that pass was a fifth of a poll's cost).
+        // answer, and that pass walks all the user's rooms).
         let mut quiet = !req.full_state
             && !req.timeout.is_zero()
             && req.since.is_some_and(|s| s <= self.stream.current() && sub.quiet_since(s));
