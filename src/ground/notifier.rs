@@ -29,20 +29,25 @@ struct Marks {
     urgent: AtomicI64,
     any_changed: Notify,
     urgent_changed: Notify,
-    /// Every change above this stream position that concerned the user is in `any` or
-    /// `urgent` (or was before, in the user's [`Quiet`] record): see
-    /// [`Subscription::quiet_since`]. `i64::MAX` where nobody asked for it.
+    /// Every change above this stream position that concerned the user is in `any`,
+    /// `urgent` or `counted_before`: see [`Subscription::quiet_since`]. `i64::MAX` where
+    /// nobody asked for it.
     from: i64,
+    /// The newest position counted in the user's [`Quiet`] record before these marks
+    /// existed. Kept apart from `any`, which starts at 0: positions complete out of order,
+    /// and a change below this one that completes later must still wake a waiter.
+    counted_before: i64,
 }
 
 impl Marks {
-    fn new(from: i64, last: i64) -> Self {
+    fn new(from: i64, counted_before: i64) -> Self {
         Marks {
-            any: AtomicI64::new(last),
-            urgent: AtomicI64::new(last),
+            any: AtomicI64::new(0),
+            urgent: AtomicI64::new(0),
             any_changed: Notify::new(),
             urgent_changed: Notify::new(),
             from,
+            counted_before,
         }
     }
 }
@@ -251,8 +256,8 @@ impl Subscription {
     /// (see [`Notifier::subscribe_from`]) and none was above it. A `/sync` from `since` would
     /// then find nothing, and can wait at once; a change that completes later wakes it.
     pub fn quiet_since(&self, since: i64) -> bool {
-        let from = self.marks.as_ref().map_or(i64::MAX, |m| m.from);
-        from <= since && self.seen_any <= since && self.seen_urgent <= since
+        let (from, before) = self.marks.as_ref().map_or((i64::MAX, i64::MAX), |m| (m.from, m.counted_before));
+        from <= since && before <= since && self.seen_any <= since && self.seen_urgent <= since
     }
 
     /// What changed since the last wake-up this subscription reported, if anything.
@@ -323,7 +328,11 @@ impl Drop for Subscription {
             let marks = entry.get();
             if Arc::strong_count(marks) == 1 {
                 if marks.from != i64::MAX {
-                    let last = marks.any.load(Ordering::SeqCst).max(marks.urgent.load(Ordering::SeqCst));
+                    let last = marks
+                        .any
+                        .load(Ordering::SeqCst)
+                        .max(marks.urgent.load(Ordering::SeqCst))
+                        .max(marks.counted_before);
                     self.users.quiet.insert(self.user, Quiet { from: marks.from, last });
                 }
                 entry.remove();
@@ -486,6 +495,21 @@ mod tests {
         let next = n.subscribe_from("@r:x", 50);
         assert!(!next.quiet_since(11) && next.quiet_since(12));
         assert!(!next.quiet_since(1), "counting began at 2");
+    }
+
+    /// Positions complete out of order: a change below one counted while nobody waited,
+    /// completing only once the next poll waits, still wakes that poll.
+    #[tokio::test]
+    async fn a_late_change_below_one_counted_between_polls_still_wakes() {
+        use std::time::Duration;
+        let n = Notifier::default();
+        drop(n.subscribe_from("@l:x", 1));
+        n.wake_presence(["@l:x"], 20);
+        let mut sub = n.subscribe_from("@l:x", 25);
+        assert!(!sub.quiet_since(19) && sub.quiet_since(20));
+        n.wake(["@l:x"], 18);
+        let woke = tokio::time::timeout(Duration::from_secs(5), sub.next()).await;
+        assert_eq!(woke, Ok(Wake { pos: 18, kind: WakeKind::Urgent }));
     }
 
     #[tokio::test]
