@@ -179,6 +179,23 @@ async fn bad_sync_parameters() {
             app.get(&format!("/_matrix/client/v3/sync?timeout=0&set_presence={ok}"), Some(&alice.token)).await;
         assert_eq!(status, 200, "{ok}: {v}");
     }
+    // With an inline filter the server already knows (the quick read of a long-poll's query,
+    // `api::client::sync::quick_parse`), a bad value beside it is refused all the same.
+    let filter = enc(r#"{"room":{"timeline":{"limit":1}}}"#);
+    let (status, v) = app.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), Some(&alice.token)).await;
+    assert_eq!(status, 200, "{v}");
+    for bad in [
+        "set_presence=dancing",
+        "since=notatoken",
+        "timeout=soon",
+        "timeout=-1",
+        "org.matrix.msc3032.device_kind=tablet",
+    ] {
+        // Each parameter once (a repeated one takes the full read anyway); no timeout, so a
+        // request that were wrongly accepted would answer at once, not wait.
+        let (status, v) = app.get(&format!("/_matrix/client/v3/sync?filter={filter}&{bad}"), Some(&alice.token)).await;
+        assert_err(status, &v, 400, "M_INVALID_PARAM");
+    }
 }
 
 #[tokio::test]

@@ -45,6 +45,12 @@ impl Filters {
         Ok(filter)
     }
 
+    /// The inline filter whose text is `raw` if it was parsed before (`None`: not seen, or
+    /// the cache started over).
+    pub fn cached_inline(&self, raw: &str) -> Option<Arc<SyncFilter>> {
+        self.inline.get(raw).map(|f| f.clone())
+    }
+
     /// Parse and check a filter given inline in `/sync?filter={...}`.
     pub fn parse_inline(&self, body: Value) -> Result<SyncFilter> {
         if body.to_string().len() > self.max_bytes {
