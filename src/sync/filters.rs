@@ -1,6 +1,7 @@
 //! Stored `/sync` filters (spec "Filtering": `POST/GET /user/{userId}/filter`): the one
 //! owner of the `filters` table. Parsed filters are cached per (user, filter id); a stored
 //! filter never changes, so the cache needs no invalidation, only a bound.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -14,6 +15,11 @@ use crate::store::Store;
 /// re-read, and most clients use one or two).
 const MAX_CACHED_FILTERS: usize = 10_000;
 
+/// The text the inline-filter caches may hold in all; past it they start over. Without it
+/// 10,000 different inline filters of `max_filter_bytes` (32 KiB) would hold ~320 MB, each
+/// one costing a client one request.
+const MAX_INLINE_CACHE_BYTES: usize = 4 << 20;
+
 pub struct Filters {
     store: Store,
     max_bytes: usize,
@@ -22,11 +28,24 @@ pub struct Filters {
     /// Inline filters (`/sync?filter={...}`) by their text: a client sends the same one on
     /// every long-poll, so it is checked and parsed once.
     inline: DashMap<Box<str>, Arc<SyncFilter>>,
+    /// The same filters by their text as it stands in the query, still percent-encoded:
+    /// found without decoding it (`cached_inline_encoded`).
+    inline_encoded: DashMap<Box<str>, Arc<SyncFilter>>,
+    /// The bytes of text both inline caches hold (keys), for their bound.
+    inline_bytes: AtomicUsize,
 }
 
 impl Filters {
     pub fn new(store: Store, max_bytes: usize, max_per_user: usize) -> Self {
-        Self { store, max_bytes, max_per_user, parsed: DashMap::new(), inline: DashMap::new() }
+        Self {
+            store,
+            max_bytes,
+            max_per_user,
+            parsed: DashMap::new(),
+            inline: DashMap::new(),
+            inline_encoded: DashMap::new(),
+            inline_bytes: AtomicUsize::new(0),
+        }
     }
 
     /// The inline filter whose query-string text is `raw`, parsed (by `parse`, from the
@@ -37,9 +56,7 @@ impl Filters {
         }
         let filter = Arc::new(self.parse_inline(parse()?)?);
         if raw.len() <= self.max_bytes {
-            if self.inline.len() >= MAX_CACHED_FILTERS {
-                self.inline.clear();
-            }
+            self.make_room(&self.inline, raw.len());
             self.inline.insert(raw.into(), filter.clone());
         }
         Ok(filter)
@@ -49,6 +66,37 @@ impl Filters {
     /// the cache started over).
     pub fn cached_inline(&self, raw: &str) -> Option<Arc<SyncFilter>> {
         self.inline.get(raw).map(|f| f.clone())
+    }
+
+    /// [`Self::cached_inline`] for the text as the query carries it (`encoded`, which
+    /// `decode` decodes): found by the encoded text when this spelling was seen before,
+    /// else by the decoded one, and then remembered by this spelling too.
+    pub fn cached_inline_encoded<'a>(
+        &self,
+        encoded: &'a str,
+        decode: impl FnOnce(&'a str) -> std::borrow::Cow<'a, str>,
+    ) -> Option<Arc<SyncFilter>> {
+        if let Some(f) = self.inline_encoded.get(encoded) {
+            return Some(f.clone());
+        }
+        let filter = self.cached_inline(&decode(encoded))?;
+        // Percent-encoding at most triples a text that is itself within `max_bytes`.
+        if encoded.len() <= 3 * self.max_bytes {
+            self.make_room(&self.inline_encoded, encoded.len());
+            self.inline_encoded.insert(encoded.into(), filter.clone());
+        }
+        Some(filter)
+    }
+
+    /// Before `len` more bytes of text go into `cache`: start it over if it is full, by
+    /// count or by the bytes both caches hold.
+    fn make_room(&self, cache: &DashMap<Box<str>, Arc<SyncFilter>>, len: usize) {
+        let bytes = self.inline_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if cache.len() >= MAX_CACHED_FILTERS || bytes > MAX_INLINE_CACHE_BYTES {
+            self.inline.clear();
+            self.inline_encoded.clear();
+            self.inline_bytes.store(len, Ordering::Relaxed);
+        }
     }
 
     /// Parse and check a filter given inline in `/sync?filter={...}`.
@@ -105,5 +153,38 @@ impl Filters {
         }
         self.parsed.insert(key, filter.clone());
         Ok(filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inline caches hold at most `MAX_INLINE_CACHE_BYTES` of text: many large filters
+    /// make them start over instead of growing with each new text.
+    #[tokio::test]
+    async fn the_inline_caches_are_bounded_by_their_bytes() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let filters = Filters::new(store, 32_768, 100);
+        // Valid filters of ~24 KB each, all different (100 long `not_senders`).
+        let text = |i: usize| {
+            let pad = "x".repeat(220);
+            let senders: Vec<String> = (0..100).map(|j| format!(r#""@{i}_{j}{pad}:example.org""#)).collect();
+            format!(r#"{{"presence":{{"not_senders":[{}]}}}}"#, senders.join(","))
+        };
+        let add = |i: usize| filters.inline(&text(i), || Ok(serde_json::from_str(&text(i)).unwrap())).unwrap();
+        let first = add(0);
+        assert!(Arc::ptr_eq(&filters.cached_inline(&text(0)).unwrap(), &first));
+        let (mut fits, mut bytes) = (1, text(0).len());
+        while bytes + text(fits).len() <= MAX_INLINE_CACHE_BYTES {
+            bytes += text(fits).len();
+            add(fits);
+            fits += 1;
+        }
+        assert!(filters.cached_inline(&text(0)).is_some(), "{fits} filters fit");
+        add(fits);
+        assert!(filters.cached_inline(&text(0)).is_none(), "one more starts the cache over");
+        assert!(filters.cached_inline(&text(fits)).is_some(), "the newest stays");
+        assert!(filters.inline_bytes.load(Ordering::Relaxed) <= MAX_INLINE_CACHE_BYTES);
     }
 }

@@ -56,7 +56,7 @@ impl FromRequest<AppState> for SyncParams {
 
     async fn from_request(req: Request, s: &AppState) -> Result<Self, MatrixError> {
         let max = Duration::from_millis(s.config.max_sync_timeout_ms);
-        if let Some(p) = quick_parse(req.uri().query(), max, |raw| s.sync.filters.cached_inline(raw)) {
+        if let Some(p) = quick_parse(req.uri().query(), max, &s.sync.filters) {
             return Ok(SyncParams(p));
         }
         let raw_query = req.uri().query().map(str::to_owned);
@@ -105,26 +105,19 @@ fn parse(raw_query: Option<&str>, req: sync_v3::Request, max: Duration, filters:
 /// The query of a plain `/sync` read in one pass: each of `since`, `timeout`, `filter`,
 /// `full_state`, `set_presence` and the device kind at most once, with a value in its plain
 /// form (a timeout in digits, `true`/`false`, a known presence or device kind, a valid token),
-/// and an inline filter that `cached` already knows by its text (or a filter id of letters and
-/// digits). `access_token` is read by `Auth`. `None` for anything else: the caller then takes
-/// the full path, whose answer (or Matrix error) is the reference this one must equal (see the
-/// tests).
-fn quick_parse(
-    query: Option<&str>,
-    max_timeout: Duration,
-    cached: impl FnOnce(&str) -> Option<Arc<SyncFilter>>,
-) -> Option<Parsed> {
-    type Slot<'a> = Option<std::borrow::Cow<'a, str>>;
-    let (mut since, mut timeout, mut filter, mut full_state, mut presence, mut kind): (
-        Slot,
-        Slot,
-        Slot,
-        Slot,
-        Slot,
-        Slot,
-    ) = Default::default();
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let slot = match k.as_ref() {
+/// and an inline filter that `filters` already knows by its text (or a filter id of letters
+/// and digits). `access_token` is read by `Auth`. `None` for anything else: the caller then
+/// takes the full path, whose answer (or Matrix error) is the reference this one must equal
+/// (see the tests). Values are decoded only when read, and the filter's text is looked up as it
+/// stands in the query first (a long-poll's filter is the longest part of its query).
+fn quick_parse(query: Option<&str>, max_timeout: Duration, filters: &Filters) -> Option<Parsed> {
+    let (mut since, mut timeout, mut filter, mut full_state, mut presence, mut kind) =
+        (None, None, None, None, None, None);
+    // As `form_urlencoded::parse` splits a query: on `&`, empty pieces skipped, the name
+    // ending at the first `=`.
+    for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let slot: &mut Option<&str> = match form_decode(name).as_ref() {
             "since" => &mut since,
             "timeout" => &mut timeout,
             "filter" => &mut filter,
@@ -134,21 +127,21 @@ fn quick_parse(
             "access_token" => continue,
             _ => return None,
         };
-        if slot.replace(v).is_some() {
+        if slot.replace(value).is_some() {
             return None;
         }
     }
     let set_presence = match presence {
         None => Presence::Online,
-        Some(v) => v.parse().ok()?,
+        Some(v) => form_decode(v).parse().ok()?,
     };
-    let kind = match kind.as_deref() {
+    let kind = match kind.map(form_decode).as_deref() {
         None => None,
         Some("mobile") => Some(DeviceKind::Mobile),
         Some("desktop") => Some(DeviceKind::Desktop),
         Some(_) => return None,
     };
-    let timeout = match timeout.as_deref() {
+    let timeout = match timeout.map(form_decode).as_deref() {
         None => Duration::ZERO,
         // Digits only, at most JSON's largest safe integer (what ruma's `UInt` takes).
         Some(v) if !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit()) => {
@@ -157,23 +150,41 @@ fn quick_parse(
         }
         Some(_) => return None,
     };
-    let full_state = match full_state.as_deref() {
+    let full_state = match full_state.map(form_decode).as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => return None,
     };
     let since = match since {
         None => None,
-        Some(v) => Some(token::parse(&v).ok()?),
+        Some(v) => Some(token::parse(&form_decode(v)).ok()?),
     };
     let filter = match filter {
         None => FilterSource::Ready(Arc::default()),
-        Some(v) if v.starts_with('{') => FilterSource::Ready(cached(&v)?),
-        // Not JSON, so ruma reads it as a filter id too.
-        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric()) => FilterSource::Id(v.into_owned()),
-        Some(_) => return None,
+        Some(raw) => match filters.cached_inline_encoded(raw, form_decode) {
+            Some(f) => FilterSource::Ready(f),
+            None => {
+                let v = form_decode(raw);
+                // Not JSON, so ruma reads it as a filter id too. A text starting with `{`
+                // that is not cached is read by the full path (which caches it).
+                if v.is_empty() || v.starts_with('{') || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return None;
+                }
+                FilterSource::Id(v.into_owned())
+            }
+        },
     };
     Some(Parsed { set_presence, kind, filter, since, timeout, full_state })
+}
+
+/// One name or value of a query, decoded as `form_urlencoded` decodes it: `+` is a space,
+/// then percent-decoding, invalid UTF-8 replaced. Borrowed when there is nothing to decode.
+fn form_decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 /// JSON's largest safe integer, 2^53 - 1 (`js_int::UInt::MAX`).
@@ -209,15 +220,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The one inline filter the tests' cache knows.
+    /// The inline filters the tests' cache knows (the second has spaces: `+` or `%20` in a
+    /// query).
     const KNOWN: &str = r#"{"presence":{"types":["m.presence"]},"room":{"rooms":[]}}"#;
+    const KNOWN_SPACED: &str = r#"{"presence": {"types": ["m.presence"]}}"#;
 
     fn filters() -> (tokio::runtime::Runtime, Filters) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = rt.block_on(crate::store::Store::connect("sqlite::memory:", 1)).unwrap();
         let filters = Filters::new(store, 65_536, 100);
-        let known: serde_json::Value = serde_json::from_str(KNOWN).unwrap();
-        filters.inline(KNOWN, || Ok(known)).unwrap();
+        for text in [KNOWN, KNOWN_SPACED] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            filters.inline(text, || Ok(value)).unwrap();
+        }
         (rt, filters)
     }
 
@@ -265,8 +280,20 @@ mod tests {
                 "007"
             ])
             .prop_map(|v| ("timeout".into(), v)),
-            values(&[KNOWN, r#"{"room":{"timeline":{"limit":1}}}"#, "7", "abc", "{bad", "", "a b", "null", "[]"])
-                .prop_map(|v| ("filter".into(), v)),
+            values(&[
+                KNOWN,
+                KNOWN_SPACED,
+                r#"{"room":{"timeline":{"limit":1}}}"#,
+                "7",
+                "abc",
+                "{bad",
+                "",
+                "a b",
+                "null",
+                "[]",
+                "1%2"
+            ])
+            .prop_map(|v| ("filter".into(), v)),
             values(&["true", "false", "1", "", "TRUE"]).prop_map(|v| ("full_state".into(), v)),
             values(&["online", "offline", "unavailable", "busy", "org.matrix.msc3026.busy", "dancing", ""])
                 .prop_map(|v| ("set_presence".into(), v)),
@@ -280,13 +307,35 @@ mod tests {
     proptest! {
         /// Whatever the quick read accepts, the full path reads the same way.
         #[test]
-        fn the_quick_read_agrees_with_the_full_path(pairs in proptest::collection::vec(pair(), 0..6), max_ms in prop_oneof![Just(300_000u64), Just(10)]) {
+        fn the_quick_read_agrees_with_the_full_path(
+            pairs in proptest::collection::vec(pair(), 0..6),
+            max_ms in prop_oneof![Just(300_000u64), Just(10)],
+            spelling in 0..3u8,
+        ) {
             let (_rt, filters) = filters();
-            let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+            // The same query spelt three ways: as browsers encode forms (`+` for a space), every
+            // byte but letters and digits percent-encoded, and the way `form_urlencoded`
+            // writes it (`%7B`, `+`) but with the names percent-encoded too.
+            let every = |t: &str| percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let query = match spelling {
+                0 => url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish(),
+                1 => pairs.iter().map(|(k, v)| format!("{k}={}", every(v))).collect::<Vec<_>>().join("&"),
+                _ => pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                        format!("{}={v}", every(k))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&"),
+            };
+            // Twice: the second time the filter is found by its encoded text.
+            for _ in 0..2 {
             let max = Duration::from_millis(max_ms);
-            if let Some(quick) = quick_parse(Some(&query), max, |raw| filters.cached_inline(raw)) {
+            if let Some(quick) = quick_parse(Some(&query), max, &filters) {
                 let full = full(&query, max, &filters);
                 prop_assert!(full.as_ref().is_ok_and(|f| same(&quick, f)), "{query}: quick {quick:?}, full {full:?}", full = full.as_ref().map_err(|e| e.to_string()));
+            }
             }
         }
     }
@@ -296,7 +345,7 @@ mod tests {
     fn the_quick_read_takes_the_plain_long_poll_only() {
         let (_rt, filters) = filters();
         let max = Duration::from_secs(300);
-        let quick = |q: &str| quick_parse(Some(q), max, |raw| filters.cached_inline(raw));
+        let quick = |q: &str| quick_parse(Some(q), max, &filters);
         let known = url::form_urlencoded::byte_serialize(KNOWN.as_bytes()).collect::<String>();
         let p = quick(&format!("since=s42&timeout=30000&set_presence=offline&filter={known}")).expect("the plain poll");
         assert_eq!(
@@ -306,6 +355,16 @@ mod tests {
         assert!(
             matches!(p.filter, FilterSource::Ready(ref f) if Arc::ptr_eq(f, &filters.cached_inline(KNOWN).unwrap()))
         );
+        let spaced = filters.cached_inline(KNOWN_SPACED).unwrap();
+        let plus = url::form_urlencoded::byte_serialize(KNOWN_SPACED.as_bytes()).collect::<String>();
+        let percent =
+            percent_encoding::utf8_percent_encode(KNOWN_SPACED, percent_encoding::NON_ALPHANUMERIC).to_string();
+        assert!(plus.contains('+') && percent.contains("%20"));
+        for spelling in [&plus, &percent, &plus, &percent] {
+            // Found by its decoded text the first time, by this spelling after that.
+            let p = quick(&format!("filter={spelling}")).expect("a cached filter, however it is spelt");
+            assert!(matches!(p.filter, FilterSource::Ready(ref f) if Arc::ptr_eq(f, &spaced)), "{spelling}");
+        }
         assert!(quick("").is_some(), "no parameters at all");
         assert!(matches!(quick("filter=12").unwrap().filter, FilterSource::Id(ref id) if id == "12"));
         assert_eq!(quick("timeout=999999999").unwrap().timeout, max, "capped as the full path caps it");
