@@ -135,16 +135,14 @@ fn quick_parse(query: Option<&str>, max_timeout: Duration, filters: &Filters) ->
         None => Presence::Online,
         Some(v) => form_decode(v).parse().ok()?,
     };
-    let kind = match kind.map(form_decode).as_deref() {
+    let kind = match kind {
         None => None,
-        Some("mobile") => Some(DeviceKind::Mobile),
-        Some("desktop") => Some(DeviceKind::Desktop),
-        Some(_) => return None,
+        Some(v) => Some(kind_named(&form_decode(v))?),
     };
     let timeout = match timeout.map(form_decode).as_deref() {
         None => Duration::ZERO,
         // Digits only, at most JSON's largest safe integer (what ruma's `UInt` takes).
-        Some(v) if !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
             let ms: u64 = v.parse().ok()?;
             (ms <= MAX_SAFE_UINT).then(|| Duration::from_millis(ms).min(max_timeout))?
         }
@@ -207,11 +205,19 @@ fn single_query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::bor
 fn device_kind(query: Option<&str>) -> Result<Option<DeviceKind>> {
     match query_param(query, DEVICE_KIND_PARAM) {
         None => Ok(None),
-        Some(v) => match v.as_ref() {
-            "mobile" => Ok(Some(DeviceKind::Mobile)),
-            "desktop" => Ok(Some(DeviceKind::Desktop)),
-            other => Err(MatrixError::invalid_param(format!("invalid {DEVICE_KIND_PARAM} '{other}'"))),
+        Some(v) => match kind_named(&v) {
+            Some(kind) => Ok(Some(kind)),
+            None => Err(MatrixError::invalid_param(format!("invalid {DEVICE_KIND_PARAM} '{v}'"))),
         },
+    }
+}
+
+/// The device kind a value of [`DEVICE_KIND_PARAM`] names, if any.
+fn kind_named(v: &str) -> Option<DeviceKind> {
+    match v {
+        "mobile" => Some(DeviceKind::Mobile),
+        "desktop" => Some(DeviceKind::Desktop),
+        _ => None,
     }
 }
 
