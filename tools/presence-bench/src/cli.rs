@@ -173,6 +173,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub idle_http2_connections: usize,
 
+    /// --scenario idle: each poll reports this presence (`set_presence`). Unset, the polls
+    /// send none, so the server takes each device as online and keeps its last-active time;
+    /// `offline` measures the polls alone, as the delivery run's watchers poll.
+    #[arg(long, value_enum)]
+    pub idle_set_presence: Option<WatchPresence>,
+
     /// Seconds between samples of database size, RSS and CPU (--scenario churn).
     #[arg(long, default_value_t = 10.0)]
     pub sample_secs: f64,
@@ -259,7 +265,8 @@ impl ChangeOrder {
     }
 }
 
-/// `--watch-presence`: the `set_presence` of the watchers' long-polls.
+/// `--watch-presence`: the `set_presence` of the watchers' long-polls (and of the idle polls,
+/// `--idle-set-presence`).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WatchPresence {
@@ -322,6 +329,10 @@ impl Args {
             "--idle-http2-connections is for --scenario idle"
         );
         anyhow::ensure!(self.idle_http2_connections <= 10_000, "--idle-http2-connections must be <= 10000");
+        anyhow::ensure!(
+            self.idle_set_presence.is_none() || self.scenario == Scenario::Idle,
+            "--idle-set-presence is for --scenario idle"
+        );
         anyhow::ensure!(
             self.watch_presence == WatchPresence::Offline || self.mode == Mode::Put,
             "--watch-presence online is for --mode put"

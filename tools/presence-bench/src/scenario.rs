@@ -93,6 +93,7 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
     let errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();
     let timeout = a.sync_timeout_ms.to_string();
     let client_timeout = Duration::from_millis(a.sync_timeout_ms) + hs.req_timeout;
+    let set_presence = a.idle_set_presence.map(|p| p.as_str());
     // HTTP/1.1: one connection per poll. HTTP/2: the polls as streams over a few connections.
     let carriers: Vec<Hs> = (0..a.idle_http2_connections).map(|_| hs.http2()).collect::<anyhow::Result<_>>()?;
     let mut tasks = Vec::with_capacity(a.users);
@@ -107,7 +108,10 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
             tokio::time::sleep(start_after).await;
             loop {
                 opened.fetch_add(1, Ordering::Relaxed);
-                let q = [("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", IDLE_FILTER)];
+                let mut q = vec![("since", since.as_str()), ("timeout", timeout.as_str()), ("filter", IDLE_FILTER)];
+                if let Some(p) = set_presence {
+                    q.push(("set_presence", p));
+                }
                 let path = format!("{CS}/sync");
                 let call = hs.call(Method::GET, &path, Some(&token), &q, None, Some(client_timeout));
                 let r = tokio::select! { r = call => r, _ = stop.wait_for(|s| *s) => break };
@@ -149,6 +153,7 @@ pub async fn idle(hs: &Hs, a: &Args, s: &Setup) -> anyhow::Result<Outcome> {
         "header": header(a, s),
         "polls": a.users,
         "http2_connections": a.idle_http2_connections,
+        "set_presence": set_presence,
         "rss_kb_before_polls": before.rss_kb,
         "rss_kb_with_polls": start.rss_kb,
         "rss_kb_end": end.rss_kb,

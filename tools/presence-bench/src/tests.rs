@@ -230,6 +230,15 @@ fn http2_carriers_are_for_idle_polls_only() {
     assert!(args(&["--scenario", "idle", "--idle-http2-connections", "10001"]).validate().is_err());
 }
 
+#[test]
+fn the_idle_polls_presence_is_for_idle_polls_only() {
+    let idle = args(&["--scenario", "idle", "--idle-set-presence", "offline"]);
+    assert!(idle.validate().is_ok());
+    assert_eq!(idle.idle_set_presence.map(|p| p.as_str()), Some("offline"));
+    assert!(args(&["--scenario", "idle"]).idle_set_presence.is_none(), "unset: the polls send none");
+    assert!(args(&["--idle-set-presence", "offline"]).validate().is_err(), "not for the delivery run");
+}
+
 /// The generator's connections carry no TCP keep-alive timer (see `hs::client_builder`): with reqwest's
 /// default, an idle pooled connection shows timer 2 ("keepalive") in `/proc/net/tcp`.
 #[cfg(target_os = "linux")]
