@@ -85,17 +85,9 @@ impl Store {
         };
         migrator.run(&pool).await.context("running migrations")?;
         let writer = if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
-            let mut conn = AnyConnection::connect_with(&opts)
-                .await
-                .with_context(|| format!("connecting the writer to {}", redact(url)))?;
-            sqlite_pragmas(&mut conn, None).await.context("setting up the writer connection")?;
-            // A statement inside a transaction keeps an undo log of the pages it changes (its
-            // statement journal). On disk, each write transaction opened a temporary file and
-            // wrote those pages to it (issue #13: ~11 % of SQLite's thread at 166 status writes
-            // a second); in memory it is the few pages one statement changes. Only the writer:
-            // the pool's connections run the rare big reads, whose sorts may spill.
-            conn.execute("PRAGMA temp_store = MEMORY").await.context("setting up the writer connection")?;
-            Writer::Held(Arc::new(tokio::sync::Mutex::new(conn)))
+            let conn =
+                connect_writer(&opts).await.with_context(|| format!("connecting the writer to {}", redact(url)))?;
+            Writer::Held(Arc::new(HeldWriter { conn: Arc::new(tokio::sync::Mutex::new(conn)), opts }))
         } else {
             Writer::Pool(pool.clone())
         };
@@ -140,10 +132,62 @@ impl Store {
     pub(crate) async fn writer(&self) -> sqlx::Result<WriterConn> {
         let lease = match &self.writer {
             Writer::Pool(pool) => Lease::Pooled(pool.acquire().await?),
-            Writer::Held(conn) => Lease::Held(conn.clone().lock_owned().await),
+            Writer::Held(held) => {
+                let mut conn = held.conn.clone().lock_owned().await;
+                // Settled when the last lease ended, unless that failed.
+                settle_writer(&mut conn, &held.opts).await?;
+                Lease::Held(Some(conn), held.clone())
+            }
         };
         Ok(WriterConn { lease, backend: self.backend })
     }
+}
+
+/// The SQLite writer connection, set up (see [`Writer`]).
+async fn connect_writer(opts: &AnyConnectOptions) -> sqlx::Result<AnyConnection> {
+    let mut conn = AnyConnection::connect_with(opts).await?;
+    sqlite_pragmas(&mut conn, None).await?;
+    // A statement inside a transaction keeps an undo log of the pages it changes (its
+    // statement journal). On disk, each write transaction opened a temporary file and
+    // wrote those pages to it (issue #13: ~11 % of SQLite's thread at 166 status writes
+    // a second); in memory it is the few pages one statement changes. Only the writer:
+    // the pool's connections run the rare big reads, whose sorts may spill.
+    conn.execute("PRAGMA temp_store = MEMORY").await?;
+    Ok(conn)
+}
+
+/// Leave the writer connection out of any transaction: one left inside a transaction that
+/// nothing will end ([`out_of_transaction`]) is closed, which rolls it back, and opened again.
+async fn settle_writer(conn: &mut AnyConnection, opts: &AnyConnectOptions) -> sqlx::Result<()> {
+    if out_of_transaction(conn).await? {
+        return Ok(());
+    }
+    tracing::warn!("the writer connection was left in a transaction; it is closed and opened again");
+    let fresh = connect_writer(opts).await?;
+    let _ = std::mem::replace(conn, fresh).close().await;
+    Ok(())
+}
+
+/// Whether a connection coming back from a use is out of any transaction, so the next use
+/// starts clean; false: it is inside one that nothing will end, and must be closed (which
+/// rolls it back).
+///
+/// A `Transaction` dropped without commit or rollback queues its rollback on the
+/// connection: the ping waits for it. What no rollback is queued for is a `BEGIN IMMEDIATE`
+/// cancelled half-way: sqlx's SQLite driver checks a custom `BEGIN` with one more round trip
+/// to the connection's thread after the thread has begun, and a future dropped in between
+/// (a client that hangs up, a peer whose server restarts) leaves the connection in a
+/// transaction with no `Transaction` to end it. Left alone, it holds SQLite's write lock:
+/// every other write waits the whole busy timeout and fails, anything later run on the
+/// connection joins the transaction and is never committed, and its next `BEGIN` is refused
+/// (a federation test's invite failed so in CI: `database is locked`, then `attempted to
+/// call begin_with at non-zero transaction depth`).
+async fn out_of_transaction(conn: &mut AnyConnection) -> sqlx::Result<bool> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 async fn begin_on(pool: &AnyPool, backend: Backend) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
@@ -169,13 +213,22 @@ fn begin_statement(backend: Backend) -> &'static str {
 /// (issue #13: returning the writer to its pool was 3 % of the server's CPU in a profile at
 /// 166 status writes a second). A transaction dropped half-way leaves nothing behind: it
 /// queues its rollback on the connection's thread, ahead of the next command (test
-/// `a_dropped_writer_transaction_is_rolled_back_before_the_next_write`).
+/// `a_dropped_writer_transaction_is_rolled_back_before_the_next_write`); a `BEGIN` cancelled
+/// half-way, which queues none, is found when the writer is next taken, and the connection
+/// replaced ([`out_of_transaction`]).
 ///
 /// On PostgreSQL (and an in-memory SQLite database, which is per connection) it is the pool.
 #[derive(Clone)]
 enum Writer {
     Pool(AnyPool),
-    Held(Arc<tokio::sync::Mutex<AnyConnection>>),
+    Held(Arc<HeldWriter>),
+}
+
+/// The one SQLite writer connection, and how to open it again when it must be replaced
+/// (see [`out_of_transaction`]).
+struct HeldWriter {
+    conn: Arc<tokio::sync::Mutex<AnyConnection>>,
+    opts: AnyConnectOptions,
 }
 
 /// The writer connection while one write path has it (see [`Writer`]).
@@ -186,7 +239,29 @@ pub(crate) struct WriterConn {
 
 enum Lease {
     Pooled(PoolConnection<sqlx::Any>),
-    Held(tokio::sync::OwnedMutexGuard<AnyConnection>),
+    /// `None` only once dropped (see [`WriterConn`]'s `Drop`).
+    Held(Option<tokio::sync::OwnedMutexGuard<AnyConnection>>, Arc<HeldWriter>),
+}
+
+const TAKEN: &str = "the writer connection is taken only when its lease ends";
+
+/// A lease that ends with the writer inside a transaction keeps the writer until that is
+/// settled ([`settle_writer`]): the next write must not wait behind it, nor join it. Nothing
+/// is done for a lease that ends cleanly (the common case: one atomic load).
+impl Drop for WriterConn {
+    fn drop(&mut self) {
+        let Lease::Held(slot, held) = &mut self.lease else { return };
+        if !slot.as_deref().is_some_and(Connection::is_in_transaction) {
+            return;
+        }
+        let (Some(mut conn), Ok(rt)) = (slot.take(), tokio::runtime::Handle::try_current()) else { return };
+        let held = held.clone();
+        rt.spawn(async move {
+            if let Err(e) = settle_writer(&mut conn, &held.opts).await {
+                tracing::warn!(error = %e, "could not end the writer connection's transaction; retried on its next use");
+            }
+        });
+    }
 }
 
 impl WriterConn {
@@ -202,7 +277,7 @@ impl std::ops::Deref for WriterConn {
     fn deref(&self) -> &AnyConnection {
         match &self.lease {
             Lease::Pooled(c) => c,
-            Lease::Held(c) => c,
+            Lease::Held(c, _) => c.as_deref().expect(TAKEN),
         }
     }
 }
@@ -211,7 +286,7 @@ impl std::ops::DerefMut for WriterConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.lease {
             Lease::Pooled(c) => c,
-            Lease::Held(c) => c,
+            Lease::Held(c, _) => c.as_deref_mut().expect(TAKEN),
         }
     }
 }
@@ -238,6 +313,8 @@ fn pool_options(backend: Backend, max: u32, cache_kib: Option<i64>) -> AnyPoolOp
         // broken connection is still found: sqlx pings each connection when it goes back
         // to the pool (after the query, off the request's path) and closes it if that fails.
         .test_before_acquire(false)
+        // A connection left in a transaction is closed, not handed out again.
+        .after_release(|conn, _| Box::pin(out_of_transaction(conn)))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -343,6 +420,54 @@ mod tests {
             .await
             .expect("the next write was committed");
         assert_eq!(seen, 7, "the dropped transaction's row was rolled back");
+        remove(store, dir);
+    }
+
+    /// A `BEGIN IMMEDIATE` cancelled half-way (a client that hangs up, a peer's request
+    /// dropped when its server restarts) must not leave its connection in a transaction
+    /// nobody can end: sqlx's SQLite driver checks a custom `BEGIN` with one more round trip
+    /// after the worker has begun, and a future dropped there has no `Transaction` to roll
+    /// back. Such a connection holds the write lock, so every other write waits the whole
+    /// busy timeout and fails, and the next `begin` on it is refused.
+    #[tokio::test]
+    async fn a_begin_cancelled_half_way_leaves_no_transaction_open() {
+        let (store, dir) = sqlite_store().await;
+        for i in 0..400u64 {
+            let wait = std::time::Duration::from_micros(i % 200);
+            if i % 2 == 0 {
+                let _ = tokio::time::timeout(wait, store.begin()).await;
+            } else {
+                let _ = tokio::time::timeout(wait, async {
+                    let mut conn = store.writer().await?;
+                    conn.begin().await.map(|_| ())
+                })
+                .await;
+            }
+            // Both write paths still begin and commit at once, every time.
+            let write = async {
+                let mut tx = store.begin().await?;
+                sqlx::query(
+                    "INSERT INTO stream_reservation (id, reserved_up_to) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET reserved_up_to = excluded.reserved_up_to",
+                )
+                .bind(i as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let mut conn = store.writer().await?;
+                let tx = conn.begin().await?;
+                tx.commit().await
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(2), write)
+                .await
+                .unwrap_or_else(|_| panic!("round {i}: a write waited on a transaction left open"))
+                .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        }
+        let seen: i64 = sqlx::query_scalar("SELECT reserved_up_to FROM stream_reservation WHERE id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("read");
+        assert_eq!(seen, 399, "every round's write was committed");
         remove(store, dir);
     }
 
