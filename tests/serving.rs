@@ -516,3 +516,89 @@ async fn large_bodies_arrive_whole() {
     assert_eq!(got.status(), 200);
     assert!(got.bytes().await.unwrap() == data, "the same bytes back");
 }
+
+/// Another connection holds the database's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL:
+/// the `events` table locked against writes) until [`WriteLock::release`].
+enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    async fn take(database_url: &str) -> Self {
+        use sqlx::{Connection, Executor};
+        if database_url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(database_url).await.expect("connect");
+            c.execute("BEGIN").await.expect("begin");
+            c.execute("LOCK TABLE events IN EXCLUSIVE MODE").await.expect("lock");
+            Self::Postgres(c)
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("connect");
+            c.execute("BEGIN IMMEDIATE").await.expect("begin immediate");
+            Self::Sqlite(c)
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Executor;
+        match self {
+            Self::Sqlite(mut c) => c.execute("COMMIT").await.map(|_| ()),
+            Self::Postgres(mut c) => c.execute("COMMIT").await.map(|_| ()),
+        }
+        .expect("commit");
+    }
+}
+
+/// A write whose client hangs up while the write waits (here: for the database's write lock)
+/// is still done whole (`src/api/completion.rs`): the message is stored, reaches `/sync`, and
+/// the client's retry with the same transaction id is answered with that event, not a second
+/// one. Dropped with its client instead, the write would be lost or, dropped after its
+/// commit, stored but never delivered.
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_is_still_done_whole() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let room = app.create_room(&alice, serde_json::json!({})).await;
+    let since = app.sync(&alice, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
+    let addr = app.running.as_ref().unwrap().addr;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/left-early", common::enc(&room));
+    let body = serde_json::json!({"msgtype": "m.text", "body": "sent by a client that hung up"}).to_string();
+
+    let lock = WriteLock::take(&app.running.as_ref().unwrap().state.config.database_url).await;
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        alice.token,
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    // The handler is waiting for the lock; the client gives up and closes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.release().await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let delivered = loop {
+        let v = app.sync(&alice, &format!("since={since}&timeout=1000")).await;
+        let events = v["rooms"]["join"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        let sent: Vec<serde_json::Value> =
+            events.into_iter().filter(|e| e["content"]["body"] == "sent by a client that hung up").collect();
+        if !sent.is_empty() {
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            break sent[0]["event_id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the hung-up client's message never reached /sync");
+    };
+    let (status, v) = app.put(&path, Some(&alice.token), serde_json::from_str(&body).unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["event_id"], delivered.as_str(), "the retry is answered with the stored event");
+    let (status, v) = app
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", common::enc(&room)), Some(&alice.token))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let copies =
+        v["chunk"].as_array().unwrap().iter().filter(|e| e["content"]["body"] == "sent by a client that hung up");
+    assert_eq!(copies.count(), 1, "one message, not two");
+}

@@ -39,6 +39,7 @@ use crate::error::MatrixError;
 
 pub mod admin;
 pub mod client;
+pub mod completion;
 pub mod cors;
 pub mod extract;
 pub mod federation;

@@ -76,8 +76,28 @@ fn edge(app: Router, req: axum::extract::Request) -> impl Future<Output = Result
         crate::api::cors::add_headers(resp.headers_mut());
         return Either::Left(std::future::ready(Ok(resp)));
     }
-    let mut routed = tower::ServiceExt::oneshot(app, req);
-    Either::Right(async move {
+    let writes = crate::api::completion::runs_to_completion(req.method());
+    let routed = tower::ServiceExt::oneshot(app, req);
+    if writes {
+        // Its own task, started now, so a client that hangs up cannot drop it half-way
+        // (`src/api/completion.rs`); the connection holds only the wait for it.
+        let handler = async move {
+            let Ok(resp) = answered(routed).await;
+            resp
+        };
+        return Either::Right(Either::Right(crate::api::completion::to_completion(handler)));
+    }
+    Either::Right(Either::Left(answered(routed)))
+}
+
+/// The routed request's answer, as a Matrix error where it is not one yet, with the CORS
+/// headers. A plain function returning an `async move` block, which holds the router's future
+/// once and awaits it where it lies (an `async fn` would keep its argument twice).
+#[allow(clippy::manual_async_fn)] // the `async` block is the point (see above)
+fn answered(
+    mut routed: tower::util::Oneshot<Router, axum::extract::Request>,
+) -> impl Future<Output = Result<Response, Infallible>> + Send {
+    async move {
         let resp = (&mut routed).await?;
         let mut resp = if crate::api::guard::is_matrix_answer(&resp) {
             resp
@@ -86,7 +106,7 @@ fn edge(app: Router, req: axum::extract::Request) -> impl Future<Output = Result
         };
         crate::api::cors::add_headers(resp.headers_mut());
         Ok(resp)
-    })
+    }
 }
 
 /// Pending connections the kernel queues for the accept loop (Linux caps it at

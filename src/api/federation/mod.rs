@@ -85,6 +85,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<Option<FederationListener>
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let app = routes()
+        .layer(axum::middleware::from_fn(crate::api::completion::middleware))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone())
         .into_make_service_with_connect_info::<SocketAddr>();
