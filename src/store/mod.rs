@@ -214,8 +214,8 @@ fn begin_statement(backend: Backend) -> &'static str {
 /// 166 status writes a second). A transaction dropped half-way leaves nothing behind: it
 /// queues its rollback on the connection's thread, ahead of the next command (test
 /// `a_dropped_writer_transaction_is_rolled_back_before_the_next_write`); a `BEGIN` cancelled
-/// half-way, which queues none, is found when the writer is next taken, and the connection
-/// replaced ([`out_of_transaction`]).
+/// half-way, which queues none, is found as its lease ends (or, should ending it fail, when
+/// the writer is next taken), and the connection replaced ([`settle_writer`]).
 ///
 /// On PostgreSQL (and an in-memory SQLite database, which is per connection) it is the pool.
 #[derive(Clone)]
