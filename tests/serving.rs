@@ -549,14 +549,22 @@ impl WriteLock {
     }
 }
 
+/// How a client gives up on a request it has sent.
+#[derive(Clone, Copy, Debug)]
+enum HangUp {
+    /// HTTP/1.1: the socket is closed.
+    CloseHttp1,
+    /// HTTP/2 (prior knowledge): the request is dropped, which resets its stream, then the
+    /// connection is closed.
+    ResetHttp2,
+}
+
 /// A write whose client hangs up while the write waits (here: for the database's write lock)
 /// is still done whole (`src/api/completion.rs`): the message is stored, reaches `/sync`, and
 /// the client's retry with the same transaction id is answered with that event, not a second
 /// one. Dropped with its client instead, the write would be lost or, dropped after its
 /// commit, stored but never delivered.
-#[tokio::test]
-async fn a_write_whose_client_hangs_up_is_still_done_whole() {
-    let app = TestApp::spawn().await;
+async fn a_write_survives_its_client_hanging_up(app: TestApp, hang_up: HangUp) {
     let alice = app.register("alice").await;
     let room = app.create_room(&alice, serde_json::json!({})).await;
     let since = app.sync(&alice, "timeout=0").await["next_batch"].as_str().unwrap().to_owned();
@@ -565,17 +573,35 @@ async fn a_write_whose_client_hangs_up_is_still_done_whole() {
     let body = serde_json::json!({"msgtype": "m.text", "body": "sent by a client that hung up"}).to_string();
 
     let lock = WriteLock::take(&app.running.as_ref().unwrap().state.config.database_url).await;
-    let request = format!(
-        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{body}",
-        alice.token,
-        body.len()
-    );
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    // The handler is waiting for the lock; the client gives up and closes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(s);
+    match hang_up {
+        HangUp::CloseHttp1 => {
+            let request = format!(
+                "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                alice.token,
+                body.len()
+            );
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            // The handler is waiting for the lock; the client gives up and closes.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(s);
+        }
+        HangUp::ResetHttp2 => {
+            let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+            let send = client
+                .put(format!("http://{addr}{path}"))
+                .bearer_auth(&alice.token)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send();
+            let sent = tokio::spawn(send);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sent.abort();
+            assert!(sent.await.unwrap_err().is_cancelled(), "the request was still waiting");
+            drop(client);
+        }
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     lock.release().await;
 
@@ -601,4 +627,24 @@ async fn a_write_whose_client_hangs_up_is_still_done_whole() {
     let copies =
         v["chunk"].as_array().unwrap().iter().filter(|e| e["content"]["body"] == "sent by a client that hung up");
     assert_eq!(copies.count(), 1, "one message, not two");
+}
+
+/// [`a_write_survives_its_client_hanging_up`] on our HTTP/1 driver, which drops a request
+/// whose client closes (so that a long-poll ends).
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_is_still_done_whole() {
+    a_write_survives_its_client_hanging_up(TestApp::spawn().await, HangUp::CloseHttp1).await;
+}
+
+/// The same on hyper's HTTP/1 connection (`http1_driver = "hyper"`).
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_is_still_done_whole_on_hyper_http1() {
+    let app = TestApp::spawn_with(|c| c.http1_driver = seed::config::Http1Driver::Hyper).await;
+    a_write_survives_its_client_hanging_up(app, HangUp::CloseHttp1).await;
+}
+
+/// The same over HTTP/2, where the client's reset of the stream drops the request.
+#[tokio::test]
+async fn a_write_whose_http2_stream_is_reset_is_still_done_whole() {
+    a_write_survives_its_client_hanging_up(TestApp::spawn().await, HangUp::ResetHttp2).await;
 }
