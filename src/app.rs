@@ -361,18 +361,24 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let http1 = crate::api::serve::Http1Options::from_config(&config);
+    // Both listeners count the writes a client left running against one limit.
+    let detached = crate::api::completion::Detached::new(config.max_detached_writes_per_client);
     let state = Services::build(config).await?;
     let metrics_task = metrics_listener.map(|l| {
         let app = crate::api::metrics::router(state.clone());
         tokio::spawn(crate::api::serve::serve(l, app, http1, std::future::pending()))
     });
     let app = crate::api::router(state.clone()).merge(crate::api::federation::well_known_routes(state.clone()));
-    let federation = crate::api::federation::serve(state.clone()).await?;
+    let federation = crate::api::federation::serve(state.clone(), detached.clone()).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task =
-        tokio::spawn(crate::api::serve::serve(listener, crate::api::serve::edge_service(app), http1, async move {
+    let task = tokio::spawn(crate::api::serve::serve(
+        listener,
+        crate::api::serve::edge_service(app, detached),
+        http1,
+        async move {
             let _ = rx.await;
-        }));
+        },
+    ));
     Ok(Running { addr, metrics_addr, metrics_task, state, shutdown: tx, task, federation })
 }
 

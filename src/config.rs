@@ -63,6 +63,9 @@ pub struct Config {
     pub presence_flush_interval_ms: u64,
     /// Lifetime of an MSC2753 peek; the client renews it by peeking again before it ends.
     pub peek_expiry_ms: i64,
+    /// Writes a client (an access token, else an address) may leave running after hanging
+    /// up; its next write is refused `429` while it has this many (0 = unlimited).
+    pub max_detached_writes_per_client: u32,
     /// `/peek` requests allowed per second per user (0 = unlimited).
     pub peek_rate_per_second: u32,
     /// Burst size for the `/peek` rate limit.
@@ -181,6 +184,7 @@ impl Default for Config {
             presence_publish_window_ms: 200,
             presence_flush_interval_ms: 1_000,
             peek_expiry_ms: 3_600_000,
+            max_detached_writes_per_client: 32,
             peek_rate_per_second: 2,
             peek_rate_burst: 20,
             presence_mobile_grace_ms: 3_600_000,
@@ -416,6 +420,10 @@ pub struct Cli {
     #[arg(long, env = "SEED_PEEK_EXPIRY_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peek_expiry_ms: Option<i64>,
+    /// Writes a client may leave running after hanging up, 0 = unlimited [default: 32]
+    #[arg(long, env = "SEED_MAX_DETACHED_WRITES_PER_CLIENT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_detached_writes_per_client: Option<u32>,
     /// /peek requests per second per user, 0 = unlimited [default: 2]
     #[arg(long, env = "SEED_PEEK_RATE_PER_SECOND")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -648,3 +648,63 @@ async fn a_write_whose_client_hangs_up_is_still_done_whole_on_hyper_http1() {
 async fn a_write_whose_http2_stream_is_reset_is_still_done_whole() {
     a_write_survives_its_client_hanging_up(TestApp::spawn().await, HangUp::ResetHttp2).await;
 }
+
+/// What a client may leave running is bounded (`max_detached_writes_per_client`): at the
+/// limit its next write is refused at once with `429 M_LIMIT_EXCEEDED` and `retry_after_ms`,
+/// other clients' writes are not, and once its write ends it may write again.
+#[tokio::test]
+async fn a_client_may_leave_only_so_many_writes_running() {
+    let app = TestApp::spawn_with(|c| c.max_detached_writes_per_client = 1).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let alices = app.create_room(&alice, serde_json::json!({})).await;
+    let bobs = app.create_room(&bob, serde_json::json!({})).await;
+    let addr = app.running.as_ref().unwrap().addr;
+    let send =
+        |room: &str, txn: &str| format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", common::enc(room));
+    let body = serde_json::json!({"msgtype": "m.text", "body": "hi"});
+
+    let lock = WriteLock::take(&app.running.as_ref().unwrap().state.config.database_url).await;
+    // Alice's write waits for the lock; she hangs up.
+    let text = body.to_string();
+    let request = format!(
+        "PUT {} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{text}",
+        send(&alices, "left"),
+        alice.token,
+        text.len()
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Her next write is refused at once, lock or not.
+    let (status, v) = app.put(&send(&alices, "next"), Some(&alice.token), body.clone()).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["errcode"], "M_LIMIT_EXCEEDED", "{v}");
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{v}");
+    // Bob's is taken: it waits for the lock like any write, and is answered once it is free.
+    let bobs_write = {
+        let (http, url, token) = (app.http.clone(), format!("{}{}", app.base, send(&bobs, "b1")), bob.token.clone());
+        let body = body.clone();
+        tokio::spawn(async move { http.put(url).bearer_auth(token).json(&body).send().await.map(|r| r.status()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!bobs_write.is_finished(), "bob's write waits for the lock, it is not refused");
+    lock.release().await;
+    assert_eq!(bobs_write.await.unwrap().unwrap(), 200);
+
+    // Once her write has ended she may write again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, v) = app.put(&send(&alices, "next"), Some(&alice.token), body.clone()).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{v}");
+        assert!(std::time::Instant::now() < deadline, "still refused after her write ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -71,7 +71,10 @@ impl FederationListener {
 }
 
 /// Start the TLS listener when federation is enabled.
-pub async fn serve(state: AppState) -> anyhow::Result<Option<FederationListener>> {
+pub async fn serve(
+    state: AppState,
+    detached: std::sync::Arc<crate::api::completion::Detached>,
+) -> anyhow::Result<Option<FederationListener>> {
     let fed = &state.federation;
     if !fed.enabled() {
         return Ok(None);
@@ -85,7 +88,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<Option<FederationListener>
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let app = routes()
-        .layer(axum::middleware::from_fn(crate::api::completion::middleware))
+        .layer(axum::middleware::from_fn_with_state(detached, crate::api::completion::middleware))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone())
         .into_make_service_with_connect_info::<SocketAddr>();
