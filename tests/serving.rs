@@ -549,6 +549,20 @@ impl WriteLock {
     }
 }
 
+/// Send `PUT path` with a JSON `body` over HTTP/1.1, give the handler 500 ms to start (and
+/// wait, here for a lock), then close the socket without reading the answer.
+async fn put_then_hang_up(addr: std::net::SocketAddr, path: &str, token: &str, body: &str) {
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+}
+
 /// How a client gives up on a request it has sent.
 #[derive(Clone, Copy, Debug)]
 enum HangUp {
@@ -574,19 +588,7 @@ async fn a_write_survives_its_client_hanging_up(app: TestApp, hang_up: HangUp) {
 
     let lock = WriteLock::take(&app.running.as_ref().unwrap().state.config.database_url).await;
     match hang_up {
-        HangUp::CloseHttp1 => {
-            let request = format!(
-                "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
-                 content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                alice.token,
-                body.len()
-            );
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            // The handler is waiting for the lock; the client gives up and closes.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            drop(s);
-        }
+        HangUp::CloseHttp1 => put_then_hang_up(addr, &path, &alice.token, &body).await,
         HangUp::ResetHttp2 => {
             let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
             let send = client
@@ -666,18 +668,7 @@ async fn a_client_may_leave_only_so_many_writes_running() {
 
     let lock = WriteLock::take(&app.running.as_ref().unwrap().state.config.database_url).await;
     // Alice's write waits for the lock; she hangs up.
-    let text = body.to_string();
-    let request = format!(
-        "PUT {} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{text}",
-        send(&alices, "left"),
-        alice.token,
-        text.len()
-    );
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(s);
+    put_then_hang_up(addr, &send(&alices, "left"), &alice.token, &body.to_string()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Her next write is refused at once, lock or not.

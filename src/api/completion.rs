@@ -63,17 +63,7 @@ impl Detached {
     /// The client a request comes from: its access token (`Authorization: Bearer` or the
     /// `access_token` query parameter), else the peer's IP address.
     pub fn client_of(&self, req: &Request) -> u64 {
-        let bearer = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let query_token = || {
-            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-                .find(|(k, _)| k == "access_token")
-                .map(|(_, v)| v.into_owned())
-        };
-        match bearer.map(str::to_owned).or_else(query_token) {
+        match crate::api::extract::access_token_in(req.headers(), req.uri()) {
             Some(token) => self.hasher.hash_one(("token", token)),
             None => self.peer_of(req),
         }
@@ -88,8 +78,10 @@ impl Detached {
 
     /// Refuse a new write from `client` while it has `limit` writes running without it.
     pub fn admit(&self, client: u64) -> Result<(), MatrixError> {
-        let running = self.running.lock().get(&client).copied().unwrap_or(0);
-        if self.limit > 0 && running >= self.limit {
+        if self.limit == 0 {
+            return Ok(());
+        }
+        if self.running(client) >= self.limit {
             return Err(MatrixError::LimitExceeded { retry_after_ms: RETRY_AFTER_MS });
         }
         Ok(())

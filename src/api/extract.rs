@@ -123,12 +123,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MatrixJson<T> {
 pub struct Auth(pub Session);
 
 pub fn access_token(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    access_token_in(&parts.headers, &parts.uri)
+}
+
+/// The access token a request carries (`Authorization: Bearer`, else the `access_token`
+/// query parameter), from its head.
+pub fn access_token_in(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    if let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(t) = h.strip_prefix("Bearer ") {
             return Some(t.trim().to_owned());
         }
     }
-    let query = parts.uri.query()?;
+    let query = uri.query()?;
     url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
 }
 

@@ -376,6 +376,14 @@ mod tests {
         (Store::connect(&url, 2).await.expect("connect"), dir)
     }
 
+    /// The committed `stream_reservation` row, as the pool reads it.
+    async fn reserved(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT reserved_up_to FROM stream_reservation WHERE id = 1")
+            .fetch_one(&store.pool)
+            .await
+            .expect("the reservation row")
+    }
+
     fn remove(store: Store, dir: std::path::PathBuf) {
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
@@ -415,11 +423,7 @@ mod tests {
             // Dropped here: neither committed nor rolled back.
         }
         store.reserve_stream_positions(7).await.expect("the writer works again");
-        let seen: i64 = sqlx::query_scalar("SELECT reserved_up_to FROM stream_reservation WHERE id = 1")
-            .fetch_one(&store.pool)
-            .await
-            .expect("the next write was committed");
-        assert_eq!(seen, 7, "the dropped transaction's row was rolled back");
+        assert_eq!(reserved(&store).await, 7, "the dropped transaction's row was rolled back");
         remove(store, dir);
     }
 
@@ -463,11 +467,7 @@ mod tests {
                 .unwrap_or_else(|_| panic!("round {i}: a write waited on a transaction left open"))
                 .unwrap_or_else(|e| panic!("round {i}: {e}"));
         }
-        let seen: i64 = sqlx::query_scalar("SELECT reserved_up_to FROM stream_reservation WHERE id = 1")
-            .fetch_one(&store.pool)
-            .await
-            .expect("read");
-        assert_eq!(seen, 399, "every round's write was committed");
+        assert_eq!(reserved(&store).await, 399, "every round's write was committed");
         remove(store, dir);
     }
 
